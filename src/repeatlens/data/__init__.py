@@ -1,0 +1,1 @@
+"""Data: corpus loaders, tokenizer, token pools and the repetition mixture."""

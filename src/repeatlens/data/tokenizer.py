@@ -1,0 +1,241 @@
+"""Byte-level BPE tokenizers: train, save, load, encode, and hand to TransformerLens.
+
+Every tokenizer repeatlens trains is byte-level BPE (GPT-2 style): text is mapped to its
+UTF-8 bytes before merging, so any string round-trips exactly through encode/decode and no
+input is ever unknown. The one special token, :data:`BOS_TOKEN` (``<|endoftext|>``), has
+id 0 and serves as BOS, EOS and PAD, as in GPT-2. :func:`encode_stream` places it before
+every document, so documents in a flat token stream are separated by id 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tqdm.auto import tqdm
+
+from repeatlens.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
+BOS_TOKEN = "<|endoftext|>"
+"""The single special token: BOS, EOS and PAD at once; id 0 in every tokenizer we train."""
+
+MIN_VOCAB_SIZE = 256 + 1 + 1
+"""256 byte tokens + :data:`BOS_TOKEN` + at least one merge."""
+
+_ENCODE_BATCH = 256
+
+
+def train_bpe(
+    documents: Iterable[str], vocab_size: int, min_frequency: int = 2, progress: bool = False
+) -> Tokenizer:
+    """Train a byte-level BPE tokenizer on a stream of documents.
+
+    The vocabulary holds :data:`BOS_TOKEN` at id 0, then the 256 byte tokens, then merges
+    in the order learned. On a small corpus the final vocabulary may be smaller than
+    ``vocab_size`` (no pair left with ``min_frequency`` occurrences). Training is
+    deterministic: the same documents give the same tokenizer (see :func:`tokenizer_hash`).
+
+    Args:
+        documents: The training texts, streamed once.
+        vocab_size: Target vocabulary size including the special token; at least
+            :data:`MIN_VOCAB_SIZE` (258).
+        min_frequency: A pair must occur at least this often to be merged.
+        progress: Show the trainer's progress bar.
+
+    Returns:
+        The trained tokenizer.
+
+    Raises:
+        ConfigError: ``vocab_size`` is not an integer of at least 258.
+    """
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB_SIZE:
+        raise ConfigError(
+            f"data.vocab_size: {vocab_size!r} is too small; byte-level BPE needs at least "
+            f"{MIN_VOCAB_SIZE} (256 bytes + {BOS_TOKEN} + 1 merge)"
+        )
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[BOS_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=progress,
+    )
+    tok.train_from_iterator(documents, trainer=trainer)
+    return tok
+
+
+def bos_id(tok: Tokenizer) -> int:
+    """Return the id of :data:`BOS_TOKEN` in ``tok`` (0 for every tokenizer we train).
+
+    Raises:
+        DataError: ``tok`` has no :data:`BOS_TOKEN`.
+    """
+    token_id = tok.token_to_id(BOS_TOKEN)
+    if token_id is None:
+        raise DataError(f"tokenizer has no {BOS_TOKEN} token; train it with repeatlens")
+    return token_id
+
+
+def save_tokenizer(tok: Tokenizer, path: str | os.PathLike) -> Path:
+    """Write ``tok`` as tokenizers JSON, atomically (temp file, then ``os.replace``).
+
+    Args:
+        tok: The tokenizer.
+        path: Destination file; missing parent folders are created.
+
+    Returns:
+        The destination path.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(tok.to_str())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
+    """Load a tokenizer written by :func:`save_tokenizer` (any tokenizers JSON file).
+
+    Raises:
+        DataError: The file is missing, is not tokenizers JSON, or lacks :data:`BOS_TOKEN`.
+    """
+    src = Path(path)
+    if not src.is_file():
+        raise DataError(f"tokenizer: no file at '{src}'")
+    try:
+        tok = Tokenizer.from_file(str(src))
+    except Exception as exc:  # tokenizers raises a bare Exception for every parse error
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"tokenizer: '{src}' is not a valid tokenizer JSON file ({reason})") from None
+    if tok.token_to_id(BOS_TOKEN) is None:
+        raise DataError(f"tokenizer: '{src}' has no {BOS_TOKEN} token; train it with repeatlens")
+    return tok
+
+
+def token_dtype(tok: Tokenizer, dtype: np.dtype | type | str = np.uint16) -> np.dtype:
+    """Return ``dtype``, widened to uint32 when the vocabulary does not fit in it.
+
+    Args:
+        tok: The tokenizer whose ids will be stored.
+        dtype: The preferred unsigned integer dtype.
+
+    Returns:
+        ``dtype`` if every id of ``tok`` fits, else ``uint32``.
+    """
+    wanted = np.dtype(dtype)
+    if np.iinfo(wanted).max < tok.get_vocab_size() - 1:
+        return np.dtype(np.uint32)
+    return wanted
+
+
+def _batches(documents: Iterable[str], size: int) -> Iterator[list[str]]:
+    it = iter(documents)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
+
+
+def encode_stream(
+    tok: Tokenizer,
+    documents: Iterable[str],
+    dtype: np.dtype | type | str = np.uint16,
+    progress: bool = False,
+) -> np.ndarray:
+    """Encode documents into one flat array of ids, :data:`BOS_TOKEN` before each one.
+
+    The layout is ``[BOS, doc0..., BOS, doc1..., ...]``: id ``bos_id(tok)`` (0) opens
+    every document, so it also separates consecutive documents.
+
+    Args:
+        tok: The tokenizer.
+        documents: The texts, streamed and encoded in batches.
+        dtype: Preferred id dtype; widened to uint32 automatically when the vocabulary has
+            more than 65536 entries, so read the dtype from the returned array.
+        progress: Show a tqdm bar counting documents.
+
+    Returns:
+        A 1-D array of token ids (empty when there are no documents).
+    """
+    bos = bos_id(tok)
+    out_dtype = token_dtype(tok, dtype)
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+    parts: list[np.ndarray] = []
+    with tqdm(desc="tokenizing", unit="doc", disable=not progress) as bar:
+        for batch in _batches(documents, _ENCODE_BATCH):
+            ids = [e.ids for e in encode(batch, add_special_tokens=False)]
+            count = sum(map(len, ids)) + len(ids)
+            flat = itertools.chain.from_iterable(itertools.chain((bos,), doc) for doc in ids)
+            parts.append(np.fromiter(flat, dtype=out_dtype, count=count))
+            bar.update(len(batch))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=out_dtype)
+
+
+def hf_tokenizer(tok_or_path: Tokenizer | str | os.PathLike) -> PreTrainedTokenizerFast:
+    """Wrap a tokenizer for Hugging Face / TransformerLens, fully offline.
+
+    The wrapper prepends :data:`BOS_TOKEN` when encoding and uses it as bos, eos, pad and
+    unk token, so ``HookedTransformer(cfg, tokenizer=hf_tokenizer(tok))`` gives a working
+    ``model.to_tokens`` (one BOS, id 0, in front) and ``model.to_string`` without any
+    download. ``tok`` itself is not modified.
+
+    Args:
+        tok_or_path: A tokenizer, or the path of one saved by :func:`save_tokenizer`.
+
+    Returns:
+        A ``transformers.PreTrainedTokenizerFast``.
+
+    Raises:
+        DataError: ``transformers`` is not installed, or the path is not a tokenizer.
+    """
+    try:
+        from transformers import PreTrainedTokenizerFast
+    except ImportError:
+        raise DataError(
+            "hf_tokenizer needs the 'transformers' package; pip install 'repeatlens[hf]'"
+        ) from None
+    if isinstance(tok_or_path, Tokenizer):
+        tok = Tokenizer.from_str(tok_or_path.to_str())
+    else:
+        tok = load_tokenizer(tok_or_path)
+    bos = bos_id(tok)
+    # Prepending BOS in the post-processor, and saying so with add_bos_token (plus the
+    # name_or_path that TransformerLens reads), makes TransformerLens use this tokenizer
+    # as is instead of re-fetching it from the hub.
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS_TOKEN} $A", pair=f"{BOS_TOKEN} $A {BOS_TOKEN} $B", special_tokens=[(BOS_TOKEN, bos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        name_or_path="repeatlens-bpe",
+        bos_token=BOS_TOKEN,
+        eos_token=BOS_TOKEN,
+        pad_token=BOS_TOKEN,
+        unk_token=BOS_TOKEN,
+        add_bos_token=True,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def tokenizer_hash(tok: Tokenizer) -> str:
+    """Return a short hex digest (16 chars of sha256) of the tokenizer's JSON."""
+    return hashlib.sha256(tok.to_str().encode("utf-8")).hexdigest()[:16]

@@ -1,0 +1,280 @@
+"""Corpus loaders: every source kind yields the right documents; bad input is a DataError."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from repeatlens.data import corpus
+from repeatlens.data.corpus import BUNDLED, corpus_fingerprint, iter_documents, load_token_bin
+from repeatlens.errors import DataError
+
+
+def write_jsonl(path: Path, rows: list[dict], gz: bool = False) -> Path:
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def write_parquet(path: Path, columns: dict[str, list]) -> Path:
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def raises_one_line(match: str, fn, *args, **kwargs) -> str:
+    """Call ``fn`` (draining it if it returns an iterator); expect a one-line DataError."""
+    with pytest.raises(DataError, match=match) as info:
+        result = fn(*args, **kwargs)
+        if hasattr(result, "__next__"):
+            list(result)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+# --- sources -------------------------------------------------------------------------
+
+
+def test_bundled_shakespeare_has_42_works_with_hamlet():
+    docs = list(iter_documents("shakespeare"))
+    assert len(docs) == 42
+    assert any("To be, or not to be" in d for d in docs)
+    assert BUNDLED["shakespeare"].name == "shakespeare.jsonl.gz"
+
+
+def test_text_file_is_one_document_exactly(tmp_path):
+    text = "Ünïcödé line\n\ttabbed  line\r\nend 😀"
+    path = tmp_path / "a.txt"
+    path.write_bytes(text.encode("utf-8"))
+    assert list(iter_documents(path)) == [text]
+    assert list(iter_documents(str(path), format="text")) == [text]
+
+
+def test_text_file_splits_at_endoftext_across_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "_CHUNK_BYTES", 2)  # BOM, separators and multibyte chars straddle chunks
+    path = tmp_path / "dump.txt"
+    path.write_text("\ufefffirst é doc<|endoftext|>second 😀<|endoftext|>\n<|endoftext|>third", encoding="utf-8")
+    assert list(iter_documents(path)) == ["first é doc", "second 😀", "third"]
+
+
+def test_gzipped_text_file(tmp_path):
+    path = tmp_path / "a.txt.gz"
+    path.write_bytes(gzip.compress("zipped words".encode()))
+    assert list(iter_documents(path)) == ["zipped words"]
+
+
+def test_glob_matches_in_sorted_order(tmp_path):
+    for name, text in [("b.txt", "bee"), ("a.txt", "ay"), ("c.md", "sea")]:
+        (tmp_path / name).write_text(text)
+    assert list(iter_documents(str(tmp_path / "*.txt"))) == ["ay", "bee"]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.txt").write_text("dee")
+    assert list(iter_documents(str(tmp_path / "**" / "*.txt"))) == ["ay", "bee", "dee"]
+
+
+def test_folder_mixes_formats_recursively_sorted_and_skips_others(tmp_path):
+    (tmp_path / "a.txt").write_text("from txt")
+    (tmp_path / "b.md").write_text("from md")
+    write_jsonl(tmp_path / "c.jsonl", [{"text": "jsonl one"}, {"text": "jsonl two"}])
+    write_jsonl(tmp_path / "d.jsonl.gz", [{"text": "from gz"}], gz=True)
+    write_parquet(tmp_path / "e.parquet", {"text": ["pq one", "pq two"]})
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "f.txt").write_text("nested")
+    (tmp_path / "notes.csv").write_text("ignored,csv")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "g.txt").write_text("ignored hidden")
+    assert list(iter_documents(tmp_path)) == [
+        "from txt", "from md", "jsonl one", "jsonl two", "from gz", "pq one", "pq two", "nested",
+    ]
+
+
+def test_jsonl_and_gz_with_custom_field_skip_blank_and_null(tmp_path):
+    rows = [{"body": "one", "id": 1}, {"body": None}, {"body": "   "}, {"body": "two"}]
+    plain = write_jsonl(tmp_path / "x.jsonl", rows)
+    with plain.open("a") as f:
+        f.write("\n")  # a trailing blank line is fine
+    gz = write_jsonl(tmp_path / "x.jsonl.gz", rows, gz=True)
+    assert list(iter_documents(plain, text_field="body")) == ["one", "two"]
+    assert list(iter_documents(gz, text_field="body")) == ["one", "two"]
+
+
+def test_explicit_format_overrides_suffix(tmp_path):
+    path = write_jsonl(tmp_path / "rows.dat", [{"text": "forced"}])
+    assert list(iter_documents(path, format="jsonl")) == ["forced"]
+    assert list(iter_documents(path)) == ['{"text": "forced"}\n']  # auto: unknown suffix is text
+
+
+def test_parquet_reads_text_column(tmp_path):
+    path = write_parquet(tmp_path / "t.parquet", {"content": ["alpha", None, "beta"], "n": [1, 2, 3]})
+    assert list(iter_documents(path, text_field="content")) == ["alpha", "beta"]
+
+
+def test_hf_dataset_saved_to_disk(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict({"text": ["hf one", "hf two"], "label": [0, 1]}).save_to_disk(tmp_path / "ds")
+    assert list(iter_documents(tmp_path / "ds")) == ["hf one", "hf two"]
+    assert list(iter_documents(tmp_path / "ds", format="hf")) == ["hf one", "hf two"]
+
+
+def test_hf_dataset_dict_uses_train_split(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    dd = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": ["train doc"]}),
+        "test": datasets.Dataset.from_dict({"text": ["test doc"]}),
+    })
+    dd.save_to_disk(tmp_path / "dd")
+    assert list(iter_documents(tmp_path / "dd")) == ["train doc"]
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "uint32"])
+def test_token_bin_round_trip_read_only(tmp_path, dtype):
+    ids = np.array([0, 5, 65535, 7, 0, 1], dtype=dtype)
+    if dtype == "uint32":
+        ids[2] = 70000
+    path = tmp_path / "tokens.bin"
+    ids.tofile(path)
+    tokens = load_token_bin(path, dtype=dtype)
+    assert isinstance(tokens, np.memmap)
+    assert tokens.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(tokens, ids)
+    with pytest.raises(ValueError):
+        tokens[0] = 1
+
+
+def test_corpus_fingerprint_tracks_changes(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("version one")
+    first = corpus_fingerprint(tmp_path)
+    assert first == corpus_fingerprint(tmp_path)
+    assert len(first) == 16 and int(first, 16) >= 0
+    path.write_text("version two, longer")
+    assert corpus_fingerprint(tmp_path) != first
+    before = corpus_fingerprint(path)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # same size, touched
+    assert corpus_fingerprint(path) != before
+    (tmp_path / "b.txt").write_text("new file")
+    assert corpus_fingerprint(tmp_path) != corpus_fingerprint(path)
+    assert corpus_fingerprint(path, text_field="body") != corpus_fingerprint(path)
+
+
+def test_bundled_fingerprint_is_stable():
+    assert corpus_fingerprint("shakespeare") == corpus_fingerprint("shakespeare")
+    assert corpus_fingerprint("shakespeare") != corpus_fingerprint("shakespeare", text_field="title")
+
+
+# --- bad input -----------------------------------------------------------------------
+
+
+def test_missing_path_and_empty_glob(tmp_path):
+    raises_one_line(r"data.source: no file, folder or glob match at '.*nothing.txt'", iter_documents, tmp_path / "nothing.txt")
+    raises_one_line(r"no file, folder or glob match at '.*\*.jsonl'", iter_documents, str(tmp_path / "*.jsonl"))
+
+
+def test_folder_without_corpus_files(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b")
+    raises_one_line(r"folder '.*' holds no \.txt", iter_documents, tmp_path)
+
+
+def test_empty_corpus(tmp_path):
+    (tmp_path / "a.txt").write_text("")
+    (tmp_path / "b.txt").write_text("  \n\t")
+    raises_one_line(r"no documents in '.*'", iter_documents, tmp_path)
+    write_jsonl(tmp_path / "c.jsonl", [{"text": ""}])
+    raises_one_line(r"no documents in '.*c.jsonl'", iter_documents, tmp_path / "c.jsonl")
+
+
+def test_binary_file_names_file_and_offset(tmp_path):
+    path = tmp_path / "blob.txt"
+    path.write_bytes(b"abc\0def")
+    raises_one_line(r"'.*blob.txt' is a binary file \(NUL byte at byte offset 3\)", iter_documents, path)
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 3])
+def test_non_utf8_names_file_and_offset(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(corpus, "_CHUNK_BYTES", chunk)
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("héllo ".encode() + "café".encode("latin-1"))  # bad byte 0xe9 at offset 10
+    raises_one_line(r"'.*latin1.txt' is not UTF-8 text \(invalid byte at byte offset 10\)", iter_documents, path)
+    truncated = tmp_path / "cut.txt"
+    truncated.write_bytes("ok é".encode()[:-1])  # file ends inside a 2-byte character
+    raises_one_line(r"'.*cut.txt' is not UTF-8 text \(invalid byte at byte offset 3\)", iter_documents, truncated)
+
+
+def test_jsonl_bad_line_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": oops}\n')
+    raises_one_line(r"'.*bad.jsonl:2' is not valid JSON", iter_documents, path)
+    path.write_text('["a", "list"]\n')
+    raises_one_line(r"'.*bad.jsonl:1' is a JSON list; expected an object with field 'text'", iter_documents, path)
+
+
+def test_jsonl_missing_or_non_string_field(tmp_path):
+    path = write_jsonl(tmp_path / "rows.jsonl", [{"text": "ok"}, {"title": "T", "body": "B"}])
+    raises_one_line(r"'.*rows.jsonl:2' has no field 'text' \(fields present: title, body\)", iter_documents, path)
+    path = write_jsonl(tmp_path / "num.jsonl", [{"text": 12}])
+    raises_one_line(r"'.*num.jsonl:1' field 'text' is a JSON int; expected a string", iter_documents, path)
+
+
+def test_jsonl_not_utf8_and_corrupt_gzip(tmp_path):
+    path = tmp_path / "enc.jsonl"
+    path.write_bytes(b'{"text": "a"}\n{"text": "\xff"}\n')
+    raises_one_line(r"'.*enc.jsonl:2' is not UTF-8 \(invalid byte at byte offset 24\)", iter_documents, path)
+    gz = tmp_path / "broken.jsonl.gz"
+    gz.write_bytes(b"this is not gzip data")
+    raises_one_line(r"'.*broken.jsonl.gz' is not a valid gzip file", iter_documents, gz)
+
+
+def test_parquet_missing_column_wrong_type_and_corrupt(tmp_path):
+    path = write_parquet(tmp_path / "t.parquet", {"body": ["x"], "n": [1]})
+    raises_one_line(r"'.*t.parquet' has no column 'text' \(columns: body, n\)", iter_documents, path)
+    raises_one_line(r"'.*t.parquet' column 'n' has type int64; expected strings", iter_documents, path, text_field="n")
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"not parquet at all")
+    raises_one_line(r"'.*junk.parquet' is not a readable parquet file", iter_documents, junk)
+
+
+def test_hf_errors_name_the_dataset(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict({"body": ["x"]}).save_to_disk(tmp_path / "ds")
+    raises_one_line(r"'.*ds' has no column 'text' \(columns: body\)", iter_documents, tmp_path / "ds")
+    datasets.DatasetDict({"validation": datasets.Dataset.from_dict({"text": ["v"]})}).save_to_disk(tmp_path / "dd")
+    raises_one_line(r"'.*dd' has no 'train' split \(splits: validation\)", iter_documents, tmp_path / "dd")
+    (tmp_path / "plain").mkdir()
+    raises_one_line(r"'.*plain' is not a dataset saved with datasets.save_to_disk", iter_documents, tmp_path / "plain", format="hf")
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if datasets were not installed
+    raises_one_line(r"pip install 'repeatlens\[hf\]'", iter_documents, tmp_path / "ds")
+
+
+def test_unknown_format_and_bin_as_text(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    raises_one_line(r"data.format: unknown format 'csv'; expected one of auto, text", iter_documents, tmp_path, format="csv")
+    raises_one_line(r"bundled corpus 'shakespeare' is jsonl", iter_documents, "shakespeare", format="parquet")
+    np.arange(4, dtype=np.uint16).tofile(tmp_path / "t.bin")
+    raises_one_line(r"'.*t.bin' is a pre-tokenized token file", iter_documents, tmp_path / "t.bin")
+
+
+def test_token_bin_errors(tmp_path):
+    raises_one_line(r"no token file at '.*missing.bin'", load_token_bin, tmp_path / "missing.bin")
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    raises_one_line(r"'.*empty.bin' is empty", load_token_bin, empty)
+    odd = tmp_path / "odd.bin"
+    odd.write_bytes(b"\x01\x00\x02\x00\x03\x00")  # 6 bytes: three uint16, not uint32
+    raises_one_line(r"'.*odd.bin' has 6 bytes, not a multiple of 4; is it really uint32\?", load_token_bin, odd, "uint32")
+    raises_one_line(r"'.*odd.bin': unsupported dtype 'int64'", load_token_bin, odd, "int64")
+    raises_one_line(r"'.*odd.bin': unsupported dtype 'float'", load_token_bin, odd, "float")
+    wide = tmp_path / "wide.bin"
+    np.array([1, 2, 3, 4], dtype=np.uint16).tofile(wide)  # read as uint32: ids of 131073 and more
+    raises_one_line(r"'.*wide.bin' holds id 262147 >= vocab size 512", load_token_bin, wide, "uint32", vocab_size=512)
+    assert list(load_token_bin(wide, "uint16", vocab_size=512)) == [1, 2, 3, 4]
