@@ -257,7 +257,7 @@ def fast_forward(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> 
     x = model.embed.W_E[tokens] + model.pos_embed.W_pos[:p]
     for block in model.blocks:
         attn = block.attn
-        h = block.ln1(x)
+        h = _norm(block.ln1, x, c)
         w_qkv = torch.cat([attn.W_Q, attn.W_K, attn.W_V], dim=0)  # [3*heads, d_model, d_head]
         w_qkv = w_qkv.permute(1, 0, 2).reshape(c.d_model, -1)  # [d_model, 3*heads*d_head]
         b_qkv = torch.cat([attn.b_Q, attn.b_K, attn.b_V], dim=0).reshape(-1)
@@ -269,9 +269,18 @@ def fast_forward(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> 
         attn_out = torch.addmm(attn.b_O, z, attn.W_O.reshape(c.n_heads * c.d_head, c.d_model))
         x = x + attn_out.view(b, p, c.d_model)
         if not c.attn_only:
-            x = x + block.mlp(block.ln2(x))
-    x = model.ln_final(x) if c.normalization_type is not None else x
-    return model.unembed(x)
+            x = x + block.mlp(_norm(block.ln2, x, c))
+    x = _norm(model.ln_final, x, c) if c.normalization_type is not None else x
+    return F.linear(x, model.unembed.W_U.T, model.unembed.b_U)
+
+
+def _norm(module: torch.nn.Module, x: Tensor, c: HookedTransformerConfig) -> Tensor:
+    """TransformerLens' LayerNorm as one fused kernel; other norms through their module."""
+    if c.normalization_type == "LN":
+        return F.layer_norm(x, (c.d_model,), module.w, module.b, c.eps)
+    if c.normalization_type is None:
+        return x
+    return module(x)
 
 
 def logits(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], fast: bool = True) -> Float[Tensor, "batch pos d_vocab"]:

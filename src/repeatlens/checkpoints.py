@@ -1,0 +1,290 @@
+"""Run directories: layout, checkpoints with sidecars, lazy iteration over models.
+
+A run directory holds::
+
+    config.yaml            the validated RunConfig (the run's full description)
+    manifest.json          D, f, E, S, repeated sequence ids, seeds, schedule hash …
+    tokenizer.json         the BPE the corpus was tokenized with (text corpora only)
+    data/pool.npy          the run's sequences: rows [test | repeated | unique]
+    data/schedule.npy      pool row trained on at each slot
+    checkpoints/step_0000100.safetensors        model weights
+    checkpoints/step_0000100.train.safetensors  optimizer moments and RNG state (resume)
+    checkpoints/step_0000100.json               sidecar: step, tokens_seen, sha256s, versions
+    metrics.parquet        step, tokens_seen, split (train|test|repeated), loss
+    complete.json          written last: the run finished
+
+Every file is written atomically; a checkpoint counts only once its sidecar exists (the
+sidecar is written last), and its sha256 is checked when it is loaded. Nothing is ever
+unpickled: weights are safetensors, metadata JSON/YAML.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from repeatlens.config import RunConfig, config_from_dict, read_yaml
+from repeatlens.errors import CheckpointError, RepeatlensError
+from repeatlens.io import atomic_path, atomic_write_json, sha256_file
+
+CKPT_DIR = "checkpoints"
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("repeatlens", "torch", "transformer-lens", "numpy", "safetensors"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def step_name(step: int) -> str:
+    return f"step_{step:07d}"
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """One saved checkpoint, described by its sidecar. Loading the weights is lazy."""
+
+    run_dir: Path
+    step: int
+    tokens_seen: int
+    sidecar: dict[str, Any]
+
+    @property
+    def weights_path(self) -> Path:
+        return self.run_dir / CKPT_DIR / f"{step_name(self.step)}.safetensors"
+
+    @property
+    def train_state_path(self) -> Path:
+        return self.run_dir / CKPT_DIR / f"{step_name(self.step)}.train.safetensors"
+
+    def load_state_dict(self, verify: bool = True) -> dict[str, torch.Tensor]:
+        """Read the weights (sha256 checked against the sidecar first)."""
+        return _load_verified(self.weights_path, self.sidecar.get("sha256") if verify else None)
+
+
+def _load_verified(path: Path, sha: Optional[str]) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file is missing")
+    if sha is not None and sha256_file(path) != sha:
+        raise CheckpointError(f"{path}: sha256 does not match its sidecar (corrupted or truncated file)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({str(e).splitlines()[0]})") from None
+
+
+class RunDir:
+    """Paths and readers for one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # paths
+    config_path = property(lambda self: self.path / "config.yaml")
+    manifest_path = property(lambda self: self.path / "manifest.json")
+    tokenizer_path = property(lambda self: self.path / "tokenizer.json")
+    pool_path = property(lambda self: self.path / "data" / "pool.npy")
+    schedule_path = property(lambda self: self.path / "data" / "schedule.npy")
+    metrics_path = property(lambda self: self.path / "metrics.parquet")
+    complete_path = property(lambda self: self.path / "complete.json")
+    ckpt_dir = property(lambda self: self.path / CKPT_DIR)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.resolve().name
+
+    def is_run(self) -> bool:
+        return self.config_path.is_file() and self.manifest_path.is_file()
+
+    def is_complete(self) -> bool:
+        return self.complete_path.is_file()
+
+    def require(self) -> "RunDir":
+        if not self.is_run():
+            raise CheckpointError(f"{self.path}: not a repeatlens run directory (no config.yaml and manifest.json)")
+        return self
+
+    def config(self) -> RunConfig:
+        return config_from_dict(read_yaml(self.config_path), where=str(self.config_path))
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{self.manifest_path}: unreadable manifest ({e})") from None
+
+    def pool(self) -> np.ndarray:
+        return np.load(self.pool_path, mmap_mode="r")
+
+    def test_tokens(self) -> np.ndarray:
+        return self.pool()[: self.manifest()["n_test"]]
+
+    def repeated_tokens(self) -> np.ndarray:
+        m = self.manifest()
+        return self.pool()[m["n_test"] : m["n_test"] + m["n_repeated"]]
+
+    def metrics(self):
+        import pandas as pd
+
+        if not self.metrics_path.is_file():
+            return pd.DataFrame({"step": [], "tokens_seen": [], "split": [], "loss": []})
+        return pd.read_parquet(self.metrics_path)
+
+    # checkpoints
+    def checkpoints(self) -> list[CheckpointInfo]:
+        """Every complete checkpoint (sidecar present), sorted by step. Reads sidecars only."""
+        out = []
+        for side in sorted(self.ckpt_dir.glob("step_*.json")):
+            try:
+                meta = json.loads(side.read_text())
+                out.append(CheckpointInfo(self.path, int(meta["step"]), int(meta["tokens_seen"]), meta))
+            except (OSError, ValueError, KeyError) as e:
+                raise CheckpointError(f"{side}: unreadable checkpoint sidecar ({e})") from None
+        return sorted(out, key=lambda c: c.step)
+
+    def checkpoint(self, step: Optional[int] = None) -> CheckpointInfo:
+        """The checkpoint at ``step`` (default: the last one)."""
+        ckpts = self.require().checkpoints()
+        if not ckpts:
+            raise CheckpointError(f"{self.path}: run has no checkpoints yet")
+        if step is None:
+            return ckpts[-1]
+        for c in ckpts:
+            if c.step == step:
+                return c
+        raise CheckpointError(f"{self.path}: no checkpoint at step {step}; steps saved: {', '.join(str(c.step) for c in ckpts)}")
+
+    def hooked_config(self, device: str = "cpu"):
+        from repeatlens.model import hooked_config
+
+        return hooked_config(self.config().model, d_vocab=self.manifest()["vocab_size"], device=device)
+
+    def hf_tokenizer(self):
+        if not self.tokenizer_path.is_file():
+            return None
+        from repeatlens.data.tokenizer import hf_tokenizer
+
+        return hf_tokenizer(self.tokenizer_path)
+
+    def load_model(self, step: Optional[int] = None, device: str = "cpu", tokenizer: bool = True):
+        """Rebuild the exact HookedTransformer saved at ``step`` (default: last)."""
+        from repeatlens.model import model_from_state_dict
+
+        info = self.checkpoint(step)
+        return model_from_state_dict(
+            self.hooked_config(device), info.load_state_dict(), tokenizer=self.hf_tokenizer() if tokenizer else None, device=device
+        )
+
+    def iter_models(self, steps: Optional[Iterable[int]] = None, device: str = "cpu") -> Iterator[tuple[CheckpointInfo, Any]]:
+        """Yield ``(checkpoint, model)`` one at a time; only one model is alive at once."""
+        from repeatlens.model import model_from_state_dict
+
+        hcfg = self.hooked_config(device)
+        wanted = None if steps is None else set(steps)
+        for info in self.checkpoints():
+            if wanted is not None and info.step not in wanted:
+                continue
+            model = model_from_state_dict(hcfg, info.load_state_dict(), device=device)
+            yield info, model
+            del model
+
+
+def load_run(path: str | Path) -> RunDir:
+    """Open a run directory (raises a one-line CheckpointError if it is not one)."""
+    return RunDir(path).require()
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: Optional[dict[str, str]] = None) -> str:
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    return sha256_file(path)
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Flatten an optimizer state dict into tensors (safetensors) and JSON-able groups."""
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, st in sd["state"].items():
+        for name, val in st.items():
+            t = val if torch.is_tensor(val) else torch.tensor(val)
+            tensors[f"opt.{idx}.{name}"] = t
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict[str, Any]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, val in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = val
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in groups["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_checkpoint(
+    run: RunDir,
+    model: torch.nn.Module,
+    step: int,
+    tokens_seen: int,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    extra: Optional[dict[str, Any]] = None,
+) -> CheckpointInfo:
+    """Write weights, training state and (last) the sidecar for ``step``."""
+    base = run.ckpt_dir / step_name(step)
+    sha = _save_tensors(base.with_suffix(".safetensors"), dict(model.state_dict()))
+    meta: dict[str, Any] = {
+        "step": step,
+        "tokens_seen": tokens_seen,
+        "file": base.with_suffix(".safetensors").name,
+        "sha256": sha,
+        "versions": library_versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if optimizer is not None:
+        tensors, groups = optimizer_tensors(optimizer)
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        path = run.ckpt_dir / f"{step_name(step)}.train.safetensors"
+        meta["train_state"] = {"file": path.name, "sha256": _save_tensors(path, tensors), **groups}
+    meta.update(extra or {})
+    atomic_write_json(base.with_suffix(".json"), meta)
+    return CheckpointInfo(run.path, step, tokens_seen, meta)
+
+
+def load_train_state(info: CheckpointInfo) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer tensors + param groups saved with a checkpoint (sha256 checked)."""
+    ts = info.sidecar.get("train_state")
+    if ts is None:
+        raise CheckpointError(f"{info.weights_path}: no training state saved with this checkpoint; cannot resume from it")
+    return _load_verified(info.train_state_path, ts["sha256"]), ts
+
+
+__all__ = [
+    "RunDir",
+    "CheckpointInfo",
+    "load_run",
+    "save_checkpoint",
+    "load_train_state",
+    "restore_optimizer",
+    "library_versions",
+    "RepeatlensError",
+]

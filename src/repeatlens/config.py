@@ -1,0 +1,246 @@
+"""Typed run configuration, validated once at the boundary.
+
+A run is fully described by one YAML file (``config.yaml`` in the run directory)::
+
+    seed: 0
+    data:  {source: shakespeare, vocab_size: 2048, seq_len: 128, synthetic_fraction: 0.5}
+    mixture: {total_tokens: 2_000_000, repeated_fraction: 0.1, repeat_count: 100}
+    model: {preset: attn2-small}
+    train: {batch_size: 32, lr: 1.0e-3}
+
+:func:`load_config` turns YAML (plus ``key=value`` overrides) into a :class:`RunConfig` or
+raises a one-line :class:`~repeatlens.errors.ConfigError` naming the field, the value and
+what was expected. Everything after this boundary trusts its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from repeatlens.errors import ConfigError
+from repeatlens.model import ModelConfig
+
+_STRICT = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SyntheticConfig(BaseModel):
+    """Random tokens with in-context repeats of varying length and position.
+
+    Each synthetic sequence is BOS, a random prefix of random length, then blocks: a
+    random segment of length L ~ U[min_len, max_len] written ``repeats`` times in a row,
+    separated by random gaps. Repeat length and position vary, so only a content-based
+    induction mechanism (not a fixed positional offset) predicts the copies.
+    """
+
+    model_config = _STRICT
+    min_len: int = Field(6, ge=1)
+    max_len: int = Field(20, ge=1)
+    min_repeats: int = Field(2, ge=2)
+    max_repeats: int = Field(4, ge=2)
+    max_gap: int = Field(8, ge=0)
+    vocab_size: int = Field(512, ge=8, description="vocabulary when the source is synthetic only")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "SyntheticConfig":
+        if self.max_len < self.min_len:
+            raise ValueError(f"max_len {self.max_len} is below min_len {self.min_len}")
+        if self.max_repeats < self.min_repeats:
+            raise ValueError(f"max_repeats {self.max_repeats} is below min_repeats {self.min_repeats}")
+        return self
+
+
+class DataConfig(BaseModel):
+    """Where training text comes from and how it is cut into sequences."""
+
+    model_config = _STRICT
+    source: str = Field("shakespeare", description="bundled name, file, glob, folder, HF dataset dir, .bin, or 'synthetic'")
+    format: Literal["auto", "text", "jsonl", "parquet", "hf", "bin"] = "auto"
+    text_field: str = "text"
+    bin_dtype: Literal["uint16", "uint32"] = "uint16"
+    bin_vocab_size: Optional[int] = Field(None, ge=2, description="vocabulary of a pre-tokenized .bin corpus; default max id + 1")
+    bin_bos_id: int = Field(0, ge=0, description="id used as BOS at the start of each sequence cut from a .bin corpus")
+    tokenizer: Optional[str] = Field(None, description="path to a tokenizer.json; default: train a BPE on the corpus")
+    vocab_size: int = Field(2048, ge=258, description="BPE vocabulary size when a tokenizer is trained")
+    seq_len: int = Field(128, ge=4, description="tokens per training sequence, BOS included")
+    synthetic_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of sequences from the synthetic source")
+    synthetic: SyntheticConfig = SyntheticConfig()
+    test_sequences: int = Field(64, ge=1, description="held-out sequences, disjoint from every training pool")
+    cache_dir: Optional[str] = Field(None, description="tokenized-corpus cache; default $REPEATLENS_CACHE or ~/.cache/repeatlens")
+
+    @property
+    def synthetic_only(self) -> bool:
+        return self.source == "synthetic" or self.synthetic_fraction == 1.0
+
+
+class MixtureConfig(BaseModel):
+    """The repetition spec of Hernandez et al. (2022).
+
+    D = ``total_tokens``; f = ``repeated_fraction`` of D is spent on a repeated subset of
+    S = f·D/E tokens whose sequences are each seen E = ``repeat_count`` times, spread
+    uniformly over the run; the other (1−f)·D tokens are unique, each seen once.
+    """
+
+    model_config = _STRICT
+    total_tokens: int = Field(..., ge=1)
+    repeated_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    repeat_count: int = Field(1, ge=1)
+
+
+class CheckpointSchedule(BaseModel):
+    """Checkpoint steps declared as data: log-spaced early steps plus linear steps.
+
+    steps = {0} ∪ {round(10^x) : x evenly spaced in [0, log10(T)], ``log_count`` points}
+            ∪ {k·``every`` : k ≥ 1} ∪ {T}, for T total steps.
+    """
+
+    model_config = _STRICT
+    log_count: int = Field(12, ge=0)
+    every: Optional[int] = Field(None, ge=1, description="linear spacing; default T/8")
+    include_zero: bool = True
+
+    def steps(self, total_steps: int) -> list[int]:
+        out = {total_steps}
+        if self.include_zero:
+            out.add(0)
+        if self.log_count > 0 and total_steps > 1:
+            hi = math.log10(total_steps)
+            out |= {int(round(10 ** (hi * i / max(self.log_count - 1, 1)))) for i in range(self.log_count)}
+        every = self.every or max(total_steps // 8, 1)
+        out |= set(range(every, total_steps + 1, every))
+        return sorted(s for s in out if 0 <= s <= total_steps)
+
+
+class WandbConfig(BaseModel):
+    """Optional Weights & Biases logging (off by default; offline mode works without a network)."""
+
+    model_config = _STRICT
+    enabled: bool = False
+    project: str = "repeatlens"
+    mode: Literal["offline", "online", "disabled"] = "offline"
+
+
+class TrainConfig(BaseModel):
+    """Optimiser, schedule, evaluation and checkpointing."""
+
+    model_config = _STRICT
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.05, ge=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = Field(100, ge=0)
+    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    grad_clip: Optional[float] = Field(1.0, gt=0)
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, mps")
+    eval_every: Optional[int] = Field(None, ge=1, description="default: at checkpoints only")
+    eval_sequences: int = Field(64, ge=1, description="test / repeated sequences per eval")
+    log_every: int = Field(10, ge=1)
+    checkpoints: CheckpointSchedule = CheckpointSchedule()
+    fast_attention: bool = Field(True, description="fused SDPA path while no hooks are attached")
+    compile: bool = False
+    progress: bool = True
+    wandb: WandbConfig = WandbConfig()
+
+
+class RunConfig(BaseModel):
+    """One training run: data, repetition mixture, model, training."""
+
+    model_config = _STRICT
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    mixture: MixtureConfig
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RunConfig":
+        if self.data.seq_len > self.model.n_ctx:
+            raise ValueError(f"data.seq_len = {self.data.seq_len} exceeds model.n_ctx = {self.model.n_ctx}; expected seq_len <= n_ctx")
+        if self.mixture.total_tokens < self.data.seq_len:
+            raise ValueError(
+                f"mixture.total_tokens = {self.mixture.total_tokens} is below one sequence (data.seq_len = {self.data.seq_len})"
+            )
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _format_error(err: ValidationError, where: str) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-after"))
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        return f"{where}: unknown field '{loc}'"
+    if e["type"] == "missing":
+        return f"{where}: field '{loc}' is required"
+    value = e.get("input")
+    shown = "" if isinstance(value, dict) or not loc else f" = {value!r}"
+    field = f" field '{loc}'{shown}:" if loc else ""
+    return f"{where}:{field} {msg}"
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["train.lr=3e-4", "mixture.repeat_count=10"]`` -> nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=3e-4")
+        key, raw = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``over`` wins. Neither input is modified."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def config_from_dict(d: dict[str, Any], where: str = "config") -> RunConfig:
+    """Validate a plain dict into a :class:`RunConfig` (one-line ConfigError otherwise)."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a mapping of fields at the top level, got {type(d).__name__}")
+    try:
+        return RunConfig.model_validate(d)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, where)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with one-line errors naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such config file")
+    try:
+        d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}:{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if d is None:
+        raise ConfigError(f"{p}: empty config; expected at least a 'mixture' section")
+    if not isinstance(d, dict):
+        raise ConfigError(f"{p}: expected a mapping of fields at the top level, got {type(d).__name__}")
+    return d
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load ``path`` (YAML), apply ``key=value`` overrides, validate."""
+    return config_from_dict(merge(read_yaml(path), parse_overrides(overrides)), where=str(path))

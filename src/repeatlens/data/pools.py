@@ -1,0 +1,220 @@
+"""Token pools: corpus → tokenizer → cached token stream → a run's pool of sequences.
+
+The tokenized corpus is cached once per (corpus, tokenizer) under the cache directory
+(``data.cache_dir``, ``$REPEATLENS_CACHE`` or ``~/.cache/repeatlens``) and memory-mapped,
+so a second run never re-tokenizes. A run's pool is written into its run directory as
+``data/pool.npy`` with rows laid out as::
+
+    [ test (held out) | repeated subset | unique ]
+
+Test rows are chosen from the corpus (and the synthetic source) independently of f and E,
+so every run of a sweep with the same seed and data config is evaluated on the same test
+sequences. Training rows are drawn from the remaining chunks, never overlapping the test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from repeatlens.config import DataConfig
+from repeatlens.data.mixture import MixturePlan
+from repeatlens.data.synthetic import BOS_ID, synthetic_sequences
+from repeatlens.errors import DataError
+from repeatlens.io import atomic_save_npy
+
+SPECIAL_IDS = (BOS_ID,)
+
+
+def cache_root(data: DataConfig) -> Path:
+    root = data.cache_dir or os.environ.get("REPEATLENS_CACHE") or Path.home() / ".cache" / "repeatlens"
+    return Path(root).expanduser()
+
+
+@dataclass
+class Corpus:
+    """A tokenized corpus cut into BOS-prefixed chunks of ``seq_len`` tokens.
+
+    Attributes:
+        chunks: [n_chunks, seq_len] memory-mapped view (None for the synthetic-only source).
+        vocab_size: number of token ids the model needs.
+        tokenizer_json: serialized tokenizer (None for synthetic-only and .bin corpora).
+        fingerprint: identifies corpus + tokenizer (cache key, recorded in the manifest).
+        low: smallest id a random/synthetic token may take (special ids are below it).
+    """
+
+    chunks: Optional[np.ndarray]
+    vocab_size: int
+    tokenizer_json: Optional[str]
+    fingerprint: str
+    low: int = 1
+
+    @property
+    def n_chunks(self) -> int:
+        return 0 if self.chunks is None else len(self.chunks)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint16 if self.vocab_size <= 65536 else np.uint32)
+
+
+def _is_bin(data: DataConfig) -> bool:
+    return data.format == "bin" or (data.format == "auto" and str(data.source).endswith(".bin"))
+
+
+def _chunk(stream: np.ndarray, seq_len: int, bos: int) -> np.ndarray:
+    """Cut a flat stream into rows ``[bos, seq_len-1 tokens]`` (a view, plus the BOS column)."""
+    body = seq_len - 1
+    n = len(stream) // body
+    if n == 0:
+        return np.zeros((0, seq_len), dtype=stream.dtype)
+    return _BosView(stream[: n * body].reshape(n, body), bos)
+
+
+class _BosView:
+    """Rows of a memory-mapped [n, seq_len-1] array with a BOS column prepended on access."""
+
+    def __init__(self, body: np.ndarray, bos: int):
+        self.body, self.bos = body, bos
+        self.dtype = body.dtype
+        self.shape = (body.shape[0], body.shape[1] + 1)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        rows = np.asarray(self.body[idx])
+        out = np.empty(rows.shape[:-1] + (self.shape[1],), dtype=self.dtype)
+        out[..., 0] = self.bos
+        out[..., 1:] = rows
+        return out
+
+
+def load_corpus(data: DataConfig, *, progress: bool = True) -> Corpus:
+    """Tokenize (or load from the cache) the corpus named by ``data``."""
+    if data.synthetic_only:
+        v = data.synthetic.vocab_size
+        return Corpus(chunks=None, vocab_size=v, tokenizer_json=None, fingerprint=f"synthetic-v{v}")
+
+    from repeatlens.data import corpus as corpus_mod
+
+    if _is_bin(data):
+        stream = corpus_mod.load_token_bin(data.source, data.bin_dtype)
+        vocab = data.bin_vocab_size or int(stream.max()) + 1
+        if data.bin_bos_id >= vocab:
+            raise DataError(f"data.bin_bos_id = {data.bin_bos_id} is outside the vocabulary of {data.source} ({vocab} ids)")
+        fp = corpus_mod.corpus_fingerprint(data.source, "bin")
+        low = 0 if data.bin_bos_id != 0 else 1
+        return Corpus(_chunk(stream, data.seq_len, data.bin_bos_id), vocab, None, fp, low=low)
+
+    from repeatlens.data import tokenizer as tok_mod
+
+    corpus_fp = corpus_mod.corpus_fingerprint(data.source, data.format, data.text_field)
+    if data.tokenizer:
+        tok = tok_mod.load_tokenizer(data.tokenizer)
+    else:
+        tok_dir = cache_root(data) / f"tok-{corpus_fp}-v{data.vocab_size}"
+        tok_path = tok_dir / "tokenizer.json"
+        if tok_path.is_file():
+            tok = tok_mod.load_tokenizer(tok_path)
+        else:
+            docs = corpus_mod.iter_documents(data.source, data.format, data.text_field)
+            tok = tok_mod.train_bpe(docs, data.vocab_size)
+            tok_dir.mkdir(parents=True, exist_ok=True)
+            tok_mod.save_tokenizer(tok, tok_path)
+    tok_hash = tok_mod.tokenizer_hash(tok)
+    fp = hashlib.sha256(f"{corpus_fp}:{tok_hash}".encode()).hexdigest()[:16]
+    stream_path = cache_root(data) / f"stream-{fp}.npy"
+    if not stream_path.is_file():
+        docs = corpus_mod.iter_documents(data.source, data.format, data.text_field)
+        stream = tok_mod.encode_stream(tok, docs, progress=progress)
+        atomic_save_npy(stream_path, stream)
+    stream = np.load(stream_path, mmap_mode="r")
+    return Corpus(_chunk(stream, data.seq_len, BOS_ID), tok.get_vocab_size(), tok.to_str(), fp)
+
+
+@dataclass
+class Pool:
+    """A run's sequences: rows [test | repeated | unique], plus provenance counts."""
+
+    tokens: np.ndarray  # [n_test + n_repeated + n_unique, seq_len]
+    n_test: int
+    n_repeated: int
+    n_unique: int
+    n_synthetic: int
+    vocab_size: int
+
+    @property
+    def first_repeated(self) -> int:
+        return self.n_test
+
+    @property
+    def first_unique(self) -> int:
+        return self.n_test + self.n_repeated
+
+    def test(self) -> np.ndarray:
+        return self.tokens[: self.n_test]
+
+    def repeated(self) -> np.ndarray:
+        return self.tokens[self.first_repeated : self.first_unique]
+
+
+def _split(n: int, frac: float) -> tuple[int, int]:
+    n_syn = int(round(frac * n))
+    return n - n_syn, n_syn
+
+
+def build_pool(data: DataConfig, plan: MixturePlan, corpus: Corpus, seed: int) -> Pool:
+    """Draw a run's test, repeated and unique sequences from ``corpus`` and the synthetic source.
+
+    Raises:
+        DataError: when the corpus has fewer sequences than the spec needs (naming the
+            numbers); wrapping around would itself be unplanned repetition.
+    """
+    frac = 1.0 if data.synthetic_only else data.synthetic_fraction
+    n_train = plan.n_repeated + plan.n_unique
+    test_corp, test_syn = _split(data.test_sequences, frac)
+    train_corp, train_syn = _split(n_train, frac)
+    need = test_corp + train_corp
+    if need > corpus.n_chunks:
+        raise DataError(
+            f"data.source '{data.source}': has {corpus.n_chunks:,} sequences of {data.seq_len} tokens, but the spec needs "
+            f"{need:,} from it ({test_corp:,} test + {train_corp:,} training = {plan.n_repeated:,} repeated + "
+            f"{plan.n_unique:,} unique, less the synthetic share); lower mixture.total_tokens or raise data.synthetic_fraction"
+        )
+    dtype = corpus.dtype
+    seq_len = data.seq_len
+    syn = dict(cfg=data.synthetic, low=corpus.low, high=corpus.vocab_size, dtype=dtype)
+    parts_test, parts_train = [], []
+    if need:
+        perm = np.random.default_rng([seed, 0]).permutation(corpus.n_chunks)
+        parts_test.append(corpus.chunks[np.sort(perm[:test_corp])])
+        parts_train.append(corpus.chunks[np.sort(perm[test_corp:need])])
+    if test_syn:
+        parts_test.append(synthetic_sequences(test_syn, seq_len, seed=hash_seed(seed, 1), **syn)[0])
+    if train_syn:
+        parts_train.append(synthetic_sequences(train_syn, seq_len, seed=hash_seed(seed, 2), **syn)[0])
+    test = np.concatenate(parts_test).astype(dtype) if parts_test else np.zeros((0, seq_len), dtype)
+    train = np.concatenate(parts_train).astype(dtype) if parts_train else np.zeros((0, seq_len), dtype)
+    test = test[np.random.default_rng([seed, 5]).permutation(len(test))]
+    train = train[np.random.default_rng([seed, 4]).permutation(len(train))]
+    return Pool(
+        tokens=np.concatenate([test, train]),
+        n_test=len(test),
+        n_repeated=plan.n_repeated,
+        n_unique=plan.n_unique,
+        n_synthetic=test_syn + train_syn,
+        vocab_size=corpus.vocab_size,
+    )
+
+
+def hash_seed(*parts: int) -> int:
+    """A 63-bit seed derived from integers (stable across processes, unlike hash())."""
+    h = hashlib.sha256(json.dumps(parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") >> 1

@@ -1,0 +1,67 @@
+"""Synthetic source: random tokens with in-context repeats of varying length and position.
+
+A sequence is ``[BOS, prefix…, (segment × r, gap…)…]``: a random prefix of random length,
+then blocks, each a fresh random segment of length L ~ U[min_len, max_len] written r ~
+U[min_repeats, max_repeats] times in a row, followed by a random gap of up to ``max_gap``
+tokens. Because L and the block starts vary, no fixed positional offset predicts a copy:
+only a content-based mechanism (an induction head: attend to the token after the previous
+occurrence of the current token) does.
+
+Used in place of a corpus (``data.source: synthetic``) or mixed with one
+(``data.synthetic_fraction``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from jaxtyping import Bool, Integer
+
+from repeatlens.config import SyntheticConfig
+
+BOS_ID = 0
+
+
+def synthetic_sequences(
+    n: int,
+    seq_len: int,
+    cfg: SyntheticConfig,
+    *,
+    low: int,
+    high: int,
+    seed: int,
+    dtype: np.dtype = np.dtype(np.uint16),
+) -> tuple[Integer[np.ndarray, "n seq_len"], Bool[np.ndarray, "n seq_len"]]:
+    """Generate ``n`` synthetic sequences.
+
+    Args:
+        n: number of sequences.
+        seq_len: tokens per sequence, BOS at position 0 included.
+        cfg: segment lengths, repeat counts and gaps.
+        low, high: random tokens are drawn uniformly from [low, high) (keep special ids out).
+        seed: the sequences are a pure function of the arguments.
+        dtype: integer dtype of the returned tokens.
+
+    Returns:
+        ``(tokens, is_copy)``: ``is_copy[i, t]`` is True where token t repeats the token one
+        segment length earlier inside a block (second copy onward), i.e. where an induction
+        head can predict it from context. Position 0 is BOS.
+    """
+    if high - low < 2:
+        raise ValueError(f"synthetic token range [{low}, {high}) needs at least 2 ids")
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(low, high, size=(n, seq_len), dtype=np.int64)
+    is_copy = np.zeros((n, seq_len), dtype=bool)
+    tokens[:, 0] = BOS_ID
+    body = seq_len - 1
+    for i in range(n):
+        pos = 1 + int(rng.integers(0, max(body // 4, 1)))
+        while pos < seq_len - cfg.min_len:
+            length = int(rng.integers(cfg.min_len, cfg.max_len + 1))
+            reps = int(rng.integers(cfg.min_repeats, cfg.max_repeats + 1))
+            seg = tokens[i, pos : pos + length].copy()
+            end = min(pos + length * reps, seq_len)
+            span = np.resize(seg, end - pos)
+            tokens[i, pos:end] = span
+            is_copy[i, pos + len(seg) : end] = True
+            pos = end + int(rng.integers(0, cfg.max_gap + 1))
+    return tokens.astype(dtype), is_copy

@@ -1,0 +1,290 @@
+"""Training: prepare a run directory, then one plain loop.
+
+``train(cfg, out)`` validates everything and draws the data before it creates ``out`` (a bad
+spec never leaves a half-written run directory), trains with AdamW, warmup then cosine /
+linear decay and gradient clipping, evaluates test and repeated-subset loss at every
+checkpoint, and saves checkpoints on the declared schedule. Run it again on the same
+directory to continue an unfinished run from its last checkpoint (bit-identical to an
+uninterrupted run on the same device), or to do nothing for a finished one.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from jaxtyping import Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from repeatlens import model as adapter
+from repeatlens.checkpoints import RunDir, load_train_state, restore_optimizer, save_checkpoint
+from repeatlens.config import RunConfig
+from repeatlens.data.mixture import build_schedule, plan_mixture, schedule_hash
+from repeatlens.data.pools import build_pool, load_corpus
+from repeatlens.errors import CheckpointError, ConfigError, RepeatlensError
+from repeatlens.io import atomic_save_npy, atomic_write_json, atomic_write_text, sha256_file
+
+
+class TrainingError(RepeatlensError):
+    """Training cannot go on (e.g. a non-finite loss)."""
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device = {name!r}: CUDA is not available on this machine; expected auto or cpu")
+    return name
+
+
+def lr_at(step: int, total: int, cfg) -> float:
+    """Learning rate at ``step``: linear warmup, then cosine / linear decay to min_lr_ratio·lr."""
+    t = cfg.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    if t.decay == "constant" or total <= t.warmup_steps:
+        return t.lr
+    frac = min((step - t.warmup_steps) / max(total - t.warmup_steps, 1), 1.0)
+    shape = 0.5 * (1 + math.cos(math.pi * frac)) if t.decay == "cosine" else 1 - frac
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * shape)
+
+
+def lm_loss(logits: Tensor, tokens: Int[Tensor, "batch pos"], reduction: str = "mean") -> Tensor:
+    """Next-token cross-entropy, logits[:, :-1] against tokens[:, 1:] (TransformerLens' convention)."""
+    v = logits.shape[-1]
+    return F.cross_entropy(logits[:, :-1].reshape(-1, v).float(), tokens[:, 1:].reshape(-1), reduction=reduction)
+
+
+@torch.inference_mode()
+def eval_loss(model, tokens: np.ndarray, batch_size: int, device: str, fast: bool = True) -> float:
+    """Mean next-token loss (nats/token) of ``model`` on ``tokens`` [n, seq_len]."""
+    total, count = 0.0, 0
+    for i in range(0, len(tokens), batch_size):
+        t = torch.from_numpy(np.asarray(tokens[i : i + batch_size]).astype(np.int64)).to(device)
+        total += lm_loss(adapter.logits(model, t, fast), t, reduction="sum").item()
+        count += t.shape[0] * (t.shape[1] - 1)
+    return total / max(count, 1)
+
+
+# ------------------------------------------------------------------------------ set-up
+
+
+def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> RunDir:
+    """Draw the data for ``cfg`` and write a run directory's config, manifest and pool.
+
+    All validation (config, repetition spec, corpus size) happens before anything is
+    written; ``config.yaml`` is written after the data files, so a directory without it is
+    not a run and is set up again on the next call.
+    """
+    run = RunDir(out)
+    plan = plan_mixture(cfg.mixture, cfg.data.seq_len)
+    corpus = load_corpus(cfg.data, progress=progress)
+    pool = build_pool(cfg.data, plan, corpus, cfg.seed)
+    schedule = build_schedule(plan, first_repeated=pool.first_repeated, first_unique=pool.first_unique, seed=cfg.seed)
+    total_steps = math.ceil(plan.n_total / cfg.train.batch_size)
+
+    if run.path.exists() and any(run.path.iterdir()) and not (run.path / "data").exists() and not run.manifest_path.exists():
+        raise CheckpointError(f"{run.path}: directory exists, is not empty and is not a repeatlens run; choose another --out")
+    run.path.mkdir(parents=True, exist_ok=True)
+    atomic_save_npy(run.pool_path, pool.tokens)
+    atomic_save_npy(run.schedule_path, schedule)
+    if corpus.tokenizer_json is not None:
+        atomic_write_text(run.tokenizer_path, corpus.tokenizer_json)
+    manifest = {
+        "format_version": 1,
+        "run_id": run.run_id,
+        "D": plan.total_tokens,
+        "f": plan.repeated_fraction,
+        "E": plan.repeat_count,
+        "S": plan.repeated_tokens,
+        "requested": cfg.mixture.model_dump(),
+        "plan": plan.summary(),
+        "seq_len": cfg.data.seq_len,
+        "vocab_size": corpus.vocab_size,
+        "n_test": pool.n_test,
+        "n_repeated": pool.n_repeated,
+        "n_unique": pool.n_unique,
+        "n_synthetic": pool.n_synthetic,
+        "repeated_ids": list(range(pool.first_repeated, pool.first_unique)),
+        "test_ids": [0, pool.n_test],
+        "schedule": {"file": "data/schedule.npy", "sha256": schedule_hash(schedule), "slots": int(len(schedule))},
+        "pool": {"file": "data/pool.npy", "sha256": sha256_file(run.pool_path), "dtype": str(pool.tokens.dtype)},
+        "seeds": {"seed": cfg.seed, "model_init": cfg.seed, "pool": [cfg.seed, 0], "train_rows": [cfg.seed, 4], "schedule": [cfg.seed, 3]},
+        "corpus": {"source": cfg.data.source, "fingerprint": corpus.fingerprint},
+        "tokenizer": "tokenizer.json" if corpus.tokenizer_json is not None else None,
+        "batch_size": cfg.train.batch_size,
+        "total_steps": total_steps,
+        "checkpoint_steps": cfg.train.checkpoints.steps(total_steps),
+    }
+    atomic_write_json(run.manifest_path, manifest)
+    atomic_write_text(run.config_path, cfg.to_yaml())
+    return run
+
+
+def _check_same_config(run: RunDir, cfg: RunConfig) -> None:
+    old = run.config().model_dump(mode="json")
+    new = cfg.model_dump(mode="json")
+    for section in new:
+        for key in set(new[section]) | set(old.get(section, {})) if isinstance(new[section], dict) else [None]:
+            a = old.get(section) if key is None else old.get(section, {}).get(key)
+            b = new[section] if key is None else new[section].get(key)
+            if a != b and not (section == "train" and key in ("progress", "device")):
+                field = section if key is None else f"{section}.{key}"
+                raise ConfigError(
+                    f"{run.path}: run directory was written by a different config ({field} = {a!r} there, {b!r} now); "
+                    "use another --out or the same config"
+                )
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, stop_after: Optional[int] = None) -> RunDir:
+    """Train ``cfg`` into run directory ``out`` (resuming it if it was interrupted).
+
+    Args:
+        cfg: the validated run config.
+        out: run directory.
+        progress: show a progress bar (default: ``cfg.train.progress``).
+        stop_after: stop (as if interrupted) after this many steps; for tests.
+    """
+    run = RunDir(out)
+    if run.config_path.is_file():
+        _check_same_config(run, cfg)
+        if run.is_complete():
+            return run
+    else:
+        run = prepare_run(cfg, out, progress=progress if progress is not None else cfg.train.progress)
+    t = cfg.train
+    man = run.manifest()
+    device = resolve_device(t.device)
+    pool, schedule = run.pool(), np.load(run.schedule_path)
+    total_steps, ckpt_steps = man["total_steps"], set(man["checkpoint_steps"])
+    b, seq_len = t.batch_size, man["seq_len"]
+    test_tokens = pool[: min(man["n_test"], t.eval_sequences)]
+    rep_tokens = run.repeated_tokens()[: t.eval_sequences]
+
+    model = adapter.build_model(cfg.model, d_vocab=man["vocab_size"], tokenizer=run.hf_tokenizer(), device=device, seed=cfg.seed)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "W_pos" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "W_pos" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=t.betas
+    )
+    forward: Callable = torch.compile(adapter.fast_forward) if t.compile else adapter.logits
+    fwd = (lambda m, x: forward(m, x)) if t.compile else (lambda m, x: forward(m, x, t.fast_attention))
+
+    start, rows = 0, []
+    done = run.checkpoints()
+    if done:  # resume from the last complete checkpoint
+        last = done[-1]
+        model.load_state_dict(last.load_state_dict(), strict=False)
+        tensors, groups = load_train_state(last)
+        restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items()}, groups)
+        torch.set_rng_state(tensors["rng.torch"])
+        start = last.step
+        rows = [r for r in run.metrics().to_dict("records") if r["step"] <= start]
+
+    wandb_run = _wandb_init(cfg, run, start) if t.wandb.enabled else None
+
+    def evaluate(step: int, tokens_seen: int) -> None:
+        model.eval()
+        for split, toks in (("test", test_tokens), ("repeated", rep_tokens)):
+            if len(toks):
+                loss = eval_loss(model, toks, b, device, t.fast_attention)
+                rows.append({"step": step, "tokens_seen": tokens_seen, "split": split, "loss": loss})
+                if wandb_run:
+                    wandb_run.log({f"loss/{split}": loss, "tokens_seen": tokens_seen}, step=step)
+        model.train()
+
+    def checkpoint(step: int, tokens_seen: int) -> None:
+        evaluate(step, tokens_seen)
+        save_checkpoint(run, model, step, tokens_seen, opt)
+        _write_metrics(run, rows)
+
+    if start == 0 and 0 in ckpt_steps:
+        checkpoint(0, 0)
+    model.train()
+    bar = tqdm(total=total_steps, initial=start, disable=not (progress if progress is not None else t.progress), desc=run.run_id, unit="step")
+    t0, tok0 = time.perf_counter(), 0
+    for step in range(start, total_steps):
+        ids = schedule[step * b : (step + 1) * b]
+        tokens = torch.from_numpy(pool[ids].astype(np.int64)).to(device)
+        lr = lr_at(step, total_steps, cfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = lm_loss(fwd(model, tokens), tokens)
+        loss.backward()
+        if t.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+        s, tokens_seen = step + 1, min((step + 1) * b, len(schedule)) * seq_len
+        loss_val = loss.item()
+        if not math.isfinite(loss_val) or (s in ckpt_steps and not all(p.isfinite().all() for p in model.parameters())):
+            bar.close()
+            kept = run.checkpoints()[-1].step if run.checkpoints() else None
+            what = f"loss became {loss_val}" if not math.isfinite(loss_val) else "weights became non-finite"
+            raise TrainingError(f"{run.path}: {what} at step {s}; stopped, last good checkpoint is step {kept} (try a lower train.lr)")
+        tok0 += tokens.numel()
+        if s % t.log_every == 0 or s == total_steps:
+            rows.append({"step": s, "tokens_seen": tokens_seen, "split": "train", "loss": loss_val})
+            rate = tok0 / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{rate:,.0f}", lr=f"{lr:.1e}")
+            if wandb_run:
+                wandb_run.log({"loss/train": loss_val, "lr": lr, "tokens_per_s": rate, "tokens_seen": tokens_seen}, step=s)
+        if s in ckpt_steps:
+            checkpoint(s, tokens_seen)
+        elif t.eval_every and s % t.eval_every == 0:
+            evaluate(s, tokens_seen)
+        bar.update(1)
+        if stop_after is not None and s - start >= stop_after:
+            bar.close()
+            return run
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    atomic_write_json(
+        run.complete_path,
+        {"step": total_steps, "tokens_seen": min(total_steps * b, len(schedule)) * seq_len, "seconds": elapsed, "tokens_per_s": tok0 / max(elapsed, 1e-9), "device": device},
+    )
+    if wandb_run:
+        wandb_run.finish()
+    return run
+
+
+def _write_metrics(run: RunDir, rows: list[dict[str, Any]]) -> None:
+    from repeatlens.io import atomic_write
+
+    df = pd.DataFrame(rows, columns=["step", "tokens_seen", "split", "loss"]).astype(
+        {"step": "int64", "tokens_seen": "int64", "split": "string", "loss": "float64"}
+    )
+    atomic_write(run.metrics_path, lambda p: df.to_parquet(p, index=False))
+
+
+def _wandb_init(cfg: RunConfig, run: RunDir, start: int):
+    try:
+        import wandb
+    except ImportError:
+        raise ConfigError("train.wandb.enabled = true but wandb is not installed; pip install 'repeatlens[wandb]'") from None
+    return wandb.init(
+        project=cfg.train.wandb.project,
+        mode=cfg.train.wandb.mode,
+        dir=str(run.path),
+        name=run.run_id,
+        id=run.run_id.replace("/", "_"),
+        resume="allow",
+        config=cfg.model_dump(mode="json"),
+    )
+
+
+def clear_run(out: str | Path) -> None:
+    """Delete a run directory (used by tests and ``--force``)."""
+    shutil.rmtree(out, ignore_errors=True)

@@ -1,0 +1,111 @@
+"""Repetition accounting: S·E repeated positions, (1−f)·D unique ones, disjoint test set."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from repeatlens.config import MixtureConfig
+from repeatlens.data.mixture import build_schedule, plan_mixture, schedule_hash
+from repeatlens.errors import ConfigError
+from repeatlens.train import prepare_run
+from tests.conftest import tiny_config
+
+
+def _check_accounting(D: int, f: float, E: int, seq_len: int, seed: int = 0) -> None:
+    plan = plan_mixture(MixtureConfig(total_tokens=D, repeated_fraction=f, repeat_count=E), seq_len)
+    n_test = 7
+    sched = build_schedule(plan, first_repeated=n_test, first_unique=n_test + plan.n_repeated, seed=seed)
+    counts = Counter(sched.tolist())
+    rep_rows = set(range(n_test, n_test + plan.n_repeated))
+    # exactly S·E repeated-token positions and the rest unique, each seen once
+    assert sum(c for r, c in counts.items() if r in rep_rows) * seq_len == plan.repeated_tokens * E
+    assert all(counts[r] == E for r in rep_rows)
+    unique = [r for r in counts if r not in rep_rows]
+    assert all(counts[r] == 1 for r in unique)
+    assert len(unique) * seq_len == plan.unique_tokens == plan.total_tokens - plan.repeated_tokens * E
+    # the repeated share is f up to whole-sequence rounding
+    assert abs(plan.repeated_fraction - f) <= E / plan.n_total + 1e-12
+    # test rows never scheduled
+    assert not set(range(n_test)) & set(counts)
+    assert len(sched) == plan.n_total == D // seq_len
+
+
+@pytest.mark.parametrize(
+    "D,f,E", [(64_000, 0.0, 1), (64_000, 0.1, 1), (64_000, 0.1, 10), (128_000, 0.5, 100), (100_000, 0.01, 3), (51_200, 0.9, 2)]
+)
+def test_schedule_accounting(D: int, f: float, E: int) -> None:
+    _check_accounting(D, f, E, seq_len=64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_seq=st.integers(1, 3000),
+    seq_len=st.sampled_from([8, 32, 128]),
+    f=st.floats(0.0, 0.95),
+    E=st.integers(1, 500),
+    seed=st.integers(0, 2**31),
+)
+def test_schedule_accounting_property(n_seq: int, seq_len: int, f: float, E: int, seed: int) -> None:
+    D = n_seq * seq_len
+    try:
+        plan_mixture(MixtureConfig(total_tokens=D, repeated_fraction=f, repeat_count=E), seq_len)
+    except ConfigError as e:  # only the two documented impossibilities
+        assert "smaller than one sequence" in str(e) or "exceed" in str(e)
+        assert f > 0
+        return
+    _check_accounting(D, f, E, seq_len, seed)
+
+
+def test_repeats_spread_over_the_whole_run() -> None:
+    plan = plan_mixture(MixtureConfig(total_tokens=100_000 * 16, repeated_fraction=0.2, repeat_count=50), 16)
+    sched = build_schedule(plan, first_repeated=0, first_unique=plan.n_repeated, seed=1)
+    is_rep = sched < plan.n_repeated
+    quarters = [is_rep[i * len(sched) // 4 : (i + 1) * len(sched) // 4].mean() for i in range(4)]
+    assert all(abs(q - 0.2) < 0.01 for q in quarters), quarters
+
+
+def test_schedule_hash_depends_on_seed_only() -> None:
+    plan = plan_mixture(MixtureConfig(total_tokens=64_000, repeated_fraction=0.1, repeat_count=10), 64)
+    h = [schedule_hash(build_schedule(plan, first_repeated=5, first_unique=5 + plan.n_repeated, seed=s)) for s in (0, 0, 1)]
+    assert h[0] == h[1] and h[0] != h[2]
+
+
+def test_impossible_specs_are_errors_naming_the_numbers() -> None:
+    with pytest.raises(ConfigError, match=r"f\*D/E = 0.01\*6400/100 = 1 tokens is smaller than one sequence \(64 tokens\)"):
+        plan_mixture(MixtureConfig(total_tokens=6400, repeated_fraction=0.01, repeat_count=100), 64)
+
+
+def test_run_pool_is_disjoint_and_manifest_matches(tmp_path) -> None:
+    cfg = tiny_config(data={"source": "shakespeare", "vocab_size": 300, "seq_len": 32},
+                      mixture={"total_tokens": 32 * 400, "repeated_fraction": 0.3, "repeat_count": 6})
+    run = prepare_run(cfg, tmp_path / "r", progress=False)
+    man = run.manifest()
+    pool = run.pool()
+    rows = {bytes(r) for r in np.asarray(pool)}
+    assert len(rows) == len(pool), "a pool sequence occurs twice: test, repeated and unique must be disjoint"
+    sched = np.load(run.schedule_path)
+    assert man["schedule"]["sha256"] == schedule_hash(sched)
+    assert man["repeated_ids"] == list(range(man["n_test"], man["n_test"] + man["n_repeated"]))
+    assert man["S"] == man["n_repeated"] * 32 and man["D"] == 400 * 32
+    assert set(sched.tolist()).isdisjoint(range(man["n_test"]))
+    assert (np.asarray(pool)[:, 0] == 0).all(), "every sequence starts with BOS"
+
+
+def test_test_set_is_the_same_across_repetition_levels(tmp_path) -> None:
+    a = prepare_run(tiny_config(mixture={"repeated_fraction": 0.0, "repeat_count": 1}), tmp_path / "a", progress=False)
+    b = prepare_run(tiny_config(mixture={"repeated_fraction": 0.5, "repeat_count": 3}), tmp_path / "b", progress=False)
+    np.testing.assert_array_equal(a.test_tokens(), b.test_tokens())
+
+
+def test_not_enough_unique_data_is_an_error(tmp_path) -> None:
+    from repeatlens.errors import DataError
+
+    cfg = tiny_config(data={"source": "shakespeare", "vocab_size": 300, "seq_len": 32}, mixture={"total_tokens": 10**9})
+    with pytest.raises(DataError, match=r"data.source 'shakespeare': has [\d,]+ sequences of 32 tokens, but the spec needs"):
+        prepare_run(cfg, tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
