@@ -1,0 +1,48 @@
+# repeatlens: two commands from a fresh clone.
+#   make demo   creates .venv, installs repeatlens, runs the main job (`repeatlens demo`)
+#   make test   creates .venv, installs repeatlens with test extras, runs the test suite
+#
+# torch is installed BEFORE the package so pip never resolves a multi-GB CUDA build on a
+# CPU-only machine. Override for your machine, e.g.
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu      (CPU wheels, any Linux)
+#   make demo TORCH="torch==2.13.0" TORCH_INDEX=https://download.pytorch.org/whl/cu126  (a GPU)
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+EXTRAS ?= dev,ray,export,hf,notebooks
+DEMO_OUT ?= demo_out
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test setup setup-dev torch clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+torch: $(PY)
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+		echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	else \
+		echo "installing $(TORCH) $(if $(TORCH_INDEX),from $(TORCH_INDEX))"; \
+		$(PIP) install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
+	fi
+	@if ! command -v nvidia-smi >/dev/null 2>&1 && [ "$$($(PY) -c 'import torch; print(torch.version.cuda is not None)')" = True ]; then \
+		echo "warning: a CUDA build of torch is installed on a machine without a GPU; see README (TORCH_INDEX)"; fi
+
+setup: torch
+	$(PIP) install -q -e .
+
+setup-dev: torch
+	$(PIP) install -q -e ".[$(EXTRAS)]"
+
+demo: setup
+	$(VENV)/bin/repeatlens demo --out $(DEMO_OUT)
+
+test: setup-dev
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,131 @@
+"""Command line: ``repeatlens train | data prepare | info | demo | score``.
+
+Expected faults (a bad config, a missing corpus, a corrupt checkpoint) print one line,
+``error: …``, and exit with code 2; there is no traceback for them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from repeatlens.errors import RepeatlensError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mechanistic interpretability of repeated training data.")
+data_app = typer.Typer(no_args_is_help=True, help="Prepare corpora and tokenizers.")
+app.add_typer(data_app, name="data")
+
+SetOpt = typer.Option(None, "--set", help="Override a config field, e.g. --set train.lr=3e-4 (repeatable)")
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="Run config (YAML)"),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (created, or continued if unfinished)"),
+    set_: Optional[List[str]] = SetOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar"),
+) -> None:
+    """Train one run into OUT. Run again on the same OUT to resume an unfinished run."""
+    from repeatlens.config import load_config
+    from repeatlens.train import train as train_run
+
+    cfg = load_config(config, set_)
+    run = train_run(cfg, out, progress=not quiet)
+    _print_summary(run)
+
+
+@data_app.command("prepare")
+def data_prepare(
+    config: Path = typer.Argument(..., help="Run config (YAML); only its data section is used"),
+    set_: Optional[List[str]] = SetOpt,
+) -> None:
+    """Train the tokenizer and tokenize the corpus into the cache, so runs start at once."""
+    from repeatlens.config import load_config
+    from repeatlens.data.pools import cache_root, load_corpus
+
+    cfg = load_config(config, set_)
+    corpus = load_corpus(cfg.data, progress=True)
+    typer.echo(
+        f"corpus {cfg.data.source!r}: {corpus.n_chunks:,} sequences of {cfg.data.seq_len} tokens "
+        f"(vocab {corpus.vocab_size:,}); cache: {cache_root(cfg.data)}"
+    )
+
+
+@app.command()
+def info(run_dir: Path = typer.Argument(..., help="Run directory")) -> None:
+    """Config, repetition spec, checkpoints and final losses of a run."""
+    typer.echo(run_summary(run_dir))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Where the demo's runs go"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """The main job: a small repetition sweep on the bundled Shakespeare corpus."""
+    from repeatlens.demo import run_demo
+
+    run_demo(out, progress=not quiet)
+
+
+def run_summary(run_dir: Path) -> str:
+    """Human-readable summary of a run directory."""
+    from repeatlens.checkpoints import load_run
+
+    run = load_run(run_dir)
+    cfg, man = run.config(), run.manifest()
+    ckpts = run.checkpoints()
+    met = run.metrics()
+    lines = [
+        f"run        {run.path}  ({'complete' if run.is_complete() else 'INCOMPLETE'})",
+        f"model      {cfg.model.preset or 'custom'}: {cfg.model.n_layers} layers, d_model {cfg.model.d_model}, "
+        f"{cfg.model.n_heads} heads x d_head {cfg.model.d_head}, {'attn-only' if cfg.model.attn_only else 'with MLPs'}, "
+        f"n_ctx {cfg.model.n_ctx}, vocab {man['vocab_size']}",
+        f"data       {cfg.data.source} (synthetic share {1.0 if cfg.data.synthetic_only else cfg.data.synthetic_fraction:g}), seq_len {man['seq_len']}",
+        f"mixture    D={man['D']:,} tokens  f={man['f']:.4g}  E={man['E']}  S={man['S']:,} tokens "
+        f"({man['n_repeated']:,} repeated seqs, {man['n_unique']:,} unique, {man['n_test']} test)",
+        f"schedule   sha256 {man['schedule']['sha256'][:16]}…  seed {cfg.seed}",
+        f"checkpoints {len(ckpts)}: steps {', '.join(str(c.step) for c in ckpts[:6])}"
+        + (f", … {ckpts[-1].step}" if len(ckpts) > 6 else ""),
+    ]
+    if len(met):
+        last = met[met.step == met.step.max()]
+        losses = ", ".join(f"{r.split} {r.loss:.4f}" for r in last.itertuples())
+        lines.append(f"final loss step {int(met.step.max())}: {losses}")
+    return "\n".join(lines)
+
+
+def _print_summary(run) -> None:
+    typer.echo(run_summary(run.path))
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Entry point: runs the typer app, turning RepeatlensError into one line and exit 2."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        app(args=argv, standalone_mode=False)
+    except RepeatlensError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; run the same command again to resume", err=True)
+        sys.exit(130)
+    except Exception as e:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Exit):
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The command line: real runs, and the one-line error every bad input gets.
+
+Bad inputs tried, and the error each gets (``error: <message>``, exit code 2, no traceback,
+no run directory left behind):
+
+| bad input                                   | message contains                                   |
+|---------------------------------------------|----------------------------------------------------|
+| invalid YAML                                | ``bad.yaml: line 3: invalid YAML``                 |
+| empty config file                           | ``empty config``                                   |
+| unknown field                               | ``unknown field 'train.lrr'``                      |
+| wrong type                                  | ``field 'train.batch_size' = 'many'``              |
+| f outside [0, 1)                            | ``field 'mixture.repeated_fraction' = 1.0``        |
+| E < 1                                       | ``field 'mixture.repeat_count' = 0``               |
+| repeated subset below one sequence          | ``is smaller than one sequence``                   |
+| not enough unique data                      | ``but the spec needs``                             |
+| seq_len above n_ctx                         | ``data.seq_len = 64 exceeds model.n_ctx = 32``     |
+| missing corpus                              | ``no file, folder or glob match``                  |
+| empty corpus file                           | ``empty.txt``                                      |
+| binary corpus file                          | ``blob.txt``                                       |
+| non-UTF-8 corpus file                       | ``latin1.txt``                                     |
+| missing tokenizer file                      | ``nope.json``                                      |
+| bad --set syntax                            | ``expected key=value``                             |
+| run dir written by another config           | ``different config``                               |
+| cuda asked for on a CPU-only machine        | ``train.device = 'cuda'``                          |
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from repeatlens.cli import main
+from tests.conftest import TINY_SYNTHETIC
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _write_cfg(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture
+def cfg_file(tmp_path: Path) -> Path:
+    return _write_cfg(tmp_path / "c.yaml", TINY_SYNTHETIC)
+
+
+def test_train_then_info(cfg_file: Path, tmp_path: Path, capsys) -> None:
+    code, out, err = _run(["train", str(cfg_file), "--out", str(tmp_path / "run"), "-q"], capsys)
+    assert code == 0, err
+    assert "(complete)" in out and "f=0.25  E=4" in out
+    code, out, _ = _run(["info", str(tmp_path / "run")], capsys)
+    assert code == 0 and "checkpoints 6: steps 0, 1, 3, 5, 10, 12" in out
+
+
+def _bad_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
+    (tmp / "bad.yaml").write_text("mixture:\n  total_tokens: [1, 2\n")
+    (tmp / "empty.yaml").write_text("")
+    (tmp / "empty.txt").write_text("")
+    (tmp / "blob.txt").write_bytes(b"abc\x00\x01\x02" * 10)
+    (tmp / "latin1.txt").write_bytes("caf\u00e9 au lait".encode("latin-1"))
+    c = str(tmp / "c.yaml")
+    corpus = ["--set", "data.source=" + str(tmp / "{}"), "--set", "data.vocab_size=300"]
+    return [
+        ("invalid YAML", ["train", str(tmp / "bad.yaml")], "bad.yaml: line 3: invalid YAML"),
+        ("empty config", ["train", str(tmp / "empty.yaml")], "empty config"),
+        ("unknown field", ["train", c, "--set", "train.lrr=1"], "unknown field 'train.lrr'"),
+        ("wrong type", ["train", c, "--set", "train.batch_size=many"], "field 'train.batch_size' = 'many'"),
+        ("f outside [0,1)", ["train", c, "--set", "mixture.repeated_fraction=1.0"], "field 'mixture.repeated_fraction' = 1.0"),
+        ("E < 1", ["train", c, "--set", "mixture.repeat_count=0"], "field 'mixture.repeat_count' = 0"),
+        ("subset < 1 seq", ["train", c, "--set", "mixture.repeat_count=1000"], "is smaller than one sequence"),
+        ("not enough data", ["train", c, "--set", "data.source=shakespeare", "--set", "data.vocab_size=300",
+                             "--set", "mixture.total_tokens=100000000"], "but the spec needs"),
+        ("seq_len > n_ctx", ["train", c, "--set", "data.seq_len=64"], "data.seq_len = 64 exceeds model.n_ctx = 32"),
+        ("missing corpus", ["train", c, "--set", "data.source=" + str(tmp / "missing.txt")], "no file, folder or glob match"),
+        ("empty corpus", ["train", c] + [a.format("empty.txt") for a in corpus], "empty.txt"),
+        ("binary corpus", ["train", c] + [a.format("blob.txt") for a in corpus], "blob.txt"),
+        ("non-UTF-8 corpus", ["train", c] + [a.format("latin1.txt") for a in corpus], "latin1.txt"),
+        ("missing tokenizer", ["train", c, "--set", "data.source=shakespeare", "--set", f"data.tokenizer={tmp}/nope.json"], "nope.json"),
+        ("bad --set", ["train", c, "--set", "train.lr"], "expected key=value"),
+    ]
+
+
+def test_bad_inputs_get_one_line_errors_and_exit_2(cfg_file: Path, tmp_path: Path, capsys) -> None:
+    for name, argv, expected in _bad_cases(tmp_path):
+        out_dir = tmp_path / f"out_{name.replace(' ', '_')}"
+        code, out, err = _run(argv + ["--out", str(out_dir), "-q"], capsys)
+        assert code == 2, (name, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, err)
+        assert expected in lines[0], (name, lines[0])
+        assert "Traceback" not in err
+        assert not out_dir.exists(), f"{name}: left a run directory behind"
+
+
+def test_run_dir_from_another_config_is_refused(cfg_file: Path, tmp_path: Path, capsys) -> None:
+    assert _run(["train", str(cfg_file), "--out", str(tmp_path / "r"), "-q"], capsys)[0] == 0
+    code, _, err = _run(["train", str(cfg_file), "--out", str(tmp_path / "r"), "--set", "train.lr=0.5", "-q"], capsys)
+    assert code == 2 and "different config (train.lr = 0.001 there, 0.5 now)" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_cuda_on_cpu_machine(cfg_file: Path, tmp_path: Path, capsys) -> None:
+    code, _, err = _run(["train", str(cfg_file), "--out", str(tmp_path / "r"), "--set", "train.device=cuda"], capsys)
+    assert code == 2 and "train.device = 'cuda': CUDA is not available" in err
+
+
+def test_console_script_in_a_real_process(cfg_file: Path, tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("repeatlens")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    bad = subprocess.run([str(exe), "train", str(cfg_file), "--out", str(tmp_path / "x"), "--set", "mixture.repeat_count=0"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: ") and "Traceback" not in bad.stderr
+    ok = subprocess.run([str(exe), "train", str(cfg_file), "--out", str(tmp_path / "r"), "-q"], capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "r" / "complete.json").is_file()
