@@ -101,3 +101,13 @@ def test_iter_models_is_lazy(tmp_path) -> None:
     info, model = next(it)
     assert info.step == 0 and model.cfg.d_vocab == 64
     assert [i.step for i, _ in it] == [c.step for c in run.checkpoints()][1:]
+
+
+def test_wandb_offline_logging(tmp_path, monkeypatch) -> None:
+    wandb = pytest.importorskip("wandb", reason="the wandb extra is not installed")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    run = train(tiny_config(train={"wandb": {"enabled": True, "mode": "offline", "project": "t"}}), tmp_path / "run")
+    logs = list((run.path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(logs) == 1 and logs[0].stat().st_size > 0
+    assert wandb.run is None  # finished
