@@ -1,0 +1,42 @@
+"""Interactive plotly figures of a repetition sweep, and their export.
+
+Every figure function takes the tidy tables (see ``repeatlens.plots._tables``) and
+returns a :class:`plotly.graph_objects.Figure` in the registered ``"repeatlens"``
+template. :func:`available_figures` builds all that a sweep supports;
+:func:`write_figures` writes them as offline HTML and, with kaleido + Chromium, as
+PNG/PDF/SVG at paper-column or slide size.
+"""
+
+from repeatlens.plots._tables import PlotDataError, UnsupportedFigureError
+from repeatlens.plots.export import SIZES, ExportError, find_chromium, sized, write_figures
+from repeatlens.plots.figures import (
+    available_figures,
+    displacement,
+    disproportionate_damage,
+    effective_model_size,
+    head_heatmap,
+    loss_vs_repeat_count,
+    phase_diagram,
+    score_trajectories,
+)
+from repeatlens.plots.theme import TEMPLATE_NAME, register_template
+
+__all__ = [
+    "SIZES",
+    "TEMPLATE_NAME",
+    "ExportError",
+    "PlotDataError",
+    "UnsupportedFigureError",
+    "available_figures",
+    "displacement",
+    "disproportionate_damage",
+    "effective_model_size",
+    "find_chromium",
+    "head_heatmap",
+    "loss_vs_repeat_count",
+    "phase_diagram",
+    "register_template",
+    "score_trajectories",
+    "sized",
+    "write_figures",
+]

@@ -1,0 +1,920 @@
+"""Plotly figures built from the tidy scores and training-metrics tables.
+
+Every function returns a :class:`plotly.graph_objects.Figure` in the ``"repeatlens"``
+template, so a notebook can restyle it further. Conventions shared by all figures:
+
+* colour encodes the repeat count E on a log10 scale (colourbar labelled in E);
+* the f = 0 control is black and dashed;
+* hover text names the run, and for per-head metrics the layer and head;
+* ``fig.layout.meta["repeatlens"]`` records the figure's name and its panel grid, which
+  :func:`repeatlens.plots.export.write_figures` uses to size static exports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from repeatlens.plots import theme
+from repeatlens.plots._tables import (
+    QUANTITIES,
+    PlotDataError,
+    UnsupportedFigureError,
+    check_scores,
+    control_mask,
+    default_run,
+    final_values,
+    is_per_head,
+    matching_control,
+    metric_rows,
+    model_label,
+    per_checkpoint,
+    relative_damage,
+    require_columns,
+    run_table,
+)
+
+__all__ = [
+    "available_figures",
+    "displacement",
+    "disproportionate_damage",
+    "effective_model_size",
+    "head_heatmap",
+    "loss_vs_repeat_count",
+    "phase_diagram",
+    "score_trajectories",
+]
+
+PER_HEAD_ORDER = [
+    "induction",
+    "previous_token",
+    "duplicate_token",
+    "prefix_matching",
+    "copying_ov",
+    "copying_top1",
+    "k_composition",
+    "q_composition",
+    "v_composition",
+    "ablation_copying_loss",
+]
+ATTENTION_METRICS = {"previous_token", "duplicate_token", "induction", "prefix_matching"}
+"""Per-head scores that are attention probabilities: heatmaps use the fixed range 0…1."""
+SIGNED_UNIT_METRICS = {"copying_ov"}
+"""Per-head scores in [−1, 1]: heatmaps use the fixed diverging range −1…1."""
+MODEL_LEVEL_ORDER = [
+    "test_loss",
+    "repeated_loss",
+    "copying_loss",
+    "copying_gain",
+    "icl_score",
+    "memorization",
+]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _finish(fig: go.Figure, name: str, rows: int = 1, cols: int = 1, *, title: str | None = None) -> go.Figure:
+    """Apply the template, title and the export metadata."""
+    fig.update_layout(
+        template=theme.TEMPLATE_NAME,
+        title={"text": title} if title else None,
+        meta={"repeatlens": {"figure": name, "rows": rows, "cols": cols}},
+    )
+    fig.update_annotations(font_size=14)  # subplot titles: make_subplots sets 16 px
+    return fig
+
+
+def _models(table: pd.DataFrame) -> list[tuple[float, str]]:
+    """Distinct (n_params, model_preset) pairs, smallest first."""
+    pairs = table[["n_params", "model_preset"]].drop_duplicates("n_params").sort_values("n_params")
+    return [(float(n), str(p)) for n, p in pairs.itertuples(index=False)]
+
+
+def _repeated_counts(table: pd.DataFrame) -> list[float]:
+    """Distinct known repeat counts of the repeated-data (f > 0) runs."""
+    counts = table.loc[table["repeated_fraction"] > 0, "repeat_count"].astype(float).dropna()
+    return sorted(counts.unique())
+
+
+def _hover_lines(per_head: bool, y_name: str, x_name: str = "tokens seen %{x:.3s}") -> str:
+    """Hover template for customdata = [run, f, E, seed, layer, head]."""
+    lines = [
+        "<b>%{customdata[0]}</b>",
+        "f = %{customdata[1]}, E = %{customdata[2]}, seed %{customdata[3]}",
+    ]
+    if per_head:
+        lines.append("layer %{customdata[4]}, head %{customdata[5]}")
+    lines += [x_name, f"{y_name}: %{{y:.4g}}"]
+    return "<br>".join(lines) + "<extra></extra>"
+
+
+def _customdata(g: pd.DataFrame) -> np.ndarray:
+    """customdata rows [run, f, E, seed, layer, head] for a run's rows."""
+
+    def head_col(name: str) -> np.ndarray:
+        if name not in g.columns:
+            return np.full(len(g), "–", dtype=object)
+        return g[name].astype("Int64").astype("string").fillna("–").to_numpy(dtype=object)
+
+    return np.column_stack(
+        [
+            g["run_id"].astype(str).to_numpy(dtype=object),
+            g["repeated_fraction"].astype(float).map(theme.format_fraction).to_numpy(dtype=object),
+            g["repeat_count"].astype(float).map("{:g}".format).to_numpy(dtype=object),
+            g["seed"].astype(int).to_numpy(dtype=object),
+            head_col("layer"),
+            head_col("head"),
+        ]
+    )
+
+
+def _run_line(
+    g: pd.DataFrame,
+    custom: np.ndarray,
+    *,
+    x: str,
+    limits: tuple[float, float],
+    per_head: bool,
+    y_name: str,
+) -> dict[str, object]:
+    """One run's line (as a trace dict): black dashed for the control, else coloured by E.
+
+    Args:
+        g: The run's rows, in x order.
+        custom: Their customdata rows (see :func:`_customdata`).
+        x: Column for the x values.
+        limits: E colour-scale limits (log10).
+        per_head: Whether hover names a layer and head.
+        y_name: Name of the y value in hover.
+    """
+    first = g.iloc[0]
+    control = float(first["repeated_fraction"]) == 0.0
+    line = dict(theme.CONTROL_LINE) if control else {
+        "color": theme.repeat_count_color(float(first["repeat_count"]), limits),
+        "width": 1.8,
+    }
+    return {
+        "type": "scatter",
+        "x": g[x].to_numpy(dtype=float),
+        "y": g["value"].to_numpy(dtype=float),
+        "mode": "lines",
+        "name": "control (f = 0)" if control else str(first["run_id"]),
+        "legendgroup": "control" if control else f"E={float(first['repeat_count']):g}",
+        "showlegend": False,
+        "line": line,
+        "customdata": custom,
+        "hovertemplate": _hover_lines(per_head, y_name),
+    }
+
+
+def _facet_grid(col_titles: list[str], row_titles: list[str]) -> go.Figure:
+    """Subplots with column titles on top and, for several rows, row titles at the right.
+
+    Row titles sit in a strip the x-domains leave free (as plotly express does), so
+    they never collide with a colourbar or legend.
+
+    Args:
+        col_titles: One title per column.
+        row_titles: One title per row (``[""]`` for a single untitled row).
+
+    Returns:
+        The empty figure with shared axes.
+    """
+    nrows, ncols = len(row_titles), len(col_titles)
+    fig = make_subplots(
+        rows=nrows, cols=ncols, shared_xaxes=True, shared_yaxes=True,
+        subplot_titles=col_titles + [""] * (ncols * (nrows - 1)),
+        horizontal_spacing=0.035, vertical_spacing=0.1 if nrows > 1 else 0.08,
+    )
+    if nrows > 1:
+        shrink = 0.95
+        fig.for_each_xaxis(lambda ax: ax.update(domain=[ax.domain[0] * shrink, ax.domain[1] * shrink]))
+        for ann in fig.layout.annotations:
+            ann.x = ann.x * shrink
+        for r, title in enumerate(row_titles, start=1):
+            dom = fig.get_subplot(r, 1).yaxis.domain
+            fig.add_annotation(text=title, x=0.985, y=(dom[0] + dom[1]) / 2, xref="paper", yref="paper",
+                               textangle=90, showarrow=False, xanchor="center", yanchor="middle")
+    return fig
+
+
+def _log_ticks_axis() -> dict[str, object]:
+    """Axis settings for a log axis with compact tick labels (1k, 10k, 1M)."""
+    return {"type": "log", "exponentformat": "SI", "dtick": 1, "minor": {"ticks": "outside", "ticklen": 2}}
+
+
+# ----------------------------------------------------------------------------- 1. heatmap
+
+
+def head_heatmap(scores: pd.DataFrame, metric: str, run_id: str | None = None) -> go.Figure:
+    """Layer × head heatmap of a per-head metric, with a slider over checkpoints.
+
+    The figure opens on the last checkpoint; each slider step is one checkpoint
+    (labelled by tokens seen) and is an animation frame, so all frames share one colour
+    range. Layer 0 is at the top, as in TransformerLens attention plots.
+
+    Args:
+        scores: The long scores table.
+        metric: A per-head metric, e.g. ``"induction"``.
+        run_id: The run to show; default the most damaged run (largest relative
+            test-loss rise against its control, see ``_tables.default_run``).
+
+    Returns:
+        The figure, with ``len(fig.frames) == len(fig.layout.sliders[0].steps)`` = the
+        number of checkpoints of that run.
+    """
+    s = check_scores(scores)
+    rows = metric_rows(s, metric)
+    if not is_per_head(rows):
+        raise UnsupportedFigureError(f"metric {metric!r} is model-level; head_heatmap needs a per-head metric")
+    rows = rows[rows["head"].notna()]
+    if run_id is None:
+        run_id = default_run(s[s["run_id"].isin(rows["run_id"].unique())])
+    sub = rows[rows["run_id"] == run_id]
+    if sub.empty:
+        known = sorted(rows["run_id"].unique())
+        raise PlotDataError(f"run {run_id!r} has no {metric!r} rows; runs with it: {known[:8]}")
+    run = sub.iloc[0]
+    layers = sorted(int(v) for v in sub["layer"].unique())
+    heads = sorted(int(v) for v in sub["head"].unique())
+    checkpoints = sub[["step", "tokens_seen"]].drop_duplicates("step").sort_values("step")
+    zmin, zmax = float(sub["value"].min()), float(sub["value"].max())
+    if metric in SIGNED_UNIT_METRICS and -1.0 <= zmin and zmax <= 1.0:
+        scale = {"colorscale": theme.DIVERGING_COLORSCALE, "zmin": -1.0, "zmax": 1.0}
+    elif zmin < 0:
+        bound = max(abs(zmin), abs(zmax))
+        scale = {"colorscale": theme.DIVERGING_COLORSCALE, "zmin": -bound, "zmax": bound}
+    elif metric in ATTENTION_METRICS and zmax <= 1.0:
+        scale = {"colorscale": theme.HEAD_COLORSCALE, "zmin": 0.0, "zmax": 1.0}  # comparable across runs
+    else:
+        scale = {"colorscale": theme.HEAD_COLORSCALE, "zmin": 0.0, "zmax": max(zmax, 1e-9)}
+    label = theme.metric_label(metric)
+    short = metric.replace("_", "-")
+
+    def trace(step: int, tokens: int) -> go.Heatmap:
+        grid = (
+            sub[sub["step"] == step]
+            .pivot_table(index="layer", columns="head", values="value", aggfunc="mean")
+            .reindex(index=layers, columns=heads)
+        )
+        return go.Heatmap(
+            z=grid.to_numpy(dtype=float),
+            x=heads,
+            y=layers,
+            xgap=1,
+            ygap=1,
+            **scale,
+            colorbar={"title": {"text": short, "side": "top"}, "thickness": 12, "len": 0.8},
+            hovertemplate=(
+                f"<b>{run_id}</b><br>step {step} ({theme.format_count(tokens)} tokens)"
+                f"<br>layer %{{y}}, head %{{x}}<br>{short}: %{{z:.3f}}<extra></extra>"
+            ),
+            name=f"step {step}",
+        )
+
+    frames = [
+        go.Frame(name=str(int(st)), data=[trace(int(st), int(tk))], traces=[0])
+        for st, tk in checkpoints.itertuples(index=False)
+    ]
+    last_step, last_tokens = (int(v) for v in checkpoints.iloc[-1])
+    fig = go.Figure(data=[trace(last_step, last_tokens)], frames=frames)
+    n = len(frames)
+    slider_steps = [
+        {
+            "label": theme.format_count(int(tk)),
+            "method": "animate",
+            "args": [
+                [str(int(st))],
+                {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}},
+            ],
+        }
+        for st, tk in checkpoints.itertuples(index=False)
+    ]
+    fig.update_layout(
+        sliders=[
+            {
+                "active": n - 1,
+                "steps": slider_steps,
+                "currentvalue": {"prefix": "tokens seen: ", "font": {"size": 12}},
+                "pad": {"t": 40, "b": 10},
+                "len": 1.0,
+                "x": 0.0,
+                # a slider with many checkpoints hides its tick labels (they would collide)
+                "font": {"size": 10, "color": "#444" if n <= 10 else "rgba(0,0,0,0)"},
+            }
+        ],
+        xaxis={"title": {"text": "head"}, "dtick": 1, "showgrid": False, "constrain": "domain"},
+        yaxis={"title": {"text": "layer"}, "dtick": 1, "autorange": "reversed", "showgrid": False},
+        margin={"b": 120},
+    )
+    title = (
+        f"{label} per head · {run_id} (f = {theme.format_fraction(float(run['repeated_fraction']))}, "
+        f"E = {float(run['repeat_count']):g})"
+    )
+    return _finish(fig, f"head_heatmap_{metric}", title=title)
+
+
+# ----------------------------------------------------------------------------- 2. trajectories
+
+
+def score_trajectories(
+    scores: pd.DataFrame, metric: str, layer: int | None = None, head: int | None = None
+) -> go.Figure:
+    """A score over training: one line per run, coloured by E, faceted by f.
+
+    Columns are the repeated fractions f > 0, rows the model sizes; the f = 0 control of
+    the same size is drawn in every panel as the black dashed reference. Per-head
+    metrics default to the max over all heads at each checkpoint (``layer`` restricts
+    to one layer, ``layer`` + ``head`` picks one head); the y-axis title says which.
+    Checkpoints with 0 tokens seen are left out (log x-axis).
+
+    Args:
+        scores: The long scores table.
+        metric: Any metric, per-head or model-level.
+        layer: Optional layer for per-head metrics.
+        head: Optional head (with ``layer``).
+
+    Returns:
+        The figure; its traces are named by run_id (the control: ``"control (f = 0)"``).
+    """
+    s = check_scores(scores)
+    per_head = is_per_head(metric_rows(s, metric))
+    pc = per_checkpoint(s, metric, layer, head)
+    pc = pc[pc["tokens_seen"] > 0]
+    models = _models(pc)
+    fractions = sorted(f for f in pc["repeated_fraction"].unique() if f > 0)
+    if pc["repeated_fraction"].isna().any():
+        fractions.append(math.nan)  # runs of unknown f (foreign checkpoints): their own facet
+    fractions = fractions or [0.0]
+    counts = _repeated_counts(pc)
+    limits = theme.log_range(counts)
+    fig = _facet_grid(
+        [f"f = {theme.format_fraction(f)}" for f in fractions],
+        [model_label(p, n) for n, p in models] if len(models) > 1 else [""],
+    )
+    label = theme.metric_label(metric)
+    short = metric.replace("_", "-")
+    pc = pc.sort_values(["run_id", "step"]).reset_index(drop=True)
+    custom = _customdata(pc)
+    lines = {rid: _run_line(g, custom[g.index], x="tokens_seen", limits=limits, per_head=per_head, y_name=short)
+             for rid, g in pc.groupby("run_id", sort=False)}
+    traces, rows, cols = [], [], []
+    for r, (n, _p) in enumerate(models, start=1):
+        in_model = run_table(pc[pc["n_params"] == n])
+        controls = list(in_model.loc[control_mask(in_model), "run_id"])
+        for c, f in enumerate(fractions, start=1):
+            same_f = in_model["repeated_fraction"].isna() if math.isnan(f) else in_model["repeated_fraction"] == f
+            members = controls + (list(in_model.loc[same_f, "run_id"]) if f else [])
+            for rid in members:
+                trace = {**lines[rid], "showlegend": bool(rid in controls and not traces)}
+                traces.append(trace)
+                rows.append(r)
+                cols.append(c)
+    fig.add_traces(traces, rows=rows, cols=cols)
+    if counts:
+        fig.add_trace(theme.repeat_count_colorbar(counts, limits))
+    if per_head and head is not None:
+        reduction = f"layer {layer}, head {head}"
+    elif per_head and layer is not None:
+        reduction = f"max over heads of layer {layer}"
+    elif per_head:
+        reduction = "max over heads"
+    else:
+        reduction = ""
+    ytitle = theme.two_line(label, reduction)
+    fig.update_layout(height=160 + 250 * len(models))
+    fig.update_xaxes(**_log_ticks_axis())
+    fig.update_xaxes(title_text=theme.TOKENS_LABEL, row=len(models))
+    fig.update_yaxes(title_text=ytitle, col=1)
+    title = f"{label.split(' (')[0]} over training" + (f" ({reduction})" if reduction else "")
+    return _finish(fig, f"score_trajectories_{metric}", len(models), len(fractions), title=title)
+
+
+# ----------------------------------------------------------------------------- 3. double descent
+
+
+def _final_test_loss(table: pd.DataFrame) -> pd.DataFrame:
+    """Final test loss per run from a scores table or a one-row-per-run table."""
+    if "test_loss" not in table.columns and "metric" in table.columns:
+        return final_values(check_scores(table), "test_loss")
+    if "test_loss" in table.columns:
+        require_columns(table, ["run_id", "repeated_fraction", "repeat_count", "model_preset", "n_params", "seed"],
+                        "final table")
+        out = table.rename(columns={"test_loss": "value"}).copy()
+        out["repeated_fraction"] = out["repeated_fraction"].astype(float)
+        out["repeat_count"] = out["repeat_count"].astype(float)
+        return out
+    raise PlotDataError("expected a scores table (with 'metric') or a final table (with 'test_loss')")
+
+
+def _seed_stats(table: pd.DataFrame, keys: list[str], value: str = "value") -> pd.DataFrame:
+    """Mean, sample std (0 for one seed) and seed count of ``value`` per group."""
+    agg = table.groupby(keys)[value].agg(["mean", "std", "count"]).reset_index()
+    agg["std"] = agg["std"].fillna(0.0)
+    return agg
+
+
+def loss_vs_repeat_count(scores_or_final_table: pd.DataFrame) -> go.Figure:
+    """Final test loss against repeat count: the double-descent figure.
+
+    One line per repeated fraction (mean over seeds, error bars = sample std over
+    seeds), one panel per model size; the control's mean loss is a black dashed
+    horizontal line with a grey ±1 std band.
+
+    Args:
+        scores_or_final_table: The long scores table (the last ``test_loss`` of each
+            run is used), or a one-row-per-run table with a ``test_loss`` column and
+            the run columns.
+
+    Returns:
+        The figure; traces ``"f = …"`` carry the means, ``"control (f = 0)"`` the line.
+    """
+    final = _final_test_loss(scores_or_final_table)
+    repeated = final[final["repeated_fraction"] > 0]
+    if repeated.empty:
+        raise UnsupportedFigureError("loss_vs_repeat_count needs runs with repeated data (f > 0)")
+    models = _models(final)
+    fractions = sorted(repeated["repeated_fraction"].unique())
+    e_lo, e_hi = float(repeated["repeat_count"].min()), float(repeated["repeat_count"].max())
+    fig = make_subplots(
+        rows=1, cols=len(models), shared_yaxes=True, horizontal_spacing=0.04,
+        subplot_titles=[model_label(p, n) for n, p in models] if len(models) > 1 else None,
+    )
+    for c, (n, _p) in enumerate(models, start=1):
+        in_model = final[final["n_params"] == n]
+        ctrl = in_model[control_mask(in_model)]["value"]
+        if not ctrl.empty:
+            m, sd = float(ctrl.mean()), float(ctrl.std()) if len(ctrl) > 1 else 0.0
+            if sd > 0:
+                fig.add_trace(
+                    go.Scatter(
+                        x=[e_lo, e_hi, e_hi, e_lo], y=[m - sd, m - sd, m + sd, m + sd], fill="toself",
+                        fillcolor="rgba(0,0,0,0.08)", line={"width": 0}, hoverinfo="skip", showlegend=False,
+                        name="control ±1 std", mode="lines",
+                    ),
+                    row=1, col=c,
+                )
+            fig.add_trace(
+                go.Scatter(
+                    x=[e_lo, e_hi], y=[m, m], mode="lines", line=dict(theme.CONTROL_LINE),
+                    name="control (f = 0)", legendgroup="control", showlegend=c == 1,
+                    hovertemplate=(f"control (f = 0), {len(ctrl)} seed(s)<br>test loss {m:.4g} ± {sd:.2g}"
+                                   "<extra></extra>"),
+                ),
+                row=1, col=c,
+            )
+        stats = _seed_stats(in_model[in_model["repeated_fraction"] > 0], ["repeated_fraction", "repeat_count"])
+        for k, f in enumerate(fractions):
+            g = stats[stats["repeated_fraction"] == f].sort_values("repeat_count")
+            if g.empty:
+                continue
+            color = theme.FRACTION_COLORS[k % len(theme.FRACTION_COLORS)]
+            fig.add_trace(
+                go.Scatter(
+                    x=g["repeat_count"].to_numpy(dtype=float), y=g["mean"].to_numpy(dtype=float),
+                    error_y={"type": "data", "array": g["std"].to_numpy(dtype=float), "thickness": 1.2, "width": 3},
+                    mode="lines+markers", marker={"size": 7, "color": color}, line={"color": color, "width": 2},
+                    name=f"f = {theme.format_fraction(f)}", legendgroup=f"f={f}", showlegend=c == 1,
+                    customdata=g["count"].to_numpy(),
+                    hovertemplate=(
+                        f"f = {theme.format_fraction(f)}, E = %{{x:g}}<br>test loss %{{y:.4g}} ± %{{error_y.array:.2g}}"
+                        "<br>%{customdata} seed(s)<extra></extra>"
+                    ),
+                ),
+                row=1, col=c,
+            )
+    fig.update_xaxes(**_log_ticks_axis(), title_text=theme.REPEAT_COUNT_LABEL)
+    fig.update_yaxes(title_text=theme.two_line("final test loss (nats/token)"), col=1)
+    return _finish(fig, "loss_vs_repeat_count", 1, len(models),
+                   title="Final test loss vs repeat count (mean ± std over seeds)")
+
+
+# ----------------------------------------------------------------------------- 4. phase diagram
+
+
+def phase_diagram(scores: pd.DataFrame, quantity: str) -> go.Figure:
+    """Repeated fraction × repeat count heatmap of damage relative to the control.
+
+    Damage is the relative change of the final value against the mean of the f = 0
+    control of the same model size, averaged over seeds, signed so that positive means
+    worse than the control: ``test_loss`` → rise of test loss; ``induction`` → drop of
+    the max-over-heads induction score; ``copying`` → rise of the copying loss (worse
+    copying). One panel per model size, cells annotated in percent.
+
+    Args:
+        scores: The long scores table.
+        quantity: ``"test_loss"``, ``"induction"`` or ``"copying"``.
+
+    Returns:
+        The figure; heatmap x = E (categories), y = f (categories), z = mean damage.
+    """
+    dmg = relative_damage(check_scores(scores), quantity)
+    label = QUANTITIES[quantity][2]
+    models = _models(dmg)
+    stats = _seed_stats(dmg, ["n_params", "repeated_fraction", "repeat_count"], "damage")
+    fractions = sorted(stats["repeated_fraction"].unique())
+    counts = sorted(stats["repeat_count"].unique())
+    xs = [f"{e:g}" for e in counts]
+    ys = [theme.format_fraction(f) for f in fractions]
+    bound = float(stats["mean"].abs().max()) or 1e-9
+    fig = make_subplots(
+        rows=1, cols=len(models), shared_yaxes=True, horizontal_spacing=0.04,
+        subplot_titles=[model_label(p, n) for n, p in models] if len(models) > 1 else None,
+    )
+    for c, (n, p) in enumerate(models, start=1):
+        g = stats[stats["n_params"] == n]
+        z = g.pivot(index="repeated_fraction", columns="repeat_count", values="mean").reindex(
+            index=fractions, columns=counts
+        )
+        seeds = g.pivot(index="repeated_fraction", columns="repeat_count", values="count").reindex(
+            index=fractions, columns=counts
+        )
+        fig.add_trace(
+            go.Heatmap(
+                z=z.to_numpy(dtype=float), x=xs, y=ys, coloraxis="coloraxis", xgap=2, ygap=2,
+                texttemplate="%{z:+.0%}", customdata=seeds.fillna(0).to_numpy(dtype=int),
+                name=model_label(p, n),
+                hovertemplate=(
+                    f"{model_label(p, n)}<br>f = %{{y}}, E = %{{x}}<br>{label}: %{{z:+.1%}}"
+                    "<br>mean of %{customdata} seed(s)<extra></extra>"
+                ),
+            ),
+            row=1, col=c,
+        )
+    fig.update_layout(
+        coloraxis={
+            "colorscale": theme.DIVERGING_COLORSCALE, "cmin": -bound, "cmax": bound,
+            "colorbar": {"title": {"text": "worse ↑<br>vs control", "side": "top"}, "tickformat": "+.0%",
+                         "thickness": 12, "len": 0.8},
+        }
+    )
+    fig.update_xaxes(title_text=theme.REPEAT_COUNT_LABEL, type="category", showgrid=False)
+    fig.update_yaxes(title_text=theme.FRACTION_LABEL, col=1, type="category", showgrid=False)
+    fig.update_yaxes(type="category", showgrid=False)
+    return _finish(fig, f"phase_diagram_{quantity}", 1, len(models),
+                   title=f"Phase diagram: {label} (mean over seeds)")
+
+
+# ----------------------------------------------------------------------------- 5. displacement
+
+
+def _metrics_series(metrics: pd.DataFrame | None, run_id: str, split: str) -> pd.DataFrame | None:
+    """A run's loss curve of one split from the training-metrics table, if present."""
+    if metrics is None or metrics.empty:
+        return None
+    require_columns(metrics, ["step", "tokens_seen", "split", "loss"], "metrics table")
+    rows = metrics[metrics["split"] == split]
+    if "run_id" in metrics.columns:
+        rows = rows[rows["run_id"].astype(str) == run_id]
+    rows = rows[rows["tokens_seen"] > 0].dropna(subset=["loss"]).sort_values("step")
+    if rows.empty:
+        return None
+    return rows.rename(columns={"loss": "value"})[["step", "tokens_seen", "value"]]
+
+
+def _score_series(scores: pd.DataFrame, run_id: str, metric: str) -> pd.DataFrame | None:
+    """A run's per-checkpoint series of a metric (max over heads), if present."""
+    try:
+        pc = per_checkpoint(scores, metric)
+    except UnsupportedFigureError:
+        return None
+    pc = pc[(pc["run_id"] == run_id) & (pc["tokens_seen"] > 0)]
+    return None if pc.empty else pc[["step", "tokens_seen", "layer", "head", "value"]]
+
+
+def displacement(scores: pd.DataFrame, metrics_table: pd.DataFrame | None, run_id: str) -> go.Figure:
+    """Where memorization displaces generalization, for one run.
+
+    Stacked panels on a shared log x-axis (tokens seen): repeated-subset loss, test
+    loss, induction score (max over heads) and copying loss. Losses come from the
+    training-metrics table (splits ``"repeated"``/``"test"``) when it has them, else
+    from the ``repeated_loss``/``test_loss`` scores. The control of the same model size
+    (same seed where possible) is overlaid black dashed, and a dotted vertical line
+    marks the checkpoint where this run's test loss was lowest, if that is before the
+    end (from there on, the repeated data wins over generalization).
+
+    Args:
+        scores: The long scores table.
+        metrics_table: The training-metrics table (``step``, ``tokens_seen``,
+            ``split``, ``loss``, optionally ``run_id``), or None.
+        run_id: The run to show.
+
+    Returns:
+        The figure with one row per panel that has data.
+    """
+    s = check_scores(scores)
+    runs = run_table(s)
+    if run_id not in set(runs["run_id"]):
+        raise PlotDataError(f"run {run_id!r} is not in the scores table; runs: {list(runs['run_id'])[:8]}")
+    control = matching_control(s, run_id)
+    def first(*candidates: pd.DataFrame | None) -> pd.DataFrame | None:
+        return next((c for c in candidates if c is not None), None)
+
+    panels: list[tuple[str, str, Callable[[str], pd.DataFrame | None]]] = [
+        ("repeated-subset loss<br>(nats/token)", "repeated loss",
+         lambda r: first(_metrics_series(metrics_table, r, "repeated"), _score_series(s, r, "repeated_loss"))),
+        ("test loss<br>(nats/token)", "test loss",
+         lambda r: first(_metrics_series(metrics_table, r, "test"), _score_series(s, r, "test_loss"))),
+        ("induction score<br>(max over heads)", "induction", lambda r: _score_series(s, r, "induction")),
+        ("copying loss<br>(nats/token)", "copying loss", lambda r: _score_series(s, r, "copying_loss")),
+    ]
+    series = [(ylab, short, get(run_id), get(control) if control else None) for ylab, short, get in panels]
+    series = [p for p in series if p[2] is not None]
+    if not series:
+        raise UnsupportedFigureError(f"run {run_id!r} has no repeated/test loss, induction or copying data")
+    by_id = runs.set_index("run_id")
+    info = by_id.loc[run_id]
+    counts = _repeated_counts(runs)
+    limits = theme.log_range(counts or [float(info["repeat_count"])])
+    color = theme.repeat_count_color(float(info["repeat_count"]), limits)
+    fig = make_subplots(rows=len(series), cols=1, shared_xaxes=True, vertical_spacing=0.035)
+    for r, (ylab, short, mine, ctrl) in enumerate(series, start=1):
+        for data, rid in ((ctrl, control), (mine, run_id)):
+            if data is None or rid is None:
+                continue
+            is_ctrl = rid == control
+            d = data.assign(run_id=rid, **{k: by_id.loc[rid, k] for k in ("repeated_fraction", "repeat_count", "seed")})
+            per_head = "head" in d.columns and bool(d["head"].notna().any())
+            fig.add_trace(
+                go.Scatter(
+                    x=d["tokens_seen"].to_numpy(dtype=float), y=d["value"].to_numpy(dtype=float),
+                    mode="lines+markers" if len(d) < 30 else "lines",
+                    marker={"size": 4}, line=dict(theme.CONTROL_LINE) if is_ctrl else {"color": color, "width": 2},
+                    name="control (f = 0)" if is_ctrl else run_id, legendgroup="control" if is_ctrl else "run",
+                    showlegend=r == 1, customdata=_customdata(d),
+                    hovertemplate=_hover_lines(per_head, short),
+                ),
+                row=r, col=1,
+            )
+        fig.update_yaxes(title_text=ylab, row=r, col=1)
+    test = next((p[2] for p in series if p[1] == "test loss"), None)
+    if test is not None and len(test) > 2:
+        best = test.loc[test["value"].idxmin()]
+        if int(best["step"]) < int(test["step"].max()):
+            for r in range(1, len(series) + 1):  # shapes take data coordinates on log axes
+                fig.add_shape(
+                    type="line", x0=float(best["tokens_seen"]), x1=float(best["tokens_seen"]),
+                    y0=0, y1=1, xref=f"x{'' if r == 1 else r}", yref=f"y{'' if r == 1 else r} domain",
+                    line={"color": "#999", "dash": "dot", "width": 1.5}, opacity=1.0,
+                )
+            fig.add_annotation(
+                x=math.log10(float(best["tokens_seen"])), y=1, xref="x", yref="y domain", yanchor="bottom",
+                text="test-loss minimum", showarrow=False, font={"color": "#666", "size": 11},
+            )
+    fig.update_xaxes(**_log_ticks_axis())
+    fig.update_xaxes(title_text=theme.TOKENS_LABEL, row=len(series))
+    title = (f"Memorization vs generalization · {run_id} "
+             f"(f = {theme.format_fraction(float(info['repeated_fraction']))}, E = {float(info['repeat_count']):g})")
+    fig = _finish(fig, "displacement", len(series), 1, title=title)
+    fig.update_layout(height=170 * len(series) + 150)
+    return fig
+
+
+# ----------------------------------------------------------------------------- 6. damage
+
+
+def disproportionate_damage(scores: pd.DataFrame) -> go.Figure:
+    """Relative drop in induction and copying against relative rise in test loss.
+
+    One point per repeated-data run (all seeds), coloured by E on the log scale, marker
+    symbol by repeated fraction; panels for induction drop and copying-loss rise (those
+    the sweep has). Points above the dotted y = x line are damaged more than the test
+    loss suggests: the paper's disproportionate damage to copying and induction.
+
+    Args:
+        scores: The long scores table.
+
+    Returns:
+        The figure; per panel, traces per fraction named ``"f = …"`` + a ``"y = x"`` line.
+    """
+    s = check_scores(scores)
+    loss = relative_damage(s, "test_loss")[["run_id", "damage"]].rename(columns={"damage": "loss_rise"})
+    panels = []
+    for q in ("induction", "copying"):
+        try:
+            panels.append((q, relative_damage(s, q).merge(loss, on="run_id")))
+        except UnsupportedFigureError:
+            continue
+    panels = [(q, d) for q, d in panels if not d.empty]
+    if not panels:
+        raise UnsupportedFigureError("disproportionate_damage needs induction or copying_loss besides test_loss")
+    counts = _repeated_counts(run_table(s))
+    limits = theme.log_range(counts)
+    fractions = sorted(f for f in run_table(s)["repeated_fraction"].unique() if f > 0)
+    symbols = {f: theme.MODEL_SYMBOLS[k % len(theme.MODEL_SYMBOLS)] for k, f in enumerate(fractions)}
+    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.13,
+                        subplot_titles=[QUANTITIES[q][2].replace(" vs control", "") for q, _ in panels])
+    for c, (q, d) in enumerate(panels, start=1):
+        lo = min(0.0, float(d["loss_rise"].min()), float(d["damage"].min()))
+        hi = max(float(d["loss_rise"].max()), float(d["damage"].max()), 1e-6)
+        fig.add_trace(
+            go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"color": "#777", "dash": "dot", "width": 1.5},
+                       name="y = x (proportional)", legendgroup="yx", showlegend=c == 1, hoverinfo="skip"),
+            row=1, col=c,
+        )
+        for f in fractions:
+            g = d[d["repeated_fraction"] == f].sort_values(["repeat_count", "seed"])
+            if g.empty:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=g["loss_rise"].to_numpy(dtype=float), y=g["damage"].to_numpy(dtype=float), mode="markers",
+                    marker={"symbol": symbols[f], "size": 9, "line": {"width": 0.5, "color": "#333"},
+                            "color": [theme.repeat_count_color(float(e), limits) for e in g["repeat_count"]]},
+                    name=f"f = {theme.format_fraction(f)}", legendgroup=f"f={f}", showlegend=False,
+                    customdata=_customdata(g.assign(layer=pd.NA, head=pd.NA)),
+                    hovertemplate=_hover_lines(False, QUANTITIES[q][2], "test-loss rise %{x:+.1%}").replace(
+                        "%{y:.4g}", "%{y:+.1%}"),
+                ),
+                row=1, col=c,
+            )
+    for f in fractions:  # legend of marker symbols in neutral grey
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"f = {theme.format_fraction(f)}",
+                                 marker={"symbol": symbols[f], "size": 9, "color": "#888"}, legendgroup=f"f={f}"))
+    if counts:
+        fig.add_trace(theme.repeat_count_colorbar(counts, limits))
+    fig.update_xaxes(title_text=QUANTITIES["test_loss"][2], tickformat="+.0%")
+    fig.update_yaxes(tickformat="+.0%")
+    fig.update_yaxes(title_text="relative damage vs control", row=1, col=1)
+    return _finish(fig, "disproportionate_damage", 1, len(panels),
+                   title="Disproportionate damage: induction and copying vs test loss")
+
+
+# ----------------------------------------------------------------------------- 7. N_eff
+
+
+def power_law_fit(n_params: np.ndarray, loss: np.ndarray) -> tuple[float, float]:
+    """Least-squares fit of loss = a · N^(−α) in log-log space.
+
+    Args:
+        n_params: Parameter counts (≥ 2 distinct).
+        loss: Losses (positive).
+
+    Returns:
+        (a, α).
+    """
+    slope, intercept = np.polyfit(np.log(n_params), np.log(loss), 1)
+    return float(math.exp(intercept)), float(-slope)
+
+
+def effective_model_size(scores: pd.DataFrame) -> go.Figure:
+    """Degraded test loss mapped onto the controls' loss-vs-parameters power law.
+
+    The f = 0 controls' final test losses (mean over seeds per size) are fitted with
+    L(N) = a · N^(−α); a repeated-data run with loss L has effective size
+    N_eff = (L / a)^(−1/α), reported as N_eff / N (1 = undamaged). Left: the fit with
+    the controls and the degraded runs; right: N_eff / N against E per fraction and
+    size (mean ± std over seeds). Needs controls of at least two model sizes.
+
+    Args:
+        scores: The long scores table.
+
+    Returns:
+        The figure; ``fig.layout.meta["repeatlens"]["fit"]`` holds ``a`` and ``alpha``.
+
+    Raises:
+        UnsupportedFigureError: fewer than two control sizes, or a fit in which the loss
+            does not fall with size.
+    """
+    final = final_values(check_scores(scores), "test_loss")
+    ctrl = final[control_mask(final)].groupby("n_params")["value"].mean()
+    if len(ctrl) < 2:
+        raise UnsupportedFigureError(
+            f"effective_model_size needs f = 0 control runs of at least 2 model sizes; found {len(ctrl)}"
+        )
+    a, alpha = power_law_fit(ctrl.index.to_numpy(dtype=float), ctrl.to_numpy(dtype=float))
+    if alpha <= 0:
+        raise UnsupportedFigureError(f"control test loss does not fall with model size (fitted α = {alpha:.3g})")
+    runs = final[final["repeated_fraction"] > 0].copy()
+    if runs.empty:
+        raise UnsupportedFigureError("effective_model_size needs runs with repeated data (f > 0)")
+    runs["n_eff"] = (runs["value"] / a) ** (-1.0 / alpha)
+    runs["ratio"] = runs["n_eff"] / runs["n_params"].astype(float)
+    counts = _repeated_counts(final)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
+                        subplot_titles=["control power-law fit", "effective size N_eff / N"])
+    n_grid = np.geomspace(float(final["n_params"].min()) / 1.5, float(final["n_params"].max()) * 1.5, 50)
+    fig.add_trace(
+        go.Scatter(x=n_grid, y=a * n_grid ** (-alpha), mode="lines", line={"color": "#777", "width": 1.5},
+                   name=f"fit L = {a:.3g}·N<sup>−{alpha:.3g}</sup>", hoverinfo="skip"),
+        row=1, col=1,
+    )
+    fig.add_trace(
+        go.Scatter(x=ctrl.index.to_numpy(dtype=float), y=ctrl.to_numpy(dtype=float), mode="markers",
+                   marker={"color": theme.CONTROL_COLOR, "size": 9, "symbol": "circle-open", "line": {"width": 2}},
+                   name="control (f = 0)", hovertemplate="control, N = %{x:.3s}<br>test loss %{y:.4g}<extra></extra>"),
+        row=1, col=1,
+    )
+    fractions = sorted(runs["repeated_fraction"].unique())
+    colors = {f: theme.FRACTION_COLORS[k % len(theme.FRACTION_COLORS)] for k, f in enumerate(fractions)}
+    for f in fractions:
+        g = runs[runs["repeated_fraction"] == f]
+        fig.add_trace(
+            go.Scatter(
+                x=g["n_params"].to_numpy(dtype=float), y=g["value"].to_numpy(dtype=float), mode="markers",
+                marker={"size": 7, "color": colors[f], "line": {"width": 0.5, "color": "#333"}},
+                name=f"f = {theme.format_fraction(f)}", legendgroup=f"f={f}", showlegend=False,
+                customdata=_customdata(g.assign(layer=pd.NA, head=pd.NA)),
+                hovertemplate=_hover_lines(False, "test loss", "N = %{x:.3s}"),
+            ),
+            row=1, col=1,
+        )
+    models = _models(runs)
+    stats = _seed_stats(runs, ["n_params", "repeated_fraction", "repeat_count"], "ratio")
+    for m, (n, p) in enumerate(models):
+        for f in fractions:
+            g = stats[(stats["n_params"] == n) & (stats["repeated_fraction"] == f)].sort_values("repeat_count")
+            if g.empty:
+                continue
+            color = colors[f]
+            name = f"f = {theme.format_fraction(f)} · {p}"
+            fig.add_trace(
+                go.Scatter(
+                    x=g["repeat_count"].to_numpy(dtype=float), y=g["mean"].to_numpy(dtype=float),
+                    error_y={"type": "data", "array": g["std"].to_numpy(dtype=float), "thickness": 1, "width": 2},
+                    mode="lines+markers", name=name, showlegend=False,
+                    marker={"color": color, "symbol": theme.MODEL_SYMBOLS[m % len(theme.MODEL_SYMBOLS)], "size": 7},
+                    line={"color": color, "dash": theme.MODEL_DASHES[m % len(theme.MODEL_DASHES)], "width": 1.8},
+                    hovertemplate=f"{name}<br>E = %{{x:g}}<br>N_eff / N = %{{y:.3f}}<extra></extra>",
+                ),
+                row=1, col=2,
+            )
+    fig.add_trace(
+        go.Scatter(x=[min(counts), max(counts)], y=[1.0, 1.0], mode="lines", line=dict(theme.CONTROL_LINE),
+                   name="control (N_eff = N)", hoverinfo="skip", showlegend=False),
+        row=1, col=2,
+    )
+    # legend: colour = fraction, marker and dash = model size (not their cross product)
+    for f in fractions:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines+markers", name=f"f = {theme.format_fraction(f)}",
+                                 line={"color": colors[f]}, marker={"color": colors[f]}, legendgroup=f"f={f}"))
+    if len(models) > 1:
+        for m, (_n, p) in enumerate(models):
+            fig.add_trace(go.Scatter(
+                x=[None], y=[None], mode="lines+markers", name=p,
+                line={"color": "#888", "dash": theme.MODEL_DASHES[m % len(theme.MODEL_DASHES)]},
+                marker={"color": "#888", "symbol": theme.MODEL_SYMBOLS[m % len(theme.MODEL_SYMBOLS)]}))
+    fig.update_xaxes(**_log_ticks_axis())
+    fig.update_xaxes(title_text="parameters N", row=1, col=1)
+    fig.update_xaxes(title_text=theme.REPEAT_COUNT_LABEL, row=1, col=2)
+    fig.update_yaxes(title_text=theme.two_line("final test loss (nats/token)"), type="log", row=1, col=1)
+    fig.update_yaxes(title_text="N_eff / N", row=1, col=2, rangemode="tozero")
+    fig = _finish(fig, "effective_model_size", 1, 2, title="Effective model size of the degraded runs")
+    fig.layout.meta["repeatlens"]["fit"] = {"a": a, "alpha": alpha}
+    return fig
+
+
+# ----------------------------------------------------------------------------- all
+
+
+def _displacement_of_most_damaged(scores: pd.DataFrame, metrics: pd.DataFrame | None) -> go.Figure:
+    """The displacement figure of the default run, if it has repeated data (f > 0)."""
+    run_id = default_run(scores)
+    if not float(run_table(scores).set_index("run_id").loc[run_id, "repeated_fraction"]) > 0:
+        raise UnsupportedFigureError("displacement needs a run with repeated data (f > 0)")
+    return displacement(scores, metrics, run_id)
+
+
+def available_figures(scores: pd.DataFrame, metrics: pd.DataFrame | None = None) -> dict[str, go.Figure]:
+    """Every figure the data supports, keyed by a stable name.
+
+    Figures whose data is missing (a metric not scored, no control, a single model
+    size) are skipped; any other problem (a malformed table) raises.
+
+    Args:
+        scores: The long scores table.
+        metrics: The training-metrics table, optional (used by ``displacement``).
+
+    Returns:
+        Ordered ``{name: Figure}``: loss_vs_repeat_count, phase diagrams,
+        disproportionate_damage, effective_model_size, displacement, score
+        trajectories of every metric present, and head heatmaps of the per-head
+        metrics for the most damaged run.
+    """
+    s = check_scores(scores)
+    present = set(s["metric"].unique())
+    builders: list[tuple[str, Callable[[], go.Figure]]] = [
+        ("loss_vs_repeat_count", lambda: loss_vs_repeat_count(s)),
+        *[(f"phase_diagram_{q}", lambda q=q: phase_diagram(s, q)) for q in QUANTITIES],
+        ("disproportionate_damage", lambda: disproportionate_damage(s)),
+        ("effective_model_size", lambda: effective_model_size(s)),
+        ("displacement", lambda: _displacement_of_most_damaged(s, metrics)),
+    ]
+    ordered = [m for m in MODEL_LEVEL_ORDER + PER_HEAD_ORDER if m in present]
+    ordered += sorted(present - set(ordered))
+    builders += [(f"score_trajectories_{m}", lambda m=m: score_trajectories(s, m)) for m in ordered]
+    heads = [m for m in ordered if is_per_head(s[s["metric"] == m])]
+    builders += [(f"head_heatmap_{m}", lambda m=m: head_heatmap(s, m)) for m in heads]
+    figures: dict[str, go.Figure] = {}
+    for name, build in builders:
+        try:
+            figures[name] = build()
+        except UnsupportedFigureError:
+            continue
+    return figures

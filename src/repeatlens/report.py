@@ -1,0 +1,194 @@
+"""A self-contained HTML report of a sweep: every available figure and a run summary.
+
+The page embeds plotly.js once (no CDN, no MathJax), so it opens offline and can be
+mailed as one file.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from repeatlens.plots import theme
+from repeatlens.plots._tables import UnsupportedFigureError, check_scores, final_values, run_table
+from repeatlens.plots.figures import available_figures
+
+CAPTIONS: dict[str, str] = {
+    "loss_vs_repeat_count": "Final test loss against repeat count E per repeated fraction (mean ± std over "
+    "seeds). A bump above the dashed control is the double descent over E.",
+    "phase_diagram_test_loss": "Relative rise of the final test loss against the f = 0 control of the same size.",
+    "phase_diagram_induction": "Relative drop of the strongest induction head's score against the control.",
+    "phase_diagram_copying": "Relative rise of the copying loss (worse copying) against the control.",
+    "disproportionate_damage": "Points above y = x: induction or copying is damaged more than the test loss.",
+    "effective_model_size": "Degraded test loss mapped onto the controls' loss-vs-parameters power law: "
+    "N_eff / N = 1 means undamaged.",
+    "displacement": "The most damaged run over training, against its control: where the repeated-subset loss "
+    "keeps falling while test loss, induction and copying get worse.",
+}
+
+_CSS = """
+body { font-family: Arial, Helvetica, 'Liberation Sans', 'DejaVu Sans', sans-serif; color: #222;
+       margin: 0 auto; max-width: 1200px; padding: 16px 24px 48px; line-height: 1.4; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+.meta { color: #555; margin-top: 0; }
+nav ol { columns: 2; font-size: 0.92em; }
+table.summary { border-collapse: collapse; font-size: 0.9em; width: 100%; }
+table.summary th, table.summary td { padding: 4px 8px; border-bottom: 1px solid #e5e5e5; text-align: right; }
+table.summary th { background: #f5f5f5; position: sticky; top: 0; }
+table.summary td:first-child, table.summary th:first-child { text-align: left; font-family: monospace; }
+table.summary tr.control td { font-weight: bold; }
+.figure { margin: 8px 0 24px; }
+.caption { color: #444; font-size: 0.92em; margin: 4px 0 0; }
+.scroll { max-height: 480px; overflow: auto; }
+"""
+
+
+def _final_metric(scores: pd.DataFrame, metric: str) -> pd.Series:
+    """Final value per run (max over heads for per-head metrics), empty if absent."""
+    try:
+        return final_values(scores, metric).set_index("run_id")["value"]
+    except UnsupportedFigureError:
+        return pd.Series(dtype=float)
+
+
+def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: f, E, model, seed and the headline final scores.
+
+    Args:
+        scores: The long scores table.
+
+    Returns:
+        Columns ``run_id``, ``f``, ``E``, ``model``, ``params``, ``seed``, ``final test
+        loss``, ``final repeated loss``, ``max induction`` (strongest head, last
+        checkpoint), ``copying loss`` (last checkpoint); NaN where not scored.
+    """
+    s = check_scores(scores)
+    runs = run_table(s).set_index("run_id")
+    out = pd.DataFrame(
+        {
+            "f": runs["repeated_fraction"],
+            "E": runs["repeat_count"].astype(int),
+            "model": runs["model_preset"],
+            "params": runs["n_params"].astype(int),
+            "seed": runs["seed"].astype(int),
+        }
+    )
+    out["final test loss"] = _final_metric(s, "test_loss")
+    out["final repeated loss"] = _final_metric(s, "repeated_loss")
+    out["max induction"] = _final_metric(s, "induction")
+    out["copying loss"] = _final_metric(s, "copying_loss")
+    return out.reset_index()
+
+
+def _table_html(summary: pd.DataFrame) -> str:
+    """The summary table as HTML, control rows marked."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in summary.columns)
+    body = []
+    for row in summary.itertuples(index=False):
+        rec = dict(zip(summary.columns, row, strict=True))
+        cells = []
+        for col, value in rec.items():
+            if col == "f":
+                text = theme.format_fraction(float(value))
+            elif col == "params":
+                text = theme.format_count(float(value))
+            elif isinstance(value, float):
+                text = "–" if pd.isna(value) else f"{value:.4g}"
+            else:
+                text = str(value)
+            cells.append(f"<td>{html.escape(text)}</td>")
+        cls = ' class="control"' if float(rec["f"]) == 0 else ""
+        body.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _caption(name: str) -> str:
+    """The caption of a figure."""
+    if name in CAPTIONS:
+        return CAPTIONS[name]
+    if name.startswith("score_trajectories_"):
+        return "One line per run, coloured by repeat count; the dashed black line is the f = 0 control."
+    if name.startswith("head_heatmap_"):
+        return "Per-head score of the most damaged run; drag the slider to move through checkpoints."
+    return ""
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    scores: pd.DataFrame,
+    metrics: pd.DataFrame | None = None,
+    out: str | os.PathLike[str] = "report.html",
+    *,
+    figures: Mapping[str, go.Figure] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Write a self-contained ``report.html`` for a sweep.
+
+    Args:
+        path: The sweep directory (named in the report; ``out`` is relative to it).
+        scores: The sweep's long scores table.
+        metrics: The sweep's training-metrics table, optional.
+        out: Output file, relative to ``path`` unless absolute.
+        figures: The figures to show; default every available figure
+            (:func:`repeatlens.plots.available_figures`).
+        title: Page title; default ``"repeatlens report: <folder name>"``.
+
+    Returns:
+        The path of the written report.
+    """
+    sweep_dir = Path(path)
+    target = Path(out) if Path(out).is_absolute() else sweep_dir / out
+    target.parent.mkdir(parents=True, exist_ok=True)
+    s = check_scores(scores)
+    figures = dict(figures) if figures is not None else available_figures(s, metrics)
+    summary = summary_table(s)
+    runs = run_table(s)
+    title = title or f"repeatlens report: {sweep_dir.resolve().name}"
+    fractions = ", ".join(theme.format_fraction(f) for f in sorted(runs["repeated_fraction"].unique()))
+    counts = ", ".join(f"{e:g}" for e in sorted(runs["repeat_count"].unique()))
+    sizes = ", ".join(
+        f"{p} ({theme.format_count(n)})"
+        for p, n in runs[["model_preset", "n_params"]].drop_duplicates().sort_values("n_params").itertuples(index=False)
+    )
+    config = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "svg"}}
+    sections, toc = [], []
+    for k, (name, fig) in enumerate(figures.items()):
+        div = pio.to_html(
+            fig, full_html=False, include_plotlyjs=False, include_mathjax=False, div_id=f"fig-{k}",
+            config=config, default_width="100%", auto_play=False,
+        )
+        label = html.escape(name.replace("_", " "))
+        toc.append(f'<li><a href="#sec-{k}">{label}</a></li>')
+        sections.append(
+            f'<section class="figure" id="sec-{k}"><h2>{label}</h2>{div}'
+            f'<p class="caption">{html.escape(_caption(name))}</p></section>'
+        )
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>{_CSS}</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head><body>
+<h1>{html.escape(title)}</h1>
+<p class="meta">{len(runs)} runs · repeated fractions f: {html.escape(fractions)} · repeat counts E:
+{html.escape(counts)} · models: {html.escape(sizes)} · seeds: {runs['seed'].nunique()} ·
+generated {stamp} from <code>{html.escape(str(sweep_dir))}</code></p>
+<nav><h2>Figures ({len(figures)})</h2><ol>{''.join(toc)}</ol></nav>
+<h2 id="summary">Runs</h2>
+<div class="scroll">{_table_html(summary)}</div>
+{''.join(sections)}
+</body></html>
+"""
+    target.write_text(page, encoding="utf-8")
+    return target
