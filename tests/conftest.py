@@ -35,3 +35,24 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture
 def tiny_cfg() -> RunConfig:
     return tiny_config()
+
+
+#: Settings that form induction heads in a 2-layer attention-only model within ~1.5M tokens:
+#: synthetic sequences whose repeat length (3-14) and position vary, a small vocabulary.
+INDUCTION_RUN: dict[str, Any] = {
+    "seed": 0,
+    "data": {"source": "synthetic", "seq_len": 32, "test_sequences": 32,
+             "synthetic": {"vocab_size": 64, "min_len": 3, "max_len": 14, "max_gap": 0}},
+    "mixture": {"total_tokens": 32 * 32 * 1500},
+    "model": {"n_layers": 2, "d_model": 64, "n_heads": 4, "d_head": 16, "n_ctx": 32},
+    "train": {"batch_size": 32, "lr": 3e-3, "warmup_steps": 50, "weight_decay": 0.01, "decay": "constant",
+              "betas": [0.9, 0.999], "grad_clip": None, "progress": False, "checkpoints": {"log_count": 4, "every": 500}},
+}
+
+
+@pytest.fixture(scope="session")
+def induction_run(tmp_path_factory: pytest.TempPathFactory):
+    """A run trained (once per session, ~1 min on 2 cores) until induction heads form."""
+    from repeatlens.train import train
+
+    return train(config_from_dict(INDUCTION_RUN, where="INDUCTION_RUN"), tmp_path_factory.mktemp("induction") / "run")

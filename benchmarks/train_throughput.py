@@ -1,0 +1,217 @@
+"""Training throughput: repeatlens (HookedTransformer, real data path) vs a plain SDPA model.
+
+Both models have the same shape (default: 2-layer attention-only, d_model 128, 8 heads of
+16, vocab 4096, batch 32x256, LayerNorm, biases, AdamW) and are trained in this process,
+alternating, so the ratio is measured side by side on the same (possibly busy) machine.
+
+* ``repeatlens``: ``repeatlens.train.train`` on a synthetic-source run directory: schedule
+  iterator, memory-mapped pool, HookedTransformer with the fused attention path, AdamW,
+  LR schedule, grad clipping, the checkpoint at the end. Its tokens/s comes from the run's
+  ``complete.json`` (the loop only, step-0 checkpoint excluded).
+* ``reference``: a nanoGPT-style model with ``F.scaled_dot_product_attention`` on random
+  token batches already in memory, same optimiser and clipping.
+
+Also reports the schedule iterator alone (gathering batches from the pool) and model FLOPs
+utilisation against the peak float32 matmul FLOP/s measured here. Runs on CUDA too when
+present (``--device cuda``; default: cuda if available).
+
+Usage::
+
+    python benchmarks/train_throughput.py [--steps 30] [--repeats 3] [--compile] [--device cpu]
+
+The last line is ``ratio=X``: repeatlens tokens/s over reference tokens/s (eager; the
+compiled ratio is printed above it when --compile is given, and is the last line's value
+when --compile-only is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from repeatlens.checkpoints import RunDir  # noqa: E402
+from repeatlens.config import config_from_dict  # noqa: E402
+from repeatlens.train import prepare_run, train  # noqa: E402
+
+
+class Block(nn.Module):
+    def __init__(self, d: int, h: int, dh: int):
+        super().__init__()
+        self.ln = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * h * dh)
+        self.out = nn.Linear(h * dh, d)
+        self.h, self.dh = h, dh
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, p, _ = x.shape
+        q, k, v = self.qkv(self.ln(x)).view(b, p, 3, self.h, self.dh).permute(2, 0, 3, 1, 4).unbind(0)
+        z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return x + self.out(z.transpose(1, 2).reshape(b, p, self.h * self.dh))
+
+
+class Reference(nn.Module):
+    """Plain attention-only transformer of the same shape as the HookedTransformer."""
+
+    def __init__(self, vocab: int, n_ctx: int, d: int, layers: int, h: int, dh: int):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.randn(n_ctx, d) * 0.02)
+        self.blocks = nn.ModuleList(Block(d, h, dh) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.unembed = nn.Linear(d, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.emb(tokens) + self.pos[: tokens.shape[1]]
+        for blk in self.blocks:
+            x = blk(x)
+        return self.unembed(self.ln_f(x))
+
+
+def run_config(args, steps: int, compile_: bool) -> dict:
+    return {
+        "seed": 0,
+        "data": {"source": "synthetic", "seq_len": args.ctx, "test_sequences": 8, "synthetic": {"vocab_size": args.vocab}},
+        "mixture": {"total_tokens": steps * args.batch * args.ctx, "repeated_fraction": 0.1, "repeat_count": 4},
+        "model": {"n_layers": args.layers, "d_model": args.d_model, "n_heads": args.heads, "d_head": args.d_head, "n_ctx": args.ctx},
+        "train": {
+            "batch_size": args.batch,
+            "device": args.device,
+            "progress": False,
+            "eval_sequences": 8,
+            "compile": compile_,
+            "checkpoints": {"log_count": 0, "include_zero": False, "every": 10**9},
+        },
+    }
+
+
+def bench_repeatlens(args, root: Path, tag: str, compile_: bool) -> float:
+    cfg = config_from_dict(run_config(args, args.steps, compile_))
+    out = root / tag
+    train(cfg, out, progress=False)
+    return json.loads((out / "complete.json").read_text())["tokens_per_s"]
+
+
+def bench_reference(args, compile_: bool) -> float:
+    torch.manual_seed(0)
+    dev = args.device
+    model = Reference(args.vocab, args.ctx, args.d_model, args.layers, args.heads, args.d_head).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, betas=(0.9, 0.98))
+    fwd = torch.compile(model) if compile_ else model
+    data = torch.randint(0, args.vocab, (args.steps, args.batch, args.ctx), device=dev)
+
+    def step(tokens: torch.Tensor) -> None:
+        logits = fwd(tokens)
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, args.vocab).float(), tokens[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+
+    if compile_:  # compile outside the timed loop, as the repeatlens run compiles in its first step
+        step(data[0])
+    _sync(dev)
+    t0 = time.perf_counter()
+    for i in range(args.steps):
+        step(data[i])
+    _sync(dev)
+    return args.steps * args.batch * args.ctx / (time.perf_counter() - t0)
+
+
+def bench_schedule(run: RunDir, batch: int, seconds: float = 2.0) -> float:
+    """Tokens/s of the schedule iterator alone: the exact gather the training loop does."""
+    pool, schedule = run.pool(), np.load(run.schedule_path)
+    n, tokens, t0 = len(schedule), 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for i in range(0, n, batch):
+            t = torch.from_numpy(pool[schedule[i : i + batch]].astype(np.int64))
+            tokens += t.numel()
+    return tokens / (time.perf_counter() - t0)
+
+
+def peak_matmul_flops(device: str, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def train_flops_per_token(args) -> float:
+    """6·N (matmul params, unembedding included, embedding lookup not) + attention 12·L·T·d_attn/2 (causal)."""
+    d_attn = args.heads * args.d_head
+    n_matmul = args.layers * (args.d_model * 3 * d_attn + d_attn * args.d_model) + args.d_model * args.vocab
+    attn = 2 * 2 * args.layers * args.ctx * d_attn  # QK^T and AV, forward, per token (full square)
+    return 6 * n_matmul + 3 * attn
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--d-head", type=int, default=16)
+    p.add_argument("--vocab", type=int, default=4096)
+    p.add_argument("--ctx", type=int, default=256)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--compile", action="store_true", help="also measure both with torch.compile")
+    p.add_argument("--compile-only", action="store_true", help="measure only the compiled pair")
+    args = p.parse_args()
+    modes = [True] if args.compile_only else ([False, True] if args.compile else [False])
+    print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} shape: {args.layers}L "
+          f"d_model={args.d_model} heads={args.heads}x{args.d_head} vocab={args.vocab} batch={args.batch}x{args.ctx} steps={args.steps}")
+    peak = peak_matmul_flops(args.device)
+    fpt = train_flops_per_token(args)
+    ratios = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for comp in modes:
+            ours, ref = [], []
+            for r in range(args.repeats):  # alternate so both see the same machine load
+                ref.append(bench_reference(args, comp))
+                ours.append(bench_repeatlens(args, root, f"run_{int(comp)}_{r}", comp))
+            mo, mr = statistics.median(ours), statistics.median(ref)
+            ratios[comp] = mo / mr
+            tag = "compiled" if comp else "eager"
+            print(f"[{tag}] repeatlens {mo:,.0f} tok/s (runs: {', '.join(f'{x:,.0f}' for x in ours)})")
+            print(f"[{tag}] reference  {mr:,.0f} tok/s (runs: {', '.join(f'{x:,.0f}' for x in ref)})")
+            print(f"[{tag}] MFU repeatlens {mo * fpt / peak:.1%}  reference {mr * fpt / peak:.1%}  "
+                  f"(peak fp32 matmul {peak / 1e9:,.1f} GFLOP/s, {fpt / 1e6:.2f} MFLOP/token)")
+            print(f"[{tag}] ratio={ratios[comp]:.3f}")
+        run = prepare_run(config_from_dict(run_config(args, args.steps * 4, False)), root / "sched", progress=False)
+        sched = bench_schedule(run, args.batch)
+        best_train = max(statistics.median(ours), 1.0)
+        print(f"schedule iterator {sched:,.0f} tok/s = {sched / best_train:,.0f}x training throughput")
+    last = ratios[True] if args.compile_only else ratios[False]
+    print(f"ratio={last:.3f}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
