@@ -65,6 +65,10 @@ def chromium() -> str:
 def chromedriver() -> str:
     """Path of chromedriver matching the installed Chromium (skips if none)."""
     chromium_or_skip()
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.fail("Chromium is installed but selenium is not: pip install 'repeatlens[dev]'")
     path = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if shutil.which("/usr/bin/chromedriver") else None)
     if path is None:
         pytest.skip("chromedriver not installed (apt-get install chromium-driver)")

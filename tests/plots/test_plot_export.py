@@ -91,8 +91,10 @@ def test_bad_arguments_and_missing_browser_are_explained(figs, tmp_path, monkeyp
 @pytest.fixture(scope="module")
 def browser(chromium):
     """One kaleido browser for the module's exports (write_figures reuses a running one)."""
-    import kaleido
-
+    try:
+        import kaleido
+    except ImportError:
+        pytest.fail("Chromium is installed but kaleido is not: pip install 'repeatlens[export]'")
     kaleido.start_sync_server(n=1, path=chromium, mathjax=False, silence_warnings=True)
     yield chromium
     kaleido.stop_sync_server(silence_warnings=True)
