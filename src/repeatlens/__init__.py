@@ -1,0 +1,44 @@
+"""repeatlens: what repeating a small fraction of the training data does inside a model.
+
+The notebook API mirrors the command line, and importing the package is cheap: each name
+below is imported (with torch) on first use.
+
+    >>> import repeatlens
+    >>> run = repeatlens.load_run("runs/f0.1_E100")          # a RunDir
+    >>> repeatlens.analyze("sweeps/tiny")                    # score every checkpoint
+    >>> scores = repeatlens.load_scores("sweeps/tiny")       # tidy pandas DataFrame
+    >>> metrics = repeatlens.load_metrics("sweeps/tiny")     # training losses
+    >>> repeatlens.run_sweep("analyses/configs/tiny_sweep.yaml", "sweeps/tiny")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["load_run", "load_scores", "load_metrics", "analyze", "run_sweep", "load_sweep"]
+
+_LAZY = {
+    "load_run": ("repeatlens.checkpoints", "load_run"),
+    "load_scores": ("repeatlens.analyze", "load_scores"),
+    "load_metrics": ("repeatlens.analyze", "load_metrics"),
+    "run_sweep": ("repeatlens.sweep", "run_sweep"),
+    "load_sweep": ("repeatlens.sweep", "load_sweep"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "analyze":
+        # The submodule is callable (repeatlens.analyze(path) runs analyze.analyze), so the
+        # name means the same whether or not the submodule was imported first.
+        return importlib.import_module("repeatlens.analyze")
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'repeatlens' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,190 @@
+"""Scoring our own runs and sweeps into incremental tidy tables (repeatlens.analyze)."""
+
+from __future__ import annotations
+
+import shutil
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import repeatlens
+from repeatlens import scores as scores_pkg
+from repeatlens.analyze import COLUMNS, RUN_COLUMNS, analyze, load_metrics, load_scores
+from repeatlens.cli import main
+from repeatlens.errors import CheckpointError
+from repeatlens.model import build_model, n_params
+from repeatlens.train import train
+from tests.conftest import tiny_config
+
+FEW = ["induction", "previous_token", "copying_ov", "test_loss", "repeated_loss"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny finished run, trained once for the module; tests work on copies."""
+    return train(tiny_config(), tmp_path_factory.mktemp("runs") / "run", progress=False).path
+
+
+@pytest.fixture
+def run_dir(trained: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(trained, dst)
+    return dst
+
+
+class Spy:
+    """Wraps score_model: records the metrics asked for per call and how many models live."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail_on_call: int | None = None):
+        self.real = scores_pkg.score_model
+        self.calls: list[list[str]] = []
+        self.alive = weakref.WeakSet()
+        self.max_alive = 0
+        self.fail_on_call = fail_on_call
+        monkeypatch.setattr(scores_pkg, "score_model", self)
+
+    def __call__(self, model, metrics=None, **kw):
+        self.calls.append(list(metrics))
+        if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
+            raise KeyboardInterrupt
+        self.alive.add(model)  # models freed by refcount vanish from the set at once
+        self.max_alive = max(self.max_alive, len(self.alive))
+        return self.real(model, metrics, **kw)
+
+
+def test_run_table_is_tidy_complete_and_uses_the_runs_data(run_dir: Path) -> None:
+    res = analyze(run_dir, progress=False, max_sequences=8)
+    assert res.ok and res.kind == "run" and res.tables == [run_dir / "scores.parquet"]
+    df = load_scores(run_dir)
+    assert list(df.columns) == COLUMNS
+    assert {c: str(t) for c, t in df.dtypes.items()} == {
+        "run_id": "str", "step": "int64", "tokens_seen": "int64", "metric": "str",
+        "layer": "Int64", "head": "Int64", "value": "float64", "score_version": "int64",
+    }
+    ckpts = repeatlens.load_run(run_dir).checkpoints()
+    assert sorted(df.step.unique()) == [c.step for c in ckpts]
+    assert res.scored == len(ckpts)
+    assert dict(df.drop_duplicates("step").set_index("step").tokens_seen) == {c.step: c.tokens_seen for c in ckpts}
+    assert (df.run_id == "run").all()
+    assert set(df.metric) == set(scores_pkg.REGISTRY)  # behaviour scores too: the run's data was passed
+    model_level = df[df.metric == "test_loss"]
+    assert model_level["layer"].isna().all() and model_level["head"].isna().all()
+    per_head = df[df.metric == "induction"]
+    assert len(per_head) == len(ckpts) * 2 * 2  # 2 layers x 2 heads
+    # test_loss on the first 8 held-out sequences is exactly the loss training logged there
+    met = repeatlens.load_run(run_dir).metrics()
+    logged = met[met.split == "test"].set_index("step").loss
+    scored = model_level.set_index("step").value
+    np.testing.assert_allclose(scored.sort_index(), logged.loc[scored.index].sort_index(), rtol=1e-5)
+
+
+def test_rerun_is_incremental_per_metric_and_version(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    n = len(repeatlens.load_run(run_dir).checkpoints())
+    analyze(run_dir, ["induction"], progress=False)
+    first = load_scores(run_dir)
+
+    spy = Spy(monkeypatch)
+    res = analyze(run_dir, ["induction"], progress=False)
+    assert (res.scored, res.skipped, spy.calls) == (0, n, [])
+    pd.testing.assert_frame_equal(load_scores(run_dir), first)
+
+    res = analyze(run_dir, ["induction", "previous_token"], progress=False)
+    assert res.scored == n and spy.calls == [["previous_token"]] * n
+    assert set(load_scores(run_dir).metric) == {"induction", "previous_token"}
+
+    # a new definition of one score re-scores that score only, replacing its rows
+    monkeypatch.setitem(scores_pkg.SCORE_VERSION, "induction", 7)
+    spy.calls.clear()
+    analyze(run_dir, ["induction", "previous_token"], progress=False)
+    assert spy.calls == [["induction"]] * n
+    df = load_scores(run_dir)
+    ind = df[df.metric == "induction"]
+    assert len(ind) == len(first) and (ind.score_version == 7).all()
+    assert (df[df.metric == "previous_token"].score_version == 1).all()
+
+
+def test_interrupted_analysis_resumes_and_holds_one_model_at_a_time(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = [c.step for c in repeatlens.load_run(run_dir).checkpoints()]
+    Spy(monkeypatch, fail_on_call=3)
+    with pytest.raises(KeyboardInterrupt):
+        analyze(run_dir, FEW, progress=False)
+    assert sorted(load_scores(run_dir).step.unique()) == steps[:2]  # saved after each checkpoint
+
+    spy = Spy(monkeypatch)
+    res = analyze(run_dir, FEW, progress=False)
+    assert (res.scored, res.skipped) == (len(steps) - 2, 2)
+    assert len(spy.calls) == len(steps) - 2
+    assert spy.max_alive == 1
+    assert sorted(load_scores(run_dir).step.unique()) == steps
+
+
+def test_corrupt_checkpoint_is_reported_and_the_rest_scored(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    ckpts = repeatlens.load_run(run_dir).checkpoints()
+    bad = ckpts[2].weights_path
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+
+    res = analyze(run_dir, FEW, progress=False)
+    assert [f.path for f in res.failures] == [str(bad)]
+    assert "sha256" in res.failures[0].reason
+    assert sorted(load_scores(run_dir).step.unique()) == [c.step for c in ckpts if c.step != ckpts[2].step]
+
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", str(run_dir), "-q", "-m", "induction"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if str(bad) in ln]
+    assert len(lines) == 1 and "sha256" in lines[0]
+
+
+def test_sweep_root_tables_join_each_runs_coordinates(trained: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    shutil.copytree(trained, sweep / "f0.25_E4")
+    train(tiny_config(mixture={"repeated_fraction": 0.0, "repeat_count": 1}, seed=1), sweep / "control", progress=False)
+
+    res = repeatlens.analyze(sweep, ["induction", "test_loss"], progress=False)
+    assert res.ok and res.kind == "sweep"
+    assert {sweep / "scores.parquet", sweep / "metrics.parquet"} <= set(res.tables)
+    df = load_scores(sweep)
+    assert list(df.columns) == COLUMNS + RUN_COLUMNS
+    runs = df.drop_duplicates("run_id").set_index("run_id")[RUN_COLUMNS]
+    expected_params = n_params(build_model(tiny_config().model, d_vocab=64))
+    assert runs.loc["f0.25_E4"].to_dict() == {
+        "repeated_fraction": 0.25, "repeat_count": 4, "total_tokens": 32 * 8 * 12,
+        "model_preset": "attn2-tiny", "n_params": expected_params, "seed": 0,
+    }
+    assert runs.loc["control"].to_dict() == {
+        "repeated_fraction": 0.0, "repeat_count": 1, "total_tokens": 32 * 8 * 12,
+        "model_preset": "attn2-tiny", "n_params": expected_params, "seed": 1,
+    }
+    per_run = pd.concat([load_scores(sweep / r) for r in ("control", "f0.25_E4")])
+    assert len(df) == len(per_run)
+
+    met = load_metrics(sweep)
+    assert list(met.columns) == ["run_id", "step", "tokens_seen", "split", "loss"] + RUN_COLUMNS
+    assert len(met) == sum(len(repeatlens.load_run(sweep / r).metrics()) for r in ("control", "f0.25_E4"))
+    assert set(met.split) == {"train", "test", "repeated"}
+
+
+def test_errors_for_paths_that_hold_nothing_to_score(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(CheckpointError, match="not a run directory"):
+        analyze(tmp_path)
+    with pytest.raises(CheckpointError, match="no scores.parquet yet"):
+        load_scores(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", str(tmp_path / "missing")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_metric_is_a_one_line_config_error(run_dir: Path) -> None:
+    from repeatlens.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown 'nope'"):
+        analyze(run_dir, ["nope"], progress=False)
