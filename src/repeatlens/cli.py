@@ -72,6 +72,72 @@ def demo(
     run_demo(out, progress=not quiet)
 
 
+@app.command()
+def analyze(
+    path: Path = typer.Argument(..., help="Run directory, sweep directory, or folder of other people's checkpoints"),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="Score to compute (repeatable; default all)"),
+    max_sequences: int = typer.Option(64, "--max-sequences", help="Test / repeated sequences the behaviour scores read"),
+    tokens: Optional[Path] = typer.Option(None, "--tokens", help="Foreign folders: .npy of token ids [n, seq] used as the test set"),
+    tokens_per_step: Optional[int] = typer.Option(None, "--tokens-per-step", help="Foreign folders: tokens_seen = step x this"),
+    device: str = typer.Option("cpu", "--device", help="torch device"),
+    force: bool = typer.Option(False, "--force", help="Score again what is already scored"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar"),
+) -> None:
+    """Score every checkpoint under PATH into scores.parquet (incremental; resumes)."""
+    from repeatlens.analyze import analyze as run_analysis
+
+    res = run_analysis(
+        path, metric or None, max_sequences=max_sequences, tokens=tokens, tokens_per_step=tokens_per_step,
+        device=device, force=force, progress=not quiet,
+    )
+    total = res.scored + res.skipped + len(res.failures)
+    typer.echo(f"{res.kind} {path}: scored {res.scored} checkpoint(s), {res.skipped} already scored, {len(res.failures)} failed (of {total})")
+    for table in res.tables:
+        typer.echo(f"  table {table}")
+    _exit_on_failures(res.failures)
+
+
+@app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="Sweep file (YAML): base config, grid, analyze options"),
+    out: Path = typer.Option(..., "--out", "-o", help="Sweep directory (one run directory per grid point)"),
+    executor: str = typer.Option("local", "--executor", help="local (process pool) or ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray instance)"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Points run at once (default: the cores)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the grid points and stop"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar"),
+) -> None:
+    """Train every grid point of SPEC into OUT (skipping complete ones), analyse, join tables."""
+    from repeatlens.sweep import load_sweep, run_sweep
+
+    parsed = load_sweep(spec)
+    if dry_run:
+        for p in parsed.points:
+            typer.echo(f"{p.name}\t" + " ".join(f"{k}={v}" for k, v in p.values.items()))
+        typer.echo(f"{len(parsed.points)} points")
+        return
+    res = run_sweep(parsed, out, executor=executor, address=address, workers=workers, progress=not quiet)
+    typer.echo(
+        f"sweep {out}: {len(res.done)} point(s) run, {len(res.skipped)} already complete, {len(res.errors)} failed "
+        f"({res.seconds / 60:.1f} min)"
+    )
+    for table in res.tables:
+        typer.echo(f"  table {table}")
+    for name, err in res.errors:
+        typer.echo(f"point {name} failed: {err}", err=True)
+    _exit_on_failures(res.failures, points_failed=bool(res.errors))
+
+
+def _exit_on_failures(failures: list, points_failed: bool = False) -> None:
+    """List checkpoints that could not be scored, one line each, and exit 1 if any."""
+    if failures:
+        typer.echo(f"{len(failures)} checkpoint(s) could not be scored:", err=True)
+        for f in failures:
+            typer.echo(f"  {f}", err=True)
+    if failures or points_failed:
+        sys.exit(1)
+
+
 def run_summary(run_dir: Path) -> str:
     """Human-readable summary of a run directory."""
     from repeatlens.checkpoints import load_run

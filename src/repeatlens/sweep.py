@@ -1,0 +1,393 @@
+"""Sweeps: expand a grid of configs, train every point into its own run, analyse them.
+
+A sweep file (YAML)::
+
+    base_config: ../configs/tiny.yaml      # or  base: {...a RunConfig mapping...}
+    base:                                  # both: base is merged over base_config
+      train: {progress: false}
+    grid:                                  # dotted config keys -> lists of values
+      mixture.repeated_fraction: [0.0, 0.1]
+      mixture.repeat_count: [10, 100]
+      model.preset: [attn2-tiny]
+      seed: [0, 1]
+    analyze:                               # optional; arguments of repeatlens.analyze
+      metrics: [induction, test_loss]
+      max_sequences: 64
+
+The grid is the cartesian product in the order written. A point with
+``repeated_fraction = 0`` is the control: its ``repeat_count`` means nothing, so it is
+recorded as E = 1 and kept once per combination of the other coordinates. Each point
+trains into ``OUT/<name>`` with a name built from its grid values
+(``f0.1_E10_attn2-tiny_s0``); points already complete are not trained again and, when
+also fully scored, not even started. After every point is done the sweep root gets the
+joined ``scores.parquet`` and ``metrics.parquet`` (:func:`repeatlens.analyze.write_sweep_tables`).
+
+Executors:
+
+* ``local``: a ``ProcessPoolExecutor`` (spawn) sized to the cores, each worker with
+  ``cores // workers`` torch threads; one worker runs in-process.
+* ``ray``: one Ray task (1 CPU) per point, on a local Ray instance or the cluster at
+  ``address``. Workers write to the run directories directly, so ``OUT`` must be on a
+  filesystem every node sees, and repeatlens must be installed on every node.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from repeatlens.config import config_from_dict, merge, read_yaml
+from repeatlens.data.mixture import plan_mixture
+from repeatlens.errors import ConfigError, RepeatlensError
+
+__all__ = ["SweepSpec", "SweepPoint", "SweepResult", "load_sweep", "expand_grid", "run_sweep", "run_point", "available_cores"]
+
+SWEEP_KEYS = {"base", "base_config", "grid", "analyze"}
+ANALYZE_KEYS = {"metrics", "max_sequences", "batch_size", "seed", "device"}
+F_KEY, E_KEY = "mixture.repeated_fraction", "mixture.repeat_count"
+_SHORT = {F_KEY: "f", E_KEY: "E", "mixture.total_tokens": "D", "model.preset": "", "seed": "s"}
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One grid point: its run name, its grid values and the full (validated) config dict."""
+
+    name: str
+    values: dict[str, Any]
+    config: dict[str, Any]
+
+
+@dataclass
+class SweepSpec:
+    """A parsed sweep file."""
+
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    analyze: dict[str, Any]
+    points: list[SweepPoint]
+    source: Optional[Path] = None
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` did.
+
+    Attributes:
+        out: the sweep directory.
+        done: names of points that ran (trained and/or analysed) successfully.
+        skipped: names of points already complete and fully scored.
+        errors: ``(name, one-line error)`` of points that failed.
+        failures: checkpoints that could not be scored (file, reason).
+        tables: the joined tables at the sweep root.
+        seconds: wall time.
+    """
+
+    out: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[Any] = field(default_factory=list)
+    tables: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.failures
+
+
+# ------------------------------------------------------------------------------ parsing
+
+
+def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def point_name(values: dict[str, Any]) -> str:
+    """Run-directory name of a grid point, e.g. ``f0.1_E10_attn2-tiny_s0``."""
+    parts = []
+    for key, value in values.items():
+        prefix = _SHORT.get(key, key.split(".")[-1])
+        parts.append(f"{prefix}{_fmt(value)}")
+    name = "_".join(parts) or "run"
+    return re.sub(r"[^A-Za-z0-9._+-]", "-", name)
+
+
+def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]], where: str = "sweep") -> list[SweepPoint]:
+    """Every point of the grid over ``base``, validated, controls deduplicated.
+
+    Raises:
+        ConfigError: a grid entry is not a non-empty list, or a point is not a valid config
+            (the message names the point and the field).
+    """
+    for key, values in grid.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{where}: grid key {key!r}: expected a dotted config key such as mixture.repeat_count")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: grid.{key} = {values!r}: expected a non-empty list of values")
+    keys = list(grid)
+    points: list[SweepPoint] = []
+    seen: set[str] = set()
+    names: set[str] = set()
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        values = dict(zip(keys, combo))
+        cfg = merge(base, _nest(values))
+        if float(cfg.get("mixture", {}).get("repeated_fraction", 0.0) or 0.0) == 0.0:
+            cfg = merge(cfg, {"mixture": {"repeat_count": 1}})  # the control: E means nothing
+            if E_KEY in values:
+                values[E_KEY] = 1
+        name = point_name(values)
+        validated = config_from_dict(cfg, where=f"{where}: point {name}")
+        try:  # an impossible repetition spec fails here, before anything trains
+            plan_mixture(validated.mixture, validated.data.seq_len)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: point {name}: {e}") from None
+        cfg = validated.model_dump(mode="json")
+        key = json.dumps(cfg, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        unique, i = name, 2
+        while unique in names:
+            unique, i = f"{name}_{i}", i + 1
+        names.add(unique)
+        points.append(SweepPoint(unique, values, cfg))
+    return points
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep YAML (see the module docstring for its fields)."""
+    path = Path(path)
+    raw = read_yaml(path)
+    unknown = sorted(set(raw) - SWEEP_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown field '{unknown[0]}'; expected {', '.join(sorted(SWEEP_KEYS))}")
+    base: dict[str, Any] = {}
+    if raw.get("base_config") is not None:
+        base_path = Path(raw["base_config"])
+        base_path = base_path if base_path.is_absolute() else path.parent / base_path
+        base = read_yaml(base_path)
+    over = raw.get("base") or {}
+    if not isinstance(over, dict):
+        raise ConfigError(f"{path}: field 'base': expected a mapping of config fields, got {type(over).__name__}")
+    base = merge(base, over)
+    if not base:
+        raise ConfigError(f"{path}: no base config; give 'base:' (config fields) or 'base_config:' (a config file)")
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{path}: field 'grid': expected a mapping of dotted keys to lists")
+    analyze = raw.get("analyze") or {}
+    if not isinstance(analyze, dict):
+        raise ConfigError(f"{path}: field 'analyze': expected a mapping")
+    bad = sorted(set(analyze) - ANALYZE_KEYS)
+    if bad:
+        raise ConfigError(f"{path}: unknown field 'analyze.{bad[0]}'; expected {', '.join(sorted(ANALYZE_KEYS))}")
+    if analyze.get("metrics") is not None:
+        from repeatlens.analyze import _resolve_metrics
+
+        try:
+            _resolve_metrics(analyze["metrics"])
+        except ConfigError as e:
+            raise ConfigError(f"{path}: analyze.{e}") from None
+    return SweepSpec(base=base, grid=grid, analyze=analyze, points=expand_grid(base, grid, where=str(path)), source=path)
+
+
+# ----------------------------------------------------------------------------- one point
+
+
+def available_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+def run_point(task: dict[str, Any]) -> dict[str, Any]:
+    """Train one grid point into its run directory, then analyse it (executor entry point).
+
+    ``task``: ``name``, ``config`` (dict), ``run_dir`` (absolute), ``analyze`` (dict of
+    :func:`repeatlens.analyze.analyze` arguments), ``threads`` (torch threads or None).
+    Returns a plain dict (picklable by every executor): ``name``, ``ok``, ``error``,
+    ``traceback`` (unexpected errors only), ``failures`` ([path, reason] pairs),
+    ``trained`` and ``seconds``.
+    """
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"name": task["name"], "ok": True, "error": None, "traceback": None, "failures": [], "trained": False}
+    try:
+        import torch
+
+        if task.get("threads"):
+            torch.set_num_threads(int(task["threads"]))
+        from repeatlens.analyze import analyze
+        from repeatlens.checkpoints import RunDir
+        from repeatlens.train import train
+
+        cfg = config_from_dict(task["config"], where=f"sweep point {task['name']}")
+        out["trained"] = not RunDir(task["run_dir"]).is_complete()
+        train(cfg, task["run_dir"], progress=False)
+        res = analyze(task["run_dir"], progress=False, **task.get("analyze", {}))
+        out["failures"] = [[f.path, f.reason] for f in res.failures]
+    except RepeatlensError as e:
+        out.update(ok=False, error=str(e))
+    except Exception as e:  # noqa: BLE001 - reported by the parent with its traceback
+        out.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------ executors
+
+
+def _execute_local(tasks: list[dict[str, Any]], workers: int, on_done: Callable[[dict[str, Any]], None]) -> None:
+    if workers <= 1:
+        for task in tasks:
+            on_done(run_point(task))
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(run_point, task) for task in tasks]
+        for fut in as_completed(futures):
+            on_done(fut.result())
+
+
+def _execute_ray(
+    tasks: list[dict[str, Any]], address: Optional[str], num_cpus: int, on_done: Callable[[dict[str, Any]], None]
+) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray: ray is not installed; pip install 'repeatlens[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1)(run_point)
+        pending = [remote.remote(task) for task in tasks]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            on_done(ray.get(ready[0]))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ------------------------------------------------------------------------------- driver
+
+
+def run_sweep(
+    spec: SweepSpec | str | Path,
+    out: str | Path,
+    *,
+    executor: str = "local",
+    address: Optional[str] = None,
+    workers: Optional[int] = None,
+    progress: bool = True,
+    echo: Optional[Callable[[str], None]] = None,
+) -> SweepResult:
+    """Train and analyse every point of a sweep under ``out``, then join the tables.
+
+    Args:
+        spec: a :class:`SweepSpec` or the path of a sweep YAML.
+        out: the sweep directory (one run directory per point inside).
+        executor: ``"local"`` (process pool) or ``"ray"``.
+        address: Ray cluster address (``"auto"``, ``"ray://host:10001"``); default a local
+            Ray instance with ``workers`` CPUs.
+        workers: parallel points; default the number of cores (capped at the points).
+        progress: progress bar over points.
+        echo: where per-point lines go (default: written above the progress bar).
+
+    Returns:
+        A :class:`SweepResult`; points that failed are listed in ``errors`` and do not stop
+        the others.
+    """
+    from tqdm.auto import tqdm
+
+    from repeatlens.analyze import Failure, needs_scoring, write_sweep_tables
+    from repeatlens.checkpoints import RunDir
+    from repeatlens.io import atomic_write_json
+
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor {executor!r}: expected local or ray")
+    if not isinstance(spec, SweepSpec):
+        spec = load_sweep(spec)
+    out = Path(out).resolve()
+    t0 = time.perf_counter()
+    result = SweepResult(out)
+    say = echo or (lambda line: tqdm.write(line))
+    metrics = spec.analyze.get("metrics")
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(
+        out / "sweep.json",
+        {"source": str(spec.source) if spec.source else None, "grid": spec.grid, "analyze": spec.analyze, "points": [{"name": p.name, "values": p.values} for p in spec.points]},
+    )
+    tasks = []
+    for p in spec.points:
+        run_dir = out / p.name
+        if RunDir(run_dir).is_complete() and not needs_scoring(run_dir, metrics):
+            result.skipped.append(p.name)
+            continue
+        tasks.append({"name": p.name, "config": p.config, "run_dir": str(run_dir), "analyze": dict(spec.analyze)})
+
+    cores = available_cores()
+    n = max(1, min(workers or cores, len(tasks) or 1))
+    for task in tasks:  # Ray gives each task 1 CPU (and sets OMP_NUM_THREADS=1 there)
+        task["threads"] = 1 if executor == "ray" else max(1, cores // n)
+    if result.skipped:
+        say(f"{len(result.skipped)} of {len(spec.points)} points already complete and scored")
+
+    bar = tqdm(total=len(tasks), desc="sweep", unit="run", disable=not progress or not tasks)
+
+    def on_done(r: dict[str, Any]) -> None:
+        bar.update(1)
+        result.failures += [Failure(path, reason) for path, reason in r["failures"]]
+        if r["ok"]:
+            result.done.append(r["name"])
+            say(f"{'trained' if r['trained'] else 'analysed'} {r['name']} ({r['seconds']:.1f} s)")
+        else:
+            result.errors.append((r["name"], r["error"]))
+            say(f"FAILED {r['name']}: {r['error']}" + (f"\n{r['traceback']}" if r["traceback"] else ""))
+
+    try:
+        if tasks and executor == "ray":
+            _execute_ray(tasks, address, n if workers else cores, on_done)
+        elif tasks:
+            _execute_local(tasks, n, on_done)
+    finally:
+        bar.close()
+    if any(RunDir(out / p.name).is_run() for p in spec.points):
+        result.tables = write_sweep_tables(out, [RunDir(out / p.name) for p in spec.points if RunDir(out / p.name).is_run()])
+    result.seconds = time.perf_counter() - t0
+    return result
