@@ -59,7 +59,7 @@ def test_resume_after_interruption_is_bit_identical(tmp_path) -> None:
     a, b = full.checkpoints()[-1].load_state_dict(), resumed.checkpoints()[-1].load_state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ma, mb = full.metrics(), resumed.metrics()
-    assert ma.equals(mb)
+    assert ma.to_dict("records") == mb.to_dict("records")
 
 
 def test_rerun_of_finished_run_does_nothing(tmp_path) -> None:

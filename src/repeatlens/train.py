@@ -206,10 +206,10 @@ def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, s
 
     def checkpoint(step: int, tokens_seen: int) -> None:
         evaluate(step, tokens_seen)
+        _write_metrics(run, rows)  # before the sidecar: a counted checkpoint always has its metrics
         save_checkpoint(run, model, step, tokens_seen, opt)
-        _write_metrics(run, rows)
 
-    if start == 0 and 0 in ckpt_steps:
+    if not done and 0 in ckpt_steps:
         checkpoint(0, 0)
     model.train()
     bar = tqdm(total=total_steps, initial=start, disable=not (progress if progress is not None else t.progress), desc=run.run_id, unit="step")
