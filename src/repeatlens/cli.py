@@ -62,6 +62,101 @@ def info(run_dir: Path = typer.Argument(..., help="Run directory")) -> None:
 
 
 @app.command()
+def score(
+    run_dir: Path = typer.Argument(..., help="Run directory"),
+    step: Optional[int] = typer.Option(None, "--step", help="Checkpoint step (default: the last)"),
+    metrics: Optional[str] = typer.Option(None, "--metrics", "-m", help="Comma-separated metric names (default: all)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Parquet file (default: RUN_DIR/score_step_XXXXXXX.parquet)"),
+    max_sequences: int = typer.Option(64, "--max-sequences", help="Test / repeated sequences for the behaviour scores"),
+) -> None:
+    """Score one checkpoint: print a table and write it as parquet."""
+    from repeatlens.checkpoints import load_run, step_name
+    from repeatlens.io import atomic_write
+    from repeatlens.scores import score_model
+
+    run = load_run(run_dir)
+    info = run.checkpoint(step)
+    model = run.load_model(info.step)
+    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    df = score_model(
+        model,
+        names,
+        test_tokens=_tokens(run.test_tokens(), max_sequences),
+        repeated_tokens=_tokens(run.repeated_tokens(), max_sequences),
+    )
+    df.insert(0, "tokens_seen", info.tokens_seen)
+    df.insert(0, "step", info.step)
+    df.insert(0, "run_id", run.run_id)
+    path = out or run.path / f"score_{step_name(info.step)}.parquet"
+    atomic_write(path, lambda p: df.to_parquet(p, index=False))
+    typer.echo(score_table(df))
+    typer.echo(f"\nwrote {path}")
+
+
+def _tokens(arr, n: int):
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.asarray(arr[:n]).astype(np.int64)) if len(arr) else None
+
+
+def score_table(df) -> str:
+    """Per-head metrics as a layer.head x metric grid, then model-level metrics."""
+    head = df[df["layer"].notna()]
+    model = df[df["layer"].isna()]
+    parts = []
+    if len(head):
+        grid = head.assign(head_id=[f"L{int(l)}.H{int(h)}" for l, h in zip(head["layer"], head["head"])])
+        grid = grid.pivot_table(index="head_id", columns="metric", values="value", sort=False)
+        parts.append(grid.to_string(float_format=lambda v: f"{v:.3f}"))
+    if len(model):
+        parts.append("\n".join(f"{m:<16} {v:.4f}" for m, v in zip(model["metric"], model["value"])))
+    return "\n\n".join(parts) if parts else "(no scores)"
+
+
+@app.command()
+def plot(
+    path: Path = typer.Argument(..., help="Run, sweep or analysed checkpoint folder"),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the figures"),
+    format: str = typer.Option("html", "--format", "-f", help="Comma-separated: html,png,pdf,svg"),
+    size: str = typer.Option("column", "--size", help="column (paper) or slides"),
+) -> None:
+    """Write every figure the analysed tables support."""
+    from repeatlens.plots import available_figures, write_figures
+
+    formats = tuple(f.strip().lower() for f in format.split(",") if f.strip())
+    scores, metrics = _tables(path)
+    figs = available_figures(scores, metrics)
+    written = write_figures(figs, out, formats=formats, size=size)
+    n = sum(len(v) for v in written.values())
+    typer.echo(f"wrote {n} file(s) for {len(figs)} figure(s) to {out}")
+
+
+@app.command()
+def report(
+    path: Path = typer.Argument(..., help="Run, sweep or analysed checkpoint folder"),
+    out: str = typer.Option("report.html", "--out", "-o", help="File name inside PATH (or an absolute path)"),
+) -> None:
+    """Write a self-contained report.html with every figure and a summary table."""
+    from repeatlens.report import write_report
+
+    scores, metrics = _tables(path)
+    typer.echo(f"report: {write_report(path, scores, metrics, out=out)}")
+
+
+def _tables(path: Path):
+    from repeatlens.analyze import load_metrics, load_scores
+    from repeatlens.errors import CheckpointError
+
+    scores = load_scores(path)
+    try:
+        metrics = load_metrics(path)
+    except CheckpointError:
+        metrics = None
+    return scores, metrics
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Where the demo's runs go"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
