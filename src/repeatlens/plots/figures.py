@@ -522,7 +522,9 @@ def phase_diagram(scores: pd.DataFrame, quantity: str) -> go.Figure:
     counts = sorted(stats["repeat_count"].unique())
     xs = [f"{e:g}" for e in counts]
     ys = [theme.format_fraction(f) for f in fractions]
-    bound = float(stats["mean"].abs().max()) or 1e-9
+    # at least ±1 %: a sweep with no damage shows pale cells, not saturated ones, and the
+    # colourbar's "+.0%" ticks stay distinct
+    bound = max(float(stats["mean"].abs().max()), 0.01)
     fig = make_subplots(
         rows=1, cols=len(models), shared_yaxes=True, horizontal_spacing=0.04,
         subplot_titles=[model_label(p, n) for n, p in models] if len(models) > 1 else None,
