@@ -320,6 +320,7 @@ def _run_source(run: RunDir, max_sequences: int, device: str) -> _Source:
 
     cfg, man = run.config(), run.manifest()
     hcfg = run.hooked_config(device)
+    hcfg.init_weights = False  # every load overwrites all weights: skip the random init
 
     def loader(info):
         return lambda: model_from_state_dict(hcfg, info.load_state_dict(), device=device)
