@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from repeatlens.errors import CheckpointError
+from repeatlens.errors import CheckpointError, ConfigError
 
 __all__ = ["ForeignCheckpoint", "ForeignFolder", "discover", "load_tl_state_dict", "TL_CONFIG"]
 
@@ -173,5 +173,9 @@ def discover(path: str | Path, tokens_per_step: Optional[int] = None) -> Optiona
     if tl:
         return _tl_folder(path, tl, tokens_per_step)
     if hf:
+        import importlib.util
+
+        if importlib.util.find_spec("transformers") is None:
+            raise ConfigError(f"{path}: Hugging Face checkpoints need transformers; pip install 'repeatlens[hf]'")
         return _hf_folder(path, hf, tokens_per_step)
     return None
