@@ -290,6 +290,14 @@ def logits(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], fast: boo
     return model(tokens, return_type="logits")
 
 
+# --- scores
+
+
+def z_hook_name(layer: int) -> str:
+    """Name of the per-head attention output hook of ``layer`` ([batch, pos, head, d_head])."""
+    return f"blocks.{layer}.attn.hook_z"
+
+
 # --- other people's checkpoints
 #
 # Models trained elsewhere, loaded offline: TransformerLens state dicts with the

@@ -1,0 +1,111 @@
+"""Attention-pattern scores, pure functions of one layer's pattern on the probe batch.
+
+Each takes ``pattern: Float[Tensor, "batch head query key"]`` (every row of a
+:class:`~repeatlens.scores.probes.Probes` batch, in order) and the probes, and returns one
+value per head. They never run the model: :meth:`ScoreContext.probe_run` computes every
+layer's pattern in one forward pass and these functions read it.
+
+Normalisation, and how it differs from TransformerLens' ``head_detector``: each score is
+the mean, over the queries where its target pattern is defined, of the attention those
+queries pay to the target keys. ``head_detector`` (``error_measure="mul"``) instead divides
+the attention on target keys by the attention of *every* query of the sequence (its
+sequence length ``T``). With the same sequences the two differ by a constant factor per
+score (``(T-1)/T`` for previous-token, ``L/T`` for duplicate-token and induction on
+``[BOS, r, r]`` rows with no repeated token inside ``r``), so they rank heads identically,
+but only ours reads 1 for a perfect head and the uniform-attention chance level for a
+random one.
+
+BOS: no score counts a query at BOS (position 0). Attention *to* BOS counts only where BOS
+is the target: for the previous-token score at query 1, whose previous token is BOS. A head
+that parks all attention on BOS therefore scores ``1/(T-1)`` on previous-token and 0 on
+the others.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from repeatlens.scores.probes import Probes
+from repeatlens.scores.registry import register
+
+__all__ = ["previous_token", "duplicate_token", "induction", "prefix_matching", "offset_score"]
+
+
+def offset_score(pattern: Float[Tensor, "batch head query key"], queries: Tensor, offset: int) -> Float[Tensor, "head"]:
+    """Mean attention from each query ``i`` in ``queries`` to key ``i - offset``."""
+    return pattern[:, :, queries, queries - offset].float().mean(dim=(0, 2))
+
+
+@register("previous_token", kind="attention", per_head=True)
+def previous_token(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
+    """Previous-token score: mean attention from position ``i`` to ``i - 1``.
+
+    ``score_h = mean_{b, i >= 1} A[b, h, i, i-1]`` over every probe row (copy and prefix
+    rows). Olsson et al. 2022, "In-context Learning and Induction Heads" (previous-token
+    heads, the first half of the induction circuit); Elhage et al. 2021, "A Mathematical
+    Framework for Transformer Circuits".
+
+    Averages over the ``T - 1`` queries that have a previous token; TransformerLens'
+    ``head_detector`` divides the same sum by ``T`` (see the module docstring).
+    """
+    T = pattern.shape[-1]
+    return offset_score(pattern, torch.arange(1, T, device=pattern.device), 1)
+
+
+@register("duplicate_token", kind="attention", per_head=True)
+def duplicate_token(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
+    """Duplicate-token score on ``[BOS, r, r]``: attention from each second-copy token to
+    its earlier occurrence.
+
+    With ``L = len(r)``, second-copy queries are ``i = L+1 .. 2L`` and the earlier
+    occurrence of token ``i`` is at ``i - L``:
+    ``score_h = mean_{b in copy rows, i} A[b, h, i, i-L]``. Olsson et al. 2022 (Appendix:
+    head types); Wang et al. 2022 (IOI) use the same probe.
+
+    Averages over the ``L`` second-copy queries; TransformerLens' ``head_detector``
+    divides the same sum by the sequence length ``T = 2L + 1``.
+    """
+    L = probes.copy_len
+    q = torch.arange(L + 1, 2 * L + 1, device=pattern.device)
+    return offset_score(pattern[probes.copy_rows], q, L)
+
+
+@register("induction", kind="attention", per_head=True)
+def induction(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
+    """Induction score on ``[BOS, r, r]``: attention from each second-copy token to the
+    token *after* its earlier occurrence.
+
+    Second-copy queries ``i = L+1 .. 2L`` attend to ``i - (L-1)``:
+    ``score_h = mean_{b in copy rows, i} A[b, h, i, i-L+1]``. Olsson et al. 2022, "In-context
+    Learning and Induction Heads" (the repeated-random-tokens induction score).
+
+    Averages over the ``L`` second-copy queries only; TransformerLens' ``head_detector``
+    divides the same sum by the sequence length ``T = 2L + 1``.
+    """
+    L = probes.copy_len
+    q = torch.arange(L + 1, 2 * L + 1, device=pattern.device)
+    return offset_score(pattern[probes.copy_rows], q, L - 1)
+
+
+@register("prefix_matching", kind="attention", per_head=True)
+def prefix_matching(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
+    """Prefix-matching score on ``BOS + p p p p``: attention to every earlier position whose
+    preceding token equals the query token.
+
+    For queries ``i`` in repeats 2-4 (``i >= P + 1``), ``S_i = {j : 1 <= j <= i,
+    tokens[j-1] = tokens[i]}`` and ``score_h = mean_{b in prefix rows, i} sum_{j in S_i}
+    A[b, h, i, j]``. Olsson et al. 2022, "In-context Learning and Induction Heads" (prefix
+    matching, their Figure/Appendix on head activation evaluators: 25 random tokens
+    repeated 4 times).
+    """
+    rows = pattern[probes.prefix_rows].float()
+    tok = probes.prefix_tokens.to(pattern.device)
+    T = tok.shape[1]
+    P = probes.prefix_len
+    # target[b, i, j] = tokens[j-1] == tokens[i], for 1 <= j <= i
+    prev = torch.cat([torch.full_like(tok[:, :1], -1), tok[:, :-1]], dim=1)  # prev[b, j] = tokens[j-1]
+    target = (tok[:, :, None] == prev[:, None, :]) & torch.ones(T, T, dtype=torch.bool, device=tok.device).tril()
+    per_query = (rows * target[:, None].to(rows.dtype)).sum(-1)  # [b, head, query]
+    return per_query[:, :, P + 1 :].mean(dim=(0, 2))

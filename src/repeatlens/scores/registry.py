@@ -1,0 +1,168 @@
+"""The score registry: one decorator line registers a pure function by name.
+
+A registered function has one of three signatures, fixed by its ``kind``:
+
+* ``"attention"``: ``fn(pattern, probes) -> Float[Tensor, "head"]``, a pure function of
+  one layer's attention pattern ``[batch, head, query, key]`` on the shared probe batch.
+  All attention scores of a checkpoint share ONE forward pass (see :class:`ScoreContext`).
+* ``"weights"``: ``fn(model) -> Float[Tensor, "layer head"]`` (NaN where undefined).
+* ``"behaviour"``: ``fn(ctx) -> float | Float[Tensor, "layer head"] | None``; ``None``
+  means the score cannot be computed from what was given (no data) and yields no row.
+
+The registry wraps each function in a :class:`ScoreFn`, whose call returns tidy rows
+``metric, layer, head, value`` (layer and head NA for model-level scores).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Optional
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from repeatlens.model import HookedTransformer, hook_layer, is_pattern_hook
+from repeatlens.scores.probes import Probes
+
+__all__ = ["Kind", "ScoreFn", "ScoreContext", "ProbeRun", "REGISTRY", "SCORE_VERSION", "register", "COLUMNS", "token_losses"]
+
+Kind = Literal["attention", "weights", "behaviour"]
+COLUMNS = ["metric", "layer", "head", "value"]
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """What the single forward pass over the probe batch leaves behind."""
+
+    patterns: list[Float[Tensor, "batch head query key"]]
+    loss: Float[Tensor, "batch pos_minus_1"]  # next-token loss, index t predicts token t+1
+
+
+def token_losses(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos_minus_1"]:
+    """Next-token cross-entropy per position (float32); index ``t`` predicts token ``t+1``."""
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    return -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+
+
+@dataclass
+class ScoreContext:
+    """Everything a score may read, with the probe forward pass run at most once.
+
+    Attributes:
+        model: the model being scored.
+        probes: the shared probe batch, already on ``device``.
+        test_tokens / repeated_tokens: optional held-out and repeated-subset sequences.
+        memorization_prefix / memorization_k: ``p`` and ``k`` of the memorization score.
+        batch_size: rows per forward pass for the data-driven scores.
+        icl_positions: ``(early, late)`` token positions of the ICL score, or None for
+            the default scaled to the context.
+        device: where tensors go.
+    """
+
+    model: HookedTransformer
+    probes: Probes
+    test_tokens: Optional[Int[Tensor, "n pos"]] = None
+    repeated_tokens: Optional[Int[Tensor, "n pos"]] = None
+    memorization_prefix: int = 32
+    memorization_k: int = 32
+    batch_size: int = 32
+    icl_positions: Optional[tuple[int, int]] = None
+    device: Any = "cpu"
+    _probe_run: Optional[ProbeRun] = field(default=None, repr=False)
+
+    def probe_run(self) -> ProbeRun:
+        """Run the probe batch through the model once, caching only ``hook_pattern``.
+
+        Every attention score and the copying loss of this context come from this one
+        call; later calls return the stored result.
+        """
+        if self._probe_run is None:
+            with torch.inference_mode():
+                tokens = self.probes.tokens
+                logits, cache = self.model.run_with_cache(tokens, names_filter=is_pattern_hook, return_type="logits")
+                loss = token_losses(logits, tokens)
+                del logits
+                by_layer = {hook_layer(name): pattern for name, pattern in cache.items()}
+                patterns = [by_layer[layer] for layer in range(self.model.cfg.n_layers)]
+            self._probe_run = ProbeRun(patterns=patterns, loss=loss)
+        return self._probe_run
+
+
+@dataclass(frozen=True)
+class ScoreFn:
+    """A registered score: the pure function plus how to call it and shape its rows."""
+
+    name: str
+    kind: Kind
+    per_head: bool
+    fn: Callable[..., Any]
+    version: int = 1
+
+    def compute(self, ctx: ScoreContext) -> Optional[Tensor | float]:
+        """The raw value: ``[layer, head]`` for per-head scores, a float otherwise."""
+        if self.kind == "attention":
+            run = ctx.probe_run()
+            return torch.stack([self.fn(p, ctx.probes).float().cpu() for p in run.patterns])
+        if self.kind == "weights":
+            return self.fn(ctx.model)
+        return self.fn(ctx)
+
+    def __call__(self, ctx: ScoreContext) -> pd.DataFrame:
+        """Tidy rows ``metric, layer, head, value`` (none when the score was skipped)."""
+        return rows(self.name, self.compute(ctx))
+
+
+def rows(metric: str, value: Optional[Tensor | float]) -> pd.DataFrame:
+    """Tidy rows for one metric: per head for a ``[layer, head]`` tensor (NaN entries
+    dropped), one model-level row (layer/head NA) for a scalar, none for ``None``."""
+    if value is None:
+        layer: list = []
+        head: list = []
+        vals: list = []
+    elif isinstance(value, Tensor) and value.ndim == 2:
+        v = value.detach().double().cpu()
+        idx = (~torch.isnan(v)).nonzero()
+        layer, head = idx[:, 0].tolist(), idx[:, 1].tolist()
+        vals = v[idx[:, 0], idx[:, 1]].tolist()
+    else:
+        x = float(value)
+        layer, head, vals = ([pd.NA], [pd.NA], [x]) if not math.isnan(x) else ([], [], [])
+    return pd.DataFrame(
+        {
+            "metric": pd.Series([metric] * len(vals), dtype="object"),
+            "layer": pd.array(layer, dtype="Int64"),
+            "head": pd.array(head, dtype="Int64"),
+            "value": pd.Series(vals, dtype="float64"),
+        },
+        columns=COLUMNS,
+    )
+
+
+REGISTRY: dict[str, ScoreFn] = {}
+SCORE_VERSION: dict[str, int] = {}
+
+
+def register(name: str, *, kind: Kind, per_head: bool, version: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``fn`` under ``name``; the function itself is returned unchanged.
+
+    Args:
+        name: metric name written to the ``metric`` column.
+        kind: ``"attention"``, ``"weights"`` or ``"behaviour"`` (fixes the signature).
+        per_head: whether the score has one value per head (else one per model).
+        version: bump when the definition changes; :data:`SCORE_VERSION` records it.
+    """
+    if kind not in ("attention", "weights", "behaviour"):
+        raise ValueError(f"unknown score kind {kind!r}")
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in REGISTRY:
+            raise ValueError(f"score {name!r} registered twice")
+        REGISTRY[name] = ScoreFn(name=name, kind=kind, per_head=per_head, fn=fn, version=version)
+        SCORE_VERSION[name] = version
+        return fn
+
+    return deco

@@ -1,0 +1,306 @@
+"""Weight-only scores: OV copying and composition between heads (no forward pass).
+
+Weights and LayerNorm. Scores read the model's unprocessed TransformerLens weights and
+fold the *linear* part of each LayerNorm into the weights that read through it, as
+TransformerLens' ``fold_ln`` + ``center_writing_weights``/``center_unembed`` processing
+would: a weight ``W`` (``[d_model, n]``) read through a LayerNorm with gain ``w`` becomes
+``C diag(w) W`` with ``C = I - 11^T/d_model`` the centring projection (``LN``: centre and
+gain; ``LNPre``: centre; ``RMS``: gain; ``RMSPre``/none: nothing). The per-token ``1/sigma``
+scale and the biases are ignored: the copying score is invariant to a global positive
+scale, and the composition scores to any positive scale of either factor. So for head
+``h`` of layer ``l``:
+
+* ``W_V' = C diag(w_ln1[l]) W_V[l, h]`` (and likewise ``W_Q'``, ``W_K'``),
+* ``W_U' = C diag(w_ln_final) W_U``.
+
+The full OV circuit of a head is read along the direct path ``W_E W_V' W_O W_U'``
+(token embedding straight into the head, head output straight to the unembedding), as in
+Elhage et al. 2021, for heads of every layer.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from repeatlens.model import HookedTransformer
+from repeatlens.scores.registry import register
+
+__all__ = [
+    "folded_read",
+    "head_weights",
+    "ov_eigenvalues",
+    "ov_copying_score",
+    "copying_ov",
+    "copying_top1",
+    "top1_copying_share",
+    "composition_matrix",
+    "composition_scores",
+    "random_composition_baseline",
+    "k_composition",
+    "q_composition",
+    "v_composition",
+]
+
+CompKind = Literal["K", "Q", "V"]
+
+# Elements of one [heads, chunk, vocab] block in copying_top1 (~64 MiB of float32).
+TOP1_CHUNK_ELEMENTS = 1 << 24
+
+
+def folded_read(W: Float[Tensor, "... d_model n"], ln: Optional[torch.nn.Module], normalization: Optional[str]) -> Float[Tensor, "... d_model n"]:
+    """Fold the linear part of LayerNorm ``ln`` into a weight that reads through it.
+
+    Args:
+        W: weight reading the residual stream (its ``d_model`` axis second to last).
+        ln: the LayerNorm module (``w`` is its gain, absent for ``*Pre`` variants).
+        normalization: TransformerLens' ``normalization_type`` (LN, LNPre, RMS, RMSPre, None).
+
+    Returns:
+        ``C diag(w) W`` (``C`` the centring projection for LN/LNPre).
+    """
+    if normalization in ("LN", "RMS") and ln is not None and hasattr(ln, "w"):
+        W = ln.w[:, None].to(W.dtype) * W
+    if normalization in ("LN", "LNPre"):
+        W = W - W.mean(dim=-2, keepdim=True)
+    return W
+
+
+def head_weights(model: HookedTransformer) -> dict[str, Tensor]:
+    """The model's weights in float64 with LayerNorm gains/centring folded in.
+
+    Returns:
+        ``W_E [d_vocab, d_model]``, ``W_U [d_model, d_vocab]`` (folded with ``ln_final``),
+        and per layer ``W_Q, W_K, W_V [layer, head, d_model, d_head]`` (folded with that
+        layer's ``ln1``) and ``W_O [layer, head, d_head, d_model]``.
+    """
+    cfg = model.cfg
+    norm = cfg.normalization_type
+    dt = torch.float64
+    out: dict[str, list[Tensor]] = {"W_Q": [], "W_K": [], "W_V": [], "W_O": []}
+    for block in model.blocks:
+        attn = block.attn
+        ln1 = getattr(block, "ln1", None)
+        for name in ("W_Q", "W_K", "W_V"):
+            out[name].append(folded_read(getattr(attn, name).detach().to(dt), ln1, norm))
+        out["W_O"].append(attn.W_O.detach().to(dt))
+    res = {k: torch.stack(v) for k, v in out.items()}
+    res["W_E"] = model.W_E.detach().to(dt)
+    res["W_U"] = folded_read(model.W_U.detach().to(dt), getattr(model, "ln_final", None), norm)
+    return res
+
+
+# ------------------------------------------------------------------------------ OV copying
+
+
+def ov_eigenvalues(
+    W_E: Float[Tensor, "d_vocab d_model"],
+    W_V: Float[Tensor, "... d_model d_head"],
+    W_O: Float[Tensor, "... d_head d_model"],
+    W_U: Float[Tensor, "d_model d_vocab"],
+) -> Tensor:
+    """Nonzero eigenvalues of the full OV circuit ``W_E W_V W_O W_U``, in d_head space.
+
+    The vocab x vocab matrix ``(W_E W_V)(W_O W_U)`` has rank <= d_head and the same nonzero
+    eigenvalues as the d_head x d_head product ``(W_O W_U)(W_E W_V) = W_O (W_U W_E) W_V``
+    (``eig(AB)`` and ``eig(BA)`` agree away from 0), so no vocab x vocab matrix is ever
+    formed. Leading dimensions of ``W_V``/``W_O`` (layer, head) broadcast.
+
+    Returns:
+        Complex eigenvalues ``[..., d_head]``.
+    """
+    G = W_U.double() @ W_E.double()  # [d_model, d_model], one contraction over the vocabulary
+    M = W_O.double() @ G @ W_V.double()  # [..., d_head, d_head]
+    return torch.linalg.eigvals(M)
+
+
+def ov_copying_score(
+    W_E: Float[Tensor, "d_vocab d_model"],
+    W_V: Float[Tensor, "... d_model d_head"],
+    W_O: Float[Tensor, "... d_head d_model"],
+    W_U: Float[Tensor, "d_model d_vocab"],
+) -> Float[Tensor, "..."]:
+    """OV copying score ``sum_i Re(lambda_i) / sum_i |lambda_i|`` in [-1, 1].
+
+    ``lambda`` are the eigenvalues of the full OV circuit ``W_E W_V W_O W_U`` (computed in
+    d_head space, see :func:`ov_eigenvalues`). 1: the head copies the tokens it attends to
+    (positive eigenvalues); -1: it suppresses them. Elhage et al. 2021, "A Mathematical
+    Framework for Transformer Circuits" (detecting copying with eigenvalues). 0 for a
+    head with an all-zero circuit.
+    """
+    lam = ov_eigenvalues(W_E, W_V, W_O, W_U)
+    den = lam.abs().sum(-1)
+    return torch.where(den > 0, lam.real.sum(-1) / den.clamp_min(torch.finfo(den.dtype).tiny), torch.zeros_like(den))
+
+
+@register("copying_ov", kind="weights", per_head=True)
+def copying_ov(model: HookedTransformer) -> Float[Tensor, "layer head"]:
+    """OV copying score of every head: ``sum Re(lambda) / sum |lambda|`` of the full OV
+    circuit ``W_E W_V' W_O W_U'`` (LayerNorm folded as in the module docstring).
+
+    Elhage et al. 2021, "A Mathematical Framework for Transformer Circuits"; used to show
+    repeated data damages copying by Hernandez et al. 2022, "Scaling Laws and
+    Interpretability of Learning from Repeated Data".
+    """
+    w = head_weights(model)
+    return ov_copying_score(w["W_E"], w["W_V"], w["W_O"], w["W_U"]).float()
+
+
+def top1_copying_share(
+    W_E: Float[Tensor, "d_vocab d_model"],
+    W_V: Float[Tensor, "head d_model d_head"],
+    W_O: Float[Tensor, "head d_head d_model"],
+    W_U: Float[Tensor, "d_model d_vocab"],
+    chunk_elements: int = TOP1_CHUNK_ELEMENTS,
+) -> Float[Tensor, "head"]:
+    """Share of tokens ``t`` whose row of ``W_E W_V W_O W_U`` peaks on column ``t``.
+
+    ``share_h = mean_t [argmax_c (W_E W_V^h W_O^h W_U)[t, c] = t]``. Rows are computed in
+    chunks so that at most ``chunk_elements`` logits exist at once.
+    """
+    H, V = W_V.shape[0], W_E.shape[0]
+    X = W_E.float() @ W_V.float()  # [head, vocab, d_head]
+    Y = W_O.float() @ W_U.float()  # [head, d_head, vocab]
+    step = max(1, chunk_elements // max(1, H * V))
+    hits = torch.zeros(H, dtype=torch.long)
+    for start in range(0, V, step):
+        stop = min(V, start + step)
+        top = (X[:, start:stop] @ Y).argmax(dim=-1)  # [head, chunk]
+        hits += (top == torch.arange(start, stop, device=top.device)).sum(-1).cpu()
+    return hits.double() / V
+
+
+@register("copying_top1", kind="weights", per_head=True)
+def copying_top1(model: HookedTransformer) -> Float[Tensor, "layer head"]:
+    """Share of tokens each head's OV circuit maps most strongly to themselves.
+
+    For head ``h``: ``mean_t [argmax_c (W_E W_V' W_O W_U')[t, c] = t]`` (LayerNorm folded as
+    in the module docstring), computed in vocabulary chunks. Chance is ``1/d_vocab``.
+    Elhage et al. 2021, "A Mathematical Framework for Transformer Circuits" (copying
+    heads); Hernandez et al. 2022 (repeated data and copying).
+    """
+    w = head_weights(model)
+    return torch.stack(
+        [top1_copying_share(w["W_E"], w["W_V"][layer], w["W_O"][layer], w["W_U"]) for layer in range(w["W_V"].shape[0])]
+    ).float()
+
+
+# ----------------------------------------------------------------------------- composition
+
+
+def _factor_fro2(A1: Tensor, A2: Tensor) -> Tensor:
+    """``||A1 A2||_F^2`` for ``A1 [..., d, r]``, ``A2 [..., r, d]`` via r x r products."""
+    return ((A1.mT @ A1) * (A2 @ A2.mT)).sum(dim=(-2, -1))
+
+
+def composition_scores(A1: Tensor, A2: Tensor, B1: Tensor, B2: Tensor) -> Tensor:
+    """``||A B||_F / (||A||_F ||B||_F)`` for low-rank ``A = A1 A2``, ``B = B1 B2``.
+
+    ``A1, B1 [..., d_model, r]``, ``A2, B2 [..., r, d_model]``; leading dimensions
+    broadcast. Computed through r x r matrices: with ``C = A2 B1``,
+    ``||A1 C B2||_F^2 = tr(C^T (A1^T A1) C (B2 B2^T))``.
+    """
+    C = A2 @ B1
+    num = ((C.mT @ (A1.mT @ A1) @ C) * (B2 @ B2.mT)).sum(dim=(-2, -1))
+    return (num.clamp_min(0) / (_factor_fro2(A1, A2) * _factor_fro2(B1, B2)).clamp_min(1e-300)).sqrt()
+
+
+def _later_factors(w: dict[str, Tensor], layer: int, kind: CompKind) -> tuple[Tensor, Tensor]:
+    """Factors ``(B1, B2)`` of the later head's matrix that reads the earlier output.
+
+    Row-vector convention (``x W_V W_O``, scores ``x_q W_Q W_K^T x_k^T``): the earlier
+    head's output ``x W_OV`` composes as ``W_OV W_QK`` (Q), ``W_OV W_QK^T`` (K) and
+    ``W_OV W_OV'`` (V), matching Elhage et al. 2021 in their column convention.
+    """
+    if kind == "Q":
+        return w["W_Q"][layer], w["W_K"][layer].mT
+    if kind == "K":
+        return w["W_K"][layer], w["W_Q"][layer].mT
+    return w["W_V"][layer], w["W_O"][layer]
+
+
+def random_composition_baseline(d_model: int, d_head: int, n_draws: int = 8, seed: int = 0) -> float:
+    """Mean composition score of random Gaussian factors with the model's shapes.
+
+    ``n_draws`` independent draws of ``W_V, W_O`` for the earlier head and the two factors
+    of the later head, seeded, averaged. The score is scale-invariant, so the entries'
+    variance does not matter. K-, Q- and V-composition share it: all three multiply two
+    rank-``d_head`` products of ``[d_model, d_head]`` and ``[d_head, d_model]`` factors.
+    """
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(n_draws, d_model, d_head), (n_draws, d_head, d_model)] * 2
+    A1, A2, B1, B2 = (torch.randn(*s, generator=g, dtype=torch.float64) for s in shapes)
+    return float(composition_scores(A1, A2, B1, B2).mean())
+
+
+def composition_matrix(model: HookedTransformer, kind: CompKind, *, baseline: bool = True) -> Float[Tensor, "layer_pair head_later head_earlier"]:
+    """Composition scores between every head of layer ``l+1`` and every head of layer ``l``.
+
+    ``score = ||W_OV^{e} M^{l}||_F / (||W_OV^{e}||_F ||M^{l}||_F)`` with ``M`` the later
+    head's ``W_QK`` (Q-composition), ``W_QK^T`` (K) or ``W_OV`` (V), minus the same score for
+    random Gaussian matrices of the same shapes (``baseline=True``). Elhage et al. 2021,
+    "A Mathematical Framework for Transformer Circuits" (K-, Q- and V-composition).
+    MLPs between the layers are ignored.
+
+    Returns:
+        ``[n_layers - 1, n_heads, n_heads]``: entry ``[l, i, j]`` composes head ``i`` of
+        layer ``l + 1`` with head ``j`` of layer ``l``.
+    """
+    if kind not in ("K", "Q", "V"):
+        raise ValueError(f"composition kind {kind!r}; expected 'K', 'Q' or 'V'")
+    w = head_weights(model)
+    n_layers = w["W_V"].shape[0]
+    out = []
+    for layer in range(1, n_layers):
+        A1, A2 = w["W_V"][layer - 1][None], w["W_O"][layer - 1][None]  # [1, earlier, ...]
+        B1, B2 = (t[:, None] for t in _later_factors(w, layer, kind))  # [later, 1, ...]
+        out.append(composition_scores(A1, A2, B1, B2))
+    cfg = model.cfg
+    res = torch.stack(out) if out else torch.zeros(0, cfg.n_heads, cfg.n_heads, dtype=torch.float64)
+    if baseline:
+        res = res - random_composition_baseline(cfg.d_model, cfg.d_head)
+    return res.float()
+
+
+def _max_over_earlier(model: HookedTransformer, kind: CompKind) -> Float[Tensor, "layer head"]:
+    comp = composition_matrix(model, kind)
+    first = torch.full((1, model.cfg.n_heads), float("nan"))
+    return torch.cat([first, comp.amax(dim=-1)]) if comp.numel() else first
+
+
+@register("k_composition", kind="weights", per_head=True)
+def k_composition(model: HookedTransformer) -> Float[Tensor, "layer head"]:
+    """K-composition of each head of layer ``l >= 1``: the MAX over heads of layer ``l-1``
+    of ``||W_OV^{l-1} W_QK^{l T}||_F / (||W_OV|| ||W_QK||)`` minus a random-matrix baseline.
+
+    Layer-0 heads have no row. See :func:`composition_matrix` for every pair. Elhage et al.
+    2021, "A Mathematical Framework for Transformer Circuits" (induction heads K-compose
+    with previous-token heads).
+    """
+    return _max_over_earlier(model, "K")
+
+
+@register("q_composition", kind="weights", per_head=True)
+def q_composition(model: HookedTransformer) -> Float[Tensor, "layer head"]:
+    """Q-composition of each head of layer ``l >= 1``: the MAX over heads of layer ``l-1``
+    of ``||W_OV^{l-1} W_QK^{l}||_F / (||W_OV|| ||W_QK||)`` minus a random-matrix baseline.
+
+    Layer-0 heads have no row. Elhage et al. 2021, "A Mathematical Framework for
+    Transformer Circuits".
+    """
+    return _max_over_earlier(model, "Q")
+
+
+@register("v_composition", kind="weights", per_head=True)
+def v_composition(model: HookedTransformer) -> Float[Tensor, "layer head"]:
+    """V-composition of each head of layer ``l >= 1``: the MAX over heads of layer ``l-1``
+    of ``||W_OV^{l-1} W_OV^{l}||_F / (||W_OV^{l-1}|| ||W_OV^{l}||)`` minus a random-matrix
+    baseline.
+
+    Layer-0 heads have no row. Elhage et al. 2021, "A Mathematical Framework for
+    Transformer Circuits".
+    """
+    return _max_over_earlier(model, "V")
