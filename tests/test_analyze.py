@@ -59,11 +59,16 @@ def test_run_table_is_tidy_complete_and_uses_the_runs_data(run_dir: Path) -> Non
     res = analyze(run_dir, progress=False, max_sequences=8)
     assert res.ok and res.kind == "run" and res.tables == [run_dir / "scores.parquet"]
     df = load_scores(run_dir)
-    assert list(df.columns) == COLUMNS
+    assert list(df.columns) == COLUMNS + RUN_COLUMNS  # a run's table comes back with its coordinates joined
     assert {c: str(t) for c, t in df.dtypes.items()} == {
         "run_id": "str", "step": "int64", "tokens_seen": "int64", "metric": "str",
         "layer": "Int64", "head": "Int64", "value": "float64", "score_version": "int64",
+        "repeated_fraction": "float64", "repeat_count": "int64", "total_tokens": "int64", "model_preset": "str",
+        "n_params": "int64", "seed": "int64",
     }
+    man = repeatlens.load_run(run_dir).manifest()
+    assert (df.repeated_fraction == man["f"]).all() and (df.repeat_count == man["E"]).all()
+    assert list(pd.read_parquet(run_dir / "scores.parquet").columns) == COLUMNS  # the file itself stays tidy
     ckpts = repeatlens.load_run(run_dir).checkpoints()
     assert sorted(df.step.unique()) == [c.step for c in ckpts]
     assert res.scored == len(ckpts)

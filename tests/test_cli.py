@@ -128,3 +128,33 @@ def test_console_script_in_a_real_process(cfg_file: Path, tmp_path: Path) -> Non
     ok = subprocess.run([str(exe), "train", str(cfg_file), "--out", str(tmp_path / "r"), "-q"], capture_output=True, text=True, env=env, timeout=300)
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "r" / "complete.json").is_file()
+
+
+def test_score_analyze_plot_report_on_a_run(cfg_file: Path, tmp_path: Path, capsys) -> None:
+    import pandas as pd
+
+    run = tmp_path / "run"
+    assert _run(["train", str(cfg_file), "--out", str(run), "-q"], capsys)[0] == 0
+    code, out, err = _run(["score", str(run), "--step", "5", "--metrics", "induction,previous_token,test_loss"], capsys)
+    assert code == 0, err
+    assert "L1.H1" in out and "test_loss" in out
+    table = pd.read_parquet(run / "score_step_0000005.parquet")
+    assert set(table.metric) == {"induction", "previous_token", "test_loss"} and (table.step == 5).all()
+    assert len(table[table.metric == "induction"]) == 2 * 2  # 2 layers x 2 heads
+    code, _, err = _run(["analyze", str(run), "-m", "induction", "-m", "test_loss", "-q"], capsys)
+    assert code == 0, err
+    code, out, err = _run(["plot", str(run), "--out", str(tmp_path / "figs"), "--format", "html"], capsys)
+    assert code == 0, err
+    assert list((tmp_path / "figs").glob("*.html"))
+    code, out, err = _run(["report", str(run)], capsys)
+    assert code == 0, err
+    assert (run / "report.html").is_file() and "plotly" in (run / "report.html").read_text()[:2_000_000].lower()
+
+
+def test_data_prepare_caches_the_tokenized_corpus(tmp_path: Path, capsys) -> None:
+    cfg = _write_cfg(tmp_path / "d.yaml", {**TINY_SYNTHETIC, "data": {"source": "shakespeare", "vocab_size": 300, "seq_len": 32}})
+    code, out, err = _run(["data", "prepare", str(cfg)], capsys)
+    assert code == 0, err
+    assert "corpus 'shakespeare':" in out and "sequences of 32 tokens (vocab 300)" in out
+    cache = Path(os.environ["REPEATLENS_CACHE"])
+    assert list(cache.glob("stream-*.npy")) and list(cache.glob("tok-*/tokenizer.json"))

@@ -396,11 +396,9 @@ def write_sweep_tables(path: str | Path, runs: Optional[list[RunDir]] = None) ->
     runs = sweep_runs(path) if runs is None else runs
     scores, metrics = [], []
     for run in runs:
-        info = _run_columns(run)
         table_path = run.path / SCORES_FILE
         table = _Table.read(table_path) if table_path.is_file() else None
-        n = (table.meta["run"].get("n_params") if table is not None else None) or _n_params_from_config(run)
-        info["n_params"] = int(n)
+        info = run_info(run, table)
         if table is not None and len(table.df):
             scores.append(table.df.assign(**info))
         met = run.metrics()
@@ -417,6 +415,14 @@ def write_sweep_tables(path: str | Path, runs: Optional[list[RunDir]] = None) ->
     _write_parquet(path / METRICS_FILE, met_df)
     written.append(path / METRICS_FILE)
     return written
+
+
+def run_info(run: RunDir, table: Optional["_Table"] = None) -> dict[str, Any]:
+    """A run's sweep coordinates: f, E, D, model preset, seed and n_params."""
+    info = _run_columns(run)
+    n = (table.meta["run"].get("n_params") if table is not None else None) or _n_params_from_config(run)
+    info["n_params"] = int(n)
+    return info
 
 
 def _n_params_from_config(run: RunDir) -> int:
@@ -521,13 +527,28 @@ def analyze(
 
 
 def load_scores(path: str | Path) -> pd.DataFrame:
-    """The scores table of a run, sweep or foreign folder (or a ``.parquet`` file) as a DataFrame."""
-    return _load_table(path, SCORES_FILE)
+    """The scores table of a run, sweep or foreign folder (or a ``.parquet`` file) as a DataFrame.
+
+    A run's table gets the run's coordinates joined (f, E, D, model preset, n_params,
+    seed), as a sweep's has them, so the same code reads both.
+    """
+    df = _load_table(path, SCORES_FILE)
+    run = RunDir(path)
+    if run.is_run():
+        table = _Table.read(run.path / SCORES_FILE)
+        df = df.assign(**run_info(run, table)).astype(_RUN_DTYPES)[COLUMNS + RUN_COLUMNS]
+    return df
 
 
 def load_metrics(path: str | Path) -> pd.DataFrame:
-    """The training-metrics table: a sweep's joined ``metrics.parquet`` or one run's."""
-    return _load_table(path, METRICS_FILE)
+    """The training-metrics table: a sweep's joined ``metrics.parquet`` or one run's (with run_id and coordinates)."""
+    df = _load_table(path, METRICS_FILE)
+    run = RunDir(path)
+    if run.is_run():
+        table_path = run.path / SCORES_FILE
+        info = run_info(run, _Table.read(table_path) if table_path.is_file() else None)
+        df = df.assign(run_id=run.run_id, **info).astype(_RUN_DTYPES)
+    return df
 
 
 def _load_table(path: str | Path, name: str) -> pd.DataFrame:
