@@ -15,7 +15,9 @@ scale, and the composition scores to any positive scale of either factor. So for
 
 The full OV circuit of a head is read along the direct path ``W_E W_V' W_O W_U'``
 (token embedding straight into the head, head output straight to the unembedding), as in
-Elhage et al. 2021, for heads of every layer.
+Elhage et al. 2021, for heads of every layer. Q- and K-composition read ``W_Q W_K^T``
+as it stands: with rotary embeddings the position-dependent rotation between them is
+left out (the OV scores are unaffected).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def folded_read(W: Float[Tensor, "... d_model n"], ln: Optional[torch.nn.Module]
         ``C diag(w) W`` (``C`` the centring projection for LN/LNPre).
     """
     if normalization in ("LN", "RMS") and ln is not None and hasattr(ln, "w"):
-        W = ln.w[:, None].to(W.dtype) * W
+        W = ln.w.detach()[:, None].to(W.dtype) * W
     if normalization in ("LN", "LNPre"):
         W = W - W.mean(dim=-2, keepdim=True)
     return W

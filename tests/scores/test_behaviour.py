@@ -1,0 +1,90 @@
+"""Behaviour scores: copying loss positions, ICL positions, memorization, ablation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from repeatlens.scores import icl_positions, memorized, score_model, sequence_losses
+from repeatlens.scores.behaviour import copy_losses
+from repeatlens.scores.probes import make_probes
+
+
+def test_copy_losses_read_the_right_positions() -> None:
+    L = 5
+    # loss index t is the loss of token t+1; tokens 1..L first copy, L+1..2L second copy
+    loss = torch.arange(2 * L, dtype=torch.float32)[None].repeat(3, 1)
+    first, second = copy_losses(loss, L)
+    assert first == pytest.approx(torch.arange(1, L).float().mean().item())  # tokens 2..L
+    assert second == pytest.approx(torch.arange(L + 1, 2 * L).float().mean().item())  # tokens L+2..2L
+
+
+@pytest.mark.parametrize("T, expected", [(1024, (50, 500)), (64, (3, 31)), (128, (6, 62)), (8, (1, 4)), (3, (1, 2))])
+def test_icl_positions_scale_with_context(T: int, expected) -> None:
+    assert icl_positions(T) == expected
+
+
+def test_data_scores_match_manual_losses(tiny) -> None:
+    model = tiny(d_vocab=64, n_ctx=32)
+    g = torch.Generator().manual_seed(0)
+    test = torch.randint(1, 64, (10, 40), generator=g)  # longer than n_ctx: cut to 32
+    rep = torch.randint(1, 64, (6, 32), generator=g)
+    df = score_model(model, ["test_loss", "repeated_loss", "icl_score"], test_tokens=test, repeated_tokens=rep, batch_size=4)
+    val = dict(zip(df.metric, df.value))
+    with torch.no_grad():
+        lt = F.cross_entropy(model(test[:, :32])[:, :-1].transpose(1, 2), test[:, 1:32], reduction="none")
+        lr = F.cross_entropy(model(rep)[:, :-1].transpose(1, 2), rep[:, 1:], reduction="none")
+    assert val["test_loss"] == pytest.approx(lt.mean().item(), rel=1e-4)
+    assert val["repeated_loss"] == pytest.approx(lr.mean().item(), rel=1e-4)
+    early, late = icl_positions(32)
+    assert val["icl_score"] == pytest.approx((lt[:, late - 1].mean() - lt[:, early - 1].mean()).item(), abs=1e-4)
+    custom = score_model(model, ["icl_score"], test_tokens=test, icl_positions=(2, 20))
+    assert custom.value.iloc[0] == pytest.approx((lt[:, 19].mean() - lt[:, 1].mean()).item(), abs=1e-4)
+    assert sequence_losses(model, test, batch_size=3).shape == (10, 31)
+
+
+def greedy(model, prefix: torch.Tensor, k: int) -> torch.Tensor:
+    """Plain greedy decoding: k argmax steps on the full, growing prefix."""
+    x = prefix
+    with torch.no_grad():
+        for _ in range(k):
+            x = torch.cat([x, model(x)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return x
+
+
+def test_memorization_equals_a_plain_greedy_loop(tiny) -> None:
+    model = tiny(d_vocab=64, n_ctx=32)
+    g = torch.Generator().manual_seed(1)
+    p, k = 10, 8
+    seqs = greedy(model, torch.randint(1, 64, (8, p), generator=g), k)  # memorized by construction
+    seqs = torch.cat([seqs, torch.randint(1, 64, (8, 4), generator=g)], dim=1)  # tail beyond p+k ignored
+    seqs[4:, p + k - 1] = (seqs[4:, p + k - 1] + 1) % 64  # break the last token of half of them
+    seqs[6, p] = (seqs[6, p] + 1) % 64  # row 6 also wrong from its first generated token
+    hits = memorized(model, seqs, p, k, batch_size=3)
+    assert hits.tolist() == [True] * 4 + [False] * 4
+    for row in range(8):  # agrees with the explicit loop
+        loop = greedy(model, seqs[row : row + 1, :p], k)[0, p:]
+        assert bool(torch.equal(loop, seqs[row, p : p + k])) == hits[row].item()
+    df = score_model(model, ["memorization"], repeated_tokens=seqs, memorization_prefix=p, memorization_k=k)
+    assert df.value.iloc[0] == 0.5
+
+
+def test_memorization_clamps_to_the_sequence(tiny) -> None:
+    model = tiny(d_vocab=64, n_ctx=32)
+    seqs = torch.randint(1, 64, (3, 12))
+    assert memorized(model, seqs, prefix=32, k=32).shape == (3,)  # p -> 11, k -> 1
+    df = score_model(model, ["memorization"], repeated_tokens=seqs)  # defaults p = k = 32
+    assert len(df) == 1 and 0.0 <= df.value.iloc[0] <= 1.0
+
+
+def test_ablating_a_silent_head_changes_nothing(tiny) -> None:
+    model = tiny(d_vocab=64, n_ctx=32)
+    with torch.no_grad():
+        model.blocks[1].attn.W_O[2].zero_()  # head (1, 2) writes nothing
+    probes = make_probes(64, 32, batch=4)
+    df = score_model(model, ["ablation_copying_loss"], probes=probes)
+    assert len(df) == 8
+    row = df[(df["layer"] == 1) & (df["head"] == 2)]  # df.head is the method
+    assert row.value.iloc[0] == pytest.approx(0.0, abs=1e-6)
+    assert df.value.abs().max() > 0  # the others do something

@@ -1,0 +1,128 @@
+"""score_model: registry, tidy schema, one forward pass, probes reuse, chance levels."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from repeatlens.errors import ConfigError
+from repeatlens.scores import REGISTRY, SCORE_VERSION, make_probes, model_probes, register, score_model, uniform_pattern
+from repeatlens.scores.registry import rows
+
+METRICS = [
+    "previous_token",
+    "duplicate_token",
+    "induction",
+    "prefix_matching",
+    "copying_ov",
+    "copying_top1",
+    "k_composition",
+    "q_composition",
+    "v_composition",
+    "copying_loss",
+    "copying_gain",
+    "icl_score",
+    "test_loss",
+    "repeated_loss",
+    "memorization",
+    "ablation_copying_loss",
+]
+MODEL_LEVEL = {"copying_loss", "copying_gain", "icl_score", "test_loss", "repeated_loss", "memorization"}
+NEEDS_DATA = {"icl_score", "test_loss", "repeated_loss", "memorization"}
+ATTENTION = ["previous_token", "duplicate_token", "induction", "prefix_matching"]
+
+
+def test_registry_names_versions_and_docstrings() -> None:
+    assert sorted(REGISTRY) == sorted(METRICS)
+    assert SCORE_VERSION.keys() == REGISTRY.keys() and all(v >= 1 for v in SCORE_VERSION.values())
+    for name, score in REGISTRY.items():
+        assert score.per_head == (name not in MODEL_LEVEL)
+        doc = score.fn.__doc__ or ""
+        assert "et al." in doc, f"{name}: docstring must cite its paper"
+
+
+def test_register_rejects_duplicates() -> None:
+    with pytest.raises(ValueError, match="twice"):
+        register("induction", kind="attention", per_head=True)(lambda p, pr: p)
+
+
+def test_all_metrics_on_a_vocab_64_model_without_data(tiny) -> None:
+    model = tiny(d_vocab=64, n_ctx=32)
+    assert model.tokenizer is None
+    df = score_model(model)
+    assert list(df.columns) == ["metric", "layer", "head", "value"]
+    assert str(df["layer"].dtype) == "Int64" and str(df["head"].dtype) == "Int64" and df["value"].dtype == "float64"
+    assert set(df.metric) == set(METRICS) - NEEDS_DATA  # data metrics skipped, no row
+    for name in set(METRICS) - NEEDS_DATA:
+        sub = df[df.metric == name]
+        if name in MODEL_LEVEL:
+            assert len(sub) == 1 and sub["layer"].isna().all() and sub["head"].isna().all()
+        elif name.endswith("_composition"):
+            assert sorted(sub["layer"].tolist()) == [1] * 4  # later heads only
+        else:
+            assert len(sub) == 8 and not sub["layer"].isna().any()
+    assert df.value.notna().all()
+
+
+def test_metric_selection_order_and_errors(tiny) -> None:
+    model = tiny(d_vocab=64, n_ctx=32)
+    df = score_model(model, ["copying_gain", "induction"])
+    assert df.metric.tolist() == ["copying_gain"] + ["induction"] * 8
+    with pytest.raises(ConfigError, match="'nope'"):
+        score_model(model, ["induction", "nope"])
+    assert score_model(model, ["test_loss"]).empty
+
+
+def test_one_forward_pass_for_all_attention_scores(tiny, monkeypatch) -> None:
+    model = tiny(d_vocab=64, n_ctx=32)
+    calls = []
+    forward = model.forward
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape if args else None)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", counting)
+    df = score_model(model, ATTENTION + ["copying_loss", "copying_gain"])
+    assert len(calls) == 1, calls
+    probes = model_probes(model)
+    assert calls[0] == probes.tokens.shape  # the whole probe batch, once
+    assert set(df.metric) == set(ATTENTION) | {"copying_loss", "copying_gain"}
+    calls.clear()
+    score_model(model, ["copying_ov", "copying_top1", "k_composition", "q_composition", "v_composition"])
+    assert calls == []  # weight scores run no forward pass
+
+
+def test_probes_are_built_once_per_vocabulary(tiny) -> None:
+    a, b = tiny(d_vocab=64, n_ctx=32, seed=0), tiny(d_vocab=64, n_ctx=32, seed=1)
+    assert model_probes(a) is model_probes(b)
+    assert model_probes(a) is not model_probes(tiny(d_vocab=80, n_ctx=32))
+    # explicit probes are used as given
+    pr = make_probes(64, 32, seed=3, batch=2)
+    df = score_model(a, ["induction"], probes=pr)
+    assert len(df) == 8
+
+
+def test_random_init_scores_near_chance(tiny) -> None:
+    model = tiny(d_vocab=64, n_ctx=64)
+    probes = model_probes(model)
+    df = score_model(model, ATTENTION + ["copying_loss", "copying_gain"])
+    uniform = uniform_pattern(probes.tokens.shape[0], 1, probes.seq_len)
+    for name in ATTENTION:
+        chance = REGISTRY[name].fn(uniform, probes).item()
+        vals = df[df.metric == name].value
+        assert (vals - chance).abs().max() < 0.2 * chance + 0.005, (name, chance, vals.tolist())
+    val = dict(zip(df.metric, df.value))
+    assert abs(val["copying_gain"]) < 0.1
+    assert val["copying_loss"] > torch.log(torch.tensor(64.0)).item() - 0.1  # no better than uniform
+
+
+def test_rows_schema() -> None:
+    empty = rows("x", None)
+    assert empty.empty and list(empty.columns) == ["metric", "layer", "head", "value"]
+    scalar = rows("x", 1.5)
+    assert scalar["layer"].isna().all() and scalar.value.tolist() == [1.5]
+    per_head = rows("x", torch.tensor([[1.0, float("nan")], [3.0, 4.0]]))
+    assert per_head[["layer", "head"]].values.tolist() == [[0, 0], [1, 0], [1, 1]]
+    assert isinstance(pd.concat([empty, scalar, per_head]), pd.DataFrame)

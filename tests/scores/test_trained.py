@@ -1,0 +1,99 @@
+"""Scores on a trained 2-layer attention-only model, and agreement with TransformerLens.
+
+The model is trained once per session (see ``conftest.trained_model``).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from repeatlens.scores import composition_matrix, model_probes, score_model
+from repeatlens.scores.probes import Probes
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def scores(trained_model):
+    return score_model(trained_model)
+
+
+def per_head(df, metric: str) -> torch.Tensor:
+    """``[layer, head]`` values of one metric (NaN where it has no row)."""
+    out = torch.full((2, 4), float("nan"), dtype=torch.float64)
+    sub = df[df.metric == metric]
+    out[sub["layer"].to_numpy(int), sub["head"].to_numpy(int)] = torch.tensor(sub["value"].to_numpy())
+    return out
+
+
+def test_layer1_induction_head_whose_ablation_hurts_copying(scores) -> None:
+    ind = per_head(scores, "induction")
+    assert ind[1].max() > 0.5
+    best = int(ind[1].argmax())
+    ablation = per_head(scores, "ablation_copying_loss")
+    assert ablation[1, best] > 0.2  # nats of copying loss lost without it
+    assert per_head(scores, "prefix_matching")[1, best] > 0.5
+    val = dict(zip(scores.metric, scores.value))
+    assert val["copying_gain"] > 1.0 and val["copying_loss"] < 1.5
+
+
+def test_layer0_previous_token_head(scores) -> None:
+    prev = per_head(scores, "previous_token")
+    assert prev[0].max() > 0.5
+    assert per_head(scores, "induction")[0].max() < 0.2  # no induction in layer 0
+
+
+def test_weights_show_the_induction_circuit(trained_model, scores) -> None:
+    """Induction heads copy (OV) and K-compose with the previous-token head (Elhage et al.)."""
+    ind = per_head(scores, "induction")[1]
+    prev_head = int(per_head(scores, "previous_token")[0].argmax())
+    best = int(ind.argmax())
+    assert per_head(scores, "copying_ov")[1, best] > 0.8
+    assert per_head(scores, "copying_top1")[1, best] > 0.5
+    k = composition_matrix(trained_model, "K")[0, best]  # [earlier head]
+    assert int(k.argmax()) == prev_head and k.max() > 0.05
+    assert per_head(scores, "k_composition")[1, best] > per_head(scores, "q_composition")[1, best]
+    assert per_head(scores, "k_composition")[1, best] > per_head(scores, "v_composition")[1, best]
+
+
+def _tl_detect(model, probes: Probes, rows: range, name: str) -> torch.Tensor:
+    """TransformerLens' head_detector on exactly our probe rows.
+
+    detect_head tokenizes strings; the model has no tokenizer, so its ``to_tokens`` is
+    replaced (on this instance, for this call) by a lookup from row names to our token ids.
+    """
+    from transformer_lens.head_detector import detect_head
+
+    seqs = {str(i): probes.tokens[i : i + 1] for i in rows}
+
+    def to_tokens(s, *args, **kwargs):
+        return torch.cat([seqs[x] for x in s]) if isinstance(s, list) else seqs[s]
+
+    model.to_tokens = to_tokens
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return detect_head(model, list(seqs), name)
+    finally:
+        del model.to_tokens
+
+
+@pytest.mark.parametrize(
+    "metric, tl_name",
+    [("previous_token", "previous_token_head"), ("duplicate_token", "duplicate_token_head"), ("induction", "induction_head")],
+)
+def test_same_head_ranking_as_transformer_lens(trained_model, scores, metric: str, tl_name: str) -> None:
+    probes = model_probes(trained_model)
+    rows = range(probes.tokens.shape[0]) if metric == "previous_token" else range(probes.n_copy)
+    tl = _tl_detect(trained_model, probes, rows, tl_name)
+    ours = per_head(scores, metric)
+    rho = spearmanr(ours.flatten().numpy(), tl.flatten().numpy()).statistic
+    assert rho >= 0.95, (ours, tl)
+    # the normalisations differ by a constant factor (see repeatlens.scores.attention)
+    T, L = probes.seq_len, probes.copy_len
+    factor = (T - 1) / T if metric == "previous_token" else L / T
+    assert torch.allclose(tl.double(), ours * factor, atol=1e-4)
