@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from repeatlens.model import ModelConfig, build_model
-from repeatlens.scores import REGISTRY, composition_matrix, ov_copying_score, ov_eigenvalues
+from repeatlens.scores import composition_matrix, ov_copying_score, ov_eigenvalues
 from repeatlens.scores.weights import (
     composition_scores,
     copying_ov,
