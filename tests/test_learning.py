@@ -1,4 +1,8 @@
-"""A real learning check: in-context copying that generalises to unseen repeat lengths."""
+"""A real learning check: in-context copying that generalises to unseen repeat lengths.
+
+The session's ``induction_run`` (tests/conftest.py: INDUCTION_RUN) is trained through the
+real pipeline: config, synthetic source, mixture schedule, ``repeatlens.train``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from repeatlens.data.synthetic import synthetic_sequences
+from repeatlens.scores import score_model
 
 
 def _token_losses(model, tokens: np.ndarray) -> torch.Tensor:
@@ -19,7 +24,7 @@ def _token_losses(model, tokens: np.ndarray) -> torch.Tensor:
 def test_repeats_are_predicted_from_context(induction_run) -> None:
     cfg = induction_run.config()
     model = induction_run.load_model()
-    toks, is_copy = synthetic_sequences(128, 32, cfg.data.synthetic, low=1, high=64, seed=12345)
+    toks, is_copy = synthetic_sequences(128, cfg.data.seq_len, cfg.data.synthetic, low=1, high=64, seed=12345)
     lp = _token_losses(model, toks)
     copy = torch.from_numpy(is_copy[:, 1:])
     first, repeat = lp[~copy].mean().item(), lp[copy].mean().item()
@@ -28,12 +33,12 @@ def test_repeats_are_predicted_from_context(induction_run) -> None:
 
 
 def test_copying_survives_a_repeat_length_never_seen_in_training(induction_run) -> None:
-    """Training repeats have length 3-14; the probe repeats 15 random tokens: [BOS, r, r]."""
+    """Training repeats have length 2-30; the probe repeats 31 random tokens: [BOS, r, r]."""
     model = induction_run.load_model()
-    L = 15
+    L = 31
     assert L > induction_run.config().data.synthetic.max_len
     r = np.random.default_rng(7).integers(1, 64, (128, L))
-    toks = np.concatenate([np.zeros((128, 1), dtype=np.int64), r, r], axis=1)[:, :32]
+    toks = np.concatenate([np.zeros((128, 1), dtype=np.int64), r, r], axis=1)
     lp = _token_losses(model, toks)
     first = lp[:, 1:L].mean().item()  # predicting r[1:] the first time
     second = lp[:, L + 1 : 2 * L].mean().item()  # predicting r[1:] again
@@ -42,3 +47,13 @@ def test_copying_survives_a_repeat_length_never_seen_in_training(induction_run) 
     # the random-init checkpoint could not do this
     lp0 = _token_losses(induction_run.load_model(step=0), toks)
     assert lp0[:, L + 1 : 2 * L].mean().item() > 3.5
+
+
+def test_the_mechanism_is_an_induction_circuit(induction_run) -> None:
+    """A layer-1 head scores induction > 0.5 and a layer-0 head previous-token > 0.5."""
+    df = score_model(induction_run.load_model(), ["induction", "previous_token"])
+    ind = df[(df.metric == "induction") & (df["layer"] == 1)].value.max()
+    prev = df[(df.metric == "previous_token") & (df["layer"] == 0)].value.max()
+    assert ind > 0.5 and prev > 0.5, (ind, prev)
+    start = score_model(induction_run.load_model(step=0), ["induction"]).value.max()
+    assert start < 0.1

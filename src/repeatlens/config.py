@@ -43,6 +43,7 @@ class SyntheticConfig(BaseModel):
     min_repeats: int = Field(2, ge=2)
     max_repeats: int = Field(4, ge=2)
     max_gap: int = Field(8, ge=0)
+    max_prefix: Optional[int] = Field(None, ge=0, description="random tokens before the first block; default seq_len//4")
     vocab_size: int = Field(512, ge=8, description="vocabulary when the source is synthetic only")
 
     @model_validator(mode="after")

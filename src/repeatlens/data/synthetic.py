@@ -54,7 +54,7 @@ def synthetic_sequences(
     tokens[:, 0] = BOS_ID
     body = seq_len - 1
     for i in range(n):
-        pos = 1 + int(rng.integers(0, max(body // 4, 1)))
+        pos = 1 + int(rng.integers(0, (body // 4 if cfg.max_prefix is None else cfg.max_prefix) + 1))
         while pos < seq_len - cfg.min_len:
             length = int(rng.integers(cfg.min_len, cfg.max_len + 1))
             reps = int(rng.integers(cfg.min_repeats, cfg.max_repeats + 1))
