@@ -129,19 +129,25 @@ def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> Ru
     return run
 
 
+#: Fields that may change between an interrupted run and its resumption.
+_RESUMABLE_CHANGES = {"train.progress", "train.device"}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
 def _check_same_config(run: RunDir, cfg: RunConfig) -> None:
-    old = run.config().model_dump(mode="json")
-    new = cfg.model_dump(mode="json")
-    for section in new:
-        for key in set(new[section]) | set(old.get(section, {})) if isinstance(new[section], dict) else [None]:
-            a = old.get(section) if key is None else old.get(section, {}).get(key)
-            b = new[section] if key is None else new[section].get(key)
-            if a != b and not (section == "train" and key in ("progress", "device")):
-                field = section if key is None else f"{section}.{key}"
-                raise ConfigError(
-                    f"{run.path}: run directory was written by a different config ({field} = {a!r} there, {b!r} now); "
-                    "use another --out or the same config"
-                )
+    old, new = _flat(run.config().model_dump(mode="json")), _flat(cfg.model_dump(mode="json"))
+    for field in sorted(set(old) | set(new)):
+        if old.get(field) != new.get(field) and field not in _RESUMABLE_CHANGES:
+            raise ConfigError(
+                f"{run.path}: run directory was written by a different config ({field} = {old.get(field)!r} there, "
+                f"{new.get(field)!r} now); use another --out or the same config"
+            )
 
 
 # ---------------------------------------------------------------------------- the loop
