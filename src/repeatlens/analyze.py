@@ -341,8 +341,10 @@ def _run_source(run: RunDir, max_sequences: int, device: str) -> _Source:
 def _run_columns(run: RunDir, cfg=None, man=None) -> dict[str, Any]:
     cfg = cfg if cfg is not None else run.config()
     man = man if man is not None else run.manifest()
+    # the requested f (the sweep's design coordinate), not the whole-sequence-rounded one
+    # the manifest also records, so runs of one grid row share their f
     return {
-        "repeated_fraction": float(man["f"]),
+        "repeated_fraction": float(man.get("requested", {}).get("repeated_fraction", man["f"])),
         "repeat_count": int(man["E"]),
         "total_tokens": int(man["D"]),
         "model_preset": cfg.model.preset or "custom",

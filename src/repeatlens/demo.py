@@ -3,8 +3,8 @@
 Trains a control (f = 0) and a few repeat counts at a fixed repeated fraction, each into
 its own run directory under ``out``, scores every checkpoint, prints a table of final
 losses and scores, and writes ``out/report.html``. Half of each run's sequences come from the synthetic source
-(random segments repeated in context) so that induction heads form within the budget of a
-2-core CPU; the other half is Shakespeare.
+(random segments of length 2-30 repeated in context) so that induction heads form within
+the budget of a 2-core CPU (about 600 steps); the other half is Shakespeare.
 """
 
 from __future__ import annotations
@@ -26,10 +26,20 @@ TINY = os.environ.get("REPEATLENS_TINY") == "1"
 
 DEMO_BASE: dict[str, Any] = {
     "seed": 0,
-    "data": {"source": "shakespeare", "vocab_size": 1024, "seq_len": 128, "synthetic_fraction": 0.5, "test_sequences": 128},
-    "mixture": {"total_tokens": 20_000 if TINY else 1_500_000},
-    "model": {"preset": "attn2-tiny" if TINY else "attn2-small", "n_ctx": 128},
-    "train": {"batch_size": 16 if TINY else 32, "lr": 3e-3, "warmup_steps": 5 if TINY else 50, "checkpoints": {"log_count": 6, "every": None}},
+    "data": {
+        "source": "shakespeare",
+        "vocab_size": 512,
+        "seq_len": 64,
+        "synthetic_fraction": 0.5,
+        "test_sequences": 128,
+        # the induction recipe (see tests/conftest.py: INDUCTION_RUN), over the BPE vocabulary
+        "synthetic": {"min_len": 2, "max_len": 30, "max_gap": 0, "max_prefix": 8},
+    },
+    "mixture": {"total_tokens": 64 * 16 * 20 if TINY else 64 * 32 * 800},
+    "model": {"n_layers": 2, "d_model": 32 if TINY else 64, "n_heads": 4, "d_head": 8 if TINY else 16, "n_ctx": 64,
+              "positional_embedding": "rotary"},
+    "train": {"batch_size": 16 if TINY else 32, "lr": 3e-3, "warmup_steps": 5 if TINY else 50, "weight_decay": 0.01,
+              "decay": "constant", "betas": [0.9, 0.999], "grad_clip": None, "checkpoints": {"log_count": 6, "every": None}},
 }
 
 #: (repeated_fraction, repeat_count) points; (0, 1) is the control.

@@ -552,7 +552,7 @@ def phase_diagram(scores: pd.DataFrame, quantity: str) -> go.Figure:
     fig.update_layout(
         coloraxis={
             "colorscale": theme.DIVERGING_COLORSCALE, "cmin": -bound, "cmax": bound,
-            "colorbar": {"title": {"text": "worse ↑<br>vs control", "side": "top"}, "tickformat": "+.0%",
+            "colorbar": {"title": {"text": "worse ↑<br>vs control", "side": "top"}, "tickformat": "+.1%" if bound < 0.05 else "+.0%",
                          "thickness": 12, "len": 0.8},
         }
     )
