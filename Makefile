@@ -17,7 +17,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test setup setup-dev torch clean
+.PHONY: demo test setup setup-dev torch browser clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ demo: setup
 
 test: setup-dev
 	$(PY) -m pytest -q
+
+# Debian's chromium (+ chromedriver for the report test): what kaleido's PNG/PDF/SVG export
+# and the browser test use. Needs root and apt; elsewhere install Chromium your own way.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
+	elif command -v apt-get >/dev/null 2>&1; then apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	else echo "install Chromium (and chromedriver for the tests) to export PNG/PDF/SVG"; fi
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
