@@ -163,6 +163,9 @@ def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, s
         stop_after: stop (as if interrupted) after this many steps; for tests.
     """
     run = RunDir(out)
+    if run.path.is_dir():  # temporaries of a write a crash interrupted (see repeatlens.io); one trainer per run
+        for tmp in run.path.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
     if run.config_path.is_file():
         _check_same_config(run, cfg)
         if run.is_complete():
