@@ -246,7 +246,8 @@ def _todo(table: _Table, step: int, versions: dict[str, int], force: bool) -> li
     return [m for m, v in versions.items() if force or table.done_version(m, step) != v]
 
 
-def _as_tensor(tokens: Optional[np.ndarray]):
+def token_tensor(tokens: Optional[np.ndarray]):
+    """int64 tensor of token ids, or None for no (or zero) sequences."""
     import torch
 
     if tokens is None or len(tokens) == 0:
@@ -266,7 +267,7 @@ def _score_source(src: _Source, metrics: Optional[Iterable[str]], opts: _Options
     run_before = dict(table.meta["run"])
     table.meta["run"].update(src.run_info)
     result = AnalysisResult(src.table_path.parent, src.kind, failures=list(src.problems))
-    test, rep = _as_tensor(src.test_tokens), _as_tensor(src.repeated_tokens)
+    test, rep = token_tensor(src.test_tokens), token_tensor(src.repeated_tokens)
     wrote = False
     for item in tqdm(src.items, desc=src.run_id, unit="ckpt", disable=not opts.progress):
         todo = _todo(table, item.step, versions, opts.force)

@@ -35,7 +35,7 @@ def train(
 
     cfg = load_config(config, set_)
     run = train_run(cfg, out, progress=not quiet)
-    _print_summary(run)
+    typer.echo(run_summary(run.path))
 
 
 @data_app.command("prepare")
@@ -70,6 +70,7 @@ def score(
     max_sequences: int = typer.Option(64, "--max-sequences", help="Test / repeated sequences for the behaviour scores"),
 ) -> None:
     """Score one checkpoint: print a table and write it as parquet."""
+    from repeatlens.analyze import token_tensor
     from repeatlens.checkpoints import load_run, step_name
     from repeatlens.io import atomic_write
     from repeatlens.scores import score_model
@@ -81,8 +82,8 @@ def score(
     df = score_model(
         model,
         names,
-        test_tokens=_tokens(run.test_tokens(), max_sequences),
-        repeated_tokens=_tokens(run.repeated_tokens(), max_sequences),
+        test_tokens=token_tensor(run.test_tokens()[:max_sequences]),
+        repeated_tokens=token_tensor(run.repeated_tokens()[:max_sequences]),
     )
     df.insert(0, "tokens_seen", info.tokens_seen)
     df.insert(0, "step", info.step)
@@ -91,13 +92,6 @@ def score(
     atomic_write(path, lambda p: df.to_parquet(p, index=False))
     typer.echo(score_table(df))
     typer.echo(f"\nwrote {path}")
-
-
-def _tokens(arr, n: int):
-    import numpy as np
-    import torch
-
-    return torch.from_numpy(np.asarray(arr[:n]).astype(np.int64)) if len(arr) else None
 
 
 def score_table(df) -> str:
@@ -258,10 +252,6 @@ def run_summary(run_dir: Path) -> str:
         losses = ", ".join(f"{r.split} {r.loss:.4f}" for r in last.itertuples())
         lines.append(f"final loss step {int(met.step.max())}: {losses}")
     return "\n".join(lines)
-
-
-def _print_summary(run) -> None:
-    typer.echo(run_summary(run.path))
 
 
 def main(argv: Optional[List[str]] = None) -> None:

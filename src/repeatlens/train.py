@@ -11,7 +11,6 @@ uninterrupted run on the same device), or to do nothing for a finished one.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -292,8 +291,3 @@ def _wandb_init(cfg: RunConfig, run: RunDir, start: int):
         resume="allow",
         config=cfg.model_dump(mode="json"),
     )
-
-
-def clear_run(out: str | Path) -> None:
-    """Delete a run directory (used by tests and ``--force``)."""
-    shutil.rmtree(out, ignore_errors=True)
