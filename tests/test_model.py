@@ -91,3 +91,13 @@ def test_seq_len_above_n_ctx_is_rejected() -> None:
     with pytest.raises(ConfigError, match=r"data.seq_len = 256 exceeds model.n_ctx = 128"):
         config_from_dict({"mixture": {"total_tokens": 10_000}, "data": {"seq_len": 256}, "model": {"n_ctx": 128}})
     assert RunConfig  # the type users build
+
+
+def test_forward_choice_follows_config_and_hooks() -> None:
+    plain = build_model(ModelConfig(preset="attn2-tiny"), d_vocab=40, seed=0)
+    rotary = build_model(ModelConfig(preset="attn2-tiny", positional_embedding="rotary"), d_vocab=40, seed=0)
+    assert adapter.forward_fn(plain) is adapter.fast_forward
+    assert adapter.forward_fn(plain, fast=False) is adapter.hooked_logits
+    assert adapter.forward_fn(rotary) is adapter.hooked_logits  # never the fused path for rotary, compiled or not
+    plain.add_hook(adapter.pattern_hook_name(0), lambda t, hook: None)
+    assert adapter.forward_fn(plain) is adapter.hooked_logits

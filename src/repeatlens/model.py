@@ -283,11 +283,19 @@ def _norm(module: torch.nn.Module, x: Tensor, c: HookedTransformerConfig) -> Ten
     return module(x)
 
 
+def hooked_logits(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_vocab"]:
+    """Logits through TransformerLens' own (hooked) forward."""
+    return model(tokens, return_type="logits")
+
+
+def forward_fn(model: HookedTransformer, fast: bool = True):
+    """The forward to use for ``model`` now: fused when allowed (no hooks, supported config), else hooked."""
+    return fast_forward if fast and supports_fast_path(model) and not has_hooks(model) else hooked_logits
+
+
 def logits(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], fast: bool = True) -> Float[Tensor, "batch pos d_vocab"]:
     """Logits through the fused path when allowed (no hooks, supported config), else hooked."""
-    if fast and supports_fast_path(model) and not has_hooks(model):
-        return fast_forward(model, tokens)
-    return model(tokens, return_type="logits")
+    return forward_fn(model, fast)(model, tokens)
 
 
 # --- scores

@@ -186,8 +186,10 @@ def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, s
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=t.betas
     )
-    forward: Callable = torch.compile(adapter.fast_forward) if t.compile else adapter.logits
-    fwd = (lambda m, x: forward(m, x)) if t.compile else (lambda m, x: forward(m, x, t.fast_attention))
+    # chosen once: the trainer owns the model, so no hooks appear mid-run
+    fwd: Callable = adapter.forward_fn(model, t.fast_attention)
+    if t.compile:
+        fwd = torch.compile(fwd)
 
     start, rows = 0, []
     done = run.checkpoints()
