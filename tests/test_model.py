@@ -21,8 +21,10 @@ from repeatlens.model import ModelConfig, build_model, fast_forward, hooked_conf
         ModelConfig(n_layers=1, d_model=24, n_heads=3, d_head=8, n_ctx=16, normalization="LNPre"),
         ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, n_ctx=16, normalization=None),
         ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, n_ctx=16, normalization="RMS", attn_only=False, act_fn="relu"),
+        ModelConfig(preset="attn2-tiny", d_model=32, n_ctx=64, positional_embedding="rotary"),
+        ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, n_ctx=24, attn_only=False, positional_embedding="rotary"),
     ],
-    ids=["attn2", "mlp2", "lnpre", "nonorm", "rms-relu"],
+    ids=["attn2", "mlp2", "lnpre", "nonorm", "rms-relu", "rotary", "rotary-mlp"],
 )
 def test_fast_path_matches_hooked_logits(cfg: ModelConfig) -> None:
     torch.manual_seed(0)
@@ -49,9 +51,26 @@ def test_fast_path_is_bypassed_while_hooks_are_attached() -> None:
     assert len(seen) == 1
 
 
-def test_rotary_falls_back_to_hooked_path() -> None:
+@pytest.mark.parametrize("adjacent", [False, True], ids=["neox-halves", "gptj-pairs"])
+def test_fast_path_matches_partial_rotary(adjacent: bool) -> None:
+    """rotary_dim < d_head (Pythia-style partial rotary) in both pair conventions."""
+    hcfg = hooked_config(ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, n_ctx=20, positional_embedding="rotary"), d_vocab=30, seed=0)
+    hcfg.rotary_dim, hcfg.rotary_adjacent_pairs = 8, adjacent
+    with adapter._quiet_tl():
+        model = adapter.HookedTransformer(hcfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    tokens = torch.randint(0, 30, (2, 20))
+    assert adapter.supports_fast_path(model)
+    torch.testing.assert_close(fast_forward(model, tokens), model(tokens), rtol=1e-5, atol=1e-5)
+
+
+def test_unsupported_rotary_variant_falls_back_to_hooked_path() -> None:
     model = build_model(ModelConfig(preset="attn2-tiny", positional_embedding="rotary"), d_vocab=40, seed=0)
+    model.cfg.use_dynamic_ntk_rope = True  # rescaled tables at inference: only TransformerLens' forward knows them
     assert not adapter.supports_fast_path(model)
+    assert adapter.forward_fn(model) is adapter.hooked_logits
     tokens = torch.randint(0, 40, (2, 16))
     torch.testing.assert_close(adapter.logits(model, tokens), model(tokens))
 
@@ -98,6 +117,6 @@ def test_forward_choice_follows_config_and_hooks() -> None:
     rotary = build_model(ModelConfig(preset="attn2-tiny", positional_embedding="rotary"), d_vocab=40, seed=0)
     assert adapter.forward_fn(plain) is adapter.fast_forward
     assert adapter.forward_fn(plain, fast=False) is adapter.hooked_logits
-    assert adapter.forward_fn(rotary) is adapter.hooked_logits  # never the fused path for rotary, compiled or not
+    assert adapter.forward_fn(rotary) is adapter.fast_forward  # fused rotary since the adapter rotates q, k itself
     plain.add_hook(adapter.pattern_hook_name(0), lambda t, hook: None)
     assert adapter.forward_fn(plain) is adapter.hooked_logits

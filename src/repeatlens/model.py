@@ -226,7 +226,9 @@ def supports_fast_path(model: HookedTransformer) -> bool:
     """Whether :func:`fast_forward` reproduces this model's forward pass exactly."""
     c = model.cfg
     return (
-        c.positional_embedding_type == "standard"
+        c.positional_embedding_type in ("standard", "rotary")
+        and _plain_rotary(c)
+        and (c.attn_types is None or all(t == "global" for t in c.attn_types))
         and c.normalization_type in ("LN", "LNPre", "RMS", "RMSPre", None)
         and c.attention_dir == "causal"
         and not c.use_attn_result
@@ -244,6 +246,37 @@ def supports_fast_path(model: HookedTransformer) -> bool:
     )
 
 
+def _plain_rotary(c: HookedTransformerConfig) -> bool:
+    """Rotary variants :func:`_rotate` reproduces: fixed tables, no NTK/YaRN rescaling, one base."""
+    if c.positional_embedding_type != "rotary":
+        return True
+    return (
+        c.rotary_dim is not None
+        and not getattr(c, "use_dynamic_ntk_rope", False)
+        and not getattr(c, "use_yarn_rope", False)
+        and getattr(c, "rotary_base_local", None) is None
+    )
+
+
+def _rotate(attn: torch.nn.Module, x: Float[Tensor, "batch head pos d_head"], rotary_dim: int, adjacent: bool) -> Tensor:
+    """Rotary embedding of queries or keys, the same maths as TransformerLens' ``apply_rotary``.
+
+    ``x_rot * cos + rotate(x_rot) * sin`` on the first ``rotary_dim`` dimensions, with
+    ``rotate`` mapping ``[x1, x2] -> [-x2, x1]`` over halves (GPT-NeoX) or adjacent pairs
+    (GPT-J). The sin/cos tables are the attention module's own buffers (Su et al. 2021).
+    """
+    p = x.shape[-2]
+    cos, sin = attn.rotary_cos[:p], attn.rotary_sin[:p]  # [pos, rotary_dim]
+    x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
+    if adjacent:
+        flip = torch.stack((-x_rot[..., 1::2], x_rot[..., ::2]), dim=-1).flatten(-2)
+    else:
+        half = rotary_dim // 2
+        flip = torch.cat((-x_rot[..., half:], x_rot[..., :half]), dim=-1)
+    out = x_rot * cos + flip * sin
+    return torch.cat((out, x_pass), dim=-1) if x_pass.shape[-1] else out
+
+
 def fast_forward(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_vocab"]:
     """Logits of ``model`` computed with fused ``scaled_dot_product_attention``.
 
@@ -254,7 +287,8 @@ def fast_forward(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> 
     """
     c = model.cfg
     b, p = tokens.shape
-    x = model.embed.W_E[tokens] + model.pos_embed.W_pos[:p]
+    rotary = c.positional_embedding_type == "rotary"
+    x = model.embed.W_E[tokens] if rotary else model.embed.W_E[tokens] + model.pos_embed.W_pos[:p]
     for block in model.blocks:
         attn = block.attn
         h = _norm(block.ln1, x, c)
@@ -263,6 +297,9 @@ def fast_forward(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> 
         b_qkv = torch.cat([attn.b_Q, attn.b_K, attn.b_V], dim=0).reshape(-1)
         qkv = torch.addmm(b_qkv, h.reshape(b * p, c.d_model), w_qkv)
         q, k, v = qkv.view(b, p, 3, c.n_heads, c.d_head).permute(2, 0, 3, 1, 4).unbind(0)
+        if rotary:
+            q = _rotate(attn, q, c.rotary_dim, c.rotary_adjacent_pairs)
+            k = _rotate(attn, k, c.rotary_dim, c.rotary_adjacent_pairs)
         scale = 1.0 / attn.attn_scale
         z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)  # [b, h, p, dh]
         z = z.transpose(1, 2).reshape(b * p, c.n_heads * c.d_head)
