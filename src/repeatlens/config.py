@@ -45,6 +45,11 @@ class SyntheticConfig(BaseModel):
     max_gap: int = Field(8, ge=0)
     max_prefix: Optional[int] = Field(None, ge=0, description="random tokens before the first block; default seq_len//4")
     vocab_size: int = Field(512, ge=8, description="vocabulary when the source is synthetic only")
+    token_ids: Optional[int] = Field(
+        None, ge=2,
+        description="mixed with a corpus: draw synthetic tokens from only the first N non-special ids "
+        "(default: the whole vocabulary); fewer ids means each is seen more often, so copying circuits form sooner",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> "SyntheticConfig":

@@ -37,3 +37,29 @@ def test_deterministic_in_seed() -> None:
     b, _ = synthetic_sequences(10, 40, cfg, low=1, high=100, seed=3)
     c, _ = synthetic_sequences(10, 40, cfg, low=1, high=100, seed=4)
     assert (a == b).all() and (a != c).any()
+
+
+def test_token_ids_restrict_synthetic_tokens_in_a_corpus_mix() -> None:
+    """data.synthetic.token_ids: synthetic rows use only ids [low, low + N); corpus rows are untouched."""
+    import pytest
+
+    from repeatlens.config import DataConfig
+    from repeatlens.data.mixture import MixturePlan
+    from repeatlens.data.pools import Corpus, build_pool
+    from repeatlens.errors import DataError
+
+    rng = np.random.default_rng(0)
+    chunks = rng.integers(400, 500, size=(64, 16)).astype(np.uint16)  # corpus ids all >= 400
+    chunks[:, 0] = 0
+    corpus = Corpus(chunks=chunks, vocab_size=512, tokenizer_json=None, fingerprint="fake", low=3)
+    plan = MixturePlan(seq_len=16, repeat_count=1, n_total=40, n_repeated=0, n_unique=40)
+    data = DataConfig(source="fake.txt", seq_len=16, synthetic_fraction=0.5, test_sequences=8,
+                      synthetic={"min_len": 2, "max_len": 4, "token_ids": 10})
+    pool = build_pool(data, plan, corpus, seed=0)
+    rows = pool.tokens[:, 1:]
+    synthetic = rows[rows.max(axis=1) < 400]
+    assert len(synthetic) == pool.n_synthetic == 24  # half of 8 test + 40 training rows
+    assert synthetic.min() >= 3 and synthetic.max() < 13 and len(np.unique(synthetic)) == 10
+    too_many = data.model_copy(update={"synthetic": data.synthetic.model_copy(update={"token_ids": 600})})
+    with pytest.raises(DataError, match=r"data.synthetic.token_ids = 600 exceeds the 509 non-special ids"):
+        build_pool(too_many, plan, corpus, seed=0)

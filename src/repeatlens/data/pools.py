@@ -190,7 +190,15 @@ def build_pool(data: DataConfig, plan: MixturePlan, corpus: Corpus, seed: int) -
         )
     dtype = corpus.dtype
     seq_len = data.seq_len
-    syn = dict(cfg=data.synthetic, low=corpus.low, high=corpus.vocab_size, dtype=dtype)
+    high = corpus.vocab_size
+    if data.synthetic.token_ids is not None and not data.synthetic_only:
+        if corpus.low + data.synthetic.token_ids > corpus.vocab_size:
+            raise DataError(
+                f"data.synthetic.token_ids = {data.synthetic.token_ids} exceeds the {corpus.vocab_size - corpus.low} "
+                f"non-special ids of the '{data.source}' vocabulary"
+            )
+        high = corpus.low + data.synthetic.token_ids
+    syn = dict(cfg=data.synthetic, low=corpus.low, high=high, dtype=dtype)
     parts_test, parts_train = [], []
     if need:
         perm = np.random.default_rng([seed, 0]).permutation(corpus.n_chunks)
