@@ -1,0 +1,230 @@
+"""The repeated-data study's targets T1-T4, evaluated on a sweep's tidy tables.
+
+Hernandez et al. 2022, "Scaling Laws and Interpretability of Learning from Repeated Data",
+report that at a fixed repeated fraction f, test loss against the repeat count E has an
+interior maximum (the "poor performance region"), that near it induction heads and copying
+degrade more than the loss does, and that repeated-subset loss falls while test loss rises
+(double descent over training). :func:`evaluate_targets` checks the four statements this
+project's study targets on any sweep with a control (f = 0), one f > 0 and several E and
+seeds, and returns a :class:`Target` per statement with the numbers behind its verdict.
+
+"Spread over seeds" is the range (max - min) of a quantity across the seeds of one grid
+point; where two points are compared, the larger of their two ranges. Induction and
+prefix-matching are the best head's score (max over layers and heads); copying is the
+model's in-context copying gain (loss on the first copy minus loss on the second copy of
+repeated random tokens, :func:`repeatlens.scores.behaviour.copying_gain`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Target", "final_table", "point_table", "chance_levels", "evaluate_targets", "targets_markdown"]
+
+#: per-run quantities in :func:`final_table`: column -> (metric, reduction over heads)
+QUANTITIES: dict[str, tuple[str, str]] = {
+    "test_loss": ("test_loss", "model"),
+    "repeated_loss": ("repeated_loss", "model"),
+    "induction": ("induction", "max"),
+    "prefix_matching": ("prefix_matching", "max"),
+    "previous_token": ("previous_token", "max"),
+    "copying_gain": ("copying_gain", "model"),
+    "copying_loss": ("copying_loss", "model"),
+}
+ABILITIES = ("induction", "prefix_matching", "copying_gain")
+
+
+@dataclass
+class Target:
+    """One study target's verdict: ``held`` is True, False, or None (not measurable here)."""
+
+    name: str
+    statement: str
+    held: Optional[bool]
+    detail: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def line(self) -> str:
+        verdict = {True: "held", False: "did not hold", None: "not measured"}[self.held]
+        return f"{self.name} {verdict}: {self.detail}"
+
+
+def _per_run(scores: pd.DataFrame, step: str = "last") -> pd.DataFrame:
+    """One row per run at its last (or first, ``step="first"``) scored step."""
+    pick = scores.groupby("run_id").step.transform("max" if step == "last" else "min")
+    s = scores[scores.step == pick]
+    keys = ["run_id", "step", "repeated_fraction", "repeat_count", "seed"]
+    out = s[keys].drop_duplicates("run_id").set_index("run_id")
+    for col, (metric, how) in QUANTITIES.items():
+        m = s[s.metric == metric]
+        if m.empty:
+            continue
+        out[col] = m.groupby("run_id").value.max() if how == "max" else m.groupby("run_id").value.mean()
+    return out.reset_index().sort_values(["repeated_fraction", "repeat_count", "seed"]).reset_index(drop=True)
+
+
+def final_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per run, the final checkpoint's test/repeated loss, best-head scores and copying gain."""
+    return _per_run(scores, "last")
+
+
+def point_table(final: pd.DataFrame) -> pd.DataFrame:
+    """Per (f, E): mean, seed range (max - min) and seed count of every quantity."""
+    cols = [c for c in QUANTITIES if c in final]
+    g = final.groupby(["repeated_fraction", "repeat_count"])[cols]
+    mean, spread = g.mean(), g.max() - g.min()
+    out = mean.join(spread.add_suffix("_spread"))
+    out["seeds"] = g.size()
+    return out.reset_index()
+
+
+def chance_levels(d_vocab: int, n_ctx: int) -> dict[str, float]:
+    """Each attention score of causal uniform attention on the standard probes.
+
+    A randomly initialised model's attention is close to uniform, so its scores should sit
+    near these values (query ``i`` gives ``1/(i+1)`` to each earlier key).
+    """
+    from repeatlens.scores import REGISTRY, get_probes, uniform_pattern
+
+    probes = get_probes(d_vocab, n_ctx)
+    pattern = uniform_pattern(probes.tokens.shape[0], 1, probes.seq_len)
+    return {n: float(f.fn(pattern, probes)[0]) for n, f in REGISTRY.items() if f.kind == "attention"}
+
+
+def _spread(points: pd.DataFrame, *rows: pd.Series, col: str) -> float:
+    return float(max(r[f"{col}_spread"] for r in rows))
+
+
+def evaluate_targets(
+    scores: pd.DataFrame,
+    metrics: Optional[pd.DataFrame] = None,
+    *,
+    fraction: Optional[float] = None,
+    chance: Optional[dict[str, float]] = None,
+    chance_tolerance: float = 0.05,
+) -> list[Target]:
+    """Check T1-T4 on a sweep's tables.
+
+    Args:
+        scores: The sweep's tidy scores (``repeatlens.load_scores``) with a control (f = 0)
+            and, at one f > 0, several repeat counts E; several seeds per point.
+        metrics: The training-metrics table (``repeatlens.load_metrics``), for T4's
+            trajectories; T4 is "not measured" without it.
+        fraction: The f > 0 to study; default the only (or largest) one in ``scores``.
+        chance: Uniform-attention levels (:func:`chance_levels`) for T3's random-init check.
+        chance_tolerance: How far (absolute) a step-0 best-head score may sit from chance.
+
+    Returns:
+        ``[T1, T2, T3, T4]``.
+    """
+    final = final_table(scores)
+    fs = sorted(x for x in final.repeated_fraction.unique() if x > 0)
+    if not fs or not (final.repeated_fraction == 0).any():
+        raise ValueError("the study needs a control (f = 0) and at least one f > 0 in the scores table")
+    f = fraction if fraction is not None else fs[-1]
+    pts = point_table(final)
+    control = pts[pts.repeated_fraction == 0].iloc[0]
+    curve = pts[np.isclose(pts.repeated_fraction, f)].sort_values("repeat_count").reset_index(drop=True)
+    peak_i = int(curve.test_loss.idxmax())
+    peak, lo, hi = curve.iloc[peak_i], curve.iloc[0], curve.iloc[-1]
+    peak_E = float(peak.repeat_count)
+    return [
+        _t1(curve, peak_i, peak, lo, hi, control, f),
+        _t2(peak, control, f),
+        _t3(curve, control, scores, f, chance, chance_tolerance),
+        _t4(final, metrics, f, peak_E),
+    ]
+
+
+def _t1(curve: pd.DataFrame, peak_i: int, peak: pd.Series, lo: pd.Series, hi: pd.Series, control: pd.Series, f: float) -> Target:
+    margins = {
+        f"E={lo.repeat_count:g}": (peak.test_loss - lo.test_loss, _spread(curve, peak, lo, col="test_loss")),
+        f"E={hi.repeat_count:g}": (peak.test_loss - hi.test_loss, _spread(curve, peak, hi, col="test_loss")),
+        "control": (peak.test_loss - control.test_loss, _spread(curve, peak, control, col="test_loss")),
+    }
+    interior = 0 < peak_i < len(curve) - 1
+    held = interior and all(m > s for m, s in margins.values())
+    parts = ", ".join(f"{k} by {m:+.3f} (seed spread {s:.3f})" for k, (m, s) in margins.items())
+    where = "an interior" if interior else "an end-point (not interior)"
+    detail = (f"at f = {f:g}, test loss peaks at {where} E = {peak.repeat_count:g} "
+              f"({peak.test_loss:.3f} nats, {int(peak.seeds)} seeds) and exceeds {parts}.")
+    return Target("T1", "interior maximum of test loss over E, above both ends and the control by more than the seed spread",
+                  held, detail, {"peak_E": float(peak.repeat_count), "peak_test_loss": float(peak.test_loss),
+                                 "margins": {k: [float(m), float(s)] for k, (m, s) in margins.items()}})
+
+
+def _t2(peak: pd.Series, control: pd.Series, f: float) -> Target:
+    rise = (peak.test_loss - control.test_loss) / control.test_loss
+    drops = {a: (control[a] - peak[a]) / abs(control[a]) if control[a] != 0 else float("nan") for a in ABILITIES if a in peak}
+    held = all(d > 0 and d > rise for d in drops.values())
+    parts = ", ".join(f"{a} {control[a]:.3f} -> {peak[a]:.3f} ({-d:+.0%})" for a, d in drops.items())
+    detail = (f"at the peak (f = {f:g}, E = {peak.repeat_count:g}) against the control: test loss "
+              f"{control.test_loss:.3f} -> {peak.test_loss:.3f} ({rise:+.1%}); {parts}. "
+              f"Held means every ability dropped, by more than the {rise:.1%} rise in test loss.")
+    return Target("T2", "near the peak, induction, prefix-matching and copying drop by more (relatively) than test loss rises",
+                  held, detail, {"test_loss_rise": float(rise), "drops": {k: float(v) for k, v in drops.items()}})
+
+
+def _t3(curve: pd.DataFrame, control: pd.Series, scores: pd.DataFrame, f: float, chance: Optional[dict[str, float]], tol: float) -> Target:
+    e1 = curve[curve.repeat_count == 1]
+    parts, ok = [], []
+    numbers: dict[str, Any] = {}
+    if e1.empty:
+        parts.append(f"no E = 1 point at f = {f:g}")
+        ok.append(None)
+    else:
+        r = e1.iloc[0]
+        diff = r.test_loss - control.test_loss
+        spread = max(r.test_loss_spread, control.test_loss_spread)
+        match = abs(diff) <= max(spread, 0.01 * control.test_loss)
+        ok.append(bool(match))
+        numbers["E1_minus_control"] = float(diff)
+        parts.append(f"E = 1 test loss {r.test_loss:.3f} vs control {control.test_loss:.3f} "
+                     f"(difference {diff:+.3f}, seed spread {spread:.3f})")
+    first = _per_run(scores, "first")
+    first = first[first.step == 0]
+    if chance is None or first.empty:
+        parts.append("random-init scores not measured (no step-0 checkpoint or no chance levels)")
+        ok.append(None)
+    else:
+        devs = {m: float((first[m] - chance[m]).abs().max()) for m in ("induction", "prefix_matching") if m in first}
+        ok.append(all(d <= tol for d in devs.values()))
+        numbers["random_init_max_deviation"] = devs
+        parts.append("step-0 (random init) best heads, " + ", ".join(
+            f"{m} max {first[m].max():.3f} vs chance {chance[m]:.3f}" for m in devs) + f" (tolerance {tol:g}) over {len(first)} runs")
+    held = None if any(o is None for o in ok) and not any(o is False for o in ok) else all(bool(o) for o in ok)
+    return Target("T3", "controls: E = 1 matches f = 0, and a randomly initialised model scores at chance", held,
+                  "; ".join(parts) + ".", numbers)
+
+
+def _t4(final: pd.DataFrame, metrics: Optional[pd.DataFrame], f: float, peak_E: float) -> Target:
+    if metrics is None or metrics.empty:
+        return Target("T4", "double descent over training near the peak", None, "no training metrics given.")
+    runs = final[np.isclose(final.repeated_fraction, f) & (final.repeat_count == peak_E)].run_id
+    rows, held_runs = [], []
+    for run in runs:
+        m = metrics[metrics.run_id == run].pivot_table(index="step", columns="split", values="loss").dropna(subset=["test", "repeated"])
+        t_min_step = int(m.test.idxmin())
+        rise = float(m.test.iloc[-1] - m.test.min())
+        rep0, rep_end = float(m.repeated.iloc[0]), float(m.repeated.iloc[-1])
+        falls = rep_end < 0.25 * rep0 and rep_end < float(m.test.iloc[-1])
+        rises = rise > 0.01 * float(m.test.min()) and t_min_step < int(m.index[-1])
+        held_runs.append(falls and rises)
+        rows.append(f"{run}: repeated loss {rep0:.2f} -> {rep_end:.2f}, test loss min {m.test.min():.3f} at step "
+                    f"{t_min_step} -> {m.test.iloc[-1]:.3f} at the end ({rise:+.3f})")
+    held = bool(held_runs) and all(held_runs)
+    detail = (f"at f = {f:g}, E = {peak_E:g} ({len(rows)} seeds): " + "; ".join(rows) +
+              ". Held means in every seed the repeated loss fell below a quarter of its start (and below test loss) "
+              "while test loss ended more than 1% above its minimum.")
+    return Target("T4", "near the peak, repeated-subset loss falls towards zero while test loss rises", held, detail,
+                  {"runs": list(runs)})
+
+
+def targets_markdown(targets: list[Target]) -> str:
+    """One paragraph per target, each beginning ``T1 held:`` / ``T1 did not hold:``."""
+    return "\n\n".join(t.line for t in targets)
