@@ -1,0 +1,28 @@
+"""``repeatlens demo`` end to end in its tiny mode (REPEATLENS_TINY=1): train, score, targets, report."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_tiny_demo_trains_scores_prints_targets_and_writes_the_report(tmp_path: Path) -> None:
+    env = dict(os.environ, REPEATLENS_TINY="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "repeatlens.cli", "demo", "--out", str(out), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["control", "f0.25_E1", "f0.25_E2", "f0.25_E5"]
+    for t in ("T1", "T2", "T3", "T4"):
+        assert re.search(rf"^{t} (held|did not hold|not measured): ", text, re.M), text
+    report = Path(re.search(r"^Report: (.+)$", text, re.M).group(1))
+    assert report == (out / "report.html").resolve() and report.stat().st_size > 100_000
+    # the final table has one row per run with a finite test loss
+    rows = [line for line in text.splitlines() if re.match(r"^\s*(control|f0\.25_E\d+)\s", line)]
+    assert len(rows) == 4 and all(re.search(r"\d\.\d{4}", r) for r in rows)
