@@ -1,4 +1,4 @@
-"""Exact resume after SIGKILL: a real training process is killed at several points."""
+"""Exact resume after SIGKILL and Ctrl-C (SIGINT) of a real training process."""
 
 from __future__ import annotations
 
@@ -19,22 +19,48 @@ from tests.conftest import TINY_SYNTHETIC, config_from_dict, merge
 CFG = merge(TINY_SYNTHETIC, {"mixture": {"total_tokens": 32 * 8 * 120}, "train": {"checkpoints": {"log_count": 4, "every": 20}}})
 
 
-def _cmd(cfg: Path, out: Path) -> list[str]:
+def train_argv(cfg: Path, out: Path) -> list[str]:
+    """``repeatlens train CFG --out OUT -q``, with this environment's executable."""
     return [str(Path(sys.executable).with_name("repeatlens")), "train", str(cfg), "--out", str(out), "-q"]
 
 
-@pytest.mark.timeout(900)
-def test_sigkill_at_several_points_then_resume_is_bit_identical(tmp_path: Path) -> None:
+def subprocess_env() -> dict[str, str]:
+    """This environment, offline, on this process's thread count (tests/conftest.py pins one).
+
+    Bit-identity is promised for the same machine and settings; float reductions differ
+    across thread counts.
+    """
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
+
+
+def assert_same_run(full: RunDir, run: RunDir) -> None:
+    """The same checkpoint steps and metrics, final weights equal bit for bit, no temporaries."""
+    a, b = full.checkpoints()[-1].load_state_dict(), run.checkpoints()[-1].load_state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [c.step for c in full.checkpoints()] == [c.step for c in run.checkpoints()]
+    assert full.metrics().to_dict("records") == run.metrics().to_dict("records")
+    assert not list(run.path.rglob("*.tmp")), "a temporary file was left looking like data"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunDir]:
+    """CFG as a YAML file, and the run it gives when nothing interrupts it."""
     from repeatlens.train import train
 
-    cfg_file = tmp_path / "c.yaml"
+    tmp = tmp_path_factory.mktemp("resume")
+    cfg_file = tmp / "c.yaml"
     cfg_file.write_text(yaml.safe_dump(CFG))
-    full = train(config_from_dict(CFG), tmp_path / "full")
+    return cfg_file, train(config_from_dict(CFG), tmp / "full")
+
+
+@pytest.mark.timeout(900)
+def test_sigkill_at_several_points_then_resume_is_bit_identical(uninterrupted: tuple[Path, RunDir], tmp_path: Path) -> None:
+    cfg_file, full = uninterrupted
     out = tmp_path / "killed"
     run = RunDir(out)
-    # the same thread count as this process (tests/conftest.py pins one): bit-identity is
-    # promised for the same machine and settings; float reductions differ across thread counts
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    env = subprocess_env()
     kill_points = [
         lambda: run.pool_path.exists(),  # during set-up
         lambda: len(run.checkpoints()) >= 3 if run.ckpt_dir.exists() else False,  # early, log-spaced checkpoints
@@ -43,7 +69,7 @@ def test_sigkill_at_several_points_then_resume_is_bit_identical(tmp_path: Path) 
     ]
     kills = 0
     for point in kill_points:
-        proc = subprocess.Popen(_cmd(cfg_file, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(train_argv(cfg_file, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             _wait_until(point, proc)
         finally:
@@ -53,16 +79,44 @@ def test_sigkill_at_several_points_then_resume_is_bit_identical(tmp_path: Path) 
             proc.communicate()
         assert not run.is_complete() or kills < len(kill_points)
     assert kills >= 2, "the training process finished before it could be killed"
-    done = subprocess.run(_cmd(cfg_file, out), env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(train_argv(cfg_file, out), env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert run.is_complete()
-    a, b = full.checkpoints()[-1].load_state_dict(), run.checkpoints()[-1].load_state_dict()
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    assert [c.step for c in full.checkpoints()] == [c.step for c in run.checkpoints()]
-    assert full.metrics().to_dict("records") == run.metrics().to_dict("records")
-    assert not list(out.rglob("*.tmp")), "a temporary file was left looking like data"
+    assert_same_run(full, run)
+
+
+@pytest.mark.timeout(600)
+def test_sigint_mid_run_exits_130_with_one_line_and_the_rerun_is_bit_identical(
+    uninterrupted: tuple[Path, RunDir], tmp_path: Path
+) -> None:
+    cfg_file, full = uninterrupted
+    out = tmp_path / "interrupted"
+    run = RunDir(out)
+    proc = subprocess.Popen(train_argv(cfg_file, out), env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_until(lambda: any(c.step >= 40 for c in run.checkpoints()) if run.ckpt_dir.exists() else False, proc)
+        assert proc.poll() is None, "the training process finished before it could be interrupted"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["interrupted; run the same command again to resume"]  # no traceback
+    assert took < 10, f"took {took:.1f} s to stop"
+    assert not run.is_complete() and not list(out.rglob("*.tmp"))
+    steps = [c.step for c in run.checkpoints()]
+    assert 40 <= steps[-1] < full.checkpoints()[-1].step
+    for c in run.checkpoints():
+        c.load_state_dict()  # every checkpoint that counts is whole (sha256 checked)
+
+    done = subprocess.run(train_argv(cfg_file, out), env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert run.is_complete()
+    assert_same_run(full, run)
 
 
 def _wait_until(pred, proc: subprocess.Popen, timeout: float = 240) -> None:

@@ -258,13 +258,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: runs the typer app, turning RepeatlensError into one line and exit 2."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except RepeatlensError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        typer.echo("interrupted; run the same command again to resume", err=True)
-        sys.exit(130)
+        _interrupted()
     except Exception as e:  # click usage errors carry their own exit code
         import click
 
@@ -273,9 +272,21 @@ def main(argv: Optional[List[str]] = None) -> None:
             sys.exit(e.exit_code)
         if isinstance(e, click.exceptions.Exit):
             sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(130)
+        if isinstance(e, click.exceptions.Abort):  # how plain click wraps Ctrl-C
+            _interrupted()
         raise
+    # Outside standalone mode typer returns an Exit's code instead of exiting; it turns
+    # Ctrl-C into Exit(130) itself (so the KeyboardInterrupt above is only a fallback).
+    if code == 130:
+        _interrupted()
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _interrupted() -> None:
+    """Ctrl-C: one line instead of a traceback, and the shell's exit code for SIGINT (130)."""
+    typer.echo("interrupted; run the same command again to resume", err=True)
+    sys.exit(130)
 
 
 if __name__ == "__main__":
