@@ -247,26 +247,44 @@ def save_checkpoint(
     optimizer: Optional[torch.optim.Optimizer] = None,
     extra: Optional[dict[str, Any]] = None,
 ) -> CheckpointInfo:
-    """Write weights, training state and (last) the sidecar for ``step``."""
+    """Write weights, training state and (last) the sidecar for ``step``.
+
+    If any of the three writes fails (a full disk, Ctrl-C), the weight files of ``step``
+    are removed again: without its sidecar the checkpoint does not count anyway, and on a
+    full disk their space is better given back. Earlier checkpoints are never touched.
+
+    Raises:
+        WriteError: a file could not be written (:class:`~repeatlens.errors.DiskFullError`
+            when the disk is full); the message names it.
+    """
     base = run.ckpt_dir / step_name(step)
-    sha = _save_tensors(base.with_suffix(".safetensors"), dict(model.state_dict()))
-    meta: dict[str, Any] = {
-        "step": step,
-        "tokens_seen": tokens_seen,
-        "file": base.with_suffix(".safetensors").name,
-        "sha256": sha,
-        "versions": library_versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    if optimizer is not None:
-        tensors, groups = optimizer_tensors(optimizer)
-        tensors["rng.torch"] = torch.get_rng_state()
-        if torch.cuda.is_available():
-            tensors["rng.cuda"] = torch.cuda.get_rng_state()
-        path = run.ckpt_dir / f"{step_name(step)}.train.safetensors"
-        meta["train_state"] = {"file": path.name, "sha256": _save_tensors(path, tensors), **groups}
-    meta.update(extra or {})
-    atomic_write_json(base.with_suffix(".json"), meta)
+    sidecar = base.with_suffix(".json")
+    written: list[Path] = []
+    try:
+        written.append(base.with_suffix(".safetensors"))
+        sha = _save_tensors(written[-1], dict(model.state_dict()))
+        meta: dict[str, Any] = {
+            "step": step,
+            "tokens_seen": tokens_seen,
+            "file": base.with_suffix(".safetensors").name,
+            "sha256": sha,
+            "versions": library_versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        if optimizer is not None:
+            tensors, groups = optimizer_tensors(optimizer)
+            tensors["rng.torch"] = torch.get_rng_state()
+            if torch.cuda.is_available():
+                tensors["rng.cuda"] = torch.cuda.get_rng_state()
+            written.append(run.ckpt_dir / f"{step_name(step)}.train.safetensors")
+            meta["train_state"] = {"file": written[-1].name, "sha256": _save_tensors(written[-1], tensors), **groups}
+        meta.update(extra or {})
+        atomic_write_json(sidecar, meta)
+    except BaseException:
+        if not sidecar.exists():
+            for path in written:
+                path.unlink(missing_ok=True)
+        raise
     return CheckpointInfo(run.path, step, tokens_seen, meta)
 
 

@@ -25,3 +25,15 @@ class DataError(RepeatlensError):
 
 class CheckpointError(RepeatlensError):
     """A checkpoint or run directory is missing, corrupt or inconsistent."""
+
+
+class WriteError(RepeatlensError):
+    """A file could not be written; the version already on disk (if any) is left intact."""
+
+
+class DiskFullError(WriteError):
+    """The disk (or the user's quota) filled up while a file was being written."""
+
+
+class LockTimeout(RepeatlensError):
+    """Another repeatlens process held a folder's lock for longer than we were willing to wait."""

@@ -1,0 +1,190 @@
+"""Failure modes of writing: a full disk, a short write, and the folder lock itself.
+
+The disk-full tests are monkeypatched: a tiny tmpfs needs root, and ``/dev/full`` is not a
+device on every machine (in some containers it is a plain file). They raise exactly what
+the real writers raise on ENOSPC — ``OSError(28)`` from Python / numpy / pyarrow, and
+safetensors' ``SafetensorError('… (os error 28)')`` (its Rust writer's text) — after
+writing part of the temporary file. The real-filesystem test uses ``RLIMIT_FSIZE``
+instead: the kernel cuts a real write short (EFBIG, not ENOSPC) inside safetensors'
+real writer.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors import SafetensorError
+
+import repeatlens.checkpoints as ckpt_mod
+from repeatlens import io
+from repeatlens.checkpoints import RunDir, load_train_state, step_name
+from repeatlens.cli import main
+from repeatlens.errors import DiskFullError, LockTimeout, WriteError
+from repeatlens.train import train
+from tests.conftest import TINY_SYNTHETIC, config_from_dict
+from tests.test_resume import assert_same_run, subprocess_env, train_argv
+
+ENOSPC_TEXT = "Error while serializing: I/O error: No space left on device (os error 28)"
+
+
+def _fail_after_half(exc: BaseException):
+    """A writer that writes half of its bytes to the temporary file, then raises ``exc``."""
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(b"x" * 500)
+        raise exc
+
+    return write
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [OSError(errno.ENOSPC, "No space left on device"), SafetensorError(ENOSPC_TEXT)],
+    ids=["oserror", "safetensors"],
+)
+def test_disk_full_mid_write_keeps_the_previous_file_and_names_it(tmp_path: Path, exc: BaseException) -> None:
+    target = tmp_path / "table.parquet"
+    target.write_bytes(b"previous version")
+    with pytest.raises(DiskFullError) as info:
+        io.atomic_write(target, _fail_after_half(exc))
+    msg = str(info.value)
+    assert msg.startswith(f"{target}: the disk is full (No space left on device)") and "\n" not in msg
+    assert target.read_bytes() == b"previous version"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.parquet"]  # no temporary left
+
+
+def test_other_write_failures_are_one_line_too_and_programming_errors_pass_through(tmp_path: Path) -> None:
+    target = tmp_path / "x.json"
+    with pytest.raises(WriteError, match=r"x\.json: could not be written \(Permission denied\)") as info:
+        io.atomic_write(target, _fail_after_half(PermissionError(errno.EACCES, "Permission denied")))
+    assert not isinstance(info.value, DiskFullError)
+    with pytest.raises(TypeError):  # not an I/O failure: not dressed up as one
+        io.atomic_write(target, _fail_after_half(TypeError("bug")))
+    assert list(tmp_path.iterdir()) == []
+
+
+# -------------------------------------------------------------------------- checkpoints
+
+
+def _cfg_file(tmp_path: Path) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(TINY_SYNTHETIC))
+    return path
+
+
+def _assert_intact(run: RunDir, steps: list[int]) -> None:
+    """Exactly ``steps`` count as checkpoints, each loads sha256-checked, nothing else is left."""
+    assert [c.step for c in run.checkpoints()] == steps
+    for c in run.checkpoints():
+        c.load_state_dict()  # sha256 checked against the sidecar
+        load_train_state(c)
+    names = {p.name for p in run.ckpt_dir.iterdir()}
+    assert names == {f"{step_name(s)}{ext}" for s in steps for ext in (".safetensors", ".train.safetensors", ".json")}
+    assert not list(run.path.rglob("*.tmp")), "a temporary file was left behind"
+    assert not run.is_complete()
+
+
+def test_disk_full_during_a_checkpoint_stops_training_clearly_and_a_rerun_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Monkeypatched ENOSPC while step 10's training state is written (its weights already were)."""
+    full = train(config_from_dict(TINY_SYNTHETIC), tmp_path / "full")
+    cfg_file, out = _cfg_file(tmp_path), tmp_path / "run"
+    real_save = ckpt_mod.save_file
+
+    def save_file(tensors, filename, metadata=None):
+        real_save(tensors, filename, metadata=metadata)
+        if Path(filename).name.startswith(".step_0000010.train.safetensors."):
+            with open(filename, "r+b") as fh:  # half of it reached the disk
+                fh.truncate(os.path.getsize(filename) // 2)
+            raise SafetensorError(ENOSPC_TEXT)
+
+    monkeypatch.setattr(ckpt_mod, "save_file", save_file)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(cfg_file), "--out", str(out), "-q"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: {out / 'checkpoints' / 'step_0000010.train.safetensors'}: the disk is full")
+    _assert_intact(RunDir(out), [0, 1, 3, 5])  # step 10's weights, written first, were removed again
+
+    monkeypatch.undo()  # space freed: the same command resumes from step 5
+    main(["train", str(cfg_file), "--out", str(out), "-q"])
+    assert RunDir(out).is_complete()
+    assert_same_run(full, RunDir(out))
+
+
+def _limit_file_size(limit: int):
+    def preexec() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a short write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_real_short_write_of_a_checkpoint_in_a_subprocess_keeps_the_earlier_ones(tmp_path: Path) -> None:
+    """Real file system: the kernel refuses bytes past RLIMIT_FSIZE mid-file (EFBIG, not ENOSPC).
+
+    The limit lies between a checkpoint's weights file and its larger training-state file,
+    so the resumed process writes step 5's weights, then its training state is cut short
+    inside safetensors' own writer.
+    """
+    cfg_file, out = _cfg_file(tmp_path), tmp_path / "run"
+    run = train(config_from_dict(TINY_SYNTHETIC), out, stop_after=4)  # checkpoints 0, 1, 3
+    last = run.checkpoints()[-1]
+    weights, state = last.weights_path.stat().st_size, last.train_state_path.stat().st_size
+    assert weights < state and max(p.stat().st_size for p in out.rglob("*") if p.is_file() and "checkpoints" not in p.parts) < weights
+
+    proc = subprocess.run(
+        train_argv(cfg_file, out), env={**subprocess_env(), "PYTHONDONTWRITEBYTECODE": "1"},  # no .pyc past the limit
+        capture_output=True, text=True, timeout=240, preexec_fn=_limit_file_size((weights + state) // 2),
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        f"error: {out / 'checkpoints' / 'step_0000005.train.safetensors'}: could not be written (File too large); "
+        "its previous version, if any, is intact"
+    )
+    _assert_intact(run, [0, 1, 3])
+
+    main(["train", str(cfg_file), "--out", str(out), "-q"])  # no limit now: resumes from step 3
+    assert_same_run(train(config_from_dict(TINY_SYNTHETIC), tmp_path / "full"), run)
+
+
+# ------------------------------------------------------------------------------- locks
+
+
+def test_file_lock_excludes_a_second_holder_until_released(tmp_path: Path) -> None:
+    """flock locks belong to an open file, so two opens in one process exclude each other."""
+    lock, waited = tmp_path / io.LOCK_FILE, []
+    with io.file_lock(lock):
+        assert lock.read_text() == f"{os.getpid()}\n"
+        with pytest.raises(LockTimeout, match=f"{lock}: locked by another repeatlens process \\(pid {os.getpid()}\\)$"):
+            with io.file_lock(lock, timeout=0):
+                pytest.fail("a second holder got in")
+        t0 = time.monotonic()
+        with pytest.raises(LockTimeout, match=r"for over 0\.2 s"):
+            with io.file_lock(lock, timeout=0.2, on_wait=waited.append):
+                pytest.fail("a second holder got in")
+        assert time.monotonic() - t0 >= 0.2 and waited == [f"pid {os.getpid()}"]
+    with io.file_lock(lock, timeout=0):  # released on leaving the block
+        pass
+    assert lock.exists()  # left in place on purpose
+
+
+def test_file_lock_without_fcntl_warns_and_runs_unlocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(io, "fcntl", None)
+    with pytest.warns(RuntimeWarning, match="no fcntl"):
+        with io.file_lock(tmp_path / io.LOCK_FILE):
+            with io.file_lock(tmp_path / io.LOCK_FILE):  # nothing to exclude with
+                pass
