@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
+import sys
 import weakref
 from pathlib import Path
 
@@ -15,9 +19,11 @@ from repeatlens import scores as scores_pkg
 from repeatlens.analyze import COLUMNS, RUN_COLUMNS, analyze, load_metrics, load_scores
 from repeatlens.cli import main
 from repeatlens.errors import CheckpointError
+from repeatlens.io import LOCK_FILE, file_lock
 from repeatlens.model import build_model, n_params
 from repeatlens.train import train
 from tests.conftest import tiny_config
+from tests.test_resume import subprocess_env
 
 FEW = ["induction", "previous_token", "copying_ov", "test_loss", "repeated_loss"]
 
@@ -193,3 +199,96 @@ def test_unknown_metric_is_a_one_line_config_error(run_dir: Path) -> None:
 
     with pytest.raises(ConfigError, match="unknown 'nope'"):
         analyze(run_dir, ["nope"], progress=False)
+
+
+# ------------------------------------------------------------------ concurrent analyses
+#
+# Real `repeatlens analyze` processes on one folder. Each sleeps PAUSE seconds between
+# reading a table and scoring into it (REPEATLENS_TEST_PAUSE_AFTER_READ, a test-only hook
+# in repeatlens.analyze), so without the folder lock both would read the same stale table
+# and the last writer would drop the other's rows; with it, the second waits and re-reads.
+# Checked once with file_lock made a no-op: the one-run test then lost 30 of 78 rows and
+# the sweep test scored every checkpoint twice; both failed.
+
+PAUSE = "2"
+
+
+def _analyze_proc(path: Path, metrics: list[str], **env: str) -> subprocess.Popen:
+    exe = Path(sys.executable).with_name("repeatlens")
+    argv = [str(exe), "analyze", str(path), "-q", "--max-sequences", "8"] + [a for m in metrics for a in ("-m", m)]
+    # the test's thread count, so the scores equal the in-process reference bit for bit
+    return subprocess.Popen(argv, env={**subprocess_env(), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> tuple[int, int]:
+    """Wait for an analyze process; (checkpoints scored, checkpoints skipped) from its summary."""
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    m = re.search(r"scored (\d+) checkpoint\(s\), (\d+) already scored", out)
+    assert m, out
+    return int(m.group(1)), int(m.group(2))
+
+
+def _assert_same_tables(got: Path, want: Path) -> None:
+    """Readable, each (run, step, metric, layer, head) once, equal to the reference."""
+    a, b = (pd.read_parquet(p / "scores.parquet") for p in (got, want))
+    key = ["run_id", "step", "metric", "layer", "head"]
+    assert not a.duplicated(key).any()
+    pd.testing.assert_frame_equal(a.sort_values(key, ignore_index=True), b.sort_values(key, ignore_index=True))
+
+
+@pytest.mark.timeout(300)
+def test_analyze_waits_while_another_process_holds_the_runs_lock(run_dir: Path) -> None:
+    with file_lock(run_dir / LOCK_FILE):
+        proc = _analyze_proc(run_dir, ["induction"])
+        line = proc.stderr.readline()
+        while line and "waiting for it" not in line:  # import-time warnings may come first
+            line = proc.stderr.readline()
+        # printed only once the process found the lock held; it then blocks on it
+        assert f"{run_dir}: another repeatlens process (pid {os.getpid()}) is writing here" in line
+        assert proc.poll() is None and not (run_dir / "scores.parquet").exists()
+    assert _finish(proc) == (len(repeatlens.load_run(run_dir).checkpoints()), 0)
+    assert set(load_scores(run_dir).metric) == {"induction"}
+
+
+@pytest.mark.timeout(300)
+def test_two_processes_on_one_run_keep_each_others_rows(run_dir: Path, tmp_path: Path) -> None:
+    first, second = ["induction", "test_loss"], ["previous_token", "copying_ov"]
+    procs = [_analyze_proc(run_dir, m, REPEATLENS_TEST_PAUSE_AFTER_READ=PAUSE) for m in (first, second)]
+    n = len(repeatlens.load_run(run_dir).checkpoints())
+    assert [_finish(p) for p in procs] == [(n, 0), (n, 0)]  # different metrics: both score every checkpoint
+
+    single = tmp_path / "single" / run_dir.name  # the same run_id
+    shutil.copytree(run_dir, single, ignore=shutil.ignore_patterns("scores.parquet", LOCK_FILE))
+    analyze(single, first + second, progress=False, max_sequences=8)
+    _assert_same_tables(run_dir, single)
+    done = pq_metadata(run_dir / "scores.parquet")["done"]
+    assert set(done) == set(first + second)  # neither process's bookkeeping was lost either
+
+
+@pytest.mark.timeout(300)
+def test_two_processes_on_a_sweep_share_the_work(trained: Path, tmp_path: Path) -> None:
+    sweep, single = tmp_path / "sweep", tmp_path / "single"
+    for name in ("a", "b"):
+        shutil.copytree(trained, sweep / name)
+    shutil.copytree(sweep, single)
+    procs = [_analyze_proc(sweep, FEW, REPEATLENS_TEST_PAUSE_AFTER_READ=PAUSE) for _ in range(2)]
+    counts = [_finish(p) for p in procs]
+    n = 2 * len(repeatlens.load_run(trained).checkpoints())
+    # every checkpoint scored exactly once between them; the rest found it done
+    assert sum(c[0] for c in counts) == n and all(sum(c) == n for c in counts)
+
+    analyze(single, FEW, progress=False, max_sequences=8)
+    _assert_same_tables(sweep, single)
+    for name in ("a", "b"):
+        _assert_same_tables(sweep / name, single / name)
+    pd.testing.assert_frame_equal(load_metrics(sweep), load_metrics(single))
+
+
+def pq_metadata(path: Path) -> dict:
+    """The bookkeeping analyze keeps in a table's parquet metadata."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    return json.loads(pq.read_schema(path).metadata[b"repeatlens"])

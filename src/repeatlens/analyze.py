@@ -24,6 +24,13 @@ those whose score yielded no row. The table is rewritten atomically after EACH
 checkpoint, so an interrupted analysis resumes where it stopped. One model is in memory
 at a time.
 
+Concurrent: each folder whose table is written (a run, a foreign folder, the sweep root)
+is locked (:func:`repeatlens.io.file_lock` on its ``.repeatlens.lock``) from reading its
+table to writing it back, so two ``repeatlens analyze`` processes on the same run or sweep
+never lose each other's rows. The second process waits for the first (saying so on
+stderr), then finds the work done and skips it; on a sweep, a process first scores the
+runs nobody else holds and only then waits for the others.
+
 A bad checkpoint (missing, truncated, mismatched, refused pickle, sha256 mismatch) is
 recorded as a :class:`Failure` — file and one-line reason — and the others are still
 scored; ``repeatlens analyze`` lists the failures at the end and exits with code 1.
@@ -35,7 +42,9 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
+import time
 import types
 import weakref
 from dataclasses import dataclass, field
@@ -138,6 +147,13 @@ class _Options:
     device: str = "cpu"
     seed: int = 0
     batch_size: int = 32
+    lock_timeout: Optional[float] = None
+
+
+#: Tests only: seconds to pause between reading a table and scoring the first checkpoint
+#: into it, widening the window in which a second process without the lock would read the
+#: same, stale table (and its write would then drop the first process's rows).
+PAUSE_ENV = "REPEATLENS_TEST_PAUSE_AFTER_READ"
 
 
 # ------------------------------------------------------------------------------ the table
@@ -255,15 +271,33 @@ def token_tensor(tokens: Optional[np.ndarray]):
     return torch.from_numpy(np.asarray(tokens).astype(np.int64))
 
 
-def _score_source(src: _Source, metrics: Optional[Iterable[str]], opts: _Options) -> AnalysisResult:
+def _score_source(src: _Source, metrics: Optional[Iterable[str]], opts: _Options, *, wait: bool = True) -> AnalysisResult:
+    """Score ``src`` into its table, holding its folder's lock throughout.
+
+    Args:
+        wait: False: raise :class:`LockTimeout` at once if another process holds the lock.
+    """
+    from repeatlens.io import LOCK_FILE, file_lock
+
+    names = _resolve_metrics(metrics)
+    lock = src.table_path.parent / LOCK_FILE
+    with file_lock(lock, timeout=opts.lock_timeout if wait else 0, on_wait=lambda holder: _say_waiting(lock, holder)):
+        return _score_locked(src, names, opts)
+
+
+def _say_waiting(lock: Path, holder: str) -> None:
+    print(f"{lock.parent}: another repeatlens process ({holder}) is writing here; waiting for it", file=sys.stderr, flush=True)
+
+
+def _score_locked(src: _Source, names: list[str], opts: _Options) -> AnalysisResult:
     from tqdm.auto import tqdm
 
     from repeatlens.model import n_params
     from repeatlens.scores import get_probes, score_model
 
-    names = _resolve_metrics(metrics)
     versions = _versions(names)
     table = _Table.read(src.table_path)
+    pause = float(os.environ.get(PAUSE_ENV) or 0)
     run_before = dict(table.meta["run"])
     table.meta["run"].update(src.run_info)
     result = AnalysisResult(src.table_path.parent, src.kind, failures=list(src.problems))
@@ -274,6 +308,9 @@ def _score_source(src: _Source, metrics: Optional[Iterable[str]], opts: _Options
         if not todo:
             result.skipped += 1
             continue
+        if pause:
+            time.sleep(pause)
+            pause = 0
         try:
             model = item.load()
         except RepeatlensError as e:
@@ -353,9 +390,9 @@ def _run_columns(run: RunDir, cfg=None, man=None) -> dict[str, Any]:
     }
 
 
-def _analyze_run(path: Path, metrics: Optional[Iterable[str]], opts: _Options) -> AnalysisResult:
+def _analyze_run(path: Path, metrics: Optional[Iterable[str]], opts: _Options, *, wait: bool = True) -> AnalysisResult:
     run = RunDir(path).require()
-    return _score_source(_run_source(run, opts.max_sequences, opts.device), metrics, opts)
+    return _score_source(_run_source(run, opts.max_sequences, opts.device), metrics, opts, wait=wait)
 
 
 def needs_scoring(path: str | Path, metrics: Optional[Iterable[str]] = None) -> bool:
@@ -380,23 +417,50 @@ def sweep_runs(path: str | Path) -> list[RunDir]:
 
 
 def _analyze_sweep(path: Path, metrics: Optional[Iterable[str]], opts: _Options) -> AnalysisResult:
+    from repeatlens.errors import LockTimeout
+
     runs = sweep_runs(path)
     result = AnalysisResult(path, "sweep")
-    for run in runs:
+    busy = []
+    for run in runs:  # first the runs no other process is scoring …
+        try:
+            result.merge(_analyze_run(run.path, metrics, opts, wait=False))
+        except LockTimeout:
+            busy.append(run)
+    for run in busy:  # … then wait for the others, and score what they left
         result.merge(_analyze_run(run.path, metrics, opts))
-    result.tables += write_sweep_tables(path, runs)
+    result.tables += write_sweep_tables(path, runs, lock_timeout=opts.lock_timeout)
     return result
 
 
-def write_sweep_tables(path: str | Path, runs: Optional[list[RunDir]] = None) -> list[Path]:
+def write_sweep_tables(path: str | Path, runs: Optional[list[RunDir]] = None, *, lock_timeout: Optional[float] = None) -> list[Path]:
     """Join the runs' ``scores.parquet`` / ``metrics.parquet`` into the sweep root's.
 
     Every row gets its run's ``repeated_fraction``, ``repeat_count``, ``total_tokens``,
     ``model_preset``, ``n_params`` and ``seed``. Runs with no scores table are left out of
     the scores table (their training metrics are still joined).
+
+    The sweep root's lock is held while the tables are joined and written, so concurrent
+    callers write one after the other; the last reads the newest run tables.
+
+    Args:
+        path: the sweep root.
+        runs: the runs to join (default: every run directory under ``path``).
+        lock_timeout: seconds to wait for another process writing the sweep tables (None: no limit).
+
+    Raises:
+        LockTimeout: another process held the sweep root's lock for over ``lock_timeout`` s.
     """
+    from repeatlens.io import LOCK_FILE, file_lock
+
     path = Path(path)
     runs = sweep_runs(path) if runs is None else runs
+    lock = path / LOCK_FILE
+    with file_lock(lock, timeout=lock_timeout, on_wait=lambda holder: _say_waiting(lock, holder)):
+        return _join_sweep_tables(path, runs)
+
+
+def _join_sweep_tables(path: Path, runs: list[RunDir]) -> list[Path]:
     scores, metrics = [], []
     for run in runs:
         table_path = run.path / SCORES_FILE
@@ -488,6 +552,7 @@ def analyze(
     device: str = "cpu",
     seed: int = 0,
     batch_size: int = 32,
+    lock_timeout: Optional[float] = None,
 ) -> AnalysisResult:
     """Score every checkpoint under ``path`` — a run, a sweep or a foreign folder.
 
@@ -503,6 +568,8 @@ def analyze(
         device: torch device for loading and scoring.
         seed: probe seed.
         batch_size: sequences per forward pass of the behaviour scores.
+        lock_timeout: seconds to wait while another process writes the same table
+            (None: as long as it takes).
 
     Returns:
         An :class:`AnalysisResult`; ``result.failures`` lists the checkpoints that could
@@ -510,9 +577,10 @@ def analyze(
 
     Raises:
         RepeatlensError: ``path`` is none of the above, or an argument is invalid.
+        LockTimeout: another process held a table's lock for over ``lock_timeout`` seconds.
     """
     p = Path(path)
-    opts = _Options(max_sequences, force, progress, device, seed, batch_size)
+    opts = _Options(max_sequences, force, progress, device, seed, batch_size, lock_timeout)
     if not p.exists():
         raise CheckpointError(f"{p}: no such directory")
     if RunDir(p).is_run():
