@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
+from transformer_lens.utilities import apply_softcap
 
 from repeatlens.model import HookedTransformer, hook_layer, is_pattern_hook
 from repeatlens.scores.probes import Probes
@@ -34,12 +35,34 @@ Kind = Literal["attention", "weights", "behaviour"]
 COLUMNS = ["metric", "layer", "head", "value"]
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class ProbeRun:
-    """What the single forward pass over the probe batch leaves behind."""
+    """What the single forward pass over the probe batch leaves behind.
+
+    Every layer's attention pattern, and the residual stream after the last block. The
+    next-token loss is finished from that residual (final LayerNorm, unembedding) the first
+    time a score reads :attr:`loss`, so a checkpoint scored only on attention patterns never
+    builds the ``[batch, pos, vocab]`` logits (27% of the scoring CPU time at vocabulary 1024
+    and more at larger ones, profiled in benchmarks/README.md); the blocks run once either way.
+    """
 
     patterns: list[Float[Tensor, "batch head query key"]]
-    loss: Float[Tensor, "batch pos_minus_1"]  # next-token loss, index t predicts token t+1
+    resid_final: Float[Tensor, "batch pos d_model"]
+    model: HookedTransformer = field(repr=False)
+    tokens: Int[Tensor, "batch pos"] = field(repr=False)
+    _loss: Optional[Tensor] = field(default=None, repr=False)
+
+    @property
+    def loss(self) -> Float[Tensor, "batch pos_minus_1"]:
+        """Next-token loss per position (index ``t`` predicts token ``t+1``), computed once."""
+        if self._loss is None:
+            with torch.inference_mode():
+                m = self.model
+                # the tail of HookedTransformer.forward after its last block
+                x = m.ln_final(self.resid_final) if m.cfg.normalization_type is not None else self.resid_final
+                logits = apply_softcap(m.unembed(x), m.cfg.output_logits_soft_cap)
+                self._loss = token_losses(logits, self.tokens)
+        return self._loss
 
 
 def token_losses(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos_minus_1"]:
@@ -78,17 +101,17 @@ class ScoreContext:
         """Run the probe batch through the model once, caching only ``hook_pattern``.
 
         Every attention score and the copying loss of this context come from this one
-        call; later calls return the stored result.
+        call (through the blocks; the loss adds the final LayerNorm and unembedding only
+        when read, see :class:`ProbeRun`); later calls return the stored result.
         """
         if self._probe_run is None:
             with torch.inference_mode():
                 tokens = self.probes.tokens
-                logits, cache = self.model.run_with_cache(tokens, names_filter=is_pattern_hook, return_type="logits")
-                loss = token_losses(logits, tokens)
-                del logits
+                n_layers = self.model.cfg.n_layers
+                resid, cache = self.model.run_with_cache(tokens, names_filter=is_pattern_hook, stop_at_layer=n_layers)
                 by_layer = {hook_layer(name): pattern for name, pattern in cache.items()}
-                patterns = [by_layer[layer] for layer in range(self.model.cfg.n_layers)]
-            self._probe_run = ProbeRun(patterns=patterns, loss=loss)
+                patterns = [by_layer[layer] for layer in range(n_layers)]
+            self._probe_run = ProbeRun(patterns=patterns, resid_final=resid, model=self.model, tokens=tokens)
         return self._probe_run
 
 
