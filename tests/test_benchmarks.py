@@ -1,0 +1,38 @@
+"""Smoke test of the benchmark scripts at their smallest sizes.
+
+Speed targets live in benchmarks/ and benchmarks/README.md, never here: this only checks
+that the script runs end to end, that its same-results check passes, and that it ends with
+a ``ratio=X`` line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_score_throughput_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    bench = _load("score_throughput")
+    argv = "--layers 2 --d-model 16 --heads 2 --d-head 8 --vocab 64 --ctx 32 --probe-batch 2 --repeats 1 --eig-repeats 1"
+    argv += " --checkpoints 1,2 --scaling-repeats 1 --peak-n 128 --threads 0 --device cpu --no-scaling-check"
+    monkeypatch.setattr(sys, "argv", ["score_throughput.py", *argv.split()])
+    assert bench.main() == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "check same_results: ok" in lines
+    for metric in ("previous_token", "duplicate_token", "induction", "prefix_matching", "copying_ov"):
+        assert any(line.startswith(metric) and " ok (" in line for line in lines), metric
+    assert re.fullmatch(r"ratio=\d+\.\d+", lines[-1]), lines[-1]
+    assert float(lines[-1].split("=")[1]) > 0
