@@ -37,11 +37,11 @@ def _tables(test_loss: dict[int, float], abilities: dict[int, float], noise: flo
                 pm = step0_induction if scale is None else (abilities[e] if best else 0.01)
                 for m, v in (("induction", ind), ("prefix_matching", pm), ("previous_token", 0.05)):
                     rows.append(dict(common, step=step, tokens_seen=step * 10, metric=m, layer=layer, head=head, value=v))
+        bump = {0: 0.3, 20: 0.1, 40: 0.0, 60: 0.2, 80: 0.15, 100: 0.0}  # up from 40 to 60, down again after
         for step in range(0, 101, 20):
             t = base + eps
-            test = t + (0.3 if step == 0 else 0.0) - (0.2 * step / 100 if rising else 0) + (0.2 if rising and step == 100 else 0)
-            test = 4.2 if step == 0 else (t - 0.1 if step == 60 and rising else t)
-            rep = 4.2 * (1 - step / 100) + 0.05
+            test = t + (bump[step] if rising and f > 0 else 0.3 * (1 - step / 100))
+            rep = 4.2 * (1 - step / 100) + 0.05  # 3/4 of the start last at step 20, 1/4 first at step 80
             mrows += [dict(common, step=step, tokens_seen=step * 10, split="test", loss=test),
                       dict(common, step=step, tokens_seen=step * 10, split="repeated", loss=rep)]
     return pd.DataFrame(rows), pd.DataFrame(mrows)
@@ -62,7 +62,9 @@ def test_all_targets_hold_on_a_paper_like_sweep() -> None:
     assert t2.held and t2.numbers["test_loss_rise"] == pytest.approx(0.2)
     assert t2.numbers["drops"]["induction"] == pytest.approx(0.875)
     assert t3.held and t3.numbers["E1_minus_control"] == pytest.approx(0.0)
-    assert t4.held
+    assert t4.held and t4.numbers["f0.1_E100_s0"]["rise"] == pytest.approx(0.2)
+    assert t4.numbers["f0.1_E100_s0"]["rise_steps"] == [40, 60] and t4.numbers["f0.1_E100_s0"]["phase_steps"] == [20, 80]
+    assert t4.numbers["f0.1_E100_s0"]["control_change"] == pytest.approx(-0.06)
     text = targets_markdown([t1, t2, t3, t4])
     assert [line.split(":")[0] for line in text.split("\n\n")] == ["T1 held", "T2 held", "T3 held", "T4 held"]
 
@@ -119,3 +121,14 @@ def test_chance_levels_match_uniform_attention_by_hand() -> None:
     expected = np.mean([1 / (i + 1) for i in range(L + 1, 2 * L + 1)])
     assert levels["induction"] == pytest.approx(expected, rel=1e-5)
     assert levels["duplicate_token"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_memorization_phase_and_largest_rise_by_hand() -> None:
+    from repeatlens.study import _largest_rise, _memorization_phase
+
+    rep = pd.Series([4.0, 3.9, 3.1, 2.0, 0.9, 0.5])  # >= 3.0 last at index 2, <= 1.0 first at index 4
+    assert _memorization_phase(rep) == (2, 4)
+    assert _memorization_phase(pd.Series([4.0, 3.0, 2.0])) is None  # never below a quarter
+    assert _largest_rise(np.array([4.2, 4.1, 4.3, 4.0, 4.25])) == (pytest.approx(0.25), 3, 4)
+    rise, _, _ = _largest_rise(np.array([4.2, 4.1, 4.0]))
+    assert rise < 0  # monotone fall: no rise
