@@ -143,8 +143,12 @@ def test_a_failing_point_does_not_stop_the_others(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(train_mod, "train", flaky)
     spec = {**SWEEP, "grid": {"mixture.repeated_fraction": [0.25], "mixture.repeat_count": [2, 4]}, "analyze": {"metrics": ["previous_token"]}}
+    import torch
+
+    threads = torch.get_num_threads()
     res = run_sweep(write_sweep(tmp_path, spec), tmp_path / "out", workers=1, progress=False, echo=lambda line: None)
     assert res.errors == [("f0.25_E2", "loss became nan at step 3")] and res.done == ["f0.25_E4"]
+    assert torch.get_num_threads() == threads  # one in-process worker keeps the caller's thread count
     assert set(load_scores(tmp_path / "out").run_id) == {"f0.25_E4"}
 
 

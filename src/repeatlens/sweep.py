@@ -25,7 +25,8 @@ joined ``scores.parquet`` and ``metrics.parquet`` (:func:`repeatlens.analyze.wri
 Executors:
 
 * ``local``: a ``ProcessPoolExecutor`` (spawn) sized to the cores, each worker with
-  ``cores // workers`` torch threads; one worker runs in-process.
+  ``cores // workers`` torch threads; one worker runs in-process, on the caller's torch
+  thread count (``torch.set_num_threads`` / ``OMP_NUM_THREADS``), which it leaves unchanged.
 * ``ray``: one Ray task (1 CPU) per point, on a local Ray instance or the cluster at
   ``address``. Workers write to the run directories directly, so ``OUT`` must be on a
   filesystem every node sees, and repeatlens must be installed on every node.
@@ -364,7 +365,8 @@ def run_sweep(
     cores = available_cores()
     n = max(1, min(workers or cores, len(tasks) or 1))
     for task in tasks:  # Ray gives each task 1 CPU (and sets OMP_NUM_THREADS=1 there)
-        task["threads"] = 1 if executor == "ray" else max(1, cores // n)
+        # one local worker runs in this process: keep the caller's torch thread count
+        task["threads"] = 1 if executor == "ray" else (None if n == 1 else max(1, cores // n))
     if result.skipped:
         say(f"{len(result.skipped)} of {len(spec.points)} points already complete and scored")
 
