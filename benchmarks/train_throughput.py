@@ -48,17 +48,36 @@ from repeatlens.config import config_from_dict  # noqa: E402
 from repeatlens.train import prepare_run, train  # noqa: E402
 
 
+def rope_tables(n_ctx: int, dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """GPT-NeoX rotary tables [n_ctx, dim] (Su et al. 2021), halves convention."""
+    freq = base ** (-torch.arange(0, dim, 2).float() / dim)
+    ang = torch.arange(n_ctx).float()[:, None] * freq[None]
+    ang = torch.cat([ang, ang], dim=-1)
+    return ang.cos(), ang.sin()
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    p = x.shape[-2]
+    return x * cos[:p] + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin[:p]
+
+
 class Block(nn.Module):
-    def __init__(self, d: int, h: int, dh: int):
+    def __init__(self, d: int, h: int, dh: int, n_ctx: int, rotary: bool):
         super().__init__()
         self.ln = nn.LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * h * dh)
         self.out = nn.Linear(h * dh, d)
-        self.h, self.dh = h, dh
+        self.h, self.dh, self.rotary = h, dh, rotary
+        cos, sin = rope_tables(n_ctx, dh)
+        self.register_buffer("cos", cos)
+        self.register_buffer("sin", sin)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, p, _ = x.shape
         q, k, v = self.qkv(self.ln(x)).view(b, p, 3, self.h, self.dh).permute(2, 0, 3, 1, 4).unbind(0)
+        if self.rotary:
+            q, k = rope(q, self.cos, self.sin), rope(k, self.cos, self.sin)
         z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return x + self.out(z.transpose(1, 2).reshape(b, p, self.h * self.dh))
 
@@ -66,16 +85,18 @@ class Block(nn.Module):
 class Reference(nn.Module):
     """Plain attention-only transformer of the same shape as the HookedTransformer."""
 
-    def __init__(self, vocab: int, n_ctx: int, d: int, layers: int, h: int, dh: int):
+    def __init__(self, vocab: int, n_ctx: int, d: int, layers: int, h: int, dh: int, rotary: bool = False):
         super().__init__()
         self.emb = nn.Embedding(vocab, d)
-        self.pos = nn.Parameter(torch.randn(n_ctx, d) * 0.02)
-        self.blocks = nn.ModuleList(Block(d, h, dh) for _ in range(layers))
+        self.pos = None if rotary else nn.Parameter(torch.randn(n_ctx, d) * 0.02)
+        self.blocks = nn.ModuleList(Block(d, h, dh, n_ctx, rotary) for _ in range(layers))
         self.ln_f = nn.LayerNorm(d)
         self.unembed = nn.Linear(d, vocab)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.emb(tokens) + self.pos[: tokens.shape[1]]
+        x = self.emb(tokens)
+        if self.pos is not None:
+            x = x + self.pos[: tokens.shape[1]]
         for blk in self.blocks:
             x = blk(x)
         return self.unembed(self.ln_f(x))
@@ -86,13 +107,15 @@ def run_config(args, steps: int, compile_: bool) -> dict:
         "seed": 0,
         "data": {"source": "synthetic", "seq_len": args.ctx, "test_sequences": 8, "synthetic": {"vocab_size": args.vocab}},
         "mixture": {"total_tokens": steps * args.batch * args.ctx, "repeated_fraction": 0.1, "repeat_count": 4},
-        "model": {"n_layers": args.layers, "d_model": args.d_model, "n_heads": args.heads, "d_head": args.d_head, "n_ctx": args.ctx},
+        "model": {"n_layers": args.layers, "d_model": args.d_model, "n_heads": args.heads, "d_head": args.d_head, "n_ctx": args.ctx,
+                  "positional_embedding": "rotary" if args.rotary else "standard"},
         "train": {
             "batch_size": args.batch,
             "device": args.device,
             "progress": False,
             "eval_sequences": 8,
             "compile": compile_,
+            "fast_attention": not args.hooked,
             "checkpoints": {"log_count": 0, "include_zero": False, "every": 10**9},
         },
     }
@@ -108,7 +131,7 @@ def bench_repeatlens(args, root: Path, tag: str, compile_: bool) -> float:
 def bench_reference(args, compile_: bool) -> float:
     torch.manual_seed(0)
     dev = args.device
-    model = Reference(args.vocab, args.ctx, args.d_model, args.layers, args.heads, args.d_head).to(dev)
+    model = Reference(args.vocab, args.ctx, args.d_model, args.layers, args.heads, args.d_head, args.rotary).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, betas=(0.9, 0.98))
     fwd = torch.compile(model) if compile_ else model
     data = torch.randint(0, args.vocab, (args.steps, args.batch, args.ctx), device=dev)
@@ -168,10 +191,8 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--repeats", type=int, default=3)
+def shape_arguments(p: argparse.ArgumentParser) -> None:
+    """The model/batch shape options every training benchmark shares (defaults: the brief's shape)."""
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--heads", type=int, default=8)
@@ -179,13 +200,23 @@ def main() -> None:
     p.add_argument("--vocab", type=int, default=4096)
     p.add_argument("--ctx", type=int, default=256)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--rotary", action="store_true", help="rotary positions (the study's recipe)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=3)
+    shape_arguments(p)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true", help="also measure both with torch.compile")
     p.add_argument("--compile-only", action="store_true", help="measure only the compiled pair")
+    p.add_argument("--hooked", action="store_true", help="train repeatlens through the hooked forward (fast_attention: false)")
     args = p.parse_args()
     modes = [True] if args.compile_only else ([False, True] if args.compile else [False])
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} shape: {args.layers}L "
-          f"d_model={args.d_model} heads={args.heads}x{args.d_head} vocab={args.vocab} batch={args.batch}x{args.ctx} steps={args.steps}")
+          f"d_model={args.d_model} heads={args.heads}x{args.d_head} vocab={args.vocab} batch={args.batch}x{args.ctx} steps={args.steps} "
+          f"positions={'rotary' if args.rotary else 'learned'} repeatlens_forward={'hooked' if args.hooked else 'fused'}")
     peak = peak_matmul_flops(args.device)
     fpt = train_flops_per_token(args)
     ratios = {}

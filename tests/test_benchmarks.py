@@ -36,3 +36,25 @@ def test_score_throughput_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
         assert any(line.startswith(metric) and " ok (" in line for line in lines), metric
     assert re.fullmatch(r"ratio=\d+\.\d+", lines[-1]), lines[-1]
     assert float(lines[-1].split("=")[1]) > 0
+
+
+@pytest.mark.parametrize("extra", ["", "--rotary --hooked"], ids=["fused", "rotary-hooked"])
+def test_train_throughput_smoke(extra: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    bench = _load("train_throughput")
+    argv = f"--steps 4 --repeats 1 --d-model 16 --heads 2 --d-head 8 --vocab 64 --ctx 16 --batch 16 --device cpu {extra}"
+    monkeypatch.setattr(sys, "argv", ["train_throughput.py", *argv.split()])
+    bench.main()
+    out = capsys.readouterr().out
+    assert ("positions=rotary repeatlens_forward=hooked" in out) == bool(extra)
+    assert "schedule iterator" in out
+    assert re.fullmatch(r"ratio=\d+\.\d+", out.strip().splitlines()[-1])
+
+
+def test_profile_train_step_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    bench = _load("profile_train_step")
+    argv = "--rotary --steps 1 --top 2 --d-model 16 --heads 2 --d-head 8 --vocab 64 --ctx 16 --batch 2"
+    monkeypatch.setattr(sys, "argv", ["profile_train_step.py", *argv.split()])
+    bench.main()
+    out = capsys.readouterr().out
+    assert "=== hooked forward (rotary positions)" in out and "=== fused forward (rotary positions)" in out
+    assert re.match(r"ratio=\d+\.\d+", out.strip().splitlines()[-1])
