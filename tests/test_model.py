@@ -120,3 +120,10 @@ def test_forward_choice_follows_config_and_hooks() -> None:
     assert adapter.forward_fn(rotary) is adapter.fast_forward  # fused rotary since the adapter rotates q, k itself
     plain.add_hook(adapter.pattern_hook_name(0), lambda t, hook: None)
     assert adapter.forward_fn(plain) is adapter.hooked_logits
+
+
+def test_logits_from_resid_finishes_a_stopped_forward() -> None:
+    model = build_model(ModelConfig(preset="attn2-tiny", d_model=32), d_vocab=50, seed=3)
+    tokens = torch.randint(0, 50, (2, 16))
+    resid = model(tokens, stop_at_layer=model.cfg.n_layers)
+    torch.testing.assert_close(adapter.logits_from_resid(model, resid), model(tokens))

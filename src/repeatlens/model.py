@@ -325,6 +325,17 @@ def hooked_logits(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) ->
     return model(tokens, return_type="logits")
 
 
+def logits_from_resid(model: HookedTransformer, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
+    """Finish a forward pass stopped after the last block (``stop_at_layer=n_layers``).
+
+    The tail of ``HookedTransformer.forward``: final norm, unembedding, logit soft-cap.
+    """
+    from transformer_lens.utilities import apply_softcap
+
+    x = model.ln_final(resid) if model.cfg.normalization_type is not None else resid
+    return apply_softcap(model.unembed(x), model.cfg.output_logits_soft_cap)
+
+
 def forward_fn(model: HookedTransformer, fast: bool = True):
     """The forward to use for ``model`` now: fused when allowed (no hooks, supported config), else hooked."""
     return fast_forward if fast and supports_fast_path(model) and not has_hooks(model) else hooked_logits

@@ -24,9 +24,8 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens.utilities import apply_softcap
 
-from repeatlens.model import HookedTransformer, hook_layer, is_pattern_hook
+from repeatlens.model import HookedTransformer, hook_layer, is_pattern_hook, logits_from_resid
 from repeatlens.scores.probes import Probes
 
 __all__ = ["Kind", "ScoreFn", "ScoreContext", "ProbeRun", "REGISTRY", "SCORE_VERSION", "register", "COLUMNS", "token_losses"]
@@ -57,11 +56,7 @@ class ProbeRun:
         """Next-token loss per position (index ``t`` predicts token ``t+1``), computed once."""
         if self._loss is None:
             with torch.inference_mode():
-                m = self.model
-                # the tail of HookedTransformer.forward after its last block
-                x = m.ln_final(self.resid_final) if m.cfg.normalization_type is not None else self.resid_final
-                logits = apply_softcap(m.unembed(x), m.cfg.output_logits_soft_cap)
-                self._loss = token_losses(logits, self.tokens)
+                self._loss = token_losses(logits_from_resid(self.model, self.resid_final), self.tokens)
         return self._loss
 
 
