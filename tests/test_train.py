@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -27,6 +29,11 @@ def test_run_directory_layout_and_checkpoint_schedule(tmp_path) -> None:
     met = run.metrics()
     assert set(met.split) == {"train", "test", "repeated"}
     assert sorted(met[met.split == "test"].step.unique().tolist()) == steps
+    done = json.loads((run.path / "complete.json").read_text())
+    assert done["tokens_seen"] == 96 * 32 and 0 < done["first_step_seconds"] < done["seconds"]
+    # steady rate = the 11 steps after the first, over their time
+    expected = 11 * 8 * 32 / (done["seconds"] - done["first_step_seconds"])
+    assert done["steady_tokens_per_s"] == pytest.approx(expected)
 
 
 def test_checkpoint_schedule_is_log_plus_linear() -> None:

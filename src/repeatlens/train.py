@@ -224,6 +224,7 @@ def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, s
     model.train()
     bar = tqdm(total=total_steps, initial=start, disable=not (progress if progress is not None else t.progress), desc=run.run_id, unit="step")
     t0, tok0 = time.perf_counter(), 0
+    first: Optional[tuple[float, int]] = None  # (seconds, tokens) of the first step: torch.compile compiles there
     for step in range(start, total_steps):
         ids = schedule[step * b : (step + 1) * b]
         tokens = torch.from_numpy(pool[ids].astype(np.int64)).to(device)
@@ -245,6 +246,8 @@ def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, s
             what = f"loss became {loss_val}" if not math.isfinite(loss_val) else "weights became non-finite"
             raise TrainingError(f"{run.path}: {what} at step {s}; stopped, last good checkpoint is step {kept} (try a lower train.lr)")
         tok0 += tokens.numel()
+        if first is None:
+            first = (time.perf_counter() - t0, tok0)
         if s % t.log_every == 0 or s == total_steps:
             rows.append({"step": s, "tokens_seen": tokens_seen, "split": "train", "loss": loss_val})
             rate = tok0 / max(time.perf_counter() - t0, 1e-9)
@@ -261,9 +264,19 @@ def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, s
             return run
     bar.close()
     elapsed = time.perf_counter() - t0
+    first_s, first_tok = first if first is not None else (0.0, 0)
     atomic_write_json(
         run.complete_path,
-        {"step": total_steps, "tokens_seen": min(total_steps * b, len(schedule)) * seq_len, "seconds": elapsed, "tokens_per_s": tok0 / max(elapsed, 1e-9), "device": device},
+        {
+            "step": total_steps,
+            "tokens_seen": min(total_steps * b, len(schedule)) * seq_len,
+            "seconds": elapsed,
+            "tokens_per_s": tok0 / max(elapsed, 1e-9),
+            # without the first step of this process (compilation, allocator warm-up)
+            "first_step_seconds": first_s,
+            "steady_tokens_per_s": (tok0 - first_tok) / max(elapsed - first_s, 1e-9),
+            "device": device,
+        },
     )
     if wandb_run:
         wandb_run.finish()
