@@ -96,6 +96,10 @@ def chance_levels(d_vocab: int, n_ctx: int) -> dict[str, float]:
     return {n: float(f.fn(pattern, probes)[0]) for n, f in REGISTRY.items() if f.kind == "attention"}
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
 def _spread(points: pd.DataFrame, *rows: pd.Series, col: str) -> float:
     return float(max(r[f"{col}_spread"] for r in rows))
 
@@ -152,7 +156,7 @@ def _t1(curve: pd.DataFrame, peak_i: int, peak: pd.Series, lo: pd.Series, hi: pd
     parts = ", ".join(f"{k} by {m:+.3f} (seed spread {s:.3f})" for k, (m, s) in margins.items())
     where = "an interior" if interior else "an end-point (not interior)"
     detail = (f"at f = {f:g}, test loss peaks at {where} E = {peak.repeat_count:g} "
-              f"({peak.test_loss:.3f} nats, {int(peak.seeds)} seeds) and exceeds {parts}.")
+              f"({peak.test_loss:.3f} nats, {_seeds(int(peak.seeds))}) and exceeds {parts}.")
     return Target("T1", "interior maximum of test loss over E, above both ends and the control by more than the seed spread",
                   held, detail, {"peak_E": float(peak.repeat_count), "peak_test_loss": float(peak.test_loss),
                                  "margins": {k: [float(m), float(s)] for k, (m, s) in margins.items()}})
@@ -270,7 +274,7 @@ def _t4(final: pd.DataFrame, metrics: Optional[pd.DataFrame], f: float, peak_E: 
                     f"test loss {test[i0 + a]:.3f} -> {test[i0 + b]:.3f} ({rise:+.3f}) over steps {sa}-{sb}{ctrl}, "
                     f"then {test[-1]:.3f} at step {steps[-1]}")
     held = bool(held_runs) and all(held_runs)
-    detail = (f"at f = {f:g}, E = {peak_E:g} ({len(rows)} seeds): " + "; ".join(rows) +
+    detail = (f"at f = {f:g}, E = {peak_E:g} ({_seeds(len(rows))}): " + "; ".join(rows) +
               ". Held means in every seed test loss rose while the repeated loss fell from 3/4 to 1/4 of its start, "
               "the control's fell over the same steps, and test loss then descended again.")
     return Target("T4", "near the peak, repeated-subset loss falls towards zero while test loss rises (double descent over training)",
