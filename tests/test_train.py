@@ -118,3 +118,23 @@ def test_wandb_offline_logging(tmp_path, monkeypatch) -> None:
     logs = list((run.path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(logs) == 1 and logs[0].stat().st_size > 0
     assert wandb.run is None  # finished
+
+
+def test_a_second_trainer_on_the_same_run_is_refused_and_the_lock_is_released(tmp_path) -> None:
+    """One trainer per run directory: while another process holds the run's train lock,
+    ``train`` refuses at once with a one-line error (and deletes nothing of the holder's)."""
+    from repeatlens.errors import LockTimeout
+    from repeatlens.io import file_lock
+    from repeatlens.train import TRAIN_LOCK
+
+    cfg = tiny_config()
+    run = train(cfg, tmp_path / "run", stop_after=3)  # an unfinished run to resume
+    holder_tmp = run.path / ".step_0000009.safetensors.abc.tmp"  # a write in progress by the holder
+    with file_lock(run.path / TRAIN_LOCK):
+        holder_tmp.write_bytes(b"partial")
+        with pytest.raises(LockTimeout, match=r"run: another process is training this run already; wait for it or stop it"):
+            train(cfg, run.path)
+        assert holder_tmp.exists()  # the refused trainer did not clean up the holder's temporaries
+    holder_tmp.unlink()
+    assert train(cfg, run.path).is_complete()  # once released, training resumes and finishes
+    assert train(cfg, run.path).is_complete()  # and a finished run is a no-op, lock and all

@@ -10,6 +10,7 @@ uninterrupted run on the same device), or to do nothing for a finished one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -28,8 +29,8 @@ from repeatlens.checkpoints import RunDir, load_train_state, restore_optimizer, 
 from repeatlens.config import RunConfig
 from repeatlens.data.mixture import build_schedule, plan_mixture, schedule_hash
 from repeatlens.data.pools import build_pool, load_corpus
-from repeatlens.errors import CheckpointError, ConfigError, RepeatlensError
-from repeatlens.io import atomic_save_npy, atomic_write_json, atomic_write_text, sha256_file
+from repeatlens.errors import CheckpointError, ConfigError, LockTimeout, RepeatlensError
+from repeatlens.io import atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, sha256_file
 
 
 class TrainingError(RepeatlensError):
@@ -151,6 +152,9 @@ def _check_same_config(run: RunDir, cfg: RunConfig) -> None:
 
 # ---------------------------------------------------------------------------- the loop
 
+#: One trainer per run directory; separate from analyze's lock so a run can be scored while it trains.
+TRAIN_LOCK = ".repeatlens.train.lock"
+
 
 def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, stop_after: Optional[int] = None) -> RunDir:
     """Train ``cfg`` into run directory ``out`` (resuming it if it was interrupted).
@@ -160,17 +164,30 @@ def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, s
         out: run directory.
         progress: show a progress bar (default: ``cfg.train.progress``).
         stop_after: stop (as if interrupted) after this many steps; for tests.
+
+    Raises:
+        LockTimeout: another process is training the same run directory (one trainer per
+            run: ``.repeatlens.train.lock``, an ``flock`` the kernel drops when its holder dies).
     """
     run = RunDir(out)
-    if run.path.is_dir():  # temporaries of a write a crash interrupted (see repeatlens.io); one trainer per run
-        for tmp in run.path.rglob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
     if run.config_path.is_file():
         _check_same_config(run, cfg)
-        if run.is_complete():
-            return run
-    else:
+    else:  # validates the inputs before anything is written; every file it writes is atomic
         run = prepare_run(cfg, out, progress=progress if progress is not None else cfg.train.progress)
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(run.path / TRAIN_LOCK, timeout=0))
+        except LockTimeout as e:
+            raise LockTimeout(f"{run.path}: another process is training this run already; wait for it or stop it ({e})") from None
+        return _train(cfg, run, progress, stop_after)
+
+
+def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Optional[int]) -> RunDir:
+    """The loop, for the one process holding the run's train lock."""
+    for tmp in run.path.rglob(".*.tmp"):  # temporaries of a write a crash interrupted (see repeatlens.io)
+        tmp.unlink(missing_ok=True)
+    if run.is_complete():
+        return run
     t = cfg.train
     man = run.manifest()
     device = resolve_device(t.device)
