@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from pathlib import Path
 
@@ -164,3 +165,61 @@ def test_ray_sweep_gives_the_same_tables_as_the_local_one(local_sweep: Path, tmp
     import ray
 
     assert not ray.is_initialized()
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_killing_the_sweep_driver_stops_its_workers(tmp_path: Path) -> None:
+    """SIGKILL on ``repeatlens sweep`` used to leave its pool workers training on, orphaned."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = {**SWEEP, "base": {**TINY_SYNTHETIC, "mixture": {"total_tokens": 32 * 8 * 5000}}}  # minutes of steps
+    spec["grid"] = {"mixture.repeated_fraction": [0.25], "mixture.repeat_count": [2, 4]}
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    driver = subprocess.Popen([sys.executable, "-m", "repeatlens.cli", "sweep", str(write_sweep(tmp_path, spec)),
+                               "--out", str(tmp_path / "out"), "--workers", "2", "--quiet"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # both workers started and training (their runs' checkpoints appear)
+            workers = [p for p in _children(driver.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
+            if len(workers) == 2 and len(list((tmp_path / "out").glob("*/checkpoints/*.json"))) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(workers) == 2, "the sweep never started two workers"
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers), "workers outlived the killed driver"
+        assert not any((tmp_path / "out").glob("*/complete.json"))  # they were stopped mid-run, not finished
+    finally:
+        for p in [driver.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)

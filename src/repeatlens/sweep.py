@@ -34,6 +34,7 @@ Executors:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -256,10 +257,33 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _init_worker(threads: int) -> None:
-    import torch
+def _init_worker(driver_pid: int) -> None:
+    """Pool worker start-up: exit when the sweep driver dies, however it dies.
 
-    torch.set_num_threads(threads)
+    Without this, killing ``repeatlens sweep`` (SIGTERM, SIGKILL, a closed terminal) left
+    its workers training on, orphaned, into the same run directories a rerun would use.
+    On Linux the kernel sends SIGTERM when the parent exits (``PR_SET_PDEATHSIG``);
+    elsewhere a daemon thread polls the parent pid. A killed worker's run resumes from its
+    last checkpoint on the next ``repeatlens sweep``.
+    """
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != driver_pid:  # the driver died before we got here
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == driver_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="repeatlens-parent-watch", daemon=True).start()
 
 
 # ------------------------------------------------------------------------------ executors
@@ -273,7 +297,9 @@ def _execute_local(tasks: list[dict[str, Any]], workers: int, on_done: Callable[
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),)
+    ) as pool:
         futures = [pool.submit(run_point, task) for task in tasks]
         for fut in as_completed(futures):
             on_done(fut.result())
