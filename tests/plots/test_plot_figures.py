@@ -179,6 +179,7 @@ def test_loss_vs_repeat_count_means_spread_and_control(sweep):
     ctrl = tiny[tiny["repeated_fraction"] == 0]["value"].mean()
     assert list(control.y) == pytest.approx([ctrl, ctrl]) and list(control.x) == [10, 1000]
     assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.title.text == "repeat count E"
+    assert list(fig.layout.xaxis.tickvals) == [10, 100, 1000] and list(fig.layout.xaxis.ticktext) == ["10", "100", "1k"]
     assert "nats/token" in fig.layout.yaxis.title.text
     assert [a.text for a in fig.layout.annotations] == ["tiny (100k params)", "small (800k params)"]
 
@@ -231,6 +232,17 @@ def test_displacement_stacked_shared_log_x(sweep, sweep_metrics):
     assert {t.customdata[0][0] for t in control} == {"tiny-f0-E1-s0"}  # same size, same seed
     best = rows.loc[rows["loss"].idxmin(), "tokens_seen"]
     assert [s.x0 for s in fig.layout.shapes] == [best] * 4
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["control (f = 0)", RUN]
+
+
+def test_displacement_legend_names_the_control_when_it_has_no_repeated_loss(sweep, sweep_metrics):
+    """A real control has no repeated subset, so it has no trace in the first panel."""
+    control_runs = set(sweep.loc[sweep["repeated_fraction"] == 0, "run_id"])
+    no_rep = sweep_metrics[~(sweep_metrics["run_id"].isin(control_runs) & (sweep_metrics["split"] == "repeated"))]
+    no_rep_scores = sweep[~(sweep["run_id"].isin(control_runs) & (sweep["metric"] == "repeated_loss"))]
+    fig = plots.displacement(no_rep_scores, no_rep, RUN)
+    assert not [t for t in fig.data if t.name == "control (f = 0)" and t.yaxis == "y"]
+    assert sorted(t.name for t in fig.data if t.showlegend is not False) == sorted(["control (f = 0)", RUN])
 
 
 def test_displacement_falls_back_to_scores(one_size):

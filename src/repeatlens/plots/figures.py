@@ -490,6 +490,10 @@ def loss_vs_repeat_count(scores_or_final_table: pd.DataFrame) -> go.Figure:
                 row=1, col=c,
             )
     fig.update_xaxes(**_log_ticks_axis(), title_text=theme.REPEAT_COUNT_LABEL)
+    grid = sorted(float(e) for e in repeated["repeat_count"].unique())
+    if len(grid) <= 8:  # label the repeat counts swept (decade ticks leave E = 2, 8 unlabelled)
+        fig.update_xaxes(tickmode="array", tickvals=grid, ticktext=[theme.format_count(e) for e in grid],
+                         minor={"ticks": "outside", "ticklen": 2, "tickmode": "linear", "dtick": "D1"})
     fig.update_yaxes(title_text=theme.two_line("final test loss (nats/token)"), col=1)
     return _finish(fig, "loss_vs_repeat_count", 1, len(models),
                    title="Final test loss vs repeat count (mean ± std over seeds)")
@@ -636,6 +640,7 @@ def displacement(scores: pd.DataFrame, metrics_table: pd.DataFrame | None, run_i
     limits = theme.log_range(counts or [float(info["repeat_count"])])
     color = theme.repeat_count_color(float(info["repeat_count"]), limits)
     fig = make_subplots(rows=len(series), cols=1, shared_xaxes=True, vertical_spacing=0.035)
+    in_legend: set[str] = set()  # first trace of each group; the control has no repeated-loss panel
     for r, (ylab, short, mine, ctrl) in enumerate(series, start=1):
         for data, rid in ((ctrl, control), (mine, run_id)):
             if data is None or rid is None:
@@ -649,11 +654,12 @@ def displacement(scores: pd.DataFrame, metrics_table: pd.DataFrame | None, run_i
                     mode="lines+markers" if len(d) < 30 else "lines",
                     marker={"size": 4}, line=dict(theme.CONTROL_LINE) if is_ctrl else {"color": color, "width": 2},
                     name="control (f = 0)" if is_ctrl else run_id, legendgroup="control" if is_ctrl else "run",
-                    showlegend=r == 1, customdata=_customdata(d),
+                    showlegend=("control" if is_ctrl else "run") not in in_legend, customdata=_customdata(d),
                     hovertemplate=_hover_lines(per_head, short),
                 ),
                 row=r, col=1,
             )
+            in_legend.add("control" if is_ctrl else "run")
         fig.update_yaxes(title_text=ylab, row=r, col=1)
     test = next((p[2] for p in series if p[1] == "test loss"), None)
     if test is not None and len(test) > 2:
