@@ -70,7 +70,8 @@ def run_demo(out: str | Path, progress: bool = True) -> pd.DataFrame:
     out = Path(out)
     t0 = time.perf_counter()
     rows = []
-    for name, cfg in demo_configs().items():
+    configs = demo_configs()
+    for name, cfg in configs.items():
         run = train(cfg, out / name, progress=progress)
         met = run.metrics()
         last = met[met.step == met.step.max()].set_index("split").loss
@@ -96,8 +97,8 @@ def run_demo(out: str | Path, progress: bool = True) -> pd.DataFrame:
     elapsed = time.perf_counter() - t0
     typer.echo("\nFinal checkpoint (losses in nats/token; induction and prefix-matching: best head):")
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    cfg = next(iter(demo_configs().values()))
-    targets = evaluate_targets(scores, metrics, chance=chance_levels(cfg.data.vocab_size, cfg.model.n_ctx))
+    control = configs["control"]
+    targets = evaluate_targets(scores, metrics, chance=chance_levels(control.data.vocab_size, control.model.n_ctx))
     typer.echo("\nThe study's targets on these runs (one seed, so the seed spread is 0; "
                "analyses/repeated_data/ runs them with three):\n")
     typer.echo(targets_markdown(targets))

@@ -100,7 +100,8 @@ def _seeds(n: int) -> str:
     return f"{n} seed" + ("" if n == 1 else "s")
 
 
-def _spread(points: pd.DataFrame, *rows: pd.Series, col: str) -> float:
+def _spread(*rows: pd.Series, col: str) -> float:
+    """The seed spread that two (or more) compared grid points must be told apart by: the larger range."""
     return float(max(r[f"{col}_spread"] for r in rows))
 
 
@@ -147,9 +148,9 @@ def evaluate_targets(
 
 def _t1(curve: pd.DataFrame, peak_i: int, peak: pd.Series, lo: pd.Series, hi: pd.Series, control: pd.Series, f: float) -> Target:
     margins = {
-        f"E={lo.repeat_count:g}": (peak.test_loss - lo.test_loss, _spread(curve, peak, lo, col="test_loss")),
-        f"E={hi.repeat_count:g}": (peak.test_loss - hi.test_loss, _spread(curve, peak, hi, col="test_loss")),
-        "control": (peak.test_loss - control.test_loss, _spread(curve, peak, control, col="test_loss")),
+        f"E={lo.repeat_count:g}": (peak.test_loss - lo.test_loss, _spread(peak, lo, col="test_loss")),
+        f"E={hi.repeat_count:g}": (peak.test_loss - hi.test_loss, _spread(peak, hi, col="test_loss")),
+        "control": (peak.test_loss - control.test_loss, _spread(peak, control, col="test_loss")),
     }
     interior = 0 < peak_i < len(curve) - 1
     held = interior and all(m > s for m, s in margins.values())
@@ -184,7 +185,7 @@ def _t3(curve: pd.DataFrame, control: pd.Series, scores: pd.DataFrame, f: float,
     else:
         r = e1.iloc[0]
         diff = r.test_loss - control.test_loss
-        spread = max(r.test_loss_spread, control.test_loss_spread)
+        spread = _spread(r, control, col="test_loss")
         match = abs(diff) <= max(spread, 0.01 * control.test_loss)
         ok.append(bool(match))
         numbers["E1_minus_control"] = float(diff)
