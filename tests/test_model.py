@@ -56,8 +56,7 @@ def test_fast_path_matches_partial_rotary(adjacent: bool) -> None:
     """rotary_dim < d_head (Pythia-style partial rotary) in both pair conventions."""
     hcfg = hooked_config(ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, n_ctx=20, positional_embedding="rotary"), d_vocab=30, seed=0)
     hcfg.rotary_dim, hcfg.rotary_adjacent_pairs = 8, adjacent
-    with adapter._quiet_tl():
-        model = adapter.HookedTransformer(hcfg)
+    model = build_model(hcfg)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))

@@ -16,6 +16,10 @@ A run directory holds::
 Every file is written atomically; a checkpoint counts only once its sidecar exists (the
 sidecar is written last), and its sha256 is checked when it is loaded. Nothing is ever
 unpickled: weights are safetensors, metadata JSON/YAML.
+
+Reading a run's config, manifest, sidecars and metrics imports neither torch nor
+TransformerLens (``repeatlens info`` answers without them); torch is imported where
+tensors are read or written.
 """
 
 from __future__ import annotations
@@ -25,16 +29,16 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 import numpy as np
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from repeatlens.config import RunConfig, config_from_dict, read_yaml
 from repeatlens.errors import CheckpointError, RepeatlensError
 from repeatlens.io import atomic_path, atomic_write_json, sha256_file
+
+if TYPE_CHECKING:
+    import torch
 
 CKPT_DIR = "checkpoints"
 
@@ -82,6 +86,9 @@ def _load_verified(path: Path, sha: Optional[str]) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: checkpoint file is missing")
     if sha is not None and sha256_file(path) != sha:
         raise CheckpointError(f"{path}: sha256 does not match its sidecar (corrupted or truncated file)")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
@@ -212,6 +219,13 @@ def load_run(path: str | Path) -> RunDir:
 # ----------------------------------------------------------------------------- writing
 
 
+def save_file(tensors: dict[str, "torch.Tensor"], filename: str, metadata: Optional[dict[str, str]] = None) -> None:
+    """``safetensors.torch.save_file``, imported when the first checkpoint is written."""
+    from safetensors.torch import save_file as write
+
+    write(tensors, filename, metadata=metadata)
+
+
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: Optional[dict[str, str]] = None) -> str:
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
@@ -220,6 +234,8 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: Option
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Flatten an optimizer state dict into tensors (safetensors) and JSON-able groups."""
+    import torch
+
     sd = opt.state_dict()
     tensors = {}
     for idx, st in sd["state"].items():
@@ -257,6 +273,8 @@ def save_checkpoint(
         WriteError: a file could not be written (:class:`~repeatlens.errors.DiskFullError`
             when the disk is full); the message names it.
     """
+    import torch
+
     base = run.ckpt_dir / step_name(step)
     sidecar = base.with_suffix(".json")
     written: list[Path] = []

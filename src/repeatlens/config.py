@@ -23,9 +23,87 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from repeatlens.errors import ConfigError
-from repeatlens.model import ModelConfig
 
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True)
+
+# Named shapes. CPU presets train in minutes on 2 cores; GPU presets are for a real study.
+PRESETS: dict[str, dict[str, Any]] = {
+    # CPU
+    "attn1-tiny": dict(n_layers=1, d_model=32, n_heads=4, d_head=8, n_ctx=64, attn_only=True),
+    "attn2-tiny": dict(n_layers=2, d_model=32, n_heads=4, d_head=8, n_ctx=64, attn_only=True),
+    "attn2-small": dict(n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=128, attn_only=True),
+    "attn2-base": dict(n_layers=2, d_model=128, n_heads=8, d_head=16, n_ctx=256, attn_only=True),
+    "mlp2-small": dict(n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=128, attn_only=False),
+    # GPU
+    "attn2-gpu": dict(n_layers=2, d_model=256, n_heads=8, d_head=32, n_ctx=512, attn_only=True),
+    "mlp4-gpu": dict(n_layers=4, d_model=512, n_heads=8, d_head=64, n_ctx=1024, attn_only=False),
+    "mlp8-gpu": dict(n_layers=8, d_model=768, n_heads=12, d_head=64, n_ctx=1024, attn_only=False),
+}
+
+
+class ModelConfig(BaseModel):
+    """Shape and initialisation of a model, validated once, mapped onto TransformerLens.
+
+    Either name a ``preset`` (its values fill every field you leave out) or give the
+    fields. ``d_vocab`` is normally left empty: it is filled from the tokenizer/data.
+    """
+
+    model_config = _STRICT
+
+    preset: Optional[str] = None
+    n_layers: int = Field(2, ge=1)
+    d_model: int = Field(64, ge=1)
+    n_heads: int = Field(4, ge=1)
+    d_head: int = Field(16, ge=1)
+    n_ctx: int = Field(128, ge=2)
+    d_vocab: Optional[int] = Field(None, ge=2)
+    attn_only: bool = True
+    d_mlp: Optional[int] = Field(None, ge=1, description="default 4*d_model")
+    act_fn: Literal["gelu", "gelu_new", "relu", "silu", "solu_ln"] = "gelu"
+    positional_embedding: Literal["standard", "rotary", "shortformer"] = "standard"
+    normalization: Optional[Literal["LN", "LNPre", "RMS", "RMSPre"]] = "LN"
+    init_mode: Literal["gpt2", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"] = "gpt2"
+    init_range: Optional[float] = Field(None, gt=0, description="default 0.8/sqrt(d_model) (gpt2 init)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") is not None:
+            name = data["preset"]
+            if name not in PRESETS:
+                raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+            return {**PRESETS[name], **data}
+        return data
+
+    def n_params(self, d_vocab: Optional[int] = None, *, embeddings: bool = True) -> int:
+        """Trainable parameters of the ``HookedTransformer`` this config builds, counted
+        from the shape alone (no torch; checked against the built model in the tests).
+
+        ``embeddings=False`` leaves out the token and position embeddings and the
+        unembedding (``W_E``, ``W_pos``, ``W_U``, ``b_U``): the non-embedding count N of
+        Kaplan et al. 2020, which Hernandez et al. 2022 fit their scaling laws to.
+
+        Args:
+            d_vocab: vocabulary size when ``self.d_vocab`` is not set.
+        """
+        vocab = d_vocab if d_vocab is not None else self.d_vocab
+        if vocab is None:
+            raise ConfigError("model.d_vocab: not set and no vocabulary given to count parameters with")
+        d, h, dh = self.d_model, self.n_heads, self.d_head
+        norm = {"LN": 2 * d, "RMS": d}.get(self.normalization or "", 0)  # LNPre / RMSPre / None have no weights
+        attn = 4 * h * d * dh + 3 * h * dh + d  # W_Q, W_K, W_V, W_O; b_Q, b_K, b_V; b_O
+        layer = norm + attn
+        if not self.attn_only:
+            d_mlp = self.d_mlp or 4 * d
+            layer += norm + 2 * d * d_mlp + d_mlp + d  # ln2, W_in, W_out, b_in, b_out
+            if self.act_fn == "solu_ln" and self.normalization == "LN":
+                layer += 2 * d_mlp  # the LayerNorm inside SoLU (weightless for the other norms)
+        total = self.n_layers * layer + norm  # + ln_final
+        if embeddings:
+            total += vocab * d + d * vocab + vocab  # W_E, W_U, b_U
+            if self.positional_embedding in ("standard", "shortformer"):
+                total += self.n_ctx * d  # W_pos
+        return int(total)
 
 
 class SyntheticConfig(BaseModel):
