@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from repeatlens import scores as scores_pkg
-from repeatlens.analyze import COLUMNS, analyze, load_scores
+from repeatlens.analysis import analyze
+from repeatlens.results.schema import SCORE_COLUMNS as COLUMNS
+from repeatlens.results.store import load_scores
 from repeatlens.cli import main
 from repeatlens.foreign import discover, load_tl_state_dict
 from repeatlens.model import ModelConfig, build_model, hooked_config, model_from_hf_folder

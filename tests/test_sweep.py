@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from repeatlens.analyze import COLUMNS, RUN_COLUMNS, load_metrics, load_scores
+from repeatlens.results.schema import RUN_COLUMNS, SCORE_COLUMNS as COLUMNS
+from repeatlens.results.store import load_metrics, load_scores
 from repeatlens.cli import main
 from repeatlens.errors import ConfigError
 from repeatlens.sweep import expand_grid, load_sweep, point_name, run_sweep

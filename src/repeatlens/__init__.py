@@ -20,18 +20,15 @@ __all__ = ["load_run", "load_scores", "load_metrics", "analyze", "run_sweep", "l
 
 _LAZY = {
     "load_run": ("repeatlens.checkpoints", "load_run"),
-    "load_scores": ("repeatlens.analyze", "load_scores"),
-    "load_metrics": ("repeatlens.analyze", "load_metrics"),
+    "analyze": ("repeatlens.analysis", "analyze"),
+    "load_scores": ("repeatlens.results.store", "load_scores"),
+    "load_metrics": ("repeatlens.results.store", "load_metrics"),
     "run_sweep": ("repeatlens.sweep", "run_sweep"),
     "load_sweep": ("repeatlens.sweep", "load_sweep"),
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name == "analyze":
-        # The submodule is callable (repeatlens.analyze(path) runs analyze.analyze), so the
-        # name means the same whether or not the submodule was imported first.
-        return importlib.import_module("repeatlens.analyze")
     if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module), attr)

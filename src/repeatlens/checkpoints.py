@@ -107,6 +107,7 @@ class RunDir:
     tokenizer_path = property(lambda self: self.path / "tokenizer.json")
     pool_path = property(lambda self: self.path / "data" / "pool.npy")
     schedule_path = property(lambda self: self.path / "data" / "schedule.npy")
+    is_synthetic_path = property(lambda self: self.path / "data" / "is_synthetic.npy")
     metrics_path = property(lambda self: self.path / "metrics.parquet")
     complete_path = property(lambda self: self.path / "complete.json")
     ckpt_dir = property(lambda self: self.path / CKPT_DIR)
@@ -144,6 +145,28 @@ class RunDir:
     def repeated_tokens(self) -> np.ndarray:
         m = self.manifest()
         return self.pool()[m["n_test"] : m["n_test"] + m["n_repeated"]]
+
+    def is_synthetic(self) -> Optional[np.ndarray]:
+        """Per pool row, whether it came from the synthetic source; None for a run written
+        before this was recorded (unless it has no synthetic share, or nothing else)."""
+        if self.is_synthetic_path.is_file():
+            return np.load(self.is_synthetic_path)
+        data = self.config().data
+        if data.synthetic_only or data.synthetic_fraction == 0:
+            return np.full(len(self.pool()), data.synthetic_only)
+        return None
+
+    def training_token_counts(self, vocab_size: Optional[int] = None) -> np.ndarray:
+        """How often each id occurs in the tokens the run trains on (every scheduled
+        sequence, a repeated one as often as it is repeated), ``[vocab_size]`` int64."""
+        vocab = int(vocab_size or self.manifest()["vocab_size"])
+        pool, schedule = self.pool(), np.load(self.schedule_path)
+        rows, seen = np.unique(schedule, return_counts=True)
+        counts = np.zeros(vocab, dtype=np.int64)
+        for start in range(0, len(rows), 4096):  # bounded memory for large pools
+            chunk = np.asarray(pool[rows[start : start + 4096]], dtype=np.int64)
+            counts += np.bincount(chunk.ravel(), weights=np.repeat(seen[start : start + 4096], chunk.shape[1]), minlength=vocab)[:vocab].astype(np.int64)
+        return counts
 
     def metrics(self):
         import pandas as pd

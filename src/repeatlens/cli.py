@@ -61,6 +61,15 @@ def info(run_dir: Path = typer.Argument(..., help="Run directory")) -> None:
     typer.echo(run_summary(run_dir))
 
 
+ProbeOpt = typer.Option(
+    None, "--probe", help="Probe families, comma-separated: uniform, train, synthetic, text (default: every one that applies)"
+)
+ProbeLenOpt = typer.Option(None, "--probe-len", min=2, help="Copy length L of the [BOS, r, r] probe (default 2P for the context)")
+ProbeBatchOpt = typer.Option(16, "--probe-batch", min=1, help="Probe rows of each kind")
+ProbeSeedOpt = typer.Option(0, "--probe-seed", help="Seed of the probe draw")
+DeviceOpt = typer.Option("cpu", "--device", help="torch device")
+
+
 @app.command()
 def score(
     run_dir: Path = typer.Argument(..., help="Run directory"),
@@ -68,43 +77,51 @@ def score(
     metrics: Optional[str] = typer.Option(None, "--metrics", "-m", help="Comma-separated metric names (default: all)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Parquet file (default: RUN_DIR/score_step_XXXXXXX.parquet)"),
     max_sequences: int = typer.Option(64, "--max-sequences", help="Test / repeated sequences for the behaviour scores"),
+    probe: Optional[str] = ProbeOpt,
+    probe_len: Optional[int] = ProbeLenOpt,
+    probe_batch: int = ProbeBatchOpt,
+    probe_seed: int = ProbeSeedOpt,
+    device: str = DeviceOpt,
 ) -> None:
-    """Score one checkpoint: print a table and write it as parquet."""
-    from repeatlens.analyze import token_tensor
+    """Score one checkpoint with every probe that applies: print a table and write it as parquet."""
+    from repeatlens.analysis import score_checkpoint
     from repeatlens.checkpoints import load_run, step_name
     from repeatlens.io import atomic_write
-    from repeatlens.scores import score_model
+    from repeatlens.results.reduce import circuits
 
     run = load_run(run_dir)
-    info = run.checkpoint(step)
-    model = run.load_model(info.step)
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    df = score_model(
-        model,
-        names,
-        test_tokens=token_tensor(run.test_tokens()[:max_sequences]),
-        repeated_tokens=token_tensor(run.repeated_tokens()[:max_sequences]),
+    df = score_checkpoint(
+        run, step, names, max_sequences=max_sequences, probes=probe, probe_len=probe_len, probe_batch=probe_batch,
+        probe_seed=probe_seed, device=device,
     )
-    df.insert(0, "tokens_seen", info.tokens_seen)
-    df.insert(0, "step", info.step)
-    df.insert(0, "run_id", run.run_id)
-    path = out or run.path / f"score_{step_name(info.step)}.parquet"
+    path = out or run.path / f"score_{step_name(int(df['step'].iloc[0]))}.parquet"
     atomic_write(path, lambda p: df.to_parquet(p, index=False))
     typer.echo(score_table(df))
+    named = circuits(df)
+    if len(named):
+        typer.echo("\ncopying circuits (a later head attending at offset L-1-d, an earlier head d+1 back):")
+        typer.echo(named.drop(columns=["run_id", "step"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     typer.echo(f"\nwrote {path}")
 
 
 def score_table(df) -> str:
-    """Per-head metrics as a layer.head x metric grid, then model-level metrics."""
-    head = df[df["layer"].notna()]
-    model = df[df["layer"].isna()]
+    """Per-head metrics as a layer.head x metric grid per probe, then model-level metrics."""
+    from repeatlens.results.store import row_keys
+
+    df = df[df["offset"].isna()] if "offset" in df.columns else df  # the offset profile is a figure, not a column
+    keys = row_keys(df) if "probe" in df.columns else None
     parts = []
-    if len(head):
-        grid = head.assign(head_id=[f"L{int(l)}.H{int(h)}" for l, h in zip(head["layer"], head["head"])])
-        grid = grid.pivot_table(index="head_id", columns="metric", values="value", sort=False)
-        parts.append(grid.to_string(float_format=lambda v: f"{v:.3f}"))
-    if len(model):
-        parts.append("\n".join(f"{m:<16} {v:.4f}" for m, v in zip(model["metric"], model["value"])))
+    for key in sorted(set(keys)) if keys is not None else [""]:
+        part = df[keys == key] if keys is not None else df
+        head, model = part[part["layer"].notna()], part[part["layer"].isna()]
+        title = f"probe {key}" if key else "no probe (weights and data)"
+        if len(head):
+            grid = head.assign(head_id=[f"L{int(l)}.H{int(h)}" for l, h in zip(head["layer"], head["head"])])
+            grid = grid.pivot_table(index="head_id", columns="metric", values="value", sort=False)
+            parts.append(f"{title}:\n" + grid.to_string(float_format=lambda v: f"{v:.3f}"))
+        if len(model):
+            parts.append(f"{title}:\n" + "\n".join(f"{m:<16} {v:.4f}" for m, v in zip(model["metric"], model["value"])))
     return "\n\n".join(parts) if parts else "(no scores)"
 
 
@@ -139,8 +156,8 @@ def report(
 
 
 def _tables(path: Path):
-    from repeatlens.analyze import load_metrics, load_scores
     from repeatlens.errors import CheckpointError
+    from repeatlens.results.store import load_metrics, load_scores
 
     scores = load_scores(path)
     try:
@@ -166,21 +183,29 @@ def analyze(
     path: Path = typer.Argument(..., help="Run directory, sweep directory, or folder of other people's checkpoints"),
     metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="Score to compute (repeatable; default all)"),
     max_sequences: int = typer.Option(64, "--max-sequences", help="Test / repeated sequences the behaviour scores read"),
-    tokens: Optional[Path] = typer.Option(None, "--tokens", help="Foreign folders: .npy of token ids [n, seq] used as the test set"),
+    tokens: Optional[Path] = typer.Option(None, "--tokens", help="Foreign folders: .npy of token ids [n, seq]: the test set, and the train and text probes"),
     tokens_per_step: Optional[int] = typer.Option(None, "--tokens-per-step", help="Foreign folders: tokens_seen = step x this"),
-    device: str = typer.Option("cpu", "--device", help="torch device"),
+    probe: Optional[str] = ProbeOpt,
+    probe_len: Optional[int] = ProbeLenOpt,
+    probe_batch: int = ProbeBatchOpt,
+    probe_seed: int = ProbeSeedOpt,
+    device: str = DeviceOpt,
     force: bool = typer.Option(False, "--force", help="Score again what is already scored"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar"),
 ) -> None:
     """Score every checkpoint under PATH into scores.parquet (incremental; resumes)."""
-    from repeatlens.analyze import analyze as run_analysis
+    from repeatlens.analysis import analyze as run_analysis
 
     res = run_analysis(
         path, metric or None, max_sequences=max_sequences, tokens=tokens, tokens_per_step=tokens_per_step,
-        device=device, force=force, progress=not quiet,
+        device=device, force=force, progress=not quiet, probes=probe, probe_len=probe_len, probe_batch=probe_batch,
+        probe_seed=probe_seed,
     )
     total = res.scored + res.skipped + len(res.failures)
     typer.echo(f"{res.kind} {path}: scored {res.scored} checkpoint(s), {res.skipped} already scored, {len(res.failures)} failed (of {total})")
+    keys = sorted({k for ks in res.probes.values() for k in ks})
+    if keys:
+        typer.echo(f"  probes {', '.join(keys)}")
     for table in res.tables:
         typer.echo(f"  table {table}")
     _exit_on_failures(res.failures)

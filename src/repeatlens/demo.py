@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 import typer
 
-from repeatlens.analyze import analyze, load_metrics, load_scores
+from repeatlens.analysis import analyze
+from repeatlens.results.store import load_metrics, load_scores
 from repeatlens.config import config_from_dict, merge
 from repeatlens.report import write_report
 from repeatlens.study import chance_levels, evaluate_targets, targets_markdown

@@ -89,11 +89,9 @@ def chance_levels(d_vocab: int, n_ctx: int) -> dict[str, float]:
     A randomly initialised model's attention is close to uniform, so its scores should sit
     near these values (query ``i`` gives ``1/(i+1)`` to each earlier key).
     """
-    from repeatlens.scores import REGISTRY, get_probes, uniform_pattern
+    from repeatlens.scores import chance_levels as levels, get_probes
 
-    probes = get_probes(d_vocab, n_ctx)
-    pattern = uniform_pattern(probes.tokens.shape[0], 1, probes.seq_len)
-    return {n: float(f.fn(pattern, probes)[0]) for n, f in REGISTRY.items() if f.kind == "attention"}
+    return levels(get_probes(d_vocab, n_ctx))
 
 
 def _seeds(n: int) -> str:

@@ -20,7 +20,7 @@ recorded as E = 1 and kept once per combination of the other coordinates. Each p
 trains into ``OUT/<name>`` with a name built from its grid values
 (``f0.1_E10_attn2-tiny_s0``); points already complete are not trained again and, when
 also fully scored, not even started. After every point is done the sweep root gets the
-joined ``scores.parquet`` and ``metrics.parquet`` (:func:`repeatlens.analyze.write_sweep_tables`).
+joined ``scores.parquet`` and ``metrics.parquet`` (:func:`repeatlens.results.store.write_sweep_tables`).
 
 Executors:
 
@@ -52,7 +52,7 @@ from repeatlens.errors import ConfigError, RepeatlensError
 __all__ = ["SweepSpec", "SweepPoint", "SweepResult", "load_sweep", "expand_grid", "run_sweep", "run_point", "available_cores"]
 
 SWEEP_KEYS = {"base", "base_config", "grid", "analyze"}
-ANALYZE_KEYS = {"metrics", "max_sequences", "batch_size", "seed", "device"}
+ANALYZE_KEYS = {"metrics", "max_sequences", "batch_size", "seed", "device", "probes", "probe_len", "probe_batch", "probe_seed"}
 F_KEY, E_KEY = "mixture.repeated_fraction", "mixture.repeat_count"
 _SHORT = {F_KEY: "f", E_KEY: "E", "mixture.total_tokens": "D", "model.preset": "", "seed": "s"}
 
@@ -204,10 +204,10 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if bad:
         raise ConfigError(f"{path}: unknown field 'analyze.{bad[0]}'; expected {', '.join(sorted(ANALYZE_KEYS))}")
     if analyze.get("metrics") is not None:
-        from repeatlens.analyze import _resolve_metrics
+        from repeatlens.scores import resolve_metrics
 
         try:
-            _resolve_metrics(analyze["metrics"])
+            resolve_metrics(analyze["metrics"])
         except ConfigError as e:
             raise ConfigError(f"{path}: analyze.{e}") from None
     return SweepSpec(base=base, grid=grid, analyze=analyze, points=expand_grid(base, grid, where=str(path)), source=path)
@@ -228,7 +228,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     """Train one grid point into its run directory, then analyse it (executor entry point).
 
     ``task``: ``name``, ``config`` (dict), ``run_dir`` (absolute), ``analyze`` (dict of
-    :func:`repeatlens.analyze.analyze` arguments), ``threads`` (torch threads or None).
+    `repeatlens.analyze` arguments), ``threads`` (torch threads or None).
     Returns a plain dict (picklable by every executor): ``name``, ``ok``, ``error``,
     ``traceback`` (unexpected errors only), ``failures`` ([path, reason] pairs),
     ``trained`` and ``seconds``.
@@ -240,7 +240,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
 
         if task.get("threads"):
             torch.set_num_threads(int(task["threads"]))
-        from repeatlens.analyze import analyze
+        from repeatlens.analysis import analyze
         from repeatlens.checkpoints import RunDir
         from repeatlens.train import train
 
@@ -361,7 +361,8 @@ def run_sweep(
     """
     from tqdm.auto import tqdm
 
-    from repeatlens.analyze import Failure, needs_scoring, write_sweep_tables
+    from repeatlens.analysis import Failure, needs_scoring
+    from repeatlens.results.store import write_sweep_tables
     from repeatlens.checkpoints import RunDir
     from repeatlens.io import atomic_write_json
 
@@ -383,7 +384,8 @@ def run_sweep(
     tasks = []
     for p in spec.points:
         run_dir = out / p.name
-        if RunDir(run_dir).is_complete() and not needs_scoring(run_dir, metrics):
+        probe_options = {k: spec.analyze[k] for k in ("probes", "probe_len", "probe_batch", "probe_seed") if k in spec.analyze}
+        if RunDir(run_dir).is_complete() and not needs_scoring(run_dir, metrics, **probe_options):
             result.skipped.append(p.name)
             continue
         tasks.append({"name": p.name, "config": p.config, "run_dir": str(run_dir), "analyze": dict(spec.analyze)})

@@ -95,6 +95,7 @@ def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> Ru
         raise CheckpointError(f"{run.path}: directory exists, is not empty and is not a repeatlens run; choose another --out")
     run.path.mkdir(parents=True, exist_ok=True)
     atomic_save_npy(run.pool_path, pool.tokens)
+    atomic_save_npy(run.is_synthetic_path, pool.is_synthetic)
     atomic_save_npy(run.schedule_path, schedule)
     if corpus.tokenizer_json is not None:
         atomic_write_text(run.tokenizer_path, corpus.tokenizer_json)
@@ -113,10 +114,14 @@ def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> Ru
         "n_repeated": pool.n_repeated,
         "n_unique": pool.n_unique,
         "n_synthetic": pool.n_synthetic,
+        "synthetic_ids": list(pool.synthetic_ids) if pool.synthetic_ids is not None else None,
+        "n_params": cfg.model.n_params(corpus.vocab_size),
+        "n_params_nonembedding": cfg.model.n_params(corpus.vocab_size, embeddings=False),
         "repeated_ids": list(range(pool.first_repeated, pool.first_unique)),
         "test_ids": [0, pool.n_test],
         "schedule": {"file": "data/schedule.npy", "sha256": schedule_hash(schedule), "slots": int(len(schedule))},
-        "pool": {"file": "data/pool.npy", "sha256": sha256_file(run.pool_path), "dtype": str(pool.tokens.dtype)},
+        "pool": {"file": "data/pool.npy", "sha256": sha256_file(run.pool_path), "dtype": str(pool.tokens.dtype),
+                 "is_synthetic": "data/is_synthetic.npy"},
         "seeds": {"seed": cfg.seed, "model_init": cfg.seed, "pool": [cfg.seed, 0], "train_rows": [cfg.seed, 4], "schedule": [cfg.seed, 3]},
         "corpus": {"source": cfg.data.source, "fingerprint": corpus.fingerprint},
         "tokenizer": "tokenizer.json" if corpus.tokenizer_json is not None else None,

@@ -5,11 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from repeatlens.scores import REGISTRY, uniform_pattern
-from repeatlens.scores.attention import duplicate_token, induction, prefix_matching, previous_token
+from repeatlens.scores import REGISTRY, make_probes, uniform_pattern
+from repeatlens.scores.attention import (
+    duplicate_token,
+    induction,
+    offset_profile,
+    prefix_matching,
+    previous_token,
+    shifted_induction,
+    shifted_induction_shift,
+)
 from repeatlens.scores.probes import Probes
+from tests.scores.conftest import offset_pattern
 
-ATTENTION = ["previous_token", "duplicate_token", "induction", "prefix_matching"]
+ATTENTION = ["previous_token", "duplicate_token", "induction", "prefix_matching", "offset_profile", "shifted_induction", "shifted_induction_shift"]
 
 
 def test_attention_metrics_registered() -> None:
@@ -93,3 +102,52 @@ def test_half_precision_patterns(probes64: Probes, patterns) -> None:
     pat = patterns.induction(probes64).to(torch.bfloat16)
     out = induction(pat, probes64)
     assert out.dtype == torch.float32 and out.item() == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------ offsets and shifted induction
+
+
+def _copy_offset_pattern(probes: Probes, offset_of_second_copy: int, n_heads: int = 1) -> torch.Tensor:
+    """Second-copy queries attend ``offset`` back; every other query attends to BOS."""
+    T, L = probes.seq_len, probes.copy_len
+    off = torch.arange(T)
+    off[L + 1 : 2 * L + 1] = offset_of_second_copy
+    return offset_pattern(probes.tokens.shape[0], n_heads, T, off)
+
+
+@pytest.mark.parametrize("d", [6, 12])
+def test_a_head_at_offset_L_minus_1_minus_d_is_shifted_induction_by_d(d: int) -> None:
+    probes = make_probes(64, 64, batch=4)  # L = 30
+    L = probes.copy_len
+    pat = _copy_offset_pattern(probes, L - 1 - d)  # offset L-7 for d = 6, L-13 for d = 12
+    assert shifted_induction(pat, probes).item() == pytest.approx(1.0)
+    assert shifted_induction_shift(pat, probes).item() == d
+    assert induction(pat, probes).item() == pytest.approx(0.0)
+    profile = offset_profile(pat, probes)[0]
+    assert profile.shape == (L + 1,) and profile[L - 1 - d].item() == pytest.approx(1.0) and profile.sum().item() == pytest.approx(1.0)
+
+
+def test_offset_profile_agrees_with_the_offset_scores(probes64: Probes, patterns) -> None:
+    """Offset L-1 of the profile is the induction score, offset L the duplicate-token score."""
+    g = torch.Generator().manual_seed(0)
+    T, L = probes64.seq_len, probes64.copy_len
+    pat = torch.rand(probes64.tokens.shape[0], 3, T, T, generator=g).tril()
+    pat = pat / pat.sum(-1, keepdim=True)
+    profile = offset_profile(pat, probes64)
+    torch.testing.assert_close(profile[:, L - 1], induction(pat, probes64))
+    torch.testing.assert_close(profile[:, L], duplicate_token(pat, probes64))
+    assert (shifted_induction(pat, probes64) >= induction(pat, probes64)).all()
+    canonical = patterns.induction(probes64)
+    assert shifted_induction_shift(canonical, probes64).item() == 0 and shifted_induction(canonical, probes64).item() == pytest.approx(1.0)
+
+
+def test_padded_rows_are_not_scored() -> None:
+    """With L != 2P the shorter rows are padded; what a head does on padding changes no score."""
+    probes = make_probes(64, 64, batch=4, copy_len=20)  # copy rows 41 of T = 61
+    T = probes.seq_len
+    prev = offset_pattern(probes.tokens.shape[0], 1, T, torch.ones(T, dtype=torch.long))
+    noisy = prev.clone()
+    noisy[: probes.n_copy, :, 41:, :] = 1.0 / T  # garbage on the copy rows' padding
+    for fn in (previous_token, duplicate_token, induction, prefix_matching, offset_profile, shifted_induction):
+        torch.testing.assert_close(fn(noisy, probes), fn(prev, probes))
+    assert previous_token(prev, probes).item() == pytest.approx(1.0)

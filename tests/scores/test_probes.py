@@ -1,12 +1,13 @@
-"""Probe batches: layout, exclusions, determinism, caching."""
+"""Probe batches: layout, families, exclusions, determinism, caching."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from repeatlens.errors import ConfigError
-from repeatlens.scores.probes import allowed_tokens, get_probes, make_probes
+from repeatlens.scores.probes import ProbeSource, ProbeSpec, allowed_tokens, build_probes, get_probes, make_probes
 
 
 @pytest.mark.parametrize("n_ctx, P", [(32, 7), (64, 15), (101, 25), (1024, 25)])
@@ -67,3 +68,78 @@ def test_bad_inputs_are_config_errors() -> None:
 def test_get_probes_is_cached() -> None:
     assert get_probes(64, 32, 0) is get_probes(64, 32, 0)
     assert get_probes(64, 32, 0) is not get_probes(64, 32, 1)
+
+
+# ------------------------------------------------------------------------------ families
+
+
+def _source(**kw) -> ProbeSource:
+    rng = np.random.default_rng(0)
+    text = np.concatenate([np.zeros((6, 1), np.int64), rng.integers(1, 90, (6, 63))], axis=1)
+    counts = np.zeros(100, np.int64)
+    counts[10:60] = np.arange(1, 51) ** 2  # ids 10..59 seen, 59 most often; the rest never
+    base = dict(d_vocab=100, n_ctx=64, bos=0, exclude=(99,), train_counts=counts, synthetic_ids=(1, 21), text=text)
+    return ProbeSource(**{**base, **kw})
+
+
+def test_every_family_is_drawn_from_its_own_ids() -> None:
+    src = _source()
+    assert src.families() == ["uniform", "train", "synthetic", "text"]
+    uni, tr, syn, txt = (build_probes(ProbeSpec(f, copy_len=20, batch=64), src) for f in src.families())
+    body = lambda p: torch.cat([p.copy_tokens[:, 1:], p.prefix_tokens[:, 1:]], dim=1)  # noqa: E731
+    assert not torch.isin(body(uni), torch.tensor([0, 99])).any() and body(uni).max() <= 98
+    assert ((body(syn) >= 1) & (body(syn) < 21)).all()  # the synthetic source's range [1, 21)
+    kept = allowed_tokens(100, (0, 99), src.train_counts, 0.01)  # 50 seen: none dropped at 1% ...
+    assert set(kept.tolist()) == set(range(10, 60)) and torch.isin(body(tr), kept).all()
+    # ... and drawn in proportion to frequency: the 25 most frequent ids carry 88% of the counts
+    frequent = (body(tr) >= 35).float().mean().item()
+    assert 0.75 < frequent < 0.97, frequent
+    # text rows are real spans of the held-out text: each copy block occurs in some text row
+    text = torch.as_tensor(src.text)
+    for r in txt.copy_tokens[:, 1:21]:
+        windows = text[:, 1:].unfold(1, 20, 1)  # [rows, start, 20]
+        assert (windows == r).all(-1).any()
+    assert all(p.family == f for p, f in zip((uni, tr, syn, txt), src.families()))
+
+
+def test_families_that_do_not_apply_say_why() -> None:
+    src = _source(train_counts=None, synthetic_ids=None, text=None)
+    assert src.families() == ["uniform"]
+    for family, why in (("train", "training tokens"), ("synthetic", "synthetic share"), ("text", "natural text")):
+        with pytest.raises(ConfigError, match=why):
+            build_probes(ProbeSpec(family), src)
+    with pytest.raises(ConfigError, match="unknown family"):
+        ProbeSpec("shakespeare")
+
+
+def test_copy_length_is_a_setting_and_rows_are_padded_not_shifted() -> None:
+    src = _source()
+    p = build_probes(ProbeSpec("uniform", copy_len=20, batch=3), src)  # n_ctx 64: P = 15, prefix rows 61 long
+    assert (p.copy_len, p.prefix_len, p.seq_len, p.copy_seq_len, p.prefix_seq_len) == (20, 15, 61, 41, 61)
+    copy = p.copy_tokens
+    assert copy.shape == (3, 41) and torch.equal(copy[:, 1:21], copy[:, 21:])
+    assert (p.tokens[: p.n_copy, 41:] == 0).all()  # right-padded with BOS
+    assert p.valid.sum(1).tolist() == [41] * 3 + [61] * 3
+    long = build_probes(ProbeSpec("uniform", copy_len=31, batch=3), src)  # 1 + 62 > 61: prefix rows padded instead
+    assert long.seq_len == 63 and long.prefix_tokens.shape == (3, 61)
+    with pytest.raises(ConfigError, match=r"probe length L = 40: \[BOS, r, r\] needs 1 \+ 2L = 81 positions .* n_ctx = 64; expected L <= 31"):
+        build_probes(ProbeSpec("uniform", copy_len=40), src)
+    with pytest.raises(ConfigError, match="do not fit the held-out text"):
+        build_probes(ProbeSpec("text", copy_len=31), _source(text=np.zeros((2, 20), np.int64)))
+
+
+def test_probe_keys_round_trip() -> None:
+    spec = ProbeSpec("synthetic", 30, 16, 0)
+    assert spec.key == "synthetic:L30:B16:s0" and ProbeSpec.parse(spec.key) == spec
+    assert ProbeSpec.parse("text:L20") == ProbeSpec("text", copy_len=20)
+    assert ProbeSpec("uniform").resolved(64).key == "uniform:L30:B16:s0"  # the default L = 2P
+    with pytest.raises(ConfigError, match="cannot read 'x3'"):
+        ProbeSpec.parse("uniform:x3")
+
+
+def test_families_are_pure_functions_of_their_inputs() -> None:
+    src = _source()
+    for family in src.families():
+        a, b = (build_probes(ProbeSpec(family, seed=3), src) for _ in range(2))
+        assert torch.equal(a.tokens, b.tokens)
+        assert not torch.equal(a.tokens, build_probes(ProbeSpec(family, seed=4), src).tokens)

@@ -15,6 +15,9 @@ METRICS = [
     "duplicate_token",
     "induction",
     "prefix_matching",
+    "offset_profile",
+    "shifted_induction",
+    "shifted_induction_shift",
     "copying_ov",
     "copying_top1",
     "k_composition",
@@ -51,8 +54,11 @@ def test_all_metrics_on_a_vocab_64_model_without_data(tiny) -> None:
     model = tiny(d_vocab=64, n_ctx=32)
     assert model.tokenizer is None
     df = score_model(model)
-    assert list(df.columns) == ["metric", "layer", "head", "value"]
-    assert str(df["layer"].dtype) == "Int64" and str(df["head"].dtype) == "Int64" and df["value"].dtype == "float64"
+    assert list(df.columns) == ["metric", "layer", "head", "offset", "probe", "probe_len", "probe_batch", "probe_seed", "value"]
+    assert all(str(df[c].dtype) == "Int64" for c in ("layer", "head", "offset", "probe_len")) and df["value"].dtype == "float64"
+    reads_probe = df.metric.map(lambda m: REGISTRY[m].reads_probe)
+    assert (df.probe[reads_probe] == "uniform").all() and (df.probe[~reads_probe] == "").all()
+    assert (df.probe_len[reads_probe] == 14).all() and df.probe_len[~reads_probe].isna().all()  # n_ctx 32: L = 2P = 14
     assert set(df.metric) == set(METRICS) - NEEDS_DATA  # data metrics skipped, no row
     for name in set(METRICS) - NEEDS_DATA:
         sub = df[df.metric == name]
@@ -60,8 +66,10 @@ def test_all_metrics_on_a_vocab_64_model_without_data(tiny) -> None:
             assert len(sub) == 1 and sub["layer"].isna().all() and sub["head"].isna().all()
         elif name.endswith("_composition"):
             assert sorted(sub["layer"].tolist()) == [1] * 4  # later heads only
+        elif name == "offset_profile":
+            assert len(sub) == 8 * 15 and sorted(sub.offset.unique()) == list(range(15))  # offsets 0..L
         else:
-            assert len(sub) == 8 and not sub["layer"].isna().any()
+            assert len(sub) == 8 and not sub["layer"].isna().any() and sub["offset"].isna().all()
     assert df.value.notna().all()
 
 
@@ -120,9 +128,12 @@ def test_random_init_scores_near_chance(tiny) -> None:
 
 def test_rows_schema() -> None:
     empty = rows("x", None)
-    assert empty.empty and list(empty.columns) == ["metric", "layer", "head", "value"]
+    assert empty.empty and list(empty.columns) == ["metric", "layer", "head", "offset", "value"]
     scalar = rows("x", 1.5)
     assert scalar["layer"].isna().all() and scalar.value.tolist() == [1.5]
     per_head = rows("x", torch.tensor([[1.0, float("nan")], [3.0, 4.0]]))
-    assert per_head[["layer", "head"]].values.tolist() == [[0, 0], [1, 0], [1, 1]]
+    assert per_head[["layer", "head"]].values.tolist() == [[0, 0], [1, 0], [1, 1]] and per_head.offset.isna().all()
+    per_offset = rows("x", torch.arange(12.0).reshape(2, 2, 3))
+    assert per_offset[["layer", "head", "offset"]].values.tolist()[:4] == [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 1, 0]]
+    assert per_offset.value.tolist() == list(range(12))
     assert isinstance(pd.concat([empty, scalar, per_head]), pd.DataFrame)

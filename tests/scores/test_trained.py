@@ -97,3 +97,37 @@ def test_same_head_ranking_as_transformer_lens(trained_model, scores, metric: st
     T, L = probes.seq_len, probes.copy_len
     factor = (T - 1) / T if metric == "previous_token" else L / T
     assert torch.allclose(tl.double(), ours * factor, atol=1e-4)
+
+
+def test_probe_len_on_a_transformerlens_folder_matches_an_independent_implementation(trained_model, tmp_path) -> None:
+    """``analyze --probe-len 20`` on a TransformerLens folder against the induction definition
+    computed here from scratch: fresh numpy-drawn [BOS, r, r] rows, L = 20, attention from
+    second-copy query i to key i - L + 1, averaged over rows and queries."""
+    import json
+
+    import numpy as np
+
+    from repeatlens.cli import main
+    from repeatlens.model import is_pattern_hook
+    from repeatlens.results.store import load_scores
+
+    folder = tmp_path / "tl"
+    folder.mkdir()
+    torch.save(trained_model.state_dict(), folder / "model_800.pt")
+    (folder / "config.json").write_text(json.dumps(trained_model.cfg.to_dict(), default=str))
+    main(["analyze", str(folder), "--probe-len", "20", "--probe-batch", "256", "-m", "induction", "-q"])
+    main(["analyze", str(folder), "-m", "induction", "-q"])  # the default L = 30 as well: both kept
+    df = load_scores(folder)
+    assert sorted(df.probe_len.unique()) == [20, 30] and set(df.probe) == {"uniform"}
+    ours = per_head(df[df.probe_len == 20], "induction")
+
+    L, n = 20, 512
+    rng = np.random.default_rng(12345)
+    r = np.stack([rng.choice(np.arange(1, 64), L, replace=False) for _ in range(n)])
+    tokens = torch.tensor(np.concatenate([np.zeros((n, 1), np.int64), r, r], axis=1))
+    with torch.inference_mode():
+        _, cache = trained_model.run_with_cache(tokens, names_filter=is_pattern_hook)
+    q = torch.arange(L + 1, 2 * L + 1)
+    independent = torch.stack([cache[f"blocks.{layer}.attn.hook_pattern"][:, :, q, q - L + 1].double().mean(dim=(0, 2)) for layer in range(2)])
+    assert independent[1].max() > 0.5  # the induction head is there to be measured
+    assert (ours - independent).abs().max() < 0.02, (ours, independent)

@@ -141,14 +141,23 @@ def load_corpus(data: DataConfig, *, progress: bool = True) -> Corpus:
 
 @dataclass
 class Pool:
-    """A run's sequences: rows [test | repeated | unique], plus provenance counts."""
+    """A run's sequences: rows [test | repeated | unique], plus provenance.
 
-    tokens: np.ndarray  # [n_test + n_repeated + n_unique, seq_len]
+    Attributes:
+        tokens: ``[n_test + n_repeated + n_unique, seq_len]``.
+        is_synthetic: per row, whether it came from the synthetic source (else the corpus).
+        synthetic_ids: ``(low, high)``: synthetic tokens are drawn from ``[low, high)``
+            (None when the run has no synthetic share).
+    """
+
+    tokens: np.ndarray
     n_test: int
     n_repeated: int
     n_unique: int
     n_synthetic: int
     vocab_size: int
+    is_synthetic: Optional[np.ndarray] = None
+    synthetic_ids: Optional[tuple[int, int]] = None
 
     @property
     def first_repeated(self) -> int:
@@ -210,15 +219,20 @@ def build_pool(data: DataConfig, plan: MixturePlan, corpus: Corpus, seed: int) -
         parts_train.append(synthetic_sequences(train_syn, seq_len, seed=hash_seed(seed, 2), **syn)[0])
     test = np.concatenate(parts_test).astype(dtype) if parts_test else np.zeros((0, seq_len), dtype)
     train = np.concatenate(parts_train).astype(dtype) if parts_train else np.zeros((0, seq_len), dtype)
-    test = test[np.random.default_rng([seed, 5]).permutation(len(test))]
-    train = train[np.random.default_rng([seed, 4]).permutation(len(train))]
+    # which rows are synthetic: they were concatenated after the corpus rows
+    syn_test = np.arange(len(test)) >= len(test) - test_syn
+    syn_train = np.arange(len(train)) >= len(train) - train_syn
+    order_test = np.random.default_rng([seed, 5]).permutation(len(test))
+    order_train = np.random.default_rng([seed, 4]).permutation(len(train))
     return Pool(
-        tokens=np.concatenate([test, train]),
+        tokens=np.concatenate([test[order_test], train[order_train]]),
         n_test=len(test),
         n_repeated=plan.n_repeated,
         n_unique=plan.n_unique,
         n_synthetic=test_syn + train_syn,
         vocab_size=corpus.vocab_size,
+        is_synthetic=np.concatenate([syn_test[order_test], syn_train[order_train]]),
+        synthetic_ids=(corpus.low, high) if frac > 0 else None,
     )
 
 

@@ -1,8 +1,10 @@
 """The score battery: attention, weight and behaviour scores registered by name.
 
 ``score_model(model)`` computes every registered score (or the ones named) and returns a
-tidy table ``metric, layer, head, value``. Adding a score is one function and one
-``@register(...)`` line in :mod:`.attention`, :mod:`.weights` or :mod:`.behaviour`.
+tidy table ``metric, layer, head, offset, value`` plus the probe each row read
+(``probe, probe_len, probe_batch, probe_seed``; see :mod:`.probes`). Adding a score is one
+function and one ``@register(...)`` line in :mod:`.attention`, :mod:`.weights` or
+:mod:`.behaviour`.
 
 Definitions follow Olsson et al. 2022, "In-context Learning and Induction Heads"; Elhage
 et al. 2021, "A Mathematical Framework for Transformer Circuits"; and Hernandez et al.
@@ -19,27 +21,57 @@ from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from repeatlens.errors import ConfigError
 from repeatlens.model import HookedTransformer
 from repeatlens.scores import attention, behaviour, weights  # noqa: F401  (registers the scores)
 from repeatlens.scores.behaviour import icl_positions, memorized, sequence_losses
-from repeatlens.scores.probes import Probes, allowed_tokens, get_probes, make_probes, uniform_pattern
-from repeatlens.scores.registry import COLUMNS, REGISTRY, SCORE_VERSION, ScoreContext, ScoreFn, register, rows
+from repeatlens.scores.probes import (
+    FAMILIES,
+    ProbeSource,
+    Probes,
+    ProbeSpec,
+    allowed_tokens,
+    build_probes,
+    default_copy_len,
+    get_probes,
+    make_probes,
+    uniform_pattern,
+)
+from repeatlens.results.schema import ROW_COLUMNS
+from repeatlens.scores.registry import (
+    COLUMNS,
+    PROBE_COLUMNS,
+    REGISTRY,
+    SCORE_VERSION,
+    ScoreContext,
+    ScoreFn,
+    register,
+    resolve_metrics,
+    rows,
+)
 from repeatlens.scores.weights import composition_matrix, ov_copying_score, ov_eigenvalues
 
 __all__ = [
     "REGISTRY",
     "SCORE_VERSION",
     "COLUMNS",
+    "PROBE_COLUMNS",
     "ScoreFn",
     "ScoreContext",
+    "FAMILIES",
     "Probes",
+    "ProbeSpec",
+    "ProbeSource",
     "register",
+    "resolve_metrics",
     "rows",
     "score_model",
     "model_probes",
+    "special_ids",
+    "chance_levels",
     "make_probes",
+    "build_probes",
     "get_probes",
+    "default_copy_len",
     "allowed_tokens",
     "uniform_pattern",
     "composition_matrix",
@@ -51,23 +83,42 @@ __all__ = [
 ]
 
 
-def _special_ids(model: HookedTransformer) -> tuple[int, tuple[int, ...]]:
-    """BOS id and special ids to exclude, from the model's tokenizer when it has one."""
+def special_ids(model: HookedTransformer) -> tuple[int, tuple[int, ...]]:
+    """BOS id and special ids to exclude, from the model's tokenizer when it has one.
+
+    Ids outside the model's vocabulary are ignored (a config may name a BOS its model does
+    not have); BOS falls back to 0 then, as it does without a tokenizer.
+    """
+    d_vocab = int(model.cfg.d_vocab)
     tok = getattr(model, "tokenizer", None)
     bos = getattr(tok, "bos_token_id", None) if tok is not None else None
-    bos = 0 if bos is None else int(bos)
+    bos = int(bos) if bos is not None and 0 <= int(bos) < d_vocab else 0
     special = getattr(tok, "all_special_ids", None) if tok is not None else None
-    return bos, tuple(sorted({bos, *(int(i) for i in (special or ()))}))
+    return bos, tuple(sorted({bos, *(int(i) for i in (special or ()) if 0 <= int(i) < d_vocab)}))
 
 
 def model_probes(model: HookedTransformer, seed: int = 0) -> Probes:
-    """The cached default probes for ``model``'s vocabulary and context.
+    """The cached default (``uniform``) probes for ``model``'s vocabulary and context.
 
     BOS is the tokenizer's ``bos_token_id`` (0 without a tokenizer); the tokenizer's special
     ids are excluded from random tokens. Cached per (d_vocab, n_ctx, seed, BOS, exclusions).
     """
-    bos, exclude = _special_ids(model)
+    bos, exclude = special_ids(model)
     return get_probes(int(model.cfg.d_vocab), int(model.cfg.n_ctx), int(seed), bos, exclude)
+
+
+def chance_levels(probes: Probes) -> dict[str, float]:
+    """Each attention score of causal uniform attention (query ``i`` gives ``1/(i+1)`` to
+    each earlier key) on ``probes``: the level a randomly initialised model sits near.
+
+    Per-head scores only (the offset profile and the shift are not levels).
+    """
+    pattern = uniform_pattern(probes.tokens.shape[0], 1, probes.seq_len)
+    return {
+        n: float(f.fn(pattern, probes)[0])
+        for n, f in REGISTRY.items()
+        if f.kind == "attention" and not f.per_offset and n != "shifted_induction_shift"
+    }
 
 
 def _model_device(model: HookedTransformer) -> torch.device:
@@ -75,11 +126,25 @@ def _model_device(model: HookedTransformer) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def _with_probe(frame: pd.DataFrame, probes: Optional[Probes]) -> pd.DataFrame:
+    """``frame`` with the probe columns: ``probes``' spec, or ``""`` / NA for no probe."""
+    n = len(frame)
+    spec = probes.spec if probes is not None else None
+    def col(v: Optional[int]) -> pd.arrays.IntegerArray:
+        return pd.array([v] * n if v is not None else [pd.NA] * n, dtype="Int64")
+    return frame.assign(
+        probe=pd.Series([spec.family if spec else ""] * n, dtype="object", index=frame.index),
+        probe_len=col(spec.copy_len if spec else None),
+        probe_batch=col(spec.batch if spec else None),
+        probe_seed=col(spec.seed if spec else None),
+    )
+
+
 def score_model(
     model: HookedTransformer,
     metrics: Optional[Sequence[str]] = None,
     *,
-    probes: Optional[Probes] = None,
+    probes: Optional[Probes | Sequence[Probes]] = None,
     test_tokens: Optional[Int[Tensor, "n pos"]] = None,
     repeated_tokens: Optional[Int[Tensor, "n pos"]] = None,
     memorization_prefix: int = 32,
@@ -93,17 +158,19 @@ def score_model(
     """Score one model (one checkpoint) with the named metrics.
 
     All attention scores, the copying loss and the copying gain come from ONE forward pass
-    over the probe batch (caching only ``hook_pattern``). Weight scores run no forward
-    pass. Behaviour scores that need data are skipped, with no row, when their tokens are
-    None: ``test_loss`` and ``icl_score`` need ``test_tokens``, ``repeated_loss`` and
-    ``memorization`` need ``repeated_tokens``. Everything else runs on any
-    ``HookedTransformer``, with or without a tokenizer.
+    over each probe batch (caching only ``hook_pattern``). Scores that read a probe run
+    once per probe batch given; the others (weights, test and repeated-subset losses, ICL,
+    memorization) once. Weight scores run no forward pass. Behaviour scores that need data
+    are skipped, with no row, when their tokens are None: ``test_loss`` and ``icl_score``
+    need ``test_tokens``, ``repeated_loss`` and ``memorization`` need ``repeated_tokens``.
+    Everything else runs on any ``HookedTransformer``, with or without a tokenizer.
 
     Args:
         model: the model to score (left in place; its weights are not changed).
         metrics: names from :data:`REGISTRY`; None for all of them, in registry order.
-        probes: probe batch; default :func:`model_probes` (cached per vocabulary/context/
-            seed, so scoring N checkpoints builds it once).
+        probes: one probe batch or several (e.g. one per family, :func:`build_probes`);
+            default :func:`model_probes` (``uniform``, cached per vocabulary/context/seed,
+            so scoring N checkpoints builds it once).
         test_tokens: held-out sequences for ``test_loss`` and ``icl_score``.
         repeated_tokens: the repeated training subset for ``repeated_loss`` and
             ``memorization``.
@@ -118,24 +185,24 @@ def score_model(
         progress: show a progress bar over the metrics.
 
     Returns:
-        DataFrame with columns ``metric`` (str), ``layer``, ``head`` (nullable Int64, NA for
-        model-level metrics) and ``value`` (float64).
+        DataFrame with columns ``metric`` (str), ``layer``, ``head``, ``offset`` (nullable
+        Int64; NA for model-level metrics, offset NA but for per-offset ones), ``value``
+        (float64) and :data:`PROBE_COLUMNS` (``probe`` is ``""`` on rows that read none).
 
     Raises:
         ConfigError: an unknown metric name.
     """
-    names = list(REGISTRY) if metrics is None else list(dict.fromkeys(metrics))
-    unknown = [m for m in names if m not in REGISTRY]
-    if unknown:
-        raise ConfigError(f"metrics: unknown {', '.join(map(repr, unknown))}; expected any of {', '.join(REGISTRY)}")
+    names = resolve_metrics(metrics)
     dev = torch.device(device) if device is not None else _model_device(model)
     if _model_device(model) != dev:
         model.cfg.device = dev
         torch.nn.Module.to(model, dev)
-    probes = (probes if probes is not None else model_probes(model, seed)).to(dev)
-    ctx = ScoreContext(
+    batches = [probes] if isinstance(probes, Probes) else list(probes) if probes is not None else []
+    probe_names = [m for m in names if REGISTRY[m].reads_probe]
+    if probe_names and not batches:
+        batches = [model_probes(model, seed)]
+    base = dict(
         model=model,
-        probes=probes,
         test_tokens=test_tokens,
         repeated_tokens=repeated_tokens,
         memorization_prefix=memorization_prefix,
@@ -144,15 +211,20 @@ def score_model(
         icl_positions=icl_positions,
         device=dev,
     )
-    # Attention scores first, so their shared forward pass runs before anything else.
-    order = sorted(names, key=lambda m: REGISTRY[m].kind != "attention")
+    # per context, attention scores first, so their shared forward pass runs before anything else
+    jobs = [(ScoreContext(probes=p.to(dev), **base), p, sorted(probe_names, key=lambda m: REGISTRY[m].kind != "attention")) for p in batches]
+    jobs.append((ScoreContext(**base), None, [m for m in names if not REGISTRY[m].reads_probe]))
     frames = []
-    with torch.inference_mode():
-        for name in tqdm(order, desc="scores", disable=not progress, leave=False):
-            frames.append(REGISTRY[name](ctx))
-    frames = [f for f in frames if len(f)]
+    total = sum(len(j[2]) for j in jobs)
+    with torch.inference_mode(), tqdm(total=total, desc="scores", disable=not progress, leave=False) as bar:
+        for ctx, p, todo in jobs:
+            for name in todo:
+                frame = REGISTRY[name](ctx)
+                if len(frame):
+                    frames.append(_with_probe(frame, p))
+                bar.update(1)
     if not frames:
-        return rows("", None)
-    out = pd.concat(frames, ignore_index=True)
+        return _with_probe(rows("", None), None)[ROW_COLUMNS]
+    out = pd.concat(frames, ignore_index=True)[ROW_COLUMNS]
     rank = {m: i for i, m in enumerate(names)}
     return out.sort_values("metric", key=lambda s: s.map(rank), kind="stable").reset_index(drop=True)

@@ -30,7 +30,17 @@ from torch import Tensor
 from repeatlens.scores.probes import Probes
 from repeatlens.scores.registry import register
 
-__all__ = ["previous_token", "duplicate_token", "induction", "prefix_matching", "offset_score"]
+__all__ = [
+    "previous_token",
+    "duplicate_token",
+    "induction",
+    "prefix_matching",
+    "offset_profile",
+    "shifted_induction",
+    "shifted_induction_shift",
+    "offset_score",
+    "copy_offset_profile",
+]
 
 
 def offset_score(pattern: Float[Tensor, "batch head query key"], queries: Tensor, offset: int) -> Float[Tensor, "head"]:
@@ -38,23 +48,27 @@ def offset_score(pattern: Float[Tensor, "batch head query key"], queries: Tensor
     return pattern[:, :, queries, queries - offset].float().mean(dim=(0, 2))
 
 
-@register("previous_token", kind="attention", per_head=True)
+@register("previous_token", kind="attention", per_head=True, version=2)
 def previous_token(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
     """Previous-token score: mean attention from position ``i`` to ``i - 1``.
 
-    ``score_h = mean_{b, i >= 1} A[b, h, i, i-1]`` over every probe row (copy and prefix
-    rows). Olsson et al. 2022, "In-context Learning and Induction Heads" (previous-token
-    heads, the first half of the induction circuit); Elhage et al. 2021, "A Mathematical
-    Framework for Transformer Circuits".
+    ``score_h = mean_{b, 1 <= i < T_b} A[b, h, i, i-1]`` over every real position of every
+    probe row (copy and prefix rows; ``T_b`` is row ``b``'s unpadded length). Olsson et al.
+    2022, "In-context Learning and Induction Heads" (previous-token heads, the first half
+    of the induction circuit); Elhage et al. 2021, "A Mathematical Framework for
+    Transformer Circuits".
 
     Averages over the ``T - 1`` queries that have a previous token; TransformerLens'
     ``head_detector`` divides the same sum by ``T`` (see the module docstring).
     """
     T = pattern.shape[-1]
-    return offset_score(pattern, torch.arange(1, T, device=pattern.device), 1)
+    q = torch.arange(1, T, device=pattern.device)
+    prev = pattern[:, :, q, q - 1].float()  # [batch, head, T-1]
+    real = probes.valid[:, 1:T].to(pattern.device, prev.dtype)[:, None, :]
+    return (prev * real).sum(dim=(0, 2)) / real.sum()
 
 
-@register("duplicate_token", kind="attention", per_head=True)
+@register("duplicate_token", kind="attention", per_head=True, version=2)
 def duplicate_token(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
     """Duplicate-token score on ``[BOS, r, r]``: attention from each second-copy token to
     its earlier occurrence.
@@ -72,7 +86,7 @@ def duplicate_token(pattern: Float[Tensor, "batch head query key"], probes: Prob
     return offset_score(pattern[probes.copy_rows], q, L)
 
 
-@register("induction", kind="attention", per_head=True)
+@register("induction", kind="attention", per_head=True, version=2)
 def induction(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
     """Induction score on ``[BOS, r, r]``: attention from each second-copy token to the
     token *after* its earlier occurrence.
@@ -89,23 +103,89 @@ def induction(pattern: Float[Tensor, "batch head query key"], probes: Probes) ->
     return offset_score(pattern[probes.copy_rows], q, L - 1)
 
 
-@register("prefix_matching", kind="attention", per_head=True)
+@register("prefix_matching", kind="attention", per_head=True, version=2)
 def prefix_matching(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
     """Prefix-matching score on ``BOS + p p p p``: attention to every earlier position whose
     preceding token equals the query token.
 
-    For queries ``i`` in repeats 2-4 (``i >= P + 1``), ``S_i = {j : 1 <= j <= i,
+    For queries ``i`` in repeats 2-4 (``P + 1 <= i <= 4P``), ``S_i = {j : 1 <= j <= i,
     tokens[j-1] = tokens[i]}`` and ``score_h = mean_{b in prefix rows, i} sum_{j in S_i}
     A[b, h, i, j]``. Olsson et al. 2022, "In-context Learning and Induction Heads" (prefix
     matching, their Figure/Appendix on head activation evaluators: 25 random tokens
     repeated 4 times).
     """
-    rows = pattern[probes.prefix_rows].float()
     tok = probes.prefix_tokens.to(pattern.device)
-    T = tok.shape[1]
+    T = tok.shape[1]  # the real length 1 + 4P (rows may be padded beyond it)
+    rows = pattern[probes.prefix_rows, :, :T, :T].float()
     P = probes.prefix_len
     # target[b, i, j] = tokens[j-1] == tokens[i], for 1 <= j <= i
     prev = torch.cat([torch.full_like(tok[:, :1], -1), tok[:, :-1]], dim=1)  # prev[b, j] = tokens[j-1]
     target = (tok[:, :, None] == prev[:, None, :]) & torch.ones(T, T, dtype=torch.bool, device=tok.device).tril()
     per_query = (rows * target[:, None].to(rows.dtype)).sum(-1)  # [b, head, query]
     return per_query[:, :, P + 1 :].mean(dim=(0, 2))
+
+
+# ----------------------------------------------------------------- offsets and shifted copying
+
+
+def copy_offset_profile(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head offset"]:
+    """Mean attention by query-key offset from the second-copy queries of ``[BOS, r, r]``.
+
+    ``profile_h[o] = mean_{b in copy rows, i = L+1..2L} A[b, h, i, i - o]`` for offsets
+    ``o = 0 .. L`` (every second-copy query has a key at each of them). ``o = L`` is the
+    duplicate-token offset (the earlier occurrence), ``o = L - 1`` the induction offset
+    (the token after it), ``o = 1`` the previous token.
+    """
+    L = probes.copy_len
+    q = torch.arange(L + 1, 2 * L + 1, device=pattern.device)
+    o = torch.arange(0, L + 1, device=pattern.device)
+    rows = pattern[probes.copy_rows][:, :, q, :].float()  # [b, head, L, key]
+    keys = (q[:, None] - o[None, :]).expand(rows.shape[0], rows.shape[1], L, L + 1)
+    return rows.gather(-1, keys).mean(dim=(0, 2))
+
+
+@register("offset_profile", kind="attention", per_head=True, per_offset=True, version=2)
+def offset_profile(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head offset"]:
+    """Attention-offset profile on ``[BOS, r, r]``: one row per head and offset ``o = 0..L``.
+
+    ``profile_h[o] = mean_{b, i = L+1..2L} A[b, h, i, i - o]`` (:func:`copy_offset_profile`),
+    written with an ``offset`` column. Shows copying circuits the offset-``(L-1)``
+    induction score misses: a layer-0 head that attends ``k`` back peaks at ``o = k``; a
+    layer-1 head of an induction circuit shifted by ``d`` peaks at ``o = L - 1 - d``
+    (Olsson et al. 2022 define induction at ``o = L - 1``; the shifted variant is seen in
+    this project's own models, see analyses/repeated_data/NOTES.md).
+    """
+    return copy_offset_profile(pattern, probes)
+
+
+def _shifted(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> tuple[Tensor, Tensor]:
+    """(best attention, best d) over offsets ``L - 1 - d``, ``0 <= d <= L - 2``."""
+    L = probes.copy_len
+    profile = copy_offset_profile(pattern, probes)  # offsets 0..L
+    by_d = profile[:, 1:L].flip(-1)  # column d holds offset L-1-d, d = 0..L-2
+    best, d = by_d.max(dim=-1)
+    return best, d.to(best.dtype)
+
+
+@register("shifted_induction", kind="attention", per_head=True, version=2)
+def shifted_induction(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
+    """Shifted-induction score: the best induction-like offset, ``L - 1 - d``.
+
+    ``score_h = max_{0 <= d <= L-2} profile_h[L - 1 - d]`` with ``profile`` the offset
+    profile of the second-copy queries (:func:`copy_offset_profile`); ``d = 0`` is the
+    induction score itself, so ``shifted_induction >= induction``. The maximising ``d`` is
+    ``shifted_induction_shift``. A two-layer copying circuit shifted by ``d`` pairs a later
+    head scoring high here with an earlier head attending ``d + 1`` back (offset ``d + 1``
+    of its profile); :func:`repeatlens.results.circuits` names such pairs. Note that a plain
+    previous-token head scores high too, at ``d = L - 2`` (offset 1): the pair check, not
+    this score alone, tells a circuit. Generalises Olsson et al. 2022's induction score.
+    """
+    return _shifted(pattern, probes)[0]
+
+
+@register("shifted_induction_shift", kind="attention", per_head=True, version=2)
+def shifted_induction_shift(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
+    """``d``, the shift at which ``shifted_induction`` peaks: the head attends most at offset
+    ``L - 1 - d`` from second-copy queries of ``[BOS, r, r]`` (0 for canonical induction,
+    Olsson et al. 2022's offset ``L - 1``; ties go to the smallest ``d``)."""
+    return _shifted(pattern, probes)[1]

@@ -58,7 +58,7 @@ def _copy_rows_loss(ctx: ScoreContext) -> Float[Tensor, "n_copy pos_minus_1"]:
     return ctx.probe_run().loss[ctx.probes.copy_rows]
 
 
-@register("copying_loss", kind="behaviour", per_head=False)
+@register("copying_loss", kind="behaviour", per_head=False, probe=True, version=2)
 def copying_loss(ctx: ScoreContext) -> float:
     """Copying loss: mean next-token cross-entropy on the second copy of ``[BOS, r, r]``.
 
@@ -70,7 +70,7 @@ def copying_loss(ctx: ScoreContext) -> float:
     return copy_losses(_copy_rows_loss(ctx), ctx.probes.copy_len)[1]
 
 
-@register("copying_gain", kind="behaviour", per_head=False)
+@register("copying_gain", kind="behaviour", per_head=False, probe=True, version=2)
 def copying_gain(ctx: ScoreContext) -> float:
     """Copying gain: first-copy loss minus second-copy loss on ``[BOS, r, r]``.
 
@@ -199,7 +199,7 @@ def _second_copy_loss(model: HookedTransformer, probes: Probes, fwd_hooks: list)
     return copy_losses(token_losses(logits, tokens), probes.copy_len)[1]
 
 
-@register("ablation_copying_loss", kind="behaviour", per_head=True)
+@register("ablation_copying_loss", kind="behaviour", per_head=True, probe=True, version=2)
 def ablation_copying_loss(ctx: ScoreContext) -> Float[Tensor, "layer head"]:
     """Increase in copying loss when one head is mean-ablated.
 

@@ -2,22 +2,26 @@
 
 A registered function has one of three signatures, fixed by its ``kind``:
 
-* ``"attention"``: ``fn(pattern, probes) -> Float[Tensor, "head"]``, a pure function of
-  one layer's attention pattern ``[batch, head, query, key]`` on the shared probe batch.
-  All attention scores of a checkpoint share ONE forward pass (see :class:`ScoreContext`).
+* ``"attention"``: ``fn(pattern, probes) -> Float[Tensor, "head"]`` (or ``"head offset"``
+  with ``per_offset=True``), a pure function of one layer's attention pattern
+  ``[batch, head, query, key]`` on the shared probe batch. All attention scores of a
+  checkpoint share ONE forward pass per probe (see :class:`ScoreContext`).
 * ``"weights"``: ``fn(model) -> Float[Tensor, "layer head"]`` (NaN where undefined).
 * ``"behaviour"``: ``fn(ctx) -> float | Float[Tensor, "layer head"] | None``; ``None``
   means the score cannot be computed from what was given (no data) and yields no row.
 
 The registry wraps each function in a :class:`ScoreFn`, whose call returns tidy rows
-``metric, layer, head, value`` (layer and head NA for model-level scores).
+``metric, layer, head, offset, value`` (layer and head NA for model-level scores, offset NA
+except for per-offset scores). Every attention score reads the probe, and so do the
+behaviour scores registered with ``probe=True`` (copying loss and gain, the ablation):
+their rows also name the probe (:data:`PROBE_COLUMNS`), so a table never mixes probes.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Iterable, Literal, Optional
 
 import pandas as pd
 import torch
@@ -25,13 +29,28 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from repeatlens.errors import ConfigError
 from repeatlens.model import HookedTransformer, hook_layer, is_pattern_hook, logits_from_resid
+from repeatlens.results.schema import PROBE_COLUMNS
 from repeatlens.scores.probes import Probes
 
-__all__ = ["Kind", "ScoreFn", "ScoreContext", "ProbeRun", "REGISTRY", "SCORE_VERSION", "register", "COLUMNS", "token_losses"]
+__all__ = [
+    "Kind",
+    "ScoreFn",
+    "ScoreContext",
+    "ProbeRun",
+    "REGISTRY",
+    "SCORE_VERSION",
+    "register",
+    "resolve_metrics",
+    "COLUMNS",
+    "PROBE_COLUMNS",
+    "token_losses",
+]
 
 Kind = Literal["attention", "weights", "behaviour"]
-COLUMNS = ["metric", "layer", "head", "value"]
+COLUMNS = ["metric", "layer", "head", "offset", "value"]
+"""What a registered score's rows hold (:func:`score_model` adds :data:`PROBE_COLUMNS`)."""
 
 
 @dataclass(eq=False)
@@ -82,7 +101,7 @@ class ScoreContext:
     """
 
     model: HookedTransformer
-    probes: Probes
+    probes: Optional[Probes] = None
     test_tokens: Optional[Int[Tensor, "n pos"]] = None
     repeated_tokens: Optional[Int[Tensor, "n pos"]] = None
     memorization_prefix: int = 32
@@ -99,6 +118,8 @@ class ScoreContext:
         call (through the blocks; the loss adds the final LayerNorm and unembedding only
         when read, see :class:`ProbeRun`); later calls return the stored result.
         """
+        if self.probes is None:
+            raise ValueError("this score reads a probe batch, but the ScoreContext has none")
         if self._probe_run is None:
             with torch.inference_mode():
                 tokens = self.probes.tokens
@@ -119,9 +140,12 @@ class ScoreFn:
     per_head: bool
     fn: Callable[..., Any]
     version: int = 1
+    per_offset: bool = False
+    reads_probe: bool = False
 
     def compute(self, ctx: ScoreContext) -> Optional[Tensor | float]:
-        """The raw value: ``[layer, head]`` for per-head scores, a float otherwise."""
+        """The raw value: ``[layer, head]`` for per-head scores (``[layer, head, offset]``
+        for per-offset ones), a float otherwise."""
         if self.kind == "attention":
             run = ctx.probe_run()
             return torch.stack([self.fn(p, ctx.probes).float().cpu() for p in run.patterns])
@@ -130,30 +154,34 @@ class ScoreFn:
         return self.fn(ctx)
 
     def __call__(self, ctx: ScoreContext) -> pd.DataFrame:
-        """Tidy rows ``metric, layer, head, value`` (none when the score was skipped)."""
+        """Tidy rows ``metric, layer, head, offset, value`` (none when the score was skipped)."""
         return rows(self.name, self.compute(ctx))
 
 
 def rows(metric: str, value: Optional[Tensor | float]) -> pd.DataFrame:
-    """Tidy rows for one metric: per head for a ``[layer, head]`` tensor (NaN entries
-    dropped), one model-level row (layer/head NA) for a scalar, none for ``None``."""
-    if value is None:
-        layer: list = []
-        head: list = []
-        vals: list = []
-    elif isinstance(value, Tensor) and value.ndim == 2:
+    """Tidy rows for one metric: per head for a ``[layer, head]`` tensor, per head and
+    offset for ``[layer, head, offset]`` (NaN entries dropped), one model-level row
+    (layer/head NA) for a scalar, none for ``None``."""
+    layer: list = []
+    head: list = []
+    offset: list = []
+    vals: list = []
+    if isinstance(value, Tensor) and value.ndim in (2, 3):
         v = value.detach().double().cpu()
         idx = (~torch.isnan(v)).nonzero()
         layer, head = idx[:, 0].tolist(), idx[:, 1].tolist()
-        vals = v[idx[:, 0], idx[:, 1]].tolist()
-    else:
+        offset = idx[:, 2].tolist() if v.ndim == 3 else [pd.NA] * len(layer)
+        vals = v[tuple(idx.T)].tolist()
+    elif value is not None:
         x = float(value)
-        layer, head, vals = ([pd.NA], [pd.NA], [x]) if not math.isnan(x) else ([], [], [])
+        if not math.isnan(x):
+            layer, head, offset, vals = [pd.NA], [pd.NA], [pd.NA], [x]
     return pd.DataFrame(
         {
             "metric": pd.Series([metric] * len(vals), dtype="object"),
             "layer": pd.array(layer, dtype="Int64"),
             "head": pd.array(head, dtype="Int64"),
+            "offset": pd.array(offset, dtype="Int64"),
             "value": pd.Series(vals, dtype="float64"),
         },
         columns=COLUMNS,
@@ -164,7 +192,9 @@ REGISTRY: dict[str, ScoreFn] = {}
 SCORE_VERSION: dict[str, int] = {}
 
 
-def register(name: str, *, kind: Kind, per_head: bool, version: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register(
+    name: str, *, kind: Kind, per_head: bool, version: int = 1, per_offset: bool = False, probe: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn`` under ``name``; the function itself is returned unchanged.
 
     Args:
@@ -172,15 +202,38 @@ def register(name: str, *, kind: Kind, per_head: bool, version: int = 1) -> Call
         kind: ``"attention"``, ``"weights"`` or ``"behaviour"`` (fixes the signature).
         per_head: whether the score has one value per head (else one per model).
         version: bump when the definition changes; :data:`SCORE_VERSION` records it.
+        per_offset: an attention score with one value per head and query-key offset.
+        probe: a behaviour score that reads the probe batch (attention scores always do).
     """
     if kind not in ("attention", "weights", "behaviour"):
         raise ValueError(f"unknown score kind {kind!r}")
+    if per_offset and kind != "attention":
+        raise ValueError(f"score {name!r}: per_offset applies to attention scores only")
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in REGISTRY:
             raise ValueError(f"score {name!r} registered twice")
-        REGISTRY[name] = ScoreFn(name=name, kind=kind, per_head=per_head, fn=fn, version=version)
+        REGISTRY[name] = ScoreFn(
+            name=name, kind=kind, per_head=per_head, fn=fn, version=version, per_offset=per_offset,
+            reads_probe=probe or kind == "attention",
+        )
         SCORE_VERSION[name] = version
         return fn
 
     return deco
+
+
+def resolve_metrics(metrics: Optional[Iterable[str]]) -> list[str]:
+    """Metric names to compute: every registered one for None, else the names given
+    (duplicates dropped, order kept).
+
+    Raises:
+        ConfigError: an unknown name (the registered ones are listed) or an empty list.
+    """
+    names = list(REGISTRY) if metrics is None else list(dict.fromkeys(metrics))
+    unknown = [m for m in names if m not in REGISTRY]
+    if unknown:
+        raise ConfigError(f"metrics: unknown {', '.join(map(repr, unknown))}; expected any of {', '.join(REGISTRY)}")
+    if not names:
+        raise ConfigError("metrics: empty list; name at least one metric or leave it out for all")
+    return names

@@ -1,4 +1,4 @@
-"""Scoring our own runs and sweeps into incremental tidy tables (repeatlens.analyze)."""
+"""Scoring our own runs and sweeps into incremental tidy tables (repeatlens.analysis)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 import weakref
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,9 @@ import pytest
 
 import repeatlens
 from repeatlens import scores as scores_pkg
-from repeatlens.analyze import COLUMNS, RUN_COLUMNS, analyze, load_metrics, load_scores
+from repeatlens.analysis import analyze
+from repeatlens.results.schema import RUN_COLUMNS, SCORE_COLUMNS as COLUMNS
+from repeatlens.results.store import load_metrics, load_scores
 from repeatlens.cli import main
 from repeatlens.errors import CheckpointError
 from repeatlens.io import LOCK_FILE, file_lock
@@ -68,9 +71,10 @@ def test_run_table_is_tidy_complete_and_uses_the_runs_data(run_dir: Path) -> Non
     assert list(df.columns) == COLUMNS + RUN_COLUMNS  # a run's table comes back with its coordinates joined
     assert {c: str(t) for c, t in df.dtypes.items()} == {
         "run_id": "str", "step": "int64", "tokens_seen": "int64", "metric": "str",
-        "layer": "Int64", "head": "Int64", "value": "float64", "score_version": "int64",
+        "layer": "Int64", "head": "Int64", "offset": "Int64", "probe": "str", "probe_len": "Int64", "probe_batch": "Int64",
+        "probe_seed": "Int64", "value": "float64", "score_version": "int64",
         "repeated_fraction": "float64", "repeat_count": "int64", "total_tokens": "int64", "model_preset": "str",
-        "n_params": "int64", "seed": "int64",
+        "n_params": "int64", "n_params_nonembedding": "int64", "seed": "int64",
     }
     man = repeatlens.load_run(run_dir).manifest()
     assert (df.repeated_fraction == man["requested"]["repeated_fraction"]).all() and (df.repeat_count == man["E"]).all()
@@ -83,8 +87,12 @@ def test_run_table_is_tidy_complete_and_uses_the_runs_data(run_dir: Path) -> Non
     assert set(df.metric) == set(scores_pkg.REGISTRY)  # behaviour scores too: the run's data was passed
     model_level = df[df.metric == "test_loss"]
     assert model_level["layer"].isna().all() and model_level["head"].isna().all()
+    # a synthetic-only run: every family but text, each its own rows; scores that read no probe once
+    assert set(df.probe) == {"uniform", "train", "synthetic", ""} 
+    assert res.probes == {str(run_dir): ["uniform:L14:B16:s0", "train:L14:B16:s0", "synthetic:L14:B16:s0"]}
     per_head = df[df.metric == "induction"]
-    assert len(per_head) == len(ckpts) * 2 * 2  # 2 layers x 2 heads
+    assert len(per_head) == len(ckpts) * 2 * 2 * 3  # 2 layers x 2 heads x 3 probes
+    assert (df[df.metric == "copying_ov"].probe == "").all() and (per_head.probe_len == 14).all()  # n_ctx 32: L = 2P = 14
     # test_loss on the first 8 held-out sequences is exactly the loss training logged there
     met = repeatlens.load_run(run_dir).metrics()
     logged = met[met.split == "test"].set_index("step").loss
@@ -114,7 +122,7 @@ def test_rerun_is_incremental_per_metric_and_version(run_dir: Path, monkeypatch:
     df = load_scores(run_dir)
     ind = df[df.metric == "induction"]
     assert len(ind) == len(first) and (ind.score_version == 7).all()
-    assert (df[df.metric == "previous_token"].score_version == 1).all()
+    assert (df[df.metric == "previous_token"].score_version == scores_pkg.SCORE_VERSION["previous_token"]).all()
 
 
 def test_interrupted_analysis_resumes_and_holds_one_model_at_a_time(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,14 +172,17 @@ def test_sweep_root_tables_join_each_runs_coordinates(trained: Path, tmp_path: P
     df = load_scores(sweep)
     assert list(df.columns) == COLUMNS + RUN_COLUMNS
     runs = df.drop_duplicates("run_id").set_index("run_id")[RUN_COLUMNS]
-    expected_params = n_params(build_model(tiny_config().model, d_vocab=64))
+    model = build_model(tiny_config().model, d_vocab=64)
+    expected_params = n_params(model)
+    embedding = sum(p.numel() for name, p in model.named_parameters() if name.split(".")[0] in ("embed", "pos_embed", "unembed"))
+    sizes = {"n_params": expected_params, "n_params_nonembedding": expected_params - embedding}
     assert runs.loc["f0.25_E4"].to_dict() == {
         "repeated_fraction": 0.25, "repeat_count": 4, "total_tokens": 32 * 8 * 12,
-        "model_preset": "attn2-tiny", "n_params": expected_params, "seed": 0,
+        "model_preset": "attn2-tiny", **sizes, "seed": 0,
     }
     assert runs.loc["control"].to_dict() == {
         "repeated_fraction": 0.0, "repeat_count": 1, "total_tokens": 32 * 8 * 12,
-        "model_preset": "attn2-tiny", "n_params": expected_params, "seed": 1,
+        "model_preset": "attn2-tiny", **sizes, "seed": 1,
     }
     per_run = pd.concat([load_scores(sweep / r) for r in ("control", "f0.25_E4")])
     assert len(df) == len(per_run)
@@ -203,21 +214,23 @@ def test_unknown_metric_is_a_one_line_config_error(run_dir: Path) -> None:
 
 # ------------------------------------------------------------------ concurrent analyses
 #
-# Real `repeatlens analyze` processes on one folder. Each sleeps PAUSE seconds between
-# reading a table and scoring into it (REPEATLENS_TEST_PAUSE_AFTER_READ, a test-only hook
-# in repeatlens.analyze), so without the folder lock both would read the same stale table
-# and the last writer would drop the other's rows; with it, the second waits and re-reads.
+# Real `repeatlens analyze` processes on one folder. Each sleeps PAUSE seconds after reading
+# its first table (tests/paused_cli.py patches the store in the subprocess only), so without
+# the folder lock both would read the same stale table and the last writer would drop the
+# other's rows; with it, the second waits and re-reads.
 # Checked once with file_lock made a no-op: the one-run test then lost 30 of 78 rows and
 # the sweep test scored every checkpoint twice; both failed.
 
 PAUSE = "2"
 
 
-def _analyze_proc(path: Path, metrics: list[str], **env: str) -> subprocess.Popen:
-    exe = Path(sys.executable).with_name("repeatlens")
-    argv = [str(exe), "analyze", str(path), "-q", "--max-sequences", "8"] + [a for m in metrics for a in ("-m", m)]
+def _analyze_proc(path: Path, metrics: list[str], pause: Optional[str] = None) -> subprocess.Popen:
+    exe = [str(Path(sys.executable).with_name("repeatlens"))]
+    if pause is not None:
+        exe = [sys.executable, str(Path(__file__).with_name("paused_cli.py")), pause]
+    argv = exe + ["analyze", str(path), "-q", "--max-sequences", "8", "--probe", "uniform"] + [a for m in metrics for a in ("-m", m)]
     # the test's thread count, so the scores equal the in-process reference bit for bit
-    return subprocess.Popen(argv, env={**subprocess_env(), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(argv, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, int]:
@@ -232,7 +245,7 @@ def _finish(proc: subprocess.Popen) -> tuple[int, int]:
 def _assert_same_tables(got: Path, want: Path) -> None:
     """Readable, each (run, step, metric, layer, head) once, equal to the reference."""
     a, b = (pd.read_parquet(p / "scores.parquet") for p in (got, want))
-    key = ["run_id", "step", "metric", "layer", "head"]
+    key = ["run_id", "step", "metric", "layer", "head", "offset", "probe", "probe_len", "probe_batch", "probe_seed"]
     assert not a.duplicated(key).any()
     pd.testing.assert_frame_equal(a.sort_values(key, ignore_index=True), b.sort_values(key, ignore_index=True))
 
@@ -254,13 +267,13 @@ def test_analyze_waits_while_another_process_holds_the_runs_lock(run_dir: Path) 
 @pytest.mark.timeout(300)
 def test_two_processes_on_one_run_keep_each_others_rows(run_dir: Path, tmp_path: Path) -> None:
     first, second = ["induction", "test_loss"], ["previous_token", "copying_ov"]
-    procs = [_analyze_proc(run_dir, m, REPEATLENS_TEST_PAUSE_AFTER_READ=PAUSE) for m in (first, second)]
+    procs = [_analyze_proc(run_dir, m, pause=PAUSE) for m in (first, second)]
     n = len(repeatlens.load_run(run_dir).checkpoints())
     assert [_finish(p) for p in procs] == [(n, 0), (n, 0)]  # different metrics: both score every checkpoint
 
     single = tmp_path / "single" / run_dir.name  # the same run_id
     shutil.copytree(run_dir, single, ignore=shutil.ignore_patterns("scores.parquet", LOCK_FILE))
-    analyze(single, first + second, progress=False, max_sequences=8)
+    analyze(single, first + second, progress=False, max_sequences=8, probes="uniform")
     _assert_same_tables(run_dir, single)
     done = pq_metadata(run_dir / "scores.parquet")["done"]
     assert set(done) == set(first + second)  # neither process's bookkeeping was lost either
@@ -272,13 +285,13 @@ def test_two_processes_on_a_sweep_share_the_work(trained: Path, tmp_path: Path) 
     for name in ("a", "b"):
         shutil.copytree(trained, sweep / name)
     shutil.copytree(sweep, single)
-    procs = [_analyze_proc(sweep, FEW, REPEATLENS_TEST_PAUSE_AFTER_READ=PAUSE) for _ in range(2)]
+    procs = [_analyze_proc(sweep, FEW, pause=PAUSE) for _ in range(2)]
     counts = [_finish(p) for p in procs]
     n = 2 * len(repeatlens.load_run(trained).checkpoints())
     # every checkpoint scored exactly once between them; the rest found it done
     assert sum(c[0] for c in counts) == n and all(sum(c) == n for c in counts)
 
-    analyze(single, FEW, progress=False, max_sequences=8)
+    analyze(single, FEW, progress=False, max_sequences=8, probes="uniform")
     _assert_same_tables(sweep, single)
     for name in ("a", "b"):
         _assert_same_tables(sweep / name, single / name)
@@ -292,3 +305,42 @@ def pq_metadata(path: Path) -> dict:
     import pyarrow.parquet as pq
 
     return json.loads(pq.read_schema(path).metadata[b"repeatlens"])
+
+
+# --------------------------------------------------------------------- probes that see the head
+
+#: Shakespeare (BPE 300) mixed with the synthetic source drawn from 32 ids: by step 1000 the
+#: model forms an induction head that probes from those 32 ids read at 0.83 and uniform
+#: probes over the whole vocabulary at 0.01 (measured on this machine, seed 0, one thread;
+#: 0.52 at step 800, nothing at 750).
+NATURAL_MIX = {
+    "seed": 0,
+    "data": {"source": "shakespeare", "vocab_size": 300, "seq_len": 64, "synthetic_fraction": 0.75, "test_sequences": 32,
+             "synthetic": {"min_len": 2, "max_len": 30, "max_gap": 0, "max_prefix": 8, "token_ids": 32}},
+    "mixture": {"total_tokens": 64 * 32 * 1200},
+    "model": {"n_layers": 2, "d_model": 64, "n_heads": 4, "d_head": 16, "n_ctx": 64, "positional_embedding": "rotary"},
+    "train": {"batch_size": 32, "lr": 3e-3, "warmup_steps": 30, "weight_decay": 0.01, "decay": "constant", "betas": [0.9, 0.999],
+              "grad_clip": None, "progress": False, "checkpoints": {"log_count": 0, "every": 600}},
+}
+
+
+@pytest.mark.slow
+def test_default_analyze_sees_a_head_learned_on_synthetic_ids_that_uniform_probes_miss(tmp_path: Path) -> None:
+    from repeatlens.analysis import run_probe_source
+    from repeatlens.config import config_from_dict
+    from repeatlens.scores import ProbeSpec, build_probes, chance_levels
+
+    run = train(config_from_dict(NATURAL_MIX, where="NATURAL_MIX"), tmp_path / "mix", progress=False)
+    res = analyze(run.path, ["induction", "shifted_induction", "copying_gain", "test_loss"], progress=False)
+    assert res.ok
+    df = load_scores(run.path)
+    assert set(df.probe) == {"uniform", "train", "synthetic", "text", ""}  # every family applies to a corpus + synthetic run
+    last = df[df.step == df.step.max()]
+    best = last[last.metric == "induction"].groupby("probe").value.max()
+    gain = last[last.metric == "copying_gain"].set_index("probe").value
+    assert best["synthetic"] > 0.5 and gain["synthetic"] > 2.0, (best, gain)
+    chance = chance_levels(build_probes(ProbeSpec("uniform"), run_probe_source(run)))["induction"]
+    assert abs(best["uniform"] - chance) < 0.05 and gain["uniform"] < 0.5, (best, chance)
+    assert best["synthetic"] > 2 * best["train"] and best["synthetic"] > 10 * max(best["uniform"], best["text"]), best
+    # the same analysis again finds every (checkpoint, metric, probe) done
+    assert analyze(run.path, ["induction", "shifted_induction", "copying_gain", "test_loss"], progress=False).scored == 0

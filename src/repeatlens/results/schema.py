@@ -1,0 +1,74 @@
+"""The tidy tables' schema: every column of the scores and metrics tables, with its dtype.
+
+A scores table is long: one row per (run, checkpoint, metric, head, offset, probe)::
+
+    run_id (str) | step (int64) | tokens_seen (int64) | metric (str) |
+    layer (Int64, NA for model-level) | head (Int64, NA) | offset (Int64, NA but for per-offset scores) |
+    probe (str, "" for scores that read no probe) | probe_len | probe_batch | probe_seed (Int64, NA likewise) |
+    value (float64) | score_version (int64)
+
+A sweep's (and a loaded run's) table adds the run's coordinates, :data:`RUN_COLUMNS`. The
+training-metrics table is ``step, tokens_seen, split, loss`` per run (``run_id`` and the
+run columns added when joined). This module imports neither torch nor pandas.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SCORE_COLUMNS",
+    "SCORE_DTYPES",
+    "ROW_COLUMNS",
+    "PROBE_COLUMNS",
+    "RUN_COLUMNS",
+    "RUN_DTYPES",
+    "METRIC_COLUMNS",
+    "METRIC_DTYPES",
+    "probe_key",
+]
+
+PROBE_COLUMNS = ["probe", "probe_len", "probe_batch", "probe_seed"]
+"""Which probe a row read (:class:`repeatlens.scores.ProbeSpec`): family, copy length, batch, seed."""
+
+ROW_COLUMNS = ["metric", "layer", "head", "offset", *PROBE_COLUMNS, "value"]
+"""What :func:`repeatlens.scores.score_model` returns for one checkpoint."""
+
+SCORE_COLUMNS = ["run_id", "step", "tokens_seen", *ROW_COLUMNS, "score_version"]
+SCORE_DTYPES = {
+    "run_id": "str",
+    "step": "int64",
+    "tokens_seen": "int64",
+    "metric": "str",
+    "layer": "Int64",
+    "head": "Int64",
+    "offset": "Int64",
+    "probe": "str",
+    "probe_len": "Int64",
+    "probe_batch": "Int64",
+    "probe_seed": "Int64",
+    "value": "float64",
+    "score_version": "int64",
+}
+
+RUN_COLUMNS = ["repeated_fraction", "repeat_count", "total_tokens", "model_preset", "n_params", "n_params_nonembedding", "seed"]
+"""A run's coordinates, joined into sweep tables: f (as requested), E, D, model preset,
+trainable parameters N, non-embedding parameters (Kaplan et al. 2020's N) and seed."""
+RUN_DTYPES = {
+    "repeated_fraction": "float64",
+    "repeat_count": "int64",
+    "total_tokens": "int64",
+    "model_preset": "str",
+    "n_params": "int64",
+    "n_params_nonembedding": "int64",
+    "seed": "int64",
+}
+
+METRIC_COLUMNS = ["step", "tokens_seen", "split", "loss"]
+METRIC_DTYPES = {"step": "int64", "tokens_seen": "int64", "split": "str", "loss": "float64"}
+
+
+def probe_key(probe: str, copy_len: object, batch: object, seed: object) -> str:
+    """The key that tells probes apart in a table: ``""`` for rows that read no probe,
+    else :attr:`repeatlens.scores.ProbeSpec.key` (``synthetic:L30:B16:s0``)."""
+    if not probe:
+        return ""
+    return f"{probe}:L{int(copy_len)}:B{int(batch)}:s{int(seed)}"

@@ -1,0 +1,310 @@
+"""The tables on disk: a run's incremental ``scores.parquet``, the sweep join, the readers.
+
+* :class:`ScoreTable`: one folder's scores table plus its bookkeeping, kept in the
+  parquet metadata: per metric and probe key (:func:`~repeatlens.results.schema.probe_key`),
+  the score version each step was scored with, so a re-run scores only the (checkpoint,
+  metric, probe) triples not yet scored at the current version, also those whose score
+  yielded no row. Rewritten atomically (:func:`repeatlens.io.atomic_write`).
+* :func:`write_sweep_tables`: the sweep root's ``scores.parquet`` and ``metrics.parquet``,
+  every run's rows joined with its coordinates (:data:`~repeatlens.results.schema.RUN_COLUMNS`),
+  under the sweep root's lock.
+* :func:`load_scores` / :func:`load_metrics`: the tables of a run, a sweep or a foreign
+  folder as DataFrames, with the run's coordinates joined for a single run, optionally
+  restricted to one probe.
+
+Concurrent writers coordinate through :func:`repeatlens.io.file_lock` on the folder's
+``.repeatlens.lock`` (held by the caller from reading a table to writing it back).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+import pandas as pd
+
+from repeatlens.errors import CheckpointError
+from repeatlens.results.schema import (
+    METRIC_COLUMNS,
+    METRIC_DTYPES,
+    PROBE_COLUMNS,
+    RUN_COLUMNS,
+    RUN_DTYPES,
+    SCORE_COLUMNS,
+    SCORE_DTYPES,
+    probe_key,
+)
+
+if TYPE_CHECKING:
+    from repeatlens.checkpoints import RunDir
+
+__all__ = [
+    "SCORES_FILE",
+    "METRICS_FILE",
+    "ScoreTable",
+    "tidy_scores",
+    "empty_scores",
+    "write_parquet",
+    "row_keys",
+    "run_coordinates",
+    "sweep_runs",
+    "write_sweep_tables",
+    "load_scores",
+    "load_metrics",
+    "say_waiting",
+]
+
+SCORES_FILE = "scores.parquet"
+METRICS_FILE = "metrics.parquet"
+_META_KEY = b"repeatlens"
+TABLE_FORMAT = 2
+"""2: rows name their probe and ``done`` is keyed by metric, then probe key. Format 1
+(no probe columns) is read by dropping the rows of the probe-reading metrics, all of whose
+versions have since been bumped, so they are scored again."""
+
+
+def empty_scores() -> pd.DataFrame:
+    return tidy_scores(pd.DataFrame({c: [] for c in SCORE_COLUMNS}))
+
+
+def tidy_scores(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with exactly :data:`SCORE_COLUMNS`, in order, with their dtypes."""
+    return df[SCORE_COLUMNS].astype(SCORE_DTYPES).reset_index(drop=True)
+
+
+def row_keys(df: pd.DataFrame) -> pd.Series:
+    """The probe key of every row (``""`` where the row read no probe)."""
+    if df.empty:
+        return pd.Series([], dtype="object", index=df.index)
+    return pd.Series(
+        [probe_key(p, n, b, s) for p, n, b, s in zip(df["probe"], df["probe_len"], df["probe_batch"], df["probe_seed"])],
+        index=df.index,
+        dtype="object",
+    )
+
+
+def write_parquet(path: Path, df: pd.DataFrame, meta: Optional[dict[str, Any]] = None) -> None:
+    """Write ``df`` atomically, with ``meta`` as JSON in the parquet schema metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from repeatlens.io import atomic_write
+
+    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    if meta is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(meta).encode()})
+    atomic_write(path, lambda p: pq.write_table(table, p))
+
+
+class ScoreTable:
+    """One folder's scores table plus its bookkeeping (kept in the parquet metadata).
+
+    ``meta["done"][metric][probe_key][str(step)]`` is the score version that step was
+    scored with; ``meta["run"]`` holds the run's columns (``n_params`` ...).
+    """
+
+    def __init__(self, path: Path, df: pd.DataFrame, meta: dict[str, Any]):
+        self.path, self.df, self.meta = path, df, meta
+        self.meta["format"] = TABLE_FORMAT
+        self.meta.setdefault("done", {})
+        self.meta.setdefault("run", {})
+
+    @classmethod
+    def read(cls, path: Path) -> "ScoreTable":
+        """The table at ``path`` (an empty one if there is none yet).
+
+        Raises:
+            CheckpointError: the file is not a readable parquet table.
+        """
+        if not path.is_file():
+            return cls(path, empty_scores(), {})
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+            raw = (table.schema.metadata or {}).get(_META_KEY)
+            meta = json.loads(raw) if raw else {}
+            df = table.to_pandas()
+        except (OSError, ValueError, pa.ArrowException) as e:
+            raise CheckpointError(f"{path}: unreadable scores table ({str(e).splitlines()[0]}); delete it to score again") from None
+        if meta.get("format", 1) < TABLE_FORMAT:
+            df, meta = _from_format_1(df, meta)
+        return cls(path, tidy_scores(df), meta)
+
+    def done_version(self, metric: str, key: str, step: int) -> Optional[int]:
+        return self.meta["done"].get(metric, {}).get(key, {}).get(str(step))
+
+    def update(self, step: int, done: Sequence[tuple[str, str]], versions: dict[str, int], rows: pd.DataFrame) -> None:
+        """Replace ``step``'s rows of every (metric, probe key) in ``done`` by ``rows`` and
+        record them as scored at ``versions``."""
+        if len(self.df):
+            mine = set(done)
+            old = pd.Series([(m, k) in mine for m, k in zip(self.df["metric"], row_keys(self.df))], index=self.df.index)
+            keep = ~((self.df["step"] == step) & old)
+            kept = self.df[keep]
+        else:
+            kept = self.df
+        self.df = tidy_scores(pd.concat([kept, rows], ignore_index=True) if len(rows) else kept)
+        for metric, key in done:
+            self.meta["done"].setdefault(metric, {}).setdefault(key, {})[str(step)] = versions[metric]
+
+    def write(self) -> None:
+        order = ["step", "metric", "probe", "probe_len", "probe_batch", "probe_seed", "layer", "head", "offset"]
+        write_parquet(self.path, self.df.sort_values(order, kind="stable"), self.meta)
+
+
+def _from_format_1(df: pd.DataFrame, meta: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A format-1 table (no probe columns) in format 2: rows of scores that read a probe
+    are dropped (their versions have all been bumped since), the others read no probe."""
+    from repeatlens.scores import REGISTRY
+
+    reads = {m for m, f in REGISTRY.items() if f.reads_probe}
+    df = df[~df["metric"].isin(reads)].copy()
+    df["offset"] = pd.array([pd.NA] * len(df), dtype="Int64")
+    df["probe"] = ""
+    for col in PROBE_COLUMNS[1:]:
+        df[col] = pd.array([pd.NA] * len(df), dtype="Int64")
+    done = {m: {"": steps} for m, steps in meta.get("done", {}).items() if m not in reads}
+    return df, {**meta, "done": done, "format": TABLE_FORMAT}
+
+
+# ------------------------------------------------------------------------------ runs and sweeps
+
+
+def run_coordinates(run: "RunDir") -> dict[str, Any]:
+    """A run's :data:`RUN_COLUMNS`: the requested f (the sweep's design coordinate, not
+    the whole-sequence-rounded one the manifest also records, so runs of one grid row
+    share their f), E, D, model preset, parameter counts and seed.
+
+    Parameter counts come from the manifest when the run recorded them, else from the
+    model config's shape (:meth:`repeatlens.config.ModelConfig.n_params`); no model is built.
+    """
+    cfg, man = run.config(), run.manifest()
+    vocab = int(man["vocab_size"])
+    return {
+        "repeated_fraction": float(man.get("requested", {}).get("repeated_fraction", man["f"])),
+        "repeat_count": int(man["E"]),
+        "total_tokens": int(man["D"]),
+        "model_preset": cfg.model.preset or "custom",
+        "n_params": int(man.get("n_params") or cfg.model.n_params(vocab)),
+        "n_params_nonembedding": int(man.get("n_params_nonembedding") or cfg.model.n_params(vocab, embeddings=False)),
+        "seed": int(cfg.seed),
+    }
+
+
+def sweep_runs(path: str | Path) -> list["RunDir"]:
+    """Run directories directly under ``path``, sorted by name."""
+    from repeatlens.checkpoints import RunDir
+
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    return [RunDir(p) for p in sorted(path.iterdir()) if p.is_dir() and RunDir(p).is_run()]
+
+
+def say_waiting(lock: Path, holder: str) -> None:
+    """One stderr line while another process holds ``lock``."""
+    print(f"{lock.parent}: another repeatlens process ({holder}) is writing here; waiting for it", file=sys.stderr, flush=True)
+
+
+def write_sweep_tables(path: str | Path, runs: Optional[list["RunDir"]] = None, *, lock_timeout: Optional[float] = None) -> list[Path]:
+    """Join the runs' ``scores.parquet`` / ``metrics.parquet`` into the sweep root's.
+
+    Every row gets its run's :data:`RUN_COLUMNS`. Runs with no scores table are left out
+    of the scores table (their training metrics are still joined).
+
+    The sweep root's lock is held while the tables are joined and written, so concurrent
+    callers write one after the other; the last reads the newest run tables.
+
+    Args:
+        path: the sweep root.
+        runs: the runs to join (default: every run directory under ``path``).
+        lock_timeout: seconds to wait for another process writing the sweep tables (None: no limit).
+
+    Raises:
+        LockTimeout: another process held the sweep root's lock for over ``lock_timeout`` s.
+    """
+    from repeatlens.io import LOCK_FILE, file_lock
+
+    path = Path(path)
+    runs = sweep_runs(path) if runs is None else runs
+    lock = path / LOCK_FILE
+    with file_lock(lock, timeout=lock_timeout, on_wait=lambda holder: say_waiting(lock, holder)):
+        return _join_sweep_tables(path, runs)
+
+
+def _join_sweep_tables(path: Path, runs: list["RunDir"]) -> list[Path]:
+    scores, metrics = [], []
+    for run in runs:
+        table_path = run.path / SCORES_FILE
+        table = ScoreTable.read(table_path) if table_path.is_file() else None
+        info = run_coordinates(run)
+        if table is not None and len(table.df):
+            scores.append(table.df.assign(**info))
+        met = run.metrics()
+        if len(met):
+            metrics.append(met.assign(run_id=run.run_id, **info))
+    score_df = pd.concat(scores, ignore_index=True) if scores else empty_scores().assign(**{c: [] for c in RUN_COLUMNS})
+    write_parquet(path / SCORES_FILE, score_df.astype({**SCORE_DTYPES, **RUN_DTYPES})[SCORE_COLUMNS + RUN_COLUMNS])
+    met_cols = ["run_id", *METRIC_COLUMNS, *RUN_COLUMNS]
+    met_df = pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame({c: [] for c in met_cols})
+    write_parquet(path / METRICS_FILE, met_df.astype({"run_id": "str", **METRIC_DTYPES, **RUN_DTYPES})[met_cols])
+    return [path / SCORES_FILE, path / METRICS_FILE]
+
+
+# ------------------------------------------------------------------------------------ readers
+
+
+def load_scores(path: str | Path, probe: Optional[str] = None) -> pd.DataFrame:
+    """The scores table of a run, sweep or foreign folder (or a ``.parquet`` file).
+
+    A run's table gets the run's coordinates joined (:data:`RUN_COLUMNS`), as a sweep's
+    has them, so the same code reads both.
+
+    Args:
+        path: a run, sweep or analysed folder, or a scores ``.parquet`` file.
+        probe: keep only the rows of this probe (a family such as ``synthetic``, or a key
+            such as ``synthetic:L30``; see :func:`repeatlens.results.select_probe`) and
+            the rows that read no probe. None: every row, every probe.
+    """
+    from repeatlens.checkpoints import RunDir
+
+    df = _load_table(path, SCORES_FILE)
+    run = RunDir(path)
+    if run.is_run():
+        df = df.assign(**run_coordinates(run)).astype(RUN_DTYPES)[SCORE_COLUMNS + RUN_COLUMNS]
+    if probe is not None:
+        from repeatlens.results.reduce import select_probe
+
+        df = select_probe(df, probe)[0]
+    return df
+
+
+def load_metrics(path: str | Path) -> pd.DataFrame:
+    """The training-metrics table: a sweep's joined ``metrics.parquet`` or one run's (with run_id and coordinates)."""
+    from repeatlens.checkpoints import RunDir
+
+    df = _load_table(path, METRICS_FILE)
+    run = RunDir(path)
+    if run.is_run():
+        df = df.assign(run_id=run.run_id, **run_coordinates(run)).astype(RUN_DTYPES)
+    return df
+
+
+def _load_table(path: str | Path, name: str) -> pd.DataFrame:
+    p = Path(path)
+    file = p / name if p.is_dir() else p
+    if not file.is_file():
+        raise CheckpointError(f"{p}: no {name} yet; run `repeatlens analyze {p}` first")
+    try:
+        df = pd.read_parquet(file)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{file}: unreadable table ({str(e).splitlines()[0]})") from None
+    if name == SCORES_FILE and "probe" not in df.columns:  # a table written before probes were recorded
+        meta = {"done": {}}
+        df, _ = _from_format_1(df, meta)
+        df = df[[c for c in SCORE_COLUMNS + RUN_COLUMNS if c in df.columns]]
+    return df
