@@ -71,7 +71,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import _sync, peak_matmul_flops  # noqa: E402
 
-from repeatlens.analyze import analyze  # noqa: E402
+from repeatlens.analysis import analyze  # noqa: E402
 from repeatlens.checkpoints import RunDir, save_checkpoint  # noqa: E402
 from repeatlens.config import config_from_dict  # noqa: E402
 from repeatlens.model import build_model, model_from_state_dict  # noqa: E402
