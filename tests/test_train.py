@@ -138,3 +138,37 @@ def test_a_second_trainer_on_the_same_run_is_refused_and_the_lock_is_released(tm
     holder_tmp.unlink()
     assert train(cfg, run.path).is_complete()  # once released, training resumes and finishes
     assert train(cfg, run.path).is_complete()  # and a finished run is a no-op, lock and all
+
+
+def test_a_mixed_run_evaluates_natural_text_and_synthetic_sequences_separately(tmp_path) -> None:
+    """Splits test_text / test_synthetic (and repeated_*) each read only their kind of row."""
+    from repeatlens.train import eval_loss
+
+    cfg = tiny_config(
+        data={"source": "shakespeare", "vocab_size": 300, "seq_len": 32, "synthetic_fraction": 0.5, "test_sequences": 16,
+              "synthetic": {"token_ids": 20}},
+        mixture={"total_tokens": 32 * 8 * 6, "repeated_fraction": 0.5, "repeat_count": 2},
+    )
+    run = train(cfg, tmp_path / "mix")
+    met = run.metrics()
+    assert set(met.split) == {"train", "test", "test_text", "test_synthetic", "repeated", "repeated_text", "repeated_synthetic"}
+    man = run.manifest()
+    kinds, pool = run.is_synthetic(), run.pool()
+    low, high = man["synthetic_ids"]
+    assert (low, high) == (1, 21)
+    body = np.asarray(pool)[:, 1:]
+    in_range = ((body >= low) & (body < high)).all(axis=1)
+    assert np.array_equal(in_range, kinds)  # synthetic rows draw only from [1, 21); text rows never fit that range
+    assert kinds[: man["n_test"]].sum() == 8 and kinds.sum() == man["n_synthetic"]
+    model = run.load_model(0, tokenizer=False)
+    n_test = man["n_test"]
+    step0 = met[met.step == 0].set_index("split").loss
+    text_rows = np.asarray(pool[:n_test])[~kinds[:n_test]]
+    syn_rows = np.asarray(pool[:n_test])[kinds[:n_test]]
+    assert step0["test_text"] == pytest.approx(eval_loss(model, text_rows, 8, "cpu"), rel=1e-6)
+    assert step0["test_synthetic"] == pytest.approx(eval_loss(model, syn_rows, 8, "cpu"), rel=1e-6)
+    n = cfg.train.eval_sequences  # 8: the plain split reads the first 8 test rows, each kind its first 8
+    assert len(text_rows) == len(syn_rows) == n
+    assert step0["test"] == pytest.approx(eval_loss(model, np.asarray(pool[:n]), 8, "cpu"), rel=1e-6)
+    # a run without a synthetic share has only the plain splits
+    assert set(train(tiny_config(), tmp_path / "plain").metrics().split) == {"train", "test", "repeated"}

@@ -131,13 +131,14 @@ def plot(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the figures"),
     format: str = typer.Option("html", "--format", "-f", help="Comma-separated: html,png,pdf,svg"),
     size: str = typer.Option("column", "--size", help="column (paper) or slides"),
+    probe: Optional[str] = typer.Option(None, "--probe", help="Probe the figures read, e.g. synthetic or text:L20 (default: the table's default, named in each title)"),
 ) -> None:
     """Write every figure the analysed tables support."""
     from repeatlens.plots import available_figures, write_figures
 
     formats = tuple(f.strip().lower() for f in format.split(",") if f.strip())
     scores, metrics = _tables(path)
-    figs = available_figures(scores, metrics)
+    figs = available_figures(scores, metrics, probe=probe)
     written = write_figures(figs, out, formats=formats, size=size)
     n = sum(len(v) for v in written.values())
     typer.echo(f"wrote {n} file(s) for {len(figs)} figure(s) to {out}")
@@ -147,12 +148,13 @@ def plot(
 def report(
     path: Path = typer.Argument(..., help="Run, sweep or analysed checkpoint folder"),
     out: str = typer.Option("report.html", "--out", "-o", help="File name inside PATH (or an absolute path)"),
+    probe: Optional[str] = typer.Option(None, "--probe", help="Probe the report reads, e.g. synthetic or text:L20 (default: the table's default)"),
 ) -> None:
     """Write a self-contained report.html with every figure and a summary table."""
     from repeatlens.report import write_report
 
     scores, metrics = _tables(path)
-    typer.echo(f"report: {write_report(path, scores, metrics, out=out)}")
+    typer.echo(f"report: {write_report(path, scores, metrics, out=out, probe=probe)}")
 
 
 def _tables(path: Path):

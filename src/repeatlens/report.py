@@ -18,7 +18,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from repeatlens.plots import theme
-from repeatlens.plots._tables import UnsupportedFigureError, check_scores, final_values, run_table
+from repeatlens.results.reduce import MissingDataError, check_scores, final_values, run_table
 from repeatlens.plots.figures import available_figures
 
 CAPTIONS: dict[str, str] = {
@@ -56,22 +56,24 @@ def _final_metric(scores: pd.DataFrame, metric: str) -> pd.Series:
     """Final value per run (max over heads for per-head metrics), empty if absent."""
     try:
         return final_values(scores, metric).set_index("run_id")["value"]
-    except UnsupportedFigureError:
+    except MissingDataError:
         return pd.Series(dtype=float)
 
 
-def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
+def summary_table(scores: pd.DataFrame, probe: str | None = None) -> pd.DataFrame:
     """One row per run: f, E, model, seed and the headline final scores.
 
     Args:
         scores: The long scores table.
+        probe: The probe the attention and copying columns read; default the table's default.
 
     Returns:
         Columns ``run_id``, ``f``, ``E``, ``model``, ``params``, ``seed``, ``final test
-        loss``, ``final repeated loss``, ``max induction`` (strongest head, last
-        checkpoint), ``copying loss`` (last checkpoint); NaN where not scored.
+        loss``, ``final repeated loss``, ``max induction`` and ``max shifted induction``
+        (strongest head, last checkpoint), ``copying loss`` (last checkpoint); NaN where
+        not scored.
     """
-    s = check_scores(scores)
+    s = check_scores(scores, probe)
     runs = run_table(s).set_index("run_id")
     out = pd.DataFrame(
         {
@@ -85,6 +87,7 @@ def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
     out["final test loss"] = _final_metric(s, "test_loss")
     out["final repeated loss"] = _final_metric(s, "repeated_loss")
     out["max induction"] = _final_metric(s, "induction")
+    out["max shifted induction"] = _final_metric(s, "shifted_induction")
     out["copying loss"] = _final_metric(s, "copying_loss")
     return out.reset_index()
 
@@ -111,6 +114,17 @@ def _table_html(summary: pd.DataFrame) -> str:
     return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def _probe_line(chosen: str | None, others: list[str]) -> str:
+    """What the report's attention scores read, and which other probes the table holds (HTML)."""
+    if chosen is None:
+        return "No score in this table reads a probe."
+    line = f"Attention and copying scores read the probe <code>{html.escape(chosen)}</code>."
+    if others:
+        keys = ", ".join(f"<code>{html.escape(k)}</code>" for k in others)
+        line += f" The table also holds {keys}; <code>repeatlens report PATH --probe KEY</code> shows another."
+    return line
+
+
 def _caption(name: str) -> str:
     """The caption of a figure."""
     if name in CAPTIONS:
@@ -119,6 +133,9 @@ def _caption(name: str) -> str:
         return "One line per run, coloured by repeat count; the dashed black line is the f = 0 control."
     if name.startswith("head_heatmap_"):
         return "Per-head score of the most damaged run; drag the slider to move through checkpoints."
+    if name == "offset_profile":
+        return ("Attention by query-key offset from the second copy of [BOS, r, r], per head of the most damaged run: "
+                "a layer-0 head at offset d+1 and a later head at L-1-d form induction shifted by d.")
     return ""
 
 
@@ -130,6 +147,7 @@ def write_report(
     *,
     figures: Mapping[str, go.Figure] | None = None,
     title: str | None = None,
+    probe: str | None = None,
 ) -> Path:
     """Write a self-contained ``report.html`` for a sweep.
 
@@ -141,6 +159,9 @@ def write_report(
         figures: The figures to show; default every available figure
             (:func:`repeatlens.plots.available_figures`).
         title: Page title; default ``"repeatlens report: <folder name>"``.
+        probe: The probe every figure and the summary read (see
+            :func:`repeatlens.results.select_probe`); default the table's default probe.
+            The report names it and the other probes the table holds.
 
     Returns:
         The path of the written report.
@@ -148,7 +169,10 @@ def write_report(
     sweep_dir = Path(path)
     target = Path(out) if Path(out).is_absolute() else sweep_dir / out
     target.parent.mkdir(parents=True, exist_ok=True)
-    s = check_scores(scores)
+    from repeatlens.results.reduce import probe_keys
+
+    s = check_scores(scores, probe)
+    chosen, others = s.attrs.get("probe"), [k for k in probe_keys(scores) if k != s.attrs.get("probe")]
     figures = dict(figures) if figures is not None else available_figures(s, metrics)
     summary = summary_table(s)
     runs = run_table(s)
@@ -184,6 +208,7 @@ def write_report(
 <p class="meta">{len(runs)} runs · repeated fractions f: {html.escape(fractions)} · repeat counts E:
 {html.escape(counts)} · models: {html.escape(sizes)} · seeds: {runs['seed'].nunique()} ·
 generated {stamp} from <code>{html.escape(str(sweep_dir))}</code></p>
+<p class="meta">{_probe_line(chosen, others)}</p>
 <nav><h2>Figures ({len(figures)})</h2><ol>{''.join(toc)}</ol></nav>
 <h2 id="summary">Runs</h2>
 <div class="scroll">{_table_html(summary)}</div>

@@ -23,18 +23,13 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from repeatlens.results import reduce
+
 __all__ = ["Target", "final_table", "point_table", "chance_levels", "evaluate_targets", "targets_markdown"]
 
-#: per-run quantities in :func:`final_table`: column -> (metric, reduction over heads)
-QUANTITIES: dict[str, tuple[str, str]] = {
-    "test_loss": ("test_loss", "model"),
-    "repeated_loss": ("repeated_loss", "model"),
-    "induction": ("induction", "max"),
-    "prefix_matching": ("prefix_matching", "max"),
-    "previous_token": ("previous_token", "max"),
-    "copying_gain": ("copying_gain", "model"),
-    "copying_loss": ("copying_loss", "model"),
-}
+STUDY_QUANTITIES = ("test_loss", "repeated_loss", "induction", "shifted_induction", "prefix_matching", "previous_token",
+                    "copying_gain", "copying_loss")
+"""Per-run quantities of :func:`final_table` (names of :data:`repeatlens.results.QUANTITIES`)."""
 ABILITIES = ("induction", "prefix_matching", "copying_gain")
 
 
@@ -54,33 +49,16 @@ class Target:
         return f"{self.name} {verdict}: {self.detail}"
 
 
-def _per_run(scores: pd.DataFrame, step: str = "last") -> pd.DataFrame:
-    """One row per run at its last (or first, ``step="first"``) scored step."""
-    pick = scores.groupby("run_id").step.transform("max" if step == "last" else "min")
-    s = scores[scores.step == pick]
-    keys = ["run_id", "step", "repeated_fraction", "repeat_count", "seed"]
-    out = s[keys].drop_duplicates("run_id").set_index("run_id")
-    for col, (metric, how) in QUANTITIES.items():
-        m = s[s.metric == metric]
-        if m.empty:
-            continue
-        out[col] = m.groupby("run_id").value.max() if how == "max" else m.groupby("run_id").value.mean()
-    return out.reset_index().sort_values(["repeated_fraction", "repeat_count", "seed"]).reset_index(drop=True)
-
-
-def final_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per run, the final checkpoint's test/repeated loss, best-head scores and copying gain."""
-    return _per_run(scores, "last")
+def final_table(scores: pd.DataFrame, probe: Optional[str] = None, at: str = "last") -> pd.DataFrame:
+    """Per run, the final (or first) checkpoint's losses, best-head scores and copying,
+    read on one probe (:func:`repeatlens.results.check_scores`)."""
+    return reduce.final_table(reduce.check_scores(scores, probe), STUDY_QUANTITIES, at)
 
 
 def point_table(final: pd.DataFrame) -> pd.DataFrame:
-    """Per (f, E): mean, seed range (max - min) and seed count of every quantity."""
-    cols = [c for c in QUANTITIES if c in final]
-    g = final.groupby(["repeated_fraction", "repeat_count"])[cols]
-    mean, spread = g.mean(), g.max() - g.min()
-    out = mean.join(spread.add_suffix("_spread"))
-    out["seeds"] = g.size()
-    return out.reset_index()
+    """Per (f, E): mean, seed range (``*_spread``, max - min) and seed count of every quantity."""
+    cols = [c for c in STUDY_QUANTITIES if c in final]
+    return reduce.seed_stats(final, ["repeated_fraction", "repeat_count"], cols)
 
 
 def chance_levels(d_vocab: int, n_ctx: int) -> dict[str, float]:
@@ -110,6 +88,7 @@ def evaluate_targets(
     fraction: Optional[float] = None,
     chance: Optional[dict[str, float]] = None,
     chance_tolerance: float = 0.05,
+    probe: Optional[str] = None,
 ) -> list[Target]:
     """Check T1-T4 on a sweep's tables.
 
@@ -121,10 +100,14 @@ def evaluate_targets(
         fraction: The f > 0 to study; default the only (or largest) one in ``scores``.
         chance: Uniform-attention levels (:func:`chance_levels`) for T3's random-init check.
         chance_tolerance: How far (absolute) a step-0 best-head score may sit from chance.
+        probe: The probe the attention and copying scores are read on
+            (:func:`repeatlens.results.select_probe`); default the table's default probe.
+            T2 names it.
 
     Returns:
         ``[T1, T2, T3, T4]``.
     """
+    scores = reduce.check_scores(scores, probe)
     final = final_table(scores)
     fs = sorted(x for x in final.repeated_fraction.unique() if x > 0)
     if not fs or not (final.repeated_fraction == 0).any():
@@ -138,7 +121,7 @@ def evaluate_targets(
     peak_E = float(peak.repeat_count)
     return [
         _t1(curve, peak_i, peak, lo, hi, control, f),
-        _t2(peak, control, f),
+        _t2(peak, control, f, scores.attrs.get("probe")),
         _t3(curve, control, scores, f, chance, chance_tolerance),
         _t4(final, metrics, f, peak_E),
     ]
@@ -161,14 +144,15 @@ def _t1(curve: pd.DataFrame, peak_i: int, peak: pd.Series, lo: pd.Series, hi: pd
                                  "margins": {k: [float(m), float(s)] for k, (m, s) in margins.items()}})
 
 
-def _t2(peak: pd.Series, control: pd.Series, f: float) -> Target:
+def _t2(peak: pd.Series, control: pd.Series, f: float, probe: Optional[str]) -> Target:
     rise = (peak.test_loss - control.test_loss) / control.test_loss
     drops = {a: (control[a] - peak[a]) / abs(control[a]) if control[a] != 0 else float("nan") for a in ABILITIES if a in peak}
     held = all(d > 0 and d > rise for d in drops.values())
     parts = ", ".join(f"{a} {control[a]:.3f} -> {peak[a]:.3f} ({-d:+.0%})" for a, d in drops.items())
     detail = (f"at the peak (f = {f:g}, E = {peak.repeat_count:g}) against the control: test loss "
               f"{control.test_loss:.3f} -> {peak.test_loss:.3f} ({rise:+.1%}); {parts}. "
-              f"Held means every ability dropped, by more than the {rise:.1%} rise in test loss.")
+              f"Held means every ability dropped, by more than the {rise:.1%} rise in test loss."
+              + (f" Attention and copying read the probe {probe}." if probe else ""))
     return Target("T2", "near the peak, induction, prefix-matching and copying drop by more (relatively) than test loss rises",
                   held, detail, {"test_loss_rise": float(rise), "drops": {k: float(v) for k, v in drops.items()}})
 
@@ -189,7 +173,7 @@ def _t3(curve: pd.DataFrame, control: pd.Series, scores: pd.DataFrame, f: float,
         numbers["E1_minus_control"] = float(diff)
         parts.append(f"E = 1 test loss {r.test_loss:.3f} vs control {control.test_loss:.3f} "
                      f"(difference {diff:+.3f}, seed spread {spread:.3f})")
-    first = _per_run(scores, "first")
+    first = reduce.final_table(scores, STUDY_QUANTITIES, at="first")
     first = first[first.step == 0]
     if chance is None or first.empty:
         parts.append("random-init scores not measured (no step-0 checkpoint or no chance levels)")

@@ -19,7 +19,6 @@ from typing import Any, Callable, Optional
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -31,6 +30,7 @@ from repeatlens.data.mixture import build_schedule, plan_mixture, schedule_hash
 from repeatlens.data.pools import build_pool, load_corpus
 from repeatlens.errors import CheckpointError, ConfigError, LockTimeout, RepeatlensError
 from repeatlens.io import atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, sha256_file
+from repeatlens.losses import next_token_loss, token_losses
 
 
 class TrainingError(RepeatlensError):
@@ -57,21 +57,42 @@ def lr_at(step: int, total: int, cfg) -> float:
     return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * shape)
 
 
-def lm_loss(logits: Tensor, tokens: Int[Tensor, "batch pos"], reduction: str = "mean") -> Tensor:
-    """Next-token cross-entropy, logits[:, :-1] against tokens[:, 1:] (TransformerLens' convention)."""
-    v = logits.shape[-1]
-    return F.cross_entropy(logits[:, :-1].reshape(-1, v).float(), tokens[:, 1:].reshape(-1), reduction=reduction)
+def lm_loss(logits: Tensor, tokens: Int[Tensor, "batch pos"]) -> Tensor:
+    """Deprecated name of :func:`repeatlens.losses.next_token_loss`."""
+    return next_token_loss(logits, tokens)
 
 
 @torch.inference_mode()
 def eval_loss(model, tokens: np.ndarray, batch_size: int, device: str, fast: bool = True) -> float:
-    """Mean next-token loss (nats/token) of ``model`` on ``tokens`` [n, seq_len]."""
+    """Mean next-token loss (nats/token) of ``model`` on ``tokens`` [n, seq_len]
+    (:func:`repeatlens.losses.token_losses`, as the ``test_loss`` score reads it)."""
     total, count = 0.0, 0
     for i in range(0, len(tokens), batch_size):
         t = torch.from_numpy(np.asarray(tokens[i : i + batch_size]).astype(np.int64)).to(device)
-        total += lm_loss(adapter.logits(model, t, fast), t, reduction="sum").item()
+        total += token_losses(adapter.logits(model, t, fast), t).double().sum().item()
         count += t.shape[0] * (t.shape[1] - 1)
     return total / max(count, 1)
+
+
+def eval_sets(run: RunDir, n: int) -> dict[str, np.ndarray]:
+    """The sequences each evaluation split reads, at most ``n`` each.
+
+    ``test`` and ``repeated``: the first ``n`` held-out and repeated-subset rows. For a run
+    that mixes a corpus with the synthetic source, also ``test_text``/``test_synthetic``
+    and ``repeated_text``/``repeated_synthetic``: the first ``n`` rows of each kind, so the
+    natural-text loss is never diluted by (or mistaken for) in-context copying loss.
+    Empty splits are left out.
+    """
+    man, pool = run.manifest(), run.pool()
+    n_test, n_rep = int(man["n_test"]), int(man["n_repeated"])
+    rows = {"test": np.arange(n_test), "repeated": n_test + np.arange(n_rep)}
+    data = run.config().data
+    kinds = run.is_synthetic()
+    if kinds is not None and not data.synthetic_only and data.synthetic_fraction > 0:
+        for split, idx in list(rows.items()):
+            rows[f"{split}_text"] = idx[~kinds[idx]]
+            rows[f"{split}_synthetic"] = idx[kinds[idx]]
+    return {split: np.asarray(pool[idx[:n]]) for split, idx in rows.items() if len(idx)}
 
 
 # ------------------------------------------------------------------------------ set-up
@@ -199,8 +220,7 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
     pool, schedule = run.pool(), np.load(run.schedule_path)
     total_steps, ckpt_steps = man["total_steps"], set(man["checkpoint_steps"])
     b, seq_len = t.batch_size, man["seq_len"]
-    test_tokens = pool[: min(man["n_test"], t.eval_sequences)]
-    rep_tokens = run.repeated_tokens()[: t.eval_sequences]
+    evals = eval_sets(run, t.eval_sequences)
 
     model = adapter.build_model(cfg.model, d_vocab=man["vocab_size"], tokenizer=run.hf_tokenizer(), device=device, seed=cfg.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "W_pos" not in n]
@@ -228,7 +248,7 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
 
     def evaluate(step: int, tokens_seen: int) -> None:
         model.eval()
-        for split, toks in (("test", test_tokens), ("repeated", rep_tokens)):
+        for split, toks in evals.items():
             if len(toks):
                 loss = eval_loss(model, toks, b, device, t.fast_attention)
                 rows.append({"step": step, "tokens_seen": tokens_seen, "split": split, "loss": loss})
@@ -253,7 +273,7 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
         lr = lr_at(step, total_steps, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = lm_loss(fwd(model, tokens), tokens)
+        loss = next_token_loss(fwd(model, tokens), tokens)
         loss.backward()
         if t.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)

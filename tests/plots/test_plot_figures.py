@@ -12,7 +12,7 @@ import pytest
 
 from repeatlens import plots
 from repeatlens.plots import theme
-from repeatlens.plots._tables import final_values
+from repeatlens.results.reduce import final_values
 from tests.plots.plot_factories import INDUCTION_HEAD, make_scores
 
 RUN = "tiny-f0.1-E100-s0"
@@ -333,3 +333,52 @@ def test_foreign_table_without_sweep_columns():
     line = next(t for t in figs["score_trajectories_test_loss"].data if t.name == "pythia-70m")
     assert line.line.color == theme.UNKNOWN_COLOR and line.customdata[0][1] == "?"
     assert figs["score_trajectories_test_loss"].layout.annotations[0].text == "f = ?"
+
+
+# ------------------------------------------------------------------------------------ probes
+
+
+def _two_probes(scores):
+    """``scores`` with its probe-reading rows under the synthetic probe, plus a uniform probe
+    that sees nothing (every attention score 0.01)."""
+    reads = scores["metric"].isin(["induction", "previous_token", "duplicate_token", "prefix_matching", "copying_loss", "copying_gain"])
+    base = scores.assign(probe="", probe_len=pd.NA, probe_batch=pd.NA, probe_seed=pd.NA, offset=pd.NA)
+    syn = base[reads].assign(probe="synthetic", probe_len=30, probe_batch=16, probe_seed=0)
+    uni = syn.assign(probe="uniform", value=0.01)
+    out = pd.concat([base[~reads], syn, uni], ignore_index=True)
+    return out.astype({"probe_len": "Int64", "probe_batch": "Int64", "probe_seed": "Int64", "offset": "Int64"})
+
+
+def test_figures_read_one_probe_and_say_which(sweep_small) -> None:
+    table = _two_probes(sweep_small)
+    fig = plots.head_heatmap(table, "induction")
+    assert "synthetic probe (L=30)" in fig.layout.title.text
+    assert np.nanmax(np.asarray(fig.data[0].z, dtype=float)) > 0.3  # the synthetic rows (uniform reads 0.01 everywhere)
+    uni = plots.head_heatmap(table, "induction", probe="uniform")
+    assert "uniform probe" in uni.layout.title.text and np.nanmax(np.asarray(uni.data[0].z, dtype=float)) == pytest.approx(0.01)
+    assert "probe" not in plots.loss_vs_repeat_count(table).layout.title.text  # test loss reads no probe
+    figs = plots.available_figures(table, probe="uniform")
+    assert "uniform probe" in figs["phase_diagram_induction"].layout.title.text
+    from repeatlens.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'text': not in this table; it holds synthetic:L30:B16:s0, uniform:L30:B16:s0"):
+        plots.available_figures(table, probe="text")
+
+
+def test_offset_profile_figure_shows_each_heads_offsets_over_checkpoints() -> None:
+    rows = []
+    for step in (0, 100, 200):
+        for layer, head, peak in ((0, 0, 7), (1, 0, 23)):  # induction shifted by 6 at L = 30
+            for o in range(31):
+                v = (0.9 if o == peak else 0.1 / 30) if step else 1 / 31
+                rows.append({"run_id": "r", "step": step, "tokens_seen": step * 64, "metric": "offset_profile", "layer": layer,
+                             "head": head, "offset": o, "value": v, "probe": "synthetic", "probe_len": 30, "probe_batch": 16,
+                             "probe_seed": 0, "repeated_fraction": 0.0, "repeat_count": 1, "n_params": 10, "seed": 0, "model_preset": "m"})
+    table = pd.DataFrame(rows).astype({"layer": "Int64", "head": "Int64", "offset": "Int64"})
+    fig = plots.offset_profile(table, "r")
+    assert len(fig.frames) == 3 and list(fig.data[0].y) == ["L0.H0", "L1.H0"] and list(fig.data[0].x) == list(range(31))
+    z = np.asarray(fig.data[0].z, dtype=float)  # the last checkpoint
+    assert z[0].argmax() == 7 and z[1].argmax() == 23
+    assert "L = 30" in fig.layout.title.text and "synthetic probe" in fig.layout.title.text
+    with pytest.raises(plots.UnsupportedFigureError, match="offset_profile"):
+        plots.head_heatmap(table, "offset_profile")

@@ -20,7 +20,7 @@ def test_summary_table_one_row_per_run(sweep_small):
     table = summary_table(sweep_small)
     assert len(table) == sweep_small["run_id"].nunique() == 14
     assert list(table.columns) == ["run_id", "f", "E", "model", "params", "seed", "final test loss",
-                                   "final repeated loss", "max induction", "copying loss"]
+                                   "final repeated loss", "max induction", "max shifted induction", "copying loss"]
     row = table.set_index("run_id").loc["small-f0.1-E100-s0"]
     runs = sweep_small[(sweep_small["run_id"] == "small-f0.1-E100-s0")]
     last = runs[runs["step"] == runs["step"].max()]

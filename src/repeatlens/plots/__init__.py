@@ -1,13 +1,12 @@
 """Interactive plotly figures of a repetition sweep, and their export.
 
-Every figure function takes the tidy tables (see ``repeatlens.plots._tables``) and
+Every figure function takes the tidy tables (reduced through :mod:`repeatlens.results`) and
 returns a :class:`plotly.graph_objects.Figure` in the registered ``"repeatlens"``
 template. :func:`available_figures` builds all that a sweep supports;
 :func:`write_figures` writes them as offline HTML and, with kaleido + Chromium, as
 PNG/PDF/SVG at paper-column or slide size.
 """
 
-from repeatlens.plots._tables import PlotDataError, UnsupportedFigureError
 from repeatlens.plots.export import SIZES, ExportError, find_chromium, sized, write_figures
 from repeatlens.plots.figures import (
     available_figures,
@@ -16,10 +15,12 @@ from repeatlens.plots.figures import (
     effective_model_size,
     head_heatmap,
     loss_vs_repeat_count,
+    offset_profile,
     phase_diagram,
     score_trajectories,
 )
 from repeatlens.plots.theme import TEMPLATE_NAME, register_template
+from repeatlens.results.reduce import MissingDataError as UnsupportedFigureError, TableError as PlotDataError
 
 __all__ = [
     "SIZES",
@@ -34,6 +35,7 @@ __all__ = [
     "find_chromium",
     "head_heatmap",
     "loss_vs_repeat_count",
+    "offset_profile",
     "phase_diagram",
     "register_template",
     "score_trajectories",

@@ -21,22 +21,24 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from repeatlens.plots import theme
-from repeatlens.plots._tables import (
-    QUANTITIES,
-    PlotDataError,
-    UnsupportedFigureError,
+from repeatlens.results.reduce import (
+    MissingDataError as UnsupportedFigureError,
+    TableError as PlotDataError,
     check_scores,
     control_mask,
     default_run,
+    effective_size,
     final_values,
+    get_quantity,
     is_per_head,
     matching_control,
     metric_rows,
-    model_label,
     per_checkpoint,
+    power_law_fit,
     relative_damage,
     require_columns,
     run_table,
+    seed_stats,
 )
 
 __all__ = [
@@ -46,12 +48,19 @@ __all__ = [
     "effective_model_size",
     "head_heatmap",
     "loss_vs_repeat_count",
+    "offset_profile",
     "phase_diagram",
     "score_trajectories",
+    "model_label",
+    "PHASE_QUANTITIES",
 ]
+
+PHASE_QUANTITIES = ("test_loss", "induction", "copying")
+"""The damage quantities with a phase diagram (``copying``: the copying loss)."""
 
 PER_HEAD_ORDER = [
     "induction",
+    "shifted_induction",
     "previous_token",
     "duplicate_token",
     "prefix_matching",
@@ -62,10 +71,12 @@ PER_HEAD_ORDER = [
     "v_composition",
     "ablation_copying_loss",
 ]
-ATTENTION_METRICS = {"previous_token", "duplicate_token", "induction", "prefix_matching"}
+ATTENTION_METRICS = {"previous_token", "duplicate_token", "induction", "prefix_matching", "shifted_induction"}
 """Per-head scores that are attention probabilities: heatmaps use the fixed range 0…1."""
 SIGNED_UNIT_METRICS = {"copying_ov"}
 """Per-head scores in [−1, 1]: heatmaps use the fixed diverging range −1…1."""
+NOT_A_LEVEL = {"offset_profile", "shifted_induction_shift"}
+"""Per-head rows that are not levels to take the best head of: a profile over offsets, a shift."""
 MODEL_LEVEL_ORDER = [
     "test_loss",
     "repeated_loss",
@@ -77,6 +88,20 @@ MODEL_LEVEL_ORDER = [
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def model_label(preset: str, n_params: float) -> str:
+    """Label of a model size, e.g. ``"small (1.2M params)"``."""
+    return f"{preset} ({theme.format_count(n_params)} params)" if n_params and n_params > 0 else str(preset)
+
+
+def _probe_title(s: pd.DataFrame, *metrics: str) -> str:
+    """`` · <probe>`` for a title when any of ``metrics`` read the probe ``s`` was restricted to."""
+    key = s.attrs.get("probe")
+    if not key:
+        return ""
+    reads = s[s["metric"].isin(metrics) & (s["probe"].astype(str) != "")] if "probe" in s.columns else s.iloc[:0]
+    return f" · {key.split(':')[0]} probe (L={key.split(':')[1][1:]})" if len(reads) else ""
 
 
 def _finish(fig: go.Figure, name: str, rows: int = 1, cols: int = 1, *, title: str | None = None) -> go.Figure:
@@ -209,10 +234,48 @@ def _log_ticks_axis() -> dict[str, object]:
     return {"type": "log", "exponentformat": "SI", "dtick": 1, "minor": {"ticks": "outside", "ticklen": 2}}
 
 
+def _checkpoint_slider(checkpoints: pd.DataFrame, trace: Callable[[int, int], go.BaseTraceType]) -> go.Figure:
+    """A one-trace figure with a slider over ``checkpoints`` (``step``, ``tokens_seen``):
+    each slider step is an animation frame of ``trace(step, tokens)``; it opens on the last."""
+    frames = [
+        go.Frame(name=str(int(st)), data=[trace(int(st), int(tk))], traces=[0])
+        for st, tk in checkpoints.itertuples(index=False)
+    ]
+    last_step, last_tokens = (int(v) for v in checkpoints.iloc[-1])
+    fig = go.Figure(data=[trace(last_step, last_tokens)], frames=frames)
+    n = len(frames)
+    slider_steps = [
+        {
+            "label": theme.format_count(int(tk)),
+            "method": "animate",
+            "args": [
+                [str(int(st))],
+                {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}},
+            ],
+        }
+        for st, tk in checkpoints.itertuples(index=False)
+    ]
+    fig.update_layout(
+        sliders=[
+            {
+                "active": n - 1,
+                "steps": slider_steps,
+                "currentvalue": {"prefix": "tokens seen: ", "font": {"size": 12}},
+                "pad": {"t": 40, "b": 10},
+                "len": 1.0,
+                "x": 0.0,
+                # a slider with many checkpoints hides its tick labels (they would collide)
+                "font": {"size": 10, "color": "#444" if n <= 10 else "rgba(0,0,0,0)"},
+            }
+        ],
+    )
+    return fig
+
+
 # ----------------------------------------------------------------------------- 1. heatmap
 
 
-def head_heatmap(scores: pd.DataFrame, metric: str, run_id: str | None = None) -> go.Figure:
+def head_heatmap(scores: pd.DataFrame, metric: str, run_id: str | None = None, probe: str | None = None) -> go.Figure:
     """Layer × head heatmap of a per-head metric, with a slider over checkpoints.
 
     The figure opens on the last checkpoint; each slider step is one checkpoint
@@ -223,16 +286,20 @@ def head_heatmap(scores: pd.DataFrame, metric: str, run_id: str | None = None) -
         scores: The long scores table.
         metric: A per-head metric, e.g. ``"induction"``.
         run_id: The run to show; default the most damaged run (largest relative
-            test-loss rise against its control, see ``_tables.default_run``).
+            test-loss rise against its control, see :func:`repeatlens.results.default_run`).
+        probe: The probe to read (see :func:`repeatlens.results.select_probe`); default the
+            table's default probe, named in the title.
 
     Returns:
         The figure, with ``len(fig.frames) == len(fig.layout.sliders[0].steps)`` = the
         number of checkpoints of that run.
     """
-    s = check_scores(scores)
+    s = check_scores(scores, probe)
     rows = metric_rows(s, metric)
     if not is_per_head(rows):
         raise UnsupportedFigureError(f"metric {metric!r} is model-level; head_heatmap needs a per-head metric")
+    if metric == "offset_profile":
+        raise UnsupportedFigureError("offset_profile has one value per head and offset; see plots.offset_profile")
     rows = rows[rows["head"].notna()]
     if run_id is None:
         run_id = default_run(s[s["run_id"].isin(rows["run_id"].unique())])
@@ -278,53 +345,82 @@ def head_heatmap(scores: pd.DataFrame, metric: str, run_id: str | None = None) -
             name=f"step {step}",
         )
 
-    frames = [
-        go.Frame(name=str(int(st)), data=[trace(int(st), int(tk))], traces=[0])
-        for st, tk in checkpoints.itertuples(index=False)
-    ]
-    last_step, last_tokens = (int(v) for v in checkpoints.iloc[-1])
-    fig = go.Figure(data=[trace(last_step, last_tokens)], frames=frames)
-    n = len(frames)
-    slider_steps = [
-        {
-            "label": theme.format_count(int(tk)),
-            "method": "animate",
-            "args": [
-                [str(int(st))],
-                {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}},
-            ],
-        }
-        for st, tk in checkpoints.itertuples(index=False)
-    ]
+    fig = _checkpoint_slider(checkpoints, trace)
     fig.update_layout(
-        sliders=[
-            {
-                "active": n - 1,
-                "steps": slider_steps,
-                "currentvalue": {"prefix": "tokens seen: ", "font": {"size": 12}},
-                "pad": {"t": 40, "b": 10},
-                "len": 1.0,
-                "x": 0.0,
-                # a slider with many checkpoints hides its tick labels (they would collide)
-                "font": {"size": 10, "color": "#444" if n <= 10 else "rgba(0,0,0,0)"},
-            }
-        ],
         xaxis={"title": {"text": "head"}, "dtick": 1, "showgrid": False, "constrain": "domain"},
         yaxis={"title": {"text": "layer"}, "dtick": 1, "autorange": "reversed", "showgrid": False},
         margin={"b": 120},
     )
     title = (
         f"{label} per head · {run_id} (f = {theme.format_fraction(float(run['repeated_fraction']))}, "
-        f"E = {float(run['repeat_count']):g})"
+        f"E = {float(run['repeat_count']):g}){_probe_title(s, metric)}"
     )
     return _finish(fig, f"head_heatmap_{metric}", title=title)
+
+
+# ----------------------------------------------------------------------------- 1b. offset profile
+
+
+def offset_profile(scores: pd.DataFrame, run_id: str | None = None, probe: str | None = None) -> go.Figure:
+    """Attention by query-key offset per head, with a slider over checkpoints.
+
+    Rows are heads (``L0.H0`` at the top), columns the offsets ``o = 0..L`` from the
+    second-copy queries of ``[BOS, r, r]`` (the ``offset_profile`` score). A canonical
+    induction circuit shows a layer-0 head at ``o = 1`` and a later head at ``o = L - 1``
+    (dotted line); induction shifted by ``d`` shows a layer-0 head at ``o = d + 1`` and a
+    later head at ``o = L - 1 - d``, which the induction score (offset ``L - 1`` only) misses.
+
+    Args:
+        scores: The long scores table with ``offset_profile`` rows.
+        run_id: The run to show; default the most damaged run.
+        probe: The probe to read; default the table's default probe, named in the title.
+
+    Returns:
+        The figure; one frame per checkpoint of the run.
+    """
+    s = check_scores(scores, probe)
+    rows = metric_rows(s, "offset_profile")
+    if run_id is None:
+        run_id = default_run(s[s["run_id"].isin(rows["run_id"].unique())])
+    sub = rows[rows["run_id"] == run_id].copy()
+    if sub.empty:
+        raise PlotDataError(f"run {run_id!r} has no 'offset_profile' rows; runs with it: {sorted(rows['run_id'].unique())[:8]}")
+    sub["head_id"] = [f"L{int(layer)}.H{int(head)}" for layer, head in zip(sub["layer"], sub["head"])]
+    order = sub.drop_duplicates("head_id").sort_values(["layer", "head"])["head_id"].tolist()
+    offsets = sorted(int(o) for o in sub["offset"].unique())
+    L = offsets[-1]
+    run = sub.iloc[0]
+    checkpoints = sub[["step", "tokens_seen"]].drop_duplicates("step").sort_values("step")
+
+    def trace(step: int, tokens: int) -> go.Heatmap:
+        grid = sub[sub["step"] == step].pivot_table(index="head_id", columns="offset", values="value").reindex(index=order, columns=offsets)
+        return go.Heatmap(
+            z=grid.to_numpy(dtype=float), x=offsets, y=order, xgap=1, ygap=1, colorscale=theme.HEAD_COLORSCALE, zmin=0.0, zmax=1.0,
+            colorbar={"title": {"text": "attention", "side": "top"}, "thickness": 12, "len": 0.8},
+            hovertemplate=(f"<b>{run_id}</b><br>step {step} ({theme.format_count(tokens)} tokens)"
+                           "<br>%{y}, offset %{x}<br>mean attention %{z:.3f}<extra></extra>"),
+            name=f"step {step}",
+        )
+
+    fig = _checkpoint_slider(checkpoints, trace)
+    for x, text in ((1, "previous token"), (L - 1, "induction (L−1)")):
+        fig.add_vline(x=x, line={"color": "#555", "dash": "dot", "width": 1})
+        fig.add_annotation(x=x, y=1.0, yref="paper", yanchor="bottom", text=text, showarrow=False, font={"size": 10, "color": "#555"})
+    fig.update_layout(
+        xaxis={"title": {"text": "query − key offset o (second-copy queries of [BOS, r, r])"}, "showgrid": False},
+        yaxis={"title": {"text": "head"}, "autorange": "reversed", "showgrid": False, "type": "category"},
+        margin={"b": 120}, height=260 + 22 * len(order),
+    )
+    title = (f"Attention by offset · {run_id} (f = {theme.format_fraction(float(run['repeated_fraction']))}, "
+             f"E = {float(run['repeat_count']):g}, L = {L}){_probe_title(s, 'offset_profile')}")
+    return _finish(fig, "offset_profile", title=title)
 
 
 # ----------------------------------------------------------------------------- 2. trajectories
 
 
 def score_trajectories(
-    scores: pd.DataFrame, metric: str, layer: int | None = None, head: int | None = None
+    scores: pd.DataFrame, metric: str, layer: int | None = None, head: int | None = None, probe: str | None = None
 ) -> go.Figure:
     """A score over training: one line per run, coloured by E, faceted by f.
 
@@ -339,11 +435,12 @@ def score_trajectories(
         metric: Any metric, per-head or model-level.
         layer: Optional layer for per-head metrics.
         head: Optional head (with ``layer``).
+        probe: The probe to read; default the table's default probe, named in the title.
 
     Returns:
         The figure; its traces are named by run_id (the control: ``"control (f = 0)"``).
     """
-    s = check_scores(scores)
+    s = check_scores(scores, probe)
     per_head = is_per_head(metric_rows(s, metric))
     pc = per_checkpoint(s, metric, layer, head)
     pc = pc[pc["tokens_seen"] > 0]
@@ -392,7 +489,7 @@ def score_trajectories(
     fig.update_xaxes(**_log_ticks_axis())
     fig.update_xaxes(title_text=theme.TOKENS_LABEL, row=len(models))
     fig.update_yaxes(title_text=ytitle, col=1)
-    title = f"{label.split(' (')[0]} over training" + (f" ({reduction})" if reduction else "")
+    title = f"{label.split(' (')[0]} over training" + (f" ({reduction})" if reduction else "") + _probe_title(s, metric)
     return _finish(fig, f"score_trajectories_{metric}", len(models), len(fractions), title=title)
 
 
@@ -411,13 +508,6 @@ def _final_test_loss(table: pd.DataFrame) -> pd.DataFrame:
         out["repeat_count"] = out["repeat_count"].astype(float)
         return out
     raise PlotDataError("expected a scores table (with 'metric') or a final table (with 'test_loss')")
-
-
-def _seed_stats(table: pd.DataFrame, keys: list[str], value: str = "value") -> pd.DataFrame:
-    """Mean, sample std (0 for one seed) and seed count of ``value`` per group."""
-    agg = table.groupby(keys)[value].agg(["mean", "std", "count"]).reset_index()
-    agg["std"] = agg["std"].fillna(0.0)
-    return agg
 
 
 def loss_vs_repeat_count(scores_or_final_table: pd.DataFrame) -> go.Figure:
@@ -469,7 +559,7 @@ def loss_vs_repeat_count(scores_or_final_table: pd.DataFrame) -> go.Figure:
                 ),
                 row=1, col=c,
             )
-        stats = _seed_stats(in_model[in_model["repeated_fraction"] > 0], ["repeated_fraction", "repeat_count"])
+        stats = seed_stats(in_model[in_model["repeated_fraction"] > 0], ["repeated_fraction", "repeat_count"])
         for k, f in enumerate(fractions):
             g = stats[stats["repeated_fraction"] == f].sort_values("repeat_count")
             if g.empty:
@@ -502,7 +592,7 @@ def loss_vs_repeat_count(scores_or_final_table: pd.DataFrame) -> go.Figure:
 # ----------------------------------------------------------------------------- 4. phase diagram
 
 
-def phase_diagram(scores: pd.DataFrame, quantity: str) -> go.Figure:
+def phase_diagram(scores: pd.DataFrame, quantity: str, probe: str | None = None) -> go.Figure:
     """Repeated fraction × repeat count heatmap of damage relative to the control.
 
     Damage is the relative change of the final value against the mean of the f = 0
@@ -513,15 +603,18 @@ def phase_diagram(scores: pd.DataFrame, quantity: str) -> go.Figure:
 
     Args:
         scores: The long scores table.
-        quantity: ``"test_loss"``, ``"induction"`` or ``"copying"``.
+        quantity: ``"test_loss"``, ``"induction"`` or ``"copying"`` (any name of
+            :data:`repeatlens.results.QUANTITIES`).
+        probe: The probe to read; default the table's default probe, named in the title.
 
     Returns:
         The figure; heatmap x = E (categories), y = f (categories), z = mean damage.
     """
-    dmg = relative_damage(check_scores(scores), quantity)
-    label = QUANTITIES[quantity][2]
+    s = check_scores(scores, probe)
+    dmg = relative_damage(s, quantity)
+    label = get_quantity(quantity).label
     models = _models(dmg)
-    stats = _seed_stats(dmg, ["n_params", "repeated_fraction", "repeat_count"], "damage")
+    stats = seed_stats(dmg, ["n_params", "repeated_fraction", "repeat_count"], "damage")
     fractions = sorted(stats["repeated_fraction"].unique())
     counts = sorted(stats["repeat_count"].unique())
     xs = [f"{e:g}" for e in counts]
@@ -564,7 +657,7 @@ def phase_diagram(scores: pd.DataFrame, quantity: str) -> go.Figure:
     fig.update_yaxes(title_text=theme.FRACTION_LABEL, col=1, type="category", showgrid=False)
     fig.update_yaxes(type="category", showgrid=False)
     return _finish(fig, f"phase_diagram_{quantity}", 1, len(models),
-                   title=f"Phase diagram: {label} (mean over seeds)")
+                   title=f"Phase diagram: {label} (mean over seeds){_probe_title(s, get_quantity(quantity).metric)}")
 
 
 # ----------------------------------------------------------------------------- 5. displacement
@@ -594,7 +687,7 @@ def _score_series(scores: pd.DataFrame, run_id: str, metric: str) -> pd.DataFram
     return None if pc.empty else pc[["step", "tokens_seen", "layer", "head", "value"]]
 
 
-def displacement(scores: pd.DataFrame, metrics_table: pd.DataFrame | None, run_id: str) -> go.Figure:
+def displacement(scores: pd.DataFrame, metrics_table: pd.DataFrame | None, run_id: str, probe: str | None = None) -> go.Figure:
     """Where memorization displaces generalization, for one run.
 
     Stacked panels on a shared log x-axis (tokens seen): repeated-subset loss, test
@@ -610,11 +703,12 @@ def displacement(scores: pd.DataFrame, metrics_table: pd.DataFrame | None, run_i
         metrics_table: The training-metrics table (``step``, ``tokens_seen``,
             ``split``, ``loss``, optionally ``run_id``), or None.
         run_id: The run to show.
+        probe: The probe the induction and copying panels read; default the table's default.
 
     Returns:
         The figure with one row per panel that has data.
     """
-    s = check_scores(scores)
+    s = check_scores(scores, probe)
     runs = run_table(s)
     if run_id not in set(runs["run_id"]):
         raise PlotDataError(f"run {run_id!r} is not in the scores table; runs: {list(runs['run_id'])[:8]}")
@@ -678,7 +772,8 @@ def displacement(scores: pd.DataFrame, metrics_table: pd.DataFrame | None, run_i
     fig.update_xaxes(**_log_ticks_axis())
     fig.update_xaxes(title_text=theme.TOKENS_LABEL, row=len(series))
     title = (f"Memorization vs generalization · {run_id} "
-             f"(f = {theme.format_fraction(float(info['repeated_fraction']))}, E = {float(info['repeat_count']):g})")
+             f"(f = {theme.format_fraction(float(info['repeated_fraction']))}, E = {float(info['repeat_count']):g})"
+             f"{_probe_title(s, 'induction', 'copying_loss')}")
     fig = _finish(fig, "displacement", len(series), 1, title=title)
     fig.update_layout(height=170 * len(series) + 150)
     return fig
@@ -687,7 +782,7 @@ def displacement(scores: pd.DataFrame, metrics_table: pd.DataFrame | None, run_i
 # ----------------------------------------------------------------------------- 6. damage
 
 
-def disproportionate_damage(scores: pd.DataFrame) -> go.Figure:
+def disproportionate_damage(scores: pd.DataFrame, probe: str | None = None) -> go.Figure:
     """Relative drop in induction and copying against relative rise in test loss.
 
     One point per repeated-data run (all seeds), coloured by E on the log scale, marker
@@ -697,11 +792,12 @@ def disproportionate_damage(scores: pd.DataFrame) -> go.Figure:
 
     Args:
         scores: The long scores table.
+        probe: The probe to read; default the table's default probe, named in the title.
 
     Returns:
         The figure; per panel, traces per fraction named ``"f = …"`` + a ``"y = x"`` line.
     """
-    s = check_scores(scores)
+    s = check_scores(scores, probe)
     loss = relative_damage(s, "test_loss")[["run_id", "damage"]].rename(columns={"damage": "loss_rise"})
     panels = []
     for q in ("induction", "copying"):
@@ -717,7 +813,7 @@ def disproportionate_damage(scores: pd.DataFrame) -> go.Figure:
     fractions = sorted(f for f in run_table(s)["repeated_fraction"].unique() if f > 0)
     symbols = {f: theme.MODEL_SYMBOLS[k % len(theme.MODEL_SYMBOLS)] for k, f in enumerate(fractions)}
     fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.13,
-                        subplot_titles=[QUANTITIES[q][2].replace(" vs control", "") for q, _ in panels])
+                        subplot_titles=[get_quantity(q).label.replace(" vs control", "") for q, _ in panels])
     for c, (q, d) in enumerate(panels, start=1):
         lo = min(0.0, float(d["loss_rise"].min()), float(d["damage"].min()))
         hi = max(float(d["loss_rise"].max()), float(d["damage"].max()), 1e-6)
@@ -737,7 +833,7 @@ def disproportionate_damage(scores: pd.DataFrame) -> go.Figure:
                             "color": [theme.repeat_count_color(float(e), limits) for e in g["repeat_count"]]},
                     name=f"f = {theme.format_fraction(f)}", legendgroup=f"f={f}", showlegend=False,
                     customdata=_customdata(g.assign(layer=pd.NA, head=pd.NA)),
-                    hovertemplate=_hover_lines(False, QUANTITIES[q][2], "test-loss rise %{x:+.1%}").replace(
+                    hovertemplate=_hover_lines(False, get_quantity(q).label, "test-loss rise %{x:+.1%}").replace(
                         "%{y:.4g}", "%{y:+.1%}"),
                 ),
                 row=1, col=c,
@@ -747,28 +843,14 @@ def disproportionate_damage(scores: pd.DataFrame) -> go.Figure:
                                  marker={"symbol": symbols[f], "size": 9, "color": "#888"}, legendgroup=f"f={f}"))
     if counts:
         fig.add_trace(theme.repeat_count_colorbar(counts, limits))
-    fig.update_xaxes(title_text=QUANTITIES["test_loss"][2], tickformat="+.0%")
+    fig.update_xaxes(title_text=get_quantity("test_loss").label, tickformat="+.0%")
     fig.update_yaxes(tickformat="+.0%")
     fig.update_yaxes(title_text="relative damage vs control", row=1, col=1)
     return _finish(fig, "disproportionate_damage", 1, len(panels),
-                   title="Disproportionate damage: induction and copying vs test loss")
+                   title="Disproportionate damage: induction and copying vs test loss" + _probe_title(s, "induction", "copying_loss"))
 
 
 # ----------------------------------------------------------------------------- 7. N_eff
-
-
-def power_law_fit(n_params: np.ndarray, loss: np.ndarray) -> tuple[float, float]:
-    """Least-squares fit of loss = a · N^(−α) in log-log space.
-
-    Args:
-        n_params: Parameter counts (≥ 2 distinct).
-        loss: Losses (positive).
-
-    Returns:
-        (a, α).
-    """
-    slope, intercept = np.polyfit(np.log(n_params), np.log(loss), 1)
-    return float(math.exp(intercept)), float(-slope)
 
 
 def effective_model_size(scores: pd.DataFrame) -> go.Figure:
@@ -802,7 +884,7 @@ def effective_model_size(scores: pd.DataFrame) -> go.Figure:
     runs = final[final["repeated_fraction"] > 0].copy()
     if runs.empty:
         raise UnsupportedFigureError("effective_model_size needs runs with repeated data (f > 0)")
-    runs["n_eff"] = (runs["value"] / a) ** (-1.0 / alpha)
+    runs["n_eff"] = effective_size(runs["value"].to_numpy(dtype=float), a, alpha)
     runs["ratio"] = runs["n_eff"] / runs["n_params"].astype(float)
     counts = _repeated_counts(final)
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
@@ -834,7 +916,7 @@ def effective_model_size(scores: pd.DataFrame) -> go.Figure:
             row=1, col=1,
         )
     models = _models(runs)
-    stats = _seed_stats(runs, ["n_params", "repeated_fraction", "repeat_count"], "ratio")
+    stats = seed_stats(runs, ["n_params", "repeated_fraction", "repeat_count"], "ratio")
     for m, (n, p) in enumerate(models):
         for f in fractions:
             g = stats[(stats["n_params"] == n) & (stats["repeated_fraction"] == f)].sort_values("repeat_count")
@@ -889,7 +971,7 @@ def _displacement_of_most_damaged(scores: pd.DataFrame, metrics: pd.DataFrame | 
     return displacement(scores, metrics, run_id)
 
 
-def available_figures(scores: pd.DataFrame, metrics: pd.DataFrame | None = None) -> dict[str, go.Figure]:
+def available_figures(scores: pd.DataFrame, metrics: pd.DataFrame | None = None, probe: str | None = None) -> dict[str, go.Figure]:
     """Every figure the data supports, keyed by a stable name.
 
     Figures whose data is missing (a metric not scored, no control, a single model
@@ -898,6 +980,8 @@ def available_figures(scores: pd.DataFrame, metrics: pd.DataFrame | None = None)
     Args:
         scores: The long scores table.
         metrics: The training-metrics table, optional (used by ``displacement``).
+        probe: The one probe every figure reads; default the table's default probe
+            (:func:`repeatlens.results.select_probe`), named in the titles.
 
     Returns:
         Ordered ``{name: Figure}``: loss_vs_repeat_count, phase diagrams,
@@ -905,20 +989,21 @@ def available_figures(scores: pd.DataFrame, metrics: pd.DataFrame | None = None)
         trajectories of every metric present, and head heatmaps of the per-head
         metrics for the most damaged run.
     """
-    s = check_scores(scores)
+    s = check_scores(scores, probe)
     present = set(s["metric"].unique())
     builders: list[tuple[str, Callable[[], go.Figure]]] = [
         ("loss_vs_repeat_count", lambda: loss_vs_repeat_count(s)),
-        *[(f"phase_diagram_{q}", lambda q=q: phase_diagram(s, q)) for q in QUANTITIES],
+        *[(f"phase_diagram_{q}", lambda q=q: phase_diagram(s, q)) for q in PHASE_QUANTITIES],
         ("disproportionate_damage", lambda: disproportionate_damage(s)),
         ("effective_model_size", lambda: effective_model_size(s)),
         ("displacement", lambda: _displacement_of_most_damaged(s, metrics)),
     ]
     ordered = [m for m in MODEL_LEVEL_ORDER + PER_HEAD_ORDER if m in present]
-    ordered += sorted(present - set(ordered))
+    ordered += sorted(present - set(ordered) - NOT_A_LEVEL)
     builders += [(f"score_trajectories_{m}", lambda m=m: score_trajectories(s, m)) for m in ordered]
     heads = [m for m in ordered if is_per_head(s[s["metric"] == m])]
     builders += [(f"head_heatmap_{m}", lambda m=m: head_heatmap(s, m)) for m in heads]
+    builders += [("offset_profile", lambda: offset_profile(s))]
     figures: dict[str, go.Figure] = {}
     for name, build in builders:
         try:

@@ -1,26 +1,331 @@
 """Reductions of the tidy scores table that the study, the figures and the report share.
 
 The scores table is long (:mod:`repeatlens.results.schema`): one row per (run, checkpoint,
-metric, head, offset, probe), with the run's coordinates joined in. Every reduction here
-reads ONE probe: :func:`select_probe` picks it (a default when the caller names none, and
-says which), so no figure or target ever averages over probes silently.
+metric, head, offset, probe), with the run's coordinates (f, E, D, model preset, parameter
+counts, seed) joined in. Model-level metrics have ``layer``/``head`` = NA. Every reduction
+here reads ONE probe: :func:`check_scores` picks it through :func:`select_probe` (a default
+when the caller names none, recorded in ``df.attrs["probe"]`` so figures can say which), so
+no figure or target ever averages over probes silently.
+
+* per checkpoint (:func:`per_checkpoint`: per-head metrics reduced by the max over heads),
+  final per run (:func:`final_values`, :func:`final_table`), seed statistics
+  (:func:`seed_stats`), relative damage against the control of the same size
+  (:func:`relative_damage`);
+* probes (:func:`select_probe`) and named copying circuits (:func:`circuits`);
+* the scaling fits: a power law of the controls' loss in the parameter count
+  (:func:`power_law_fit`) and each run's effective size (:func:`effective_size`).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from repeatlens.errors import ConfigError
+from repeatlens.errors import ConfigError, RepeatlensError
+from repeatlens.results.schema import RUN_COLUMNS
 
 __all__ = [
+    "TableError",
+    "MissingDataError",
+    "Quantity",
+    "QUANTITIES",
+    "get_quantity",
+    "RUN_DEFAULTS",
     "PROBE_PREFERENCE",
+    "require_columns",
+    "check_scores",
+    "run_table",
+    "metric_rows",
+    "is_per_head",
+    "per_checkpoint",
+    "final_values",
+    "final_table",
+    "control_mask",
+    "seed_stats",
+    "relative_damage",
+    "default_run",
+    "matching_control",
     "probe_keys",
     "select_probe",
     "circuits",
+    "power_law_fit",
+    "effective_size",
 ]
+
+
+class TableError(RepeatlensError, ValueError):
+    """A table handed to a reduction or a figure lacks a column, a run or a value it needs."""
+
+
+class MissingDataError(TableError):
+    """The table holds no data this reduction or figure can use (a metric, the control, a 2nd size)."""
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A per-run quantity read off the scores table.
+
+    Attributes:
+        metric: the metric it reads (per-head metrics: the best head, the max over heads).
+        sign: +1 when higher is worse (a loss), -1 when higher is better (an ability).
+        label: how damage to it reads on a figure.
+    """
+
+    metric: str
+    sign: int
+    label: str
+
+
+QUANTITIES: dict[str, Quantity] = {
+    "test_loss": Quantity("test_loss", +1, "test-loss rise vs control"),
+    "repeated_loss": Quantity("repeated_loss", +1, "repeated-loss rise vs control"),
+    "induction": Quantity("induction", -1, "induction drop vs control"),
+    "shifted_induction": Quantity("shifted_induction", -1, "shifted-induction drop vs control"),
+    "prefix_matching": Quantity("prefix_matching", -1, "prefix-matching drop vs control"),
+    "previous_token": Quantity("previous_token", -1, "previous-token drop vs control"),
+    "copying_gain": Quantity("copying_gain", -1, "copying-gain drop vs control"),
+    "copying_loss": Quantity("copying_loss", +1, "copying-loss rise vs control"),
+}
+"""Every per-run quantity the study and the figures compare, by name. Damage is the
+relative change against the control, signed so that positive means worse:
+``sign * (value - control) / |control|``."""
+_ALIASES = {"copying": "copying_loss"}  # the phase diagram's older name
+
+
+def get_quantity(name: str) -> Quantity:
+    """The :class:`Quantity` named ``name`` (``"copying"`` is read as ``"copying_loss"``)."""
+    q = QUANTITIES.get(_ALIASES.get(name, name))
+    if q is None:
+        raise TableError(f"quantity must be one of {sorted(QUANTITIES)}, got {name!r}")
+    return q
+
+
+RUN_DEFAULTS: dict[str, object] = {
+    "repeated_fraction": float("nan"),
+    "repeat_count": float("nan"),
+    "total_tokens": float("nan"),
+    "model_preset": "model",
+    "n_params": 0,
+    "n_params_nonembedding": 0,
+    "seed": 0,
+}
+"""Run columns a table may lack (a foreign checkpoint folder has no sweep coordinates).
+A run with unknown f and E is drawn in grey, in its own ``f = ?`` facet; reductions that
+compare against the control skip it."""
+
+SCORE_NEEDS = ["run_id", "step", "tokens_seen", "metric", "layer", "head", "value"]
+
+
+def require_columns(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    """Raise :class:`TableError` naming the columns ``table`` (``what``) lacks."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise TableError(f"{what} lacks column(s) {missing}; it has {list(table.columns)}")
+
+
+def check_scores(scores: pd.DataFrame, probe: Optional[str] = None) -> pd.DataFrame:
+    """Validate a scores table and return ONE probe's rows (plus those that read none),
+    with tidy dtypes and every run column (missing ones get :data:`RUN_DEFAULTS`).
+
+    Args:
+        scores: the long scores table.
+        probe: the probe to keep (see :func:`select_probe`); None: the table's default.
+
+    Returns:
+        A copy; ``attrs["probe"]`` holds the key of the probe kept (None if no row reads one).
+    """
+    require_columns(scores, SCORE_NEEDS, "scores table")
+    out, key = select_probe(scores, probe)
+    out = out.copy()
+    for column, default in RUN_DEFAULTS.items():
+        if column not in out.columns:
+            out[column] = default
+    if "offset" in out.columns:
+        out = out[out["offset"].isna() | (out["metric"] == "offset_profile")]
+    out["repeated_fraction"] = out["repeated_fraction"].astype(float)
+    out["repeat_count"] = out["repeat_count"].astype(float)
+    out["n_params"] = out["n_params"].fillna(0)
+    out["value"] = out["value"].astype(float)
+    out["run_id"] = out["run_id"].astype(str)
+    out.attrs["probe"] = key
+    return out
+
+
+def run_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """One row per run with its coordinates (``run_id`` + :data:`RUN_COLUMNS`), sorted by
+    size, f, E, seed."""
+    cols = ["run_id"] + [c for c in RUN_COLUMNS if c in scores.columns]
+    runs = scores[cols].drop_duplicates("run_id")
+    return runs.sort_values(["n_params", "repeated_fraction", "repeat_count", "seed", "run_id"]).reset_index(drop=True)
+
+
+def metric_rows(scores: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Rows of one metric with a finite value; :class:`MissingDataError` if there are none."""
+    rows = scores[(scores["metric"] == metric) & scores["value"].notna()]
+    if rows.empty:
+        present = sorted(scores["metric"].unique())
+        raise MissingDataError(f"the scores table has no {metric!r} rows; metrics present: {present}")
+    return rows
+
+
+def is_per_head(rows: pd.DataFrame) -> bool:
+    """Whether a metric's rows are per head (head not NA)."""
+    return bool(rows["head"].notna().any())
+
+
+def per_checkpoint(scores: pd.DataFrame, metric: str, layer: Optional[int] = None, head: Optional[int] = None) -> pd.DataFrame:
+    """One value per (run, checkpoint); per-head metrics reduced by the max over heads.
+
+    With ``layer`` and ``head`` the single head is taken; with ``layer`` alone, the max
+    over that layer's heads; with neither, the max over all heads. The returned
+    ``layer``/``head`` columns name the head that attained the value (NA for model-level
+    metrics).
+
+    Args:
+        scores: a validated scores table (:func:`check_scores`: one probe).
+        metric: metric name.
+        layer: optional layer restriction (per-head metrics only).
+        head: optional head (needs ``layer``).
+
+    Returns:
+        Run columns + ``step``, ``tokens_seen``, ``layer``, ``head``, ``value``.
+    """
+    rows = metric_rows(scores, metric)
+    if not is_per_head(rows):
+        if layer is not None or head is not None:
+            raise TableError(f"metric {metric!r} is model-level; layer/head do not apply")
+        return rows.sort_values(["run_id", "step"]).reset_index(drop=True)
+    if head is not None and layer is None:
+        raise TableError("head given without layer; pass both to select one head")
+    rows = rows[rows["head"].notna()]
+    if layer is not None:
+        rows = rows[rows["layer"] == layer]
+    if head is not None:
+        rows = rows[rows["head"] == head]
+    if rows.empty:
+        raise TableError(f"metric {metric!r} has no rows for layer={layer}, head={head}")
+    best = rows.loc[rows.groupby(["run_id", "step"])["value"].idxmax()]
+    return best.sort_values(["run_id", "step"]).reset_index(drop=True)
+
+
+def final_values(scores: pd.DataFrame, metric: str, at: str = "last") -> pd.DataFrame:
+    """The metric at each run's last (``at="last"``) or first (``"first"``) checkpoint
+    that has it; per-head metrics: the max over heads.
+
+    Returns:
+        One row per run: run columns + ``step``, ``tokens_seen``, ``value``.
+    """
+    if at not in ("last", "first"):
+        raise ValueError(f"at must be 'last' or 'first', got {at!r}")
+    pc = per_checkpoint(scores, metric)
+    pick = pc.groupby("run_id")["step"].idxmax() if at == "last" else pc.groupby("run_id")["step"].idxmin()
+    return pc.loc[pick].reset_index(drop=True)
+
+
+def final_table(scores: pd.DataFrame, quantities: Optional[Sequence[str]] = None, at: str = "last") -> pd.DataFrame:
+    """One row per run: its coordinates and, per quantity present, :func:`final_values`.
+
+    Args:
+        scores: a validated scores table (one probe).
+        quantities: names from :data:`QUANTITIES` (default: all; absent metrics are skipped).
+        at: ``"last"`` or ``"first"`` checkpoint.
+
+    Returns:
+        ``run_id``, the run columns, ``step`` (the latest step of any quantity), then one
+        column per quantity; sorted by size, f, E, seed.
+    """
+    runs = run_table(scores).set_index("run_id")
+    steps = []
+    present = set(scores["metric"].unique())
+    for name in quantities or list(QUANTITIES):
+        q = get_quantity(name)
+        if q.metric not in present:
+            continue
+        v = final_values(scores, q.metric, at).set_index("run_id")
+        runs[name] = v["value"]
+        steps.append(v["step"])
+    runs["step"] = pd.concat(steps, axis=1).max(axis=1) if steps else np.nan
+    return runs.reset_index()
+
+
+def control_mask(table: pd.DataFrame) -> pd.Series:
+    """Rows of the f = 0 control."""
+    return table["repeated_fraction"].astype(float) == 0.0
+
+
+def seed_stats(table: pd.DataFrame, keys: Sequence[str], values: str | Sequence[str] = "value") -> pd.DataFrame:
+    """Per group of ``keys``, over its seeds: mean, sample std (0 for one seed), range
+    (max - min, the "seed spread" the study compares differences against) and count.
+
+    Returns:
+        ``keys`` + for one value column (a string): ``mean``, ``std``, ``spread``, ``count``;
+        for a list of columns, per column ``v``: ``v`` (the mean), ``v_std``, ``v_spread``,
+        and one ``seeds`` count.
+    """
+    cols = [values] if isinstance(values, str) else list(values)
+    g = table.groupby(list(keys))[cols]
+    mean, std, spread = g.mean(), g.std().fillna(0.0), g.max() - g.min()
+    if isinstance(values, str):
+        out = pd.DataFrame({"mean": mean[values], "std": std[values], "spread": spread[values], "count": g.size()})
+    else:
+        out = mean.join(std.add_suffix("_std")).join(spread.add_suffix("_spread"))
+        out["seeds"] = g.size()
+    return out.reset_index()
+
+
+def relative_damage(scores: pd.DataFrame, quantity: str) -> pd.DataFrame:
+    """Relative damage of every repeated-data (f > 0) run against its size's control.
+
+    ``damage = sign * (value - control) / |control|`` (:data:`QUANTITIES`), with
+    ``control`` the mean over seeds of the final value of the f = 0 runs of the same
+    model size. Runs whose model size has no control are dropped.
+
+    Returns:
+        One row per non-control run: run columns + ``value``, ``control``, ``damage``.
+    """
+    q = get_quantity(quantity)
+    final = final_values(scores, q.metric)
+    ctrl = final[control_mask(final)].groupby("n_params")["value"].mean().rename("control")
+    if ctrl.empty:
+        raise MissingDataError(f"no f = 0 control run has {q.metric!r}; relative damage needs one")
+    runs = final[final["repeated_fraction"] > 0].join(ctrl, on="n_params", how="inner")
+    if runs.empty:
+        raise MissingDataError(f"no repeated-data run shares a model size with a control run that has {q.metric!r}")
+    runs = runs.copy()
+    runs["damage"] = q.sign * (runs["value"] - runs["control"]) / runs["control"].abs()
+    return runs.reset_index(drop=True)
+
+
+def default_run(scores: pd.DataFrame) -> str:
+    """The run a single-run figure shows by default: the most damaged one.
+
+    The repeated-data run with the largest relative test-loss rise; without test loss or
+    control, the run with the largest f, then E; a sweep of controls only gives its first run.
+    """
+    try:
+        dmg = relative_damage(scores, "test_loss")
+        return str(dmg.sort_values(["damage", "run_id"], ascending=[False, True]).iloc[0]["run_id"])
+    except MissingDataError:
+        pass
+    runs = run_table(scores)
+    runs = runs.sort_values(["repeated_fraction", "repeat_count", "seed"], ascending=[False, False, True])
+    return str(runs.iloc[0]["run_id"])
+
+
+def matching_control(scores: pd.DataFrame, run_id: str) -> Optional[str]:
+    """The control run of the same model size (same seed if there is one), or None."""
+    runs = run_table(scores)
+    this = runs[runs["run_id"] == run_id].iloc[0]
+    ctrl = runs[control_mask(runs) & (runs["n_params"] == this["n_params"]) & (runs["run_id"] != run_id)]
+    if ctrl.empty:
+        return None
+    same_seed = ctrl[ctrl["seed"] == this["seed"]]
+    return str((same_seed if not same_seed.empty else ctrl).iloc[0]["run_id"])
+
 
 PROBE_PREFERENCE = ("synthetic", "train", "text", "uniform")
 """The default probe when a table holds several: the family that sees learned circuits
@@ -141,3 +446,30 @@ def circuits(scores: pd.DataFrame, min_score: float = 0.3) -> pd.DataFrame:
     pairs = pairs[pairs["partner_score"] >= min_score]
     out = pairs.assign(probe=pairs["key"], kind=np.where(pairs["d"] == 0, "canonical", "shifted"))[cols]
     return out.sort_values(["run_id", "step", "probe", "layer", "head"]).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------ scaling fits
+
+
+def power_law_fit(n_params: Sequence[float], loss: Sequence[float]) -> tuple[float, float]:
+    """Least-squares fit of ``loss = a * N^(-alpha)`` in log-log space.
+
+    Args:
+        n_params: parameter counts (at least 2 distinct).
+        loss: losses (positive), one per count.
+
+    Returns:
+        ``(a, alpha)``.
+    """
+    n, y = np.asarray(n_params, dtype=float), np.asarray(loss, dtype=float)
+    if len(np.unique(n)) < 2:
+        raise MissingDataError(f"a power law needs at least 2 distinct parameter counts; got {sorted(set(n.tolist()))}")
+    slope, intercept = np.polyfit(np.log(n), np.log(y), 1)
+    return float(math.exp(intercept)), float(-slope)
+
+
+def effective_size(loss: float | np.ndarray, a: float, alpha: float) -> float | np.ndarray:
+    """The parameter count a control on the fitted law ``L(N) = a N^(-alpha)`` would need to
+    reach ``loss``: ``N_eff = (loss / a)^(-1/alpha)`` (Hernandez et al. 2022's effective
+    model size: their repeated-data 800M model performs like a 400M one)."""
+    return (np.asarray(loss, dtype=float) / a) ** (-1.0 / alpha)

@@ -17,7 +17,8 @@ from torch import Tensor
 
 from repeatlens.model import HookedTransformer, logits as model_logits, z_hook_name
 from repeatlens.scores.probes import Probes
-from repeatlens.scores.registry import ScoreContext, register, token_losses
+from repeatlens.losses import token_losses
+from repeatlens.scores.registry import ScoreContext, register
 
 __all__ = [
     "copy_losses",

@@ -25,11 +25,11 @@ from typing import Any, Callable, Iterable, Literal, Optional
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from repeatlens.errors import ConfigError
+from repeatlens.losses import token_losses
 from repeatlens.model import HookedTransformer, hook_layer, is_pattern_hook, logits_from_resid
 from repeatlens.results.schema import PROBE_COLUMNS
 from repeatlens.scores.probes import Probes
@@ -45,7 +45,6 @@ __all__ = [
     "resolve_metrics",
     "COLUMNS",
     "PROBE_COLUMNS",
-    "token_losses",
 ]
 
 Kind = Literal["attention", "weights", "behaviour"]
@@ -77,12 +76,6 @@ class ProbeRun:
             with torch.inference_mode():
                 self._loss = token_losses(logits_from_resid(self.model, self.resid_final), self.tokens)
         return self._loss
-
-
-def token_losses(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos_minus_1"]:
-    """Next-token cross-entropy per position (float32); index ``t`` predicts token ``t+1``."""
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
-    return -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
 
 
 @dataclass
