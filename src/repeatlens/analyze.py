@@ -86,6 +86,9 @@ _DTYPES = {
     "value": "float64",
     "score_version": "int64",
 }
+#: issue 14: foreign tables only: the earlier revision with identical weights, else NA
+#: (:meth:`repeatlens.foreign.ForeignFolder.duplicates`).
+DUPLICATE_COLUMN = "duplicate_of"
 _RUN_DTYPES = {"repeated_fraction": "float64", "repeat_count": "int64", "total_tokens": "int64", "model_preset": "str", "n_params": "int64", "seed": "int64"}
 _META_KEY = b"repeatlens"
 
@@ -112,7 +115,7 @@ class AnalysisResult:
 
     Attributes:
         path: the path analysed.
-        kind: ``"run"``, ``"sweep"``, ``"transformerlens"`` or ``"huggingface"``.
+        kind: ``"run"``, ``"sweep"``, ``"transformerlens"``, ``"huggingface"``, ``"nanogpt"`` or ``"mixed"``.
         tables: every ``scores.parquet`` (and sweep ``metrics.parquet``) written.
         scored: checkpoints scored by this call.
         skipped: checkpoints already fully scored.
@@ -201,6 +204,9 @@ def _empty() -> pd.DataFrame:
 
 
 def _tidy(df: pd.DataFrame) -> pd.DataFrame:
+    # issue 14 (foreign duplicates): foreign tables carry one more, nullable string column
+    if DUPLICATE_COLUMN in df.columns:
+        return df[COLUMNS + [DUPLICATE_COLUMN]].astype({**_DTYPES, DUPLICATE_COLUMN: "string"}).reset_index(drop=True)
     return df[COLUMNS].astype(_DTYPES).reset_index(drop=True)
 
 
@@ -226,6 +232,8 @@ class _Item:
     tokens_seen: int
     load: Callable[[], Any]
     bos: Optional[int] = None
+    exclude: tuple[int, ...] = ()  # special ids kept out of the probes' random tokens (with bos)
+    duplicate_of: Optional[str] = None  # issue 14: foreign revisions only
 
 
 @dataclass
@@ -320,7 +328,8 @@ def _score_locked(src: _Source, names: list[str], opts: _Options) -> AnalysisRes
         t = _fit_tokens(test, model, "test tokens")
         probes = None
         if item.bos is not None:
-            probes = get_probes(int(model.cfg.d_vocab), int(model.cfg.n_ctx), opts.seed, item.bos, (item.bos,))
+            exclude = tuple(sorted({item.bos, *item.exclude}))
+            probes = get_probes(int(model.cfg.d_vocab), int(model.cfg.n_ctx), opts.seed, item.bos, exclude)
         rows = score_model(
             model, todo, probes=probes, test_tokens=t, repeated_tokens=rep, device=opts.device, seed=opts.seed, batch_size=opts.batch_size
         )
@@ -329,7 +338,10 @@ def _score_locked(src: _Source, names: list[str], opts: _Options) -> AnalysisRes
         if alive() is not None:  # only when something holds it in a cycle: a full gc is slow
             gc.collect()
         rows = rows.assign(run_id=src.run_id, step=item.step, tokens_seen=item.tokens_seen, score_version=rows["metric"].map(versions))
-        table.update(item.step, todo, versions, rows[COLUMNS] if len(rows) else _empty())
+        cols = COLUMNS
+        if src.kind != "run":  # issue 14: foreign rows say which revision they duplicate
+            rows, cols = rows.assign(**{DUPLICATE_COLUMN: item.duplicate_of}), COLUMNS + [DUPLICATE_COLUMN]
+        table.update(item.step, todo, versions, _tidy(rows[cols]) if len(rows) else _empty())
         table.write()  # after every checkpoint: an interrupted analysis resumes here
         wrote = True
         result.scored += 1
@@ -503,13 +515,23 @@ def _n_params_from_config(run: RunDir) -> int:
 
 
 def _analyze_foreign(
-    path: Path, metrics: Optional[Iterable[str]], opts: _Options, tokens: Optional[str | Path], tokens_per_step: Optional[int]
+    path: str | Path, metrics: Optional[Iterable[str]], opts: _Options, tokens: Optional[str | Path], tokens_per_step: Optional[int],
+    *, out: Optional[str | Path] = None, revisions: Optional[Sequence[str]] = None, download: bool = False,
 ) -> AnalysisResult:
     from repeatlens.foreign import discover
 
-    folder = discover(path, tokens_per_step)
-    assert folder is not None  # analyze() checked
+    folder = discover(path, tokens_per_step, revisions=revisions, out=out, download=download)
+    if folder is None:
+        raise CheckpointError(f"{path}: no foreign checkpoints found")
     test = _read_tokens(tokens, opts.max_sequences) if tokens is not None else None
+    _resolve_metrics(metrics)  # a bad metric name fails before the weights are hashed
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    for w in folder.warnings:
+        say(f"warning: {w}")
+    folder.on_warning = lambda w: say(f"warning: {w}")
+    dups = folder.duplicates(progress=opts.progress)
+    for rev, original in dups.items():
+        say(f"duplicate: revision {rev} has the same weights as {original} (equal tensor hashes); one of them is probably mislabelled")
 
     def loader(ckpt):
         return lambda: folder.load_model(ckpt, opts.device)
@@ -517,8 +539,8 @@ def _analyze_foreign(
     src = _Source(
         kind=folder.kind,
         run_id=folder.run_id,
-        table_path=folder.path / SCORES_FILE,
-        items=[_Item(c.path, c.step, c.tokens_seen, loader(c), c.bos) for c in folder.checkpoints],
+        table_path=Path(folder.table_dir) / SCORES_FILE,
+        items=[_Item(Path(c.name), c.step, c.tokens_seen, loader(c), c.bos, c.exclude, dups.get(c.revision)) for c in folder.checkpoints],
         test_tokens=test,
         problems=[Failure(str(p), reason) for p, reason in folder.problems],
         run_info={"source": folder.kind},
@@ -547,9 +569,12 @@ def analyze(
     max_sequences: int = 64,
     tokens: Optional[str | Path] = None,
     tokens_per_step: Optional[int] = None,
+    out: Optional[str | Path] = None,
+    revisions: Optional[Sequence[str]] = None,
+    download: bool = False,
     force: bool = False,
     progress: bool = True,
-    device: str = "cpu",
+    device: str = "auto",
     seed: int = 0,
     batch_size: int = 32,
     lock_timeout: Optional[float] = None,
@@ -557,15 +582,20 @@ def analyze(
     """Score every checkpoint under ``path`` — a run, a sweep or a foreign folder.
 
     Args:
-        path: run directory, sweep directory, TransformerLens ``model_{step}.pt`` folder,
-            or folder of Hugging Face ``step{N}/`` checkpoint folders.
+        path: run directory, sweep directory, a folder of other people's checkpoints
+            (:mod:`repeatlens.foreign`: TransformerLens ``model_{step}.pt``, Hugging Face
+            revision folders, nanoGPT ``ckpt.pt``), or ``hf:ORG/NAME`` (the local hub cache).
         metrics: metric names from :data:`repeatlens.scores.REGISTRY` (default: all).
         max_sequences: test / repeated sequences the behaviour scores read.
         tokens: foreign folders only: ``.npy`` token ids used as the test set.
         tokens_per_step: foreign folders only: ``tokens_seen = step * tokens_per_step``.
+        out: foreign sources only: folder for the scores table (required for ``hf:``;
+            default the folder analysed).
+        revisions: ``hf:`` only: revisions to analyse (default every cached one with a step).
+        download: ``hf:`` only: fetch requested revisions the cache lacks (network).
         force: score again what is already scored.
         progress: progress bar over checkpoints.
-        device: torch device for loading and scoring.
+        device: torch device for loading and scoring; ``auto``: CUDA, then MPS, then CPU.
         seed: probe seed.
         batch_size: sequences per forward pass of the behaviour scores.
         lock_timeout: seconds to wait while another process writes the same table
@@ -579,21 +609,25 @@ def analyze(
         RepeatlensError: ``path`` is none of the above, or an argument is invalid.
         LockTimeout: another process held a table's lock for over ``lock_timeout`` seconds.
     """
+    from repeatlens.devices import resolve_device
+    from repeatlens.foreign import looks_foreign
+
+    opts = _Options(max_sequences, force, progress, resolve_device(device), seed, batch_size, lock_timeout)
+    foreign = dict(out=out, revisions=revisions, download=download)
+    if str(path).startswith("hf:"):
+        return _analyze_foreign(str(path), metrics, opts, tokens, tokens_per_step, **foreign)
     p = Path(path)
-    opts = _Options(max_sequences, force, progress, device, seed, batch_size, lock_timeout)
     if not p.exists():
         raise CheckpointError(f"{p}: no such directory")
-    if RunDir(p).is_run():
-        return _analyze_run(p, metrics, opts)
-    if sweep_runs(p):
-        return _analyze_sweep(p, metrics, opts)
-    from repeatlens.foreign import discover
-
-    if discover(p) is not None:
-        return _analyze_foreign(p, metrics, opts, tokens, tokens_per_step)
+    if RunDir(p).is_run() or sweep_runs(p):
+        if out is not None or revisions is not None or download:
+            raise ConfigError(f"{p}: --out, --revisions and --download are for other people's checkpoints; runs keep their tables inside")
+        return _analyze_run(p, metrics, opts) if RunDir(p).is_run() else _analyze_sweep(p, metrics, opts)
+    if looks_foreign(p):
+        return _analyze_foreign(p, metrics, opts, tokens, tokens_per_step, **foreign)
     raise CheckpointError(
-        f"{p}: not a run directory, a sweep (folder of runs), a TransformerLens folder (model_{{step}}.pt + config.json) "
-        "or a folder of Hugging Face step{N}/ checkpoints"
+        f"{p}: not a run directory, a sweep (folder of runs), a TransformerLens folder (model_{{step}}.pt + config.json), "
+        "a folder of Hugging Face revision folders (step1000/, checkpoint-1000/, ...) or nanoGPT ckpt.pt files"
     )
 
 

@@ -68,13 +68,16 @@ def score(
     metrics: Optional[str] = typer.Option(None, "--metrics", "-m", help="Comma-separated metric names (default: all)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Parquet file (default: RUN_DIR/score_step_XXXXXXX.parquet)"),
     max_sequences: int = typer.Option(64, "--max-sequences", help="Test / repeated sequences for the behaviour scores"),
+    device: str = typer.Option("auto", "--device", help="torch device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"),
 ) -> None:
     """Score one checkpoint: print a table and write it as parquet."""
     from repeatlens.analyze import token_tensor
     from repeatlens.checkpoints import load_run, step_name
+    from repeatlens.devices import resolve_device
     from repeatlens.io import atomic_write
     from repeatlens.scores import score_model
 
+    dev = resolve_device(device)
     run = load_run(run_dir)
     info = run.checkpoint(step)
     model = run.load_model(info.step)
@@ -84,6 +87,7 @@ def score(
         names,
         test_tokens=token_tensor(run.test_tokens()[:max_sequences]),
         repeated_tokens=token_tensor(run.repeated_tokens()[:max_sequences]),
+        device=dev,
     )
     df.insert(0, "tokens_seen", info.tokens_seen)
     df.insert(0, "step", info.step)
@@ -163,21 +167,25 @@ def demo(
 
 @app.command()
 def analyze(
-    path: Path = typer.Argument(..., help="Run directory, sweep directory, or folder of other people's checkpoints"),
+    path: Path = typer.Argument(..., help="Run directory, sweep directory, folder of other people's checkpoints, or hf:ORG/NAME (hub cache)"),
     metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="Score to compute (repeatable; default all)"),
     max_sequences: int = typer.Option(64, "--max-sequences", help="Test / repeated sequences the behaviour scores read"),
     tokens: Optional[Path] = typer.Option(None, "--tokens", help="Foreign folders: .npy of token ids [n, seq] used as the test set"),
-    tokens_per_step: Optional[int] = typer.Option(None, "--tokens-per-step", help="Foreign folders: tokens_seen = step x this"),
-    device: str = typer.Option("cpu", "--device", help="torch device"),
+    tokens_per_step: Optional[int] = typer.Option(None, "--tokens-per-step", min=1, help="Foreign folders: tokens_seen = step x this"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Foreign folders and hf:ORG/NAME: folder for the tables (required for hf:)"),
+    revisions: Optional[str] = typer.Option(None, "--revisions", help="hf:ORG/NAME: comma-separated revisions (default: every cached one with a step)"),
+    download: bool = typer.Option(False, "--download", help="hf:ORG/NAME: fetch requested revisions missing from the cache (network)"),
+    device: str = typer.Option("auto", "--device", help="torch device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"),
     force: bool = typer.Option(False, "--force", help="Score again what is already scored"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar"),
 ) -> None:
     """Score every checkpoint under PATH into scores.parquet (incremental; resumes)."""
     from repeatlens.analyze import analyze as run_analysis
 
+    revs = [r.strip() for r in revisions.split(",") if r.strip()] if revisions is not None else None
     res = run_analysis(
-        path, metric or None, max_sequences=max_sequences, tokens=tokens, tokens_per_step=tokens_per_step,
-        device=device, force=force, progress=not quiet,
+        str(path), metric or None, max_sequences=max_sequences, tokens=tokens, tokens_per_step=tokens_per_step,
+        out=out, revisions=revs, download=download, device=device, force=force, progress=not quiet,
     )
     total = res.scored + res.skipped + len(res.failures)
     typer.echo(f"{res.kind} {path}: scored {res.scored} checkpoint(s), {res.skipped} already scored, {len(res.failures)} failed (of {total})")

@@ -63,8 +63,9 @@ def tiny_model(arch: str, seed: int = 0, **over: Any):
     """A tiny random ``transformers`` causal LM of ``arch``, in eval mode."""
     import transformers as T
 
+    attn = over.pop("attn_implementation", None)
     torch.manual_seed(seed)
-    model = T.AutoModelForCausalLM.from_config(tiny_config(arch, **over))
+    model = T.AutoModelForCausalLM.from_config(tiny_config(arch, **over), **({"attn_implementation": attn} if attn else {}))
     g = torch.Generator().manual_seed(1000 + seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -80,3 +81,11 @@ def save_tiny(folder: Path, arch: str, seed: int = 0, **over: Any):
     model = tiny_model(arch, seed, **over)
     model.save_pretrained(folder)
     return model
+
+
+def save_as_bin(model, folder: Path) -> None:
+    """Save the way transformers 4 did for Pythia's revisions: ``config.json`` plus a pickled
+    ``pytorch_model.bin`` state dict (transformers 5 writes only safetensors)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(folder)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
