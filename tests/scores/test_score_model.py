@@ -17,6 +17,7 @@ METRICS = [
     "prefix_matching",
     "copying_ov",
     "copying_top1",
+    "copying_top1_se",
     "k_composition",
     "q_composition",
     "v_composition",
