@@ -231,6 +231,16 @@ def test_olmo_names_give_tokens_seen_and_trainer_folders_read(tmp_path: Path, no
     res = analyze(trainer, ["induction"], progress=False)
     assert res.ok and res.kind == "huggingface" and sorted(load_scores(trainer).step.unique()) == [500, 1000]
 
+    # one checkpoint folder on its own: step from its name, else from trainer_state.json
+    res = analyze(trainer / "checkpoint-500", ["induction"], out=tmp_path / "one", progress=False)
+    assert res.ok and load_scores(tmp_path / "one").step.unique().tolist() == [500]
+    shutil.copytree(trainer / "checkpoint-1000", tmp_path / "final")
+    analyze(tmp_path / "final", ["induction"], progress=False)
+    assert load_scores(tmp_path / "final").step.unique().tolist() == [1000]
+    (tmp_path / "final" / "trainer_state.json").unlink()
+    res = analyze(tmp_path / "final", ["induction"], progress=False, force=True)
+    assert len(res.failures) == 1 and "gives no step" in res.failures[0].reason
+
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_architecture_scores_as_its_own_attention(tmp_path: Path, arch: str, no_network) -> None:

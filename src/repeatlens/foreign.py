@@ -16,6 +16,8 @@ Layouts understood:
   ``model_args``, ``iter_num``, ...): one ``ckpt.pt`` in the folder, several files
   (``ckpt_1000.pt``, ``step1000.pt``), or one per revision subfolder (``step1000/ckpt.pt``).
   The step is ``iter_num``.
+* **one checkpoint folder** passed itself (e.g. a Trainer's ``checkpoint-1000/``): its step
+  from its name or from ``trainer_state.json``'s ``global_step``.
 
 Revision names, as people publish them (:func:`parse_revision`): ``step1000``,
 ``step_1000``, ``global_step1000``, ``step1000-tokens4B`` and ``stage1-step1000-tokens4B``
@@ -408,7 +410,23 @@ def _scan(path: Path) -> list[_Found]:
         elif entry.is_dir() and (rev := parse_revision(entry.name)) is not None:
             kind: Kind = "nanogpt" if (entry / NANOGPT_FILE).is_file() and not (entry / "config.json").is_file() else "huggingface"
             found.append(_Found(rev, entry, kind))
+    if not found and (path / "config.json").is_file() and any((path / w).is_file() for w in HF_WEIGHTS):
+        found.append(_Found(_own_revision(path), path, "huggingface"))  # one save_pretrained folder, e.g. checkpoint-1000/
     return found
+
+
+def _own_revision(path: Path) -> Revision:
+    """The step of a lone checkpoint folder: from its name, else trainer_state.json's global_step, else -1."""
+    rev = parse_revision(path.resolve().name)
+    if rev is not None:
+        return rev
+    try:
+        step = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+        if isinstance(step, int) and step >= 0:
+            return Revision(path.resolve().name, step)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return Revision(path.resolve().name, -1)
 
 
 def _nanogpt_file(path: Path) -> Path:
@@ -493,6 +511,10 @@ class _Builder:
         from repeatlens.model import hooked_spec, read_hf_config
 
         where = label or d
+        if rev.step < 0:
+            self.problems.append((where, "one checkpoint folder whose name gives no step (and no trainer_state.json global_step); "
+                                         "put it in a step{N}/ folder inside the folder analysed"))
+            return
         if not (d / "config.json").is_file():
             self.problems.append((where, "no config.json; expected a Hugging Face save_pretrained folder or a nanoGPT ckpt.pt"))
             return
