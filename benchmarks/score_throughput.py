@@ -278,20 +278,26 @@ def run_config(args) -> dict:
     }
 
 
+def perturb_norms(model, seed: int):
+    """Draw the LayerNorm gains and biases away from 1 and 0 (in place), so that LayerNorm
+    folding does real work; returns the model."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".w"):
+                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=g).to(p.device))
+            elif name.endswith(".b") and "ln" in name:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g).to(p.device))
+    return model
+
+
 def write_checkpoints(run: RunDir, n: int) -> None:
     """``n`` checkpoints through the real writer: seeded random models whose LayerNorm gains
     and biases are drawn away from 1 and 0, so the LayerNorm folding of OV copying does
     real work."""
     cfg, vocab = run.config(), run.manifest()["vocab_size"]
     for i in range(n):
-        model = build_model(cfg.model, d_vocab=vocab, seed=i)
-        g = torch.Generator().manual_seed(1000 + i)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name.endswith(".w"):
-                    p.copy_(1 + 0.3 * torch.randn(p.shape, generator=g))
-                elif name.endswith(".b") and "ln" in name:
-                    p.copy_(0.1 * torch.randn(p.shape, generator=g))
+        model = perturb_norms(build_model(cfg.model, d_vocab=vocab, seed=i), seed=1000 + i)
         save_checkpoint(run, model, step=10 * (i + 1), tokens_seen=10 * (i + 1) * 8 * cfg.data.seq_len)
 
 
@@ -370,15 +376,7 @@ def shape_model(shape: str, device: str):
     from repeatlens.model import HookedTransformerConfig
 
     hcfg = HookedTransformerConfig(**SHAPES[shape], normalization_type="LN", seed=0, device=device)
-    model = build_model(hcfg, device=device).eval()
-    g = torch.Generator().manual_seed(1000)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(".w"):
-                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=g))
-            elif name.endswith(".b") and "ln" in name:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-    return model
+    return perturb_norms(build_model(hcfg, device=device).eval(), seed=1000)
 
 
 def battery_groups(names: list[str]) -> list[list[str]]:
