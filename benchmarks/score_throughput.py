@@ -45,6 +45,19 @@ Usage::
 
 The last line is ``ratio=X``: baseline time over repeatlens time for all attention scores
 plus OV copying of one checkpoint.
+
+``--shape gpt2-small`` instead times repeatlens alone on a random model of GPT-2 small's
+shape (12 layers, d_model 768, 12 heads of 64, MLP 3072, n_ctx 1024, vocab 50257,
+LayerNorm gains and biases drawn away from 1 and 0): every score of the default battery
+(every registered score; those that need data are skipped, as ``repeatlens analyze`` skips
+them without ``--tokens``), each in its own ``score_model`` call with its peak memory,
+then the battery in one call, then ``repeatlens.analyze`` on a TransformerLens folder
+holding the model (load, scoring, table: seconds and peak memory per checkpoint). The
+per-head ablation score runs one forward pass per head; ``--ablation-layers K`` times it on
+the heads of the first K layers and extrapolates to all (labelled as such; 0: all heads).
+Every call's peak memory is checked against one ``vocab x vocab`` float32 matrix (exit 3
+if any call grew by that much). The last line is ``seconds_per_checkpoint=X`` (analyze,
+ablation included, extrapolated when ``--ablation-layers`` is given).
 """
 
 from __future__ import annotations
@@ -265,20 +278,26 @@ def run_config(args) -> dict:
     }
 
 
+def perturb_norms(model, seed: int):
+    """Draw the LayerNorm gains and biases away from 1 and 0 (in place), so that LayerNorm
+    folding does real work; returns the model."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".w"):
+                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=g).to(p.device))
+            elif name.endswith(".b") and "ln" in name:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g).to(p.device))
+    return model
+
+
 def write_checkpoints(run: RunDir, n: int) -> None:
     """``n`` checkpoints through the real writer: seeded random models whose LayerNorm gains
     and biases are drawn away from 1 and 0, so the LayerNorm folding of OV copying does
     real work."""
     cfg, vocab = run.config(), run.manifest()["vocab_size"]
     for i in range(n):
-        model = build_model(cfg.model, d_vocab=vocab, seed=i)
-        g = torch.Generator().manual_seed(1000 + i)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name.endswith(".w"):
-                    p.copy_(1 + 0.3 * torch.randn(p.shape, generator=g))
-                elif name.endswith(".b") and "ln" in name:
-                    p.copy_(0.1 * torch.randn(p.shape, generator=g))
+        model = perturb_norms(build_model(cfg.model, d_vocab=vocab, seed=i), seed=1000 + i)
         save_checkpoint(run, model, step=10 * (i + 1), tokens_seen=10 * (i + 1) * 8 * cfg.data.seq_len)
 
 
@@ -342,8 +361,134 @@ def revision() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+# --------------------------------------------------------------------- --shape: one model, the battery
+
+SHAPES = {
+    "gpt2-small": dict(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, n_ctx=1024, d_vocab=50257, act_fn="gelu_new"),
+    # the smoke test's: a vocabulary above copying_top1's exact threshold (its sampled path runs) and large
+    # enough that one vocab x vocab matrix (1.5 GiB) would exceed everything else the battery holds
+    "tiny": dict(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=128, n_ctx=64, d_vocab=20000, act_fn="gelu_new"),
+}
+
+
+def shape_model(shape: str, device: str):
+    """A random HookedTransformer of ``shape`` whose LayerNorm gains/biases are drawn away from 1/0."""
+    from repeatlens.model import HookedTransformerConfig
+
+    hcfg = HookedTransformerConfig(**SHAPES[shape], normalization_type="LN", seed=0, device=device)
+    return perturb_norms(build_model(hcfg, device=device).eval(), seed=1000)
+
+
+def battery_groups(names: list[str]) -> list[list[str]]:
+    """The battery as ``score_model`` runs it: the four attention scores (and the copying loss
+    and gain) share one probe pass, copying_top1 and its standard error one computation."""
+    from repeatlens.scores import REGISTRY
+
+    attention = [m for m in names if REGISTRY[m].kind == "attention"]
+    together = [attention, [m for m in ("copying_loss", "copying_gain") if m in names], [m for m in ("copying_top1", "copying_top1_se") if m in names]]
+    rest = [[m] for m in names if not any(m in g for g in together)]
+    return [g for g in together if g] + rest
+
+
+def shape_main(args) -> int:
+    from repeatlens.model import z_hook_name
+    from repeatlens.scores import REGISTRY, model_probes
+    from repeatlens.scores.behaviour import _second_copy_loss
+
+    dev = args.device
+    threads = args.threads if args.threads is not None else (2 if dev == "cpu" else 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    print(f"date={time.strftime('%Y-%m-%d %H:%M')} commit={revision()} machine: {machine()}")
+    print(f"device={dev} torch={torch.__version__} transformer_lens={md.version('transformer-lens')} threads={torch.get_num_threads()}"
+          + (f" load={os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""))
+    spec = SHAPES[args.shape]
+    with PeakMemory(dev) as mem_build:
+        model = shape_model(args.shape, dev)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"shape {args.shape}: {spec} LN, {n_params / 1e6:.1f}M parameters ({mem_build.growth / MiB:.0f} MiB to build)")
+    probes = model_probes(model).to(dev)
+    names = [m for m in REGISTRY]
+    needs_data = [m for m in names if m in ("test_loss", "repeated_loss", "memorization", "icl_score")]
+    battery = [m for m in names if m not in needs_data]
+    print(f"default battery: {len(battery)} scores without data ({', '.join(needs_data)} need --tokens and are skipped)")
+    print(f"probes: {probes.tokens.shape[0]} rows x T={probes.seq_len}")
+    vv_bytes = spec["d_vocab"] ** 2 * 4
+    growths: dict[str, int] = {}
+    score_model(shape_model("tiny", dev), battery, probes=None)  # warm-up: lazy imports, first-call allocations
+
+    print(f"{'scores (one score_model call)':<60} {'seconds':>9} {'peak growth MiB':>16}")
+    without_ablation = [m for m in battery if m != "ablation_copying_loss"]
+    for group in battery_groups(without_ablation):
+        with PeakMemory(dev) as mem:
+            t, _ = timed(lambda: score_model(model, group, probes=probes), dev)
+        growths[",".join(group)] = mem.growth
+        print(f"{', '.join(group):<60} {t:>9.2f} {mem.growth / MiB:>16.1f}")
+    with PeakMemory(dev) as mem:
+        t_battery, _ = timed(lambda: score_model(model, without_ablation, probes=probes), dev)
+    growths["battery"] = mem.growth
+    print(f"{'battery without ablation, one call':<60} {t_battery:>9.2f} {mem.growth / MiB:>16.1f}")
+
+    # ablation: one forward pass per head
+    L, H = spec["n_layers"], spec["n_heads"]
+    k = L if args.ablation_layers in (0, None) or args.ablation_layers >= L else args.ablation_layers
+    if k == L:
+        with PeakMemory(dev) as mem:
+            t_abl, _ = timed(lambda: score_model(model, ["ablation_copying_loss"], probes=probes), dev)
+        how = "measured, every head"
+    else:
+        means = torch.zeros(spec["d_head"], device=dev)
+
+        def one_head(layer: int, head: int) -> float:
+            def ablate(z, hook, head=head):
+                z[:, :, head] = means
+                return z
+
+            return _second_copy_loss(model, probes, [(z_hook_name(layer), ablate)])
+
+        with PeakMemory(dev) as mem, torch.inference_mode():
+            t_some, _ = timed(lambda: [one_head(layer, h) for layer in range(k) for h in range(H)], dev)
+            t_base, _ = timed(lambda: _second_copy_loss(model, probes, []), dev)
+        per_head = t_some / (k * H)
+        t_abl = per_head * L * H + 2 * t_base  # + the means pass and the unablated pass
+        how = f"EXTRAPOLATED from {k * H} of {L * H} heads ({per_head:.2f} s a head)"
+    growths["ablation_copying_loss"] = mem.growth
+    print(f"{'ablation_copying_loss':<60} {t_abl:>9.2f} {mem.growth / MiB:>16.1f}   {how}")
+
+    # analyze: a TransformerLens folder holding this model, the battery without ablation
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "gpt2-shape"
+        folder.mkdir()
+        import json
+
+        torch.save({k2: v.cpu() for k2, v in model.state_dict().items()}, folder / "model_0.pt")
+        (folder / "config.json").write_text(json.dumps(model.cfg.to_dict(), default=str))
+        del model
+        gc.collect()
+        with PeakMemory(dev) as mem:
+            t_an, res = timed(lambda: analyze(folder, without_ablation, progress=False, device=dev), dev)
+        if res.scored != 1 or res.failures:
+            raise SystemExit(f"analyze scored {res.scored} checkpoint(s): {res.failures}")
+    growths["analyze"] = mem.growth
+    mem_what = "GPU allocated" if dev.startswith("cuda") else "RSS"
+    print(f"{'analyze, 1 checkpoint (load+scores+table)':<60} {t_an:>9.2f} {mem.growth / MiB:>16.1f}   peak {mem_what} {mem.peak / MiB:.0f} MiB")
+    per_ckpt = t_an + t_abl
+    print(f"per checkpoint, default battery: {per_ckpt:.1f} s = analyze {t_an:.1f} s + ablation {t_abl:.1f} s ({how})")
+    worst = max(growths.values())
+    ok = worst < vv_bytes
+    print(f"check no_vocab_square: {'ok' if ok else 'FAILED'} (largest peak growth {worst / MiB:.0f} MiB; "
+          f"one {spec['d_vocab']} x {spec['d_vocab']} float32 matrix is {vv_bytes / MiB:.0f} MiB)")
+    if not ok:
+        return 3
+    print(f"seconds_per_checkpoint={per_ckpt:.3f}")
+    sys.stdout.flush()
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shape", choices=sorted(SHAPES), default=None, help="time the default battery alone on a random model of this shape")
+    p.add_argument("--ablation-layers", type=int, default=None, help="--shape: time the ablation score on the first K layers' heads and extrapolate (0: all)")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--heads", type=int, default=8)
@@ -362,6 +507,8 @@ def main() -> int:
                    help="torch CPU threads for everything; default 1 on the CPU (shared machines: two contended threads "
                         "made one LAPACK eig up to 17x slower), torch's own choice with --device cuda; 0: torch's choice")
     args = p.parse_args()
+    if args.shape is not None:
+        return shape_main(args)
     dev = args.device
     threads = args.threads if args.threads is not None else (1 if dev == "cpu" else 0)
     if threads > 0:

@@ -38,6 +38,18 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any socket connection fails the test (offline code paths only)."""
+    import socket
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError("network access attempted in an offline test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
 def tiny_cfg() -> RunConfig:
     return tiny_config()
 

@@ -10,23 +10,26 @@ re-reads. The pause lives here, not in repeatlens, so production code carries no
 import sys
 import time
 
-from repeatlens.results import store
 
-_real_read = store.ScoreTable.read.__func__
-_paused = []
+def pause_after_first_read(seconds: float) -> None:
+    """Make this process's first ``ScoreTable.read`` sleep ``seconds`` after reading."""
+    from repeatlens.results import store
 
+    real_read = store.ScoreTable.read.__func__
+    paused: list = []
 
-def _read_then_pause(cls, path):
-    table = _real_read(cls, path)
-    if not _paused:
-        _paused.append(path)
-        time.sleep(float(sys.argv[1]))
-    return table
+    def read_then_pause(cls, path):
+        table = real_read(cls, path)
+        if not paused:
+            paused.append(path)
+            time.sleep(seconds)
+        return table
 
+    store.ScoreTable.read = classmethod(read_then_pause)
 
-store.ScoreTable.read = classmethod(_read_then_pause)
 
 if __name__ == "__main__":
     from repeatlens.cli import main
 
+    pause_after_first_read(float(sys.argv[1]))
     main(sys.argv[2:])

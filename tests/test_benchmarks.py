@@ -38,6 +38,19 @@ def test_score_throughput_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     assert float(lines[-1].split("=")[1]) > 0
 
 
+@pytest.mark.slow
+def test_score_throughput_shape_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """--shape runs the whole default battery and analyze on one random model (here tiny)."""
+    bench = _load("score_throughput")
+    monkeypatch.setattr(sys, "argv", ["score_throughput.py", "--shape", "tiny", "--device", "cpu", "--threads", "1"])
+    assert bench.main() == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(ln.startswith("copying_top1, copying_top1_se ") for ln in lines)
+    assert any(ln.startswith("ablation_copying_loss ") and "measured, every head" in ln for ln in lines)
+    assert any(ln.startswith("check no_vocab_square: ok") for ln in lines)
+    assert re.fullmatch(r"seconds_per_checkpoint=\d+\.\d+", lines[-1]), lines[-1]
+
+
 @pytest.mark.parametrize("extra", ["", "--rotary --hooked"], ids=["fused", "rotary-hooked"])
 def test_train_throughput_smoke(extra: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     bench = _load("train_throughput")

@@ -21,7 +21,7 @@ no run directory left behind):
 | missing tokenizer file                      | ``nope.json``                                      |
 | bad --set syntax                            | ``expected key=value``                             |
 | run dir written by another config           | ``different config``                               |
-| cuda asked for on a CPU-only machine        | ``train.device = 'cuda'``                          |
+| cuda asked for on a CPU-only machine        | ``train.device 'cuda'``                            |
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def test_run_dir_from_another_config_is_refused(cfg_file: Path, tmp_path: Path, 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
 def test_cuda_on_cpu_machine(cfg_file: Path, tmp_path: Path, capsys) -> None:
     code, _, err = _run(["train", str(cfg_file), "--out", str(tmp_path / "r"), "--set", "train.device=cuda"], capsys)
-    assert code == 2 and "train.device = 'cuda': CUDA is not available" in err
+    assert code == 2 and "train.device 'cuda': CUDA is not available" in err
 
 
 def test_console_script_in_a_real_process(cfg_file: Path, tmp_path: Path) -> None:

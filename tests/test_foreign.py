@@ -1,13 +1,15 @@
-"""Other people's checkpoints, offline: TransformerLens model_{step}.pt folders and
-Hugging Face GPT-2 / GPT-NeoX step folders (tiny random models built here)."""
+"""Other people's checkpoints, offline: TransformerLens model_{step}.pt folders, Hugging Face
+revision folders of every converted architecture, nanoGPT ckpt.pt layouts, revision names,
+special ids, duplicates and bad input (tiny random models built here)."""
 
 from __future__ import annotations
 
 import json
-import socket
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -16,8 +18,11 @@ from repeatlens.analysis import analyze
 from repeatlens.results.schema import SCORE_COLUMNS as COLUMNS
 from repeatlens.results.store import load_scores
 from repeatlens.cli import main
-from repeatlens.foreign import discover, load_tl_state_dict
-from repeatlens.model import ModelConfig, build_model, hooked_config, model_from_hf_folder
+from repeatlens.foreign import discover, load_tl_state_dict, parse_revision, special_ids, weights_digest
+from repeatlens.model import ModelConfig, build_model, hooked_config, model_from_hf_folder, model_from_nanogpt
+from repeatlens.scores import REGISTRY, get_probes
+from tests.model.nanogpt_ref import nanogpt_checkpoint
+from tests.model.tiny_hf import ARCHS, save_as_bin, save_tiny
 
 TOKEN_FREE = ["induction", "previous_token", "copying_ov", "copying_loss"]
 STEPS = [0, 10, 20]
@@ -40,15 +45,6 @@ def save_tl_folder(folder: Path, steps=STEPS) -> dict[int, torch.nn.Module]:
     return models
 
 
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
 class Evil:
     """A pickle whose unpickling would create a file."""
 
@@ -68,7 +64,7 @@ def test_tl_folder_scores_exactly_the_saved_models(tmp_path: Path, no_network) -
     res = analyze(folder, TOKEN_FREE, progress=False, tokens_per_step=1000)
     assert res.ok and res.kind == "transformerlens" and res.tables == [folder / "scores.parquet"]
     df = load_scores(folder)
-    assert list(df.columns) == COLUMNS
+    assert list(df.columns) == COLUMNS and COLUMNS[-1] == "duplicate_of" and df.duplicate_of.isna().all()
     assert sorted(df.step.unique()) == STEPS and (df.run_id == "tl").all()
     assert dict(df.drop_duplicates("step").set_index("step").tokens_seen) == {s: s * 1000 for s in STEPS}
     assert set(df.metric) == set(TOKEN_FREE)
@@ -154,53 +150,282 @@ def test_load_tl_state_dict_uses_weights_only(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------ Hugging Face
 
+KEY = ["metric", "layer", "head"]
 
-def save_hf(folder: Path, arch: str, seed: int):
+
+def per_step(df: pd.DataFrame, step: int) -> pd.DataFrame:
+    return df[df.step == step].sort_values(KEY).reset_index(drop=True)
+
+
+def save_gpt2_defaults(folder: Path, seed: int):
+    """What a new user saves: GPT2Config keeps the library's bos/eos_token_id 50256."""
     import transformers
 
     torch.manual_seed(seed)
-    if arch == "gpt2":
-        cfg = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0)
-        model = transformers.GPT2LMHeadModel(cfg)
-    else:
-        cfg = transformers.GPTNeoXConfig(
-            vocab_size=64, max_position_embeddings=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=32, rotary_pct=0.25, bos_token_id=0, eos_token_id=0,
-        )
-        model = transformers.GPTNeoXForCausalLM(cfg)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=256, n_positions=64, n_embd=32, n_layer=2, n_head=4))
     model.eval().save_pretrained(folder)
     return model
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "neox"])
-def test_hf_checkpoint_converts_exactly_offline(tmp_path: Path, arch: str, no_network) -> None:
-    hf = save_hf(tmp_path / "step100", arch, seed=1)
-    tl = model_from_hf_folder(tmp_path / "step100")
-    x = torch.randint(0, 64, (2, 24))
+def test_gpt2_with_default_special_ids_is_scored(tmp_path: Path, capsys: pytest.CaptureFixture, no_network) -> None:
+    """The issue's report: bos_token_id 50256 in a 256-token vocabulary crashed the probes."""
+    folder = tmp_path / "my-gpt2"
+    for step in (0, 100, 200):
+        save_gpt2_defaults(folder / f"step{step}", seed=step)
+    main(["analyze", str(folder), "-q", "-m", "induction", "-m", "copying_ov"])  # exit 0: no SystemExit
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    warn = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+    assert len(warn) == 1, err
+    assert str(folder / "step0" / "config.json") in warn[0] and "bos_token_id 50256 and eos_token_id 50256" in warn[0]
+    assert "vocab_size 256" in warn[0] and "probes use BOS 0" in warn[0] and "2 other revisions" in warn[0]
+    df = load_scores(folder)
+    assert sorted(df.step.unique()) == [0, 100, 200]
+    # the rows are the scores of the converted model on the default probes (BOS 0)
+    model = model_from_hf_folder(folder / "step100")
+    direct = scores_pkg.score_model(model, ["induction", "copying_ov"], probes=get_probes(256, 64, 0, 0, (0,)))
+    np.testing.assert_allclose(per_step(df, 100).value, direct.sort_values(KEY).value, rtol=1e-6)
+
+
+def test_special_ids_are_validated() -> None:
+    assert special_ids({"bos_token_id": 5, "eos_token_id": 7, "pad_token_id": 1}, 10, "c.json") == (5, (1, 5, 7), [])
+    bos, exclude, notes = special_ids({"bos_token_id": 50256, "eos_token_id": [3, 99]}, 10, "c.json")
+    assert (bos, exclude) == (3, (3,))  # BOS invalid: the valid EOS is the probes' BOS
+    assert notes == ["c.json: bos_token_id 50256 and eos_token_id [3, 99] are outside the vocabulary (vocab_size 10); ignored, probes use BOS 3"]
+    assert special_ids({"bos_token_id": -1, "pad_token_id": True}, 10, "c.json")[:2] == (0, (0,))
+    assert special_ids({}, 10, "c.json") == (0, (0,), [])
+
+
+@pytest.mark.parametrize(
+    "name, step, tokens",
+    [
+        ("step1000", 1000, None), ("step_1000", 1000, None), ("global_step1000", 1000, None),
+        ("step1000-tokens4B", 1000, 4 * 10**9), ("step20000-tokens84B", 20000, 84 * 10**9),
+        ("stage1-step140000-tokens588B", 140000, 588 * 10**9), ("step5-tokens2.5M", 5, 2_500_000),
+        ("step7-tokens123", 7, 123), ("checkpoint-1000", 1000, None), ("iter_0001000", 1000, None),
+        ("ckpt_500.pt", 500, None), ("step300.pt", 300, None),
+    ],
+)
+def test_revision_names(name: str, step: int, tokens) -> None:
+    rev = parse_revision(name)
+    assert rev is not None and (rev.step, rev.tokens) == (step, tokens)
+
+
+@pytest.mark.parametrize("name", ["main", "final", "v1.0", "ckpt.pt", "model_10.pt", "steps", "checkpoint-best"])
+def test_names_without_a_step(name: str) -> None:
+    assert parse_revision(name) is None
+
+
+def test_olmo_names_give_tokens_seen_and_trainer_folders_read(tmp_path: Path, no_network) -> None:
+    olmo = tmp_path / "olmo"
+    for step, tok in ((0, 0), (1000, 4), (2000, 8)):
+        save_tiny(olmo / f"step{step}-tokens{tok}B", "olmo2", seed=step)
+    folder = discover(olmo)
+    assert [(c.step, c.tokens_seen) for c in folder.checkpoints] == [(0, 0), (1000, 4 * 10**9), (2000, 8 * 10**9)]
+    assert [c.tokens_seen for c in discover(olmo, tokens_per_step=4_194_304).checkpoints] == [0, 4_194_304_000, 8_388_608_000]
+
+    trainer = tmp_path / "trainer-out"
+    for step in (500, 1000):
+        save_tiny(trainer / f"checkpoint-{step}", "llama", seed=step)
+        (trainer / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        torch.save({"state": {}}, trainer / f"checkpoint-{step}" / "optimizer.pt")
+    (trainer / "runs").mkdir()
+    res = analyze(trainer, ["induction"], progress=False)
+    assert res.ok and res.kind == "huggingface" and sorted(load_scores(trainer).step.unique()) == [500, 1000]
+
+    # one checkpoint folder on its own: step from its name, else from trainer_state.json
+    res = analyze(trainer / "checkpoint-500", ["induction"], out=tmp_path / "one", progress=False)
+    assert res.ok and load_scores(tmp_path / "one").step.unique().tolist() == [500]
+    shutil.copytree(trainer / "checkpoint-1000", tmp_path / "final")
+    analyze(tmp_path / "final", ["induction"], progress=False)
+    assert load_scores(tmp_path / "final").step.unique().tolist() == [1000]
+    (tmp_path / "final" / "trainer_state.json").unlink()
+    res = analyze(tmp_path / "final", ["induction"], progress=False, force=True)
+    assert len(res.failures) == 1 and "gives no step" in res.failures[0].reason
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_architecture_scores_as_its_own_attention(tmp_path: Path, arch: str, no_network) -> None:
+    """Attention scores of the converted model equal the same scores computed on the
+    transformers model's own attention probabilities (grouped-query heads, local windows,
+    parallel and post-norm blocks included); weight scores run."""
+    hf = save_tiny(tmp_path / "run" / "step10", arch, seed=3, attn_implementation="eager")
+    metrics = ["previous_token", "induction", "prefix_matching", "copying_ov", "copying_top1", "k_composition"]
+    res = analyze(tmp_path / "run", metrics, progress=False)
+    assert res.ok, res.failures
+    df = load_scores(tmp_path / "run")
+    ckpt = discover(tmp_path / "run").checkpoints[0]
+    probes = get_probes(hf.config.vocab_size, model_from_hf_folder(tmp_path / "run" / "step10").cfg.n_ctx, 0, ckpt.bos, ckpt.exclude)
     with torch.no_grad():
-        torch.testing.assert_close(tl(x), hf(x).logits, rtol=1e-4, atol=1e-5)
+        patterns = hf(probes.tokens, output_attentions=True).attentions
+    for metric in ("previous_token", "induction", "prefix_matching"):
+        expected = torch.stack([REGISTRY[metric].fn(p, probes) for p in patterns])  # [layer, head]
+        got = df[df.metric == metric].sort_values(["layer", "head"]).value.to_numpy()
+        np.testing.assert_allclose(got, expected.flatten().numpy(), atol=1e-5)
+    assert set(df.metric) == set(metrics) and df.value.notna().all()
 
 
-def test_hf_step_folders_with_bad_revisions(tmp_path: Path, capsys: pytest.CaptureFixture, no_network) -> None:
-    pythia = tmp_path / "pythia-tiny"
-    for step in (0, 1000, 2000):
-        save_hf(pythia / f"step{step}", "neox", seed=step)
-    broken = pythia / "step3000"
-    save_hf(broken, "neox", seed=3)
-    w = broken / "model.safetensors"
-    w.write_bytes(w.read_bytes()[:100])
-    (pythia / "step4000").mkdir()  # no config, no weights
+# ------------------------------------------------------------------------------ nanoGPT
 
-    folder = discover(pythia, tokens_per_step=2_097_152)
-    assert folder.kind == "huggingface" and [c.step for c in folder.checkpoints] == [0, 1000, 2000, 3000]
+
+def nanogpt_layouts(root: Path) -> dict[str, dict[int, torch.nn.Module]]:
+    """The three ways nanoGPT output is kept: one ckpt.pt, several files, one per folder."""
+    refs: dict[str, dict[int, torch.nn.Module]] = {"single": {}, "files": {}, "folders": {}}
+    ref, ckpt = nanogpt_checkpoint(seed=0, iter_num=5000, compiled=True)
+    (root / "single").mkdir(parents=True)
+    torch.save(ckpt, root / "single" / "ckpt.pt")
+    refs["single"][5000] = ref
+    for it in (0, 250, 500):
+        ref, ckpt = nanogpt_checkpoint(seed=it + 1, iter_num=it, bias=False)
+        (root / "files").mkdir(exist_ok=True)
+        torch.save(ckpt, root / "files" / f"ckpt_{it}.pt")
+        refs["files"][it] = ref
+        (root / "folders" / f"iter_{it:07d}").mkdir(parents=True)
+        torch.save(ckpt, root / "folders" / f"iter_{it:07d}" / "ckpt.pt")
+        refs["folders"][it] = ref
+    return refs
+
+
+def test_nanogpt_layouts(tmp_path: Path, no_network) -> None:
+    refs = nanogpt_layouts(tmp_path)
+    metrics = ["previous_token", "induction", "copying_ov"]
+    for layout, models in refs.items():
+        res = analyze(tmp_path / layout, metrics, progress=False)
+        assert res.ok and res.kind == "nanogpt", (layout, res.failures)
+        df = load_scores(tmp_path / layout)
+        assert sorted(df.step.unique()) == sorted(models), layout
+        step = max(models)
+        folder = discover(tmp_path / layout)
+        converted = folder.load_model(next(c for c in folder.checkpoints if c.step == step))
+        x = torch.randint(0, 96, (2, 64), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            torch.testing.assert_close(converted(x), models[step](x), atol=1e-4, rtol=1e-4)
+        direct = scores_pkg.score_model(converted, metrics)
+        np.testing.assert_allclose(per_step(df, step).value, direct.sort_values(KEY).value, rtol=1e-6)
+
+
+def test_nanogpt_pickle_with_code_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _, ckpt = nanogpt_checkpoint(iter_num=10)
+    folder = tmp_path / "out"
+    (folder / "step10").mkdir(parents=True)
+    torch.save(ckpt, folder / "step10" / "ckpt.pt")
+    target = tmp_path / "pwned.txt"
+    (folder / "step20").mkdir()
+    torch.save({**ckpt, "iter_num": 20, "config": Evil(target)}, folder / "step20" / "ckpt.pt")
     with pytest.raises(SystemExit) as exc:
-        main(["analyze", str(pythia), "-q", "-m", "induction", "-m", "copying_ov", "--tokens-per-step", "2097152"])
+        main(["analyze", str(folder), "-q", "-m", "induction"])
+    assert exc.value.code == 1 and not target.exists()
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "step20" in ln]
+    assert len(lines) == 1 and "refused to unpickle" in lines[0]
+    assert sorted(load_scores(folder).step.unique()) == [10]
+
+
+# ---------------------------------------------------------------------------- duplicates
+
+
+def test_duplicate_revisions_are_named(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "pythia-tiny"
+    for step in (0, 1000, 2000):
+        save_tiny(folder / f"step{step}", "gpt_neox", seed=step)
+    final = save_tiny(folder / "step3000", "gpt_neox", seed=3000)
+    shutil.rmtree(folder / "step1000")
+    save_as_bin(final, folder / "step1000")  # the same weights as step3000, as a pickled .bin
+    shutil.copytree(folder / "step3000", folder / "step4000")  # byte-identical copy
+
+    main(["analyze", str(folder), "-q", "-m", "induction"])
+    err = capsys.readouterr().err
+    dup = [ln for ln in err.splitlines() if ln.startswith("duplicate:")]
+    assert dup == [
+        "duplicate: revision step3000 has the same weights as step1000 (equal tensor hashes); one of them is probably mislabelled",
+        "duplicate: revision step4000 has the same weights as step1000 (equal tensor hashes); one of them is probably mislabelled",
+    ]
+    df = load_scores(folder)
+    assert df.groupby("step").duplicate_of.first().fillna("-").to_dict() == {0: "-", 1000: "-", 2000: "-", 3000: "step1000", 4000: "step1000"}
+    np.testing.assert_allclose(per_step(df, 3000).value, per_step(df, 1000).value)
+
+    # a re-run reads the digests from the cache instead of the weights again
+    import repeatlens.foreign as foreign_mod
+
+    calls = []
+    monkeypatch.setattr(foreign_mod, "weights_digest", lambda *a, **k: calls.append(a) or "x")
+    assert discover(folder).duplicates() == {"step3000": "step1000", "step4000": "step1000"} and calls == []
+
+
+def test_weights_digest_ignores_the_file_format(tmp_path: Path) -> None:
+    model = save_tiny(tmp_path / "a", "gpt2", seed=0)
+    save_as_bin(model, tmp_path / "b")
+    other = save_tiny(tmp_path / "c", "gpt2", seed=1)
+    a = weights_digest([tmp_path / "a" / "model.safetensors"])
+    assert a == weights_digest([tmp_path / "b" / "pytorch_model.bin"])
+    assert a != weights_digest([tmp_path / "c" / "model.safetensors"])
+    with torch.no_grad():
+        other.transformer.h[0].ln_1.bias[3] += 1e-3  # one element of one tensor
+    other.save_pretrained(tmp_path / "d")
+    assert weights_digest([tmp_path / "c" / "model.safetensors"]) != weights_digest([tmp_path / "d" / "model.safetensors"])
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def test_bad_revisions_are_named_and_the_good_ones_scored(tmp_path: Path, capsys: pytest.CaptureFixture, no_network) -> None:
+    folder = tmp_path / "mixed"
+    for step in (0, 1000, 2000):
+        save_tiny(folder / f"step{step}", "gpt_neox", seed=step)
+    save_tiny(folder / "step3000", "gpt2", seed=1)  # another architecture
+    save_tiny(folder / "step4000", "gpt_neox", seed=4)  # its config disagrees with its weights
+    cfg = json.loads((folder / "step4000" / "config.json").read_text())
+    (folder / "step4000" / "config.json").write_text(json.dumps({**cfg, "intermediate_size": 64}))
+    sharded = save_tiny(tmp_path / "tmp", "gpt_neox", seed=5)
+    sharded.save_pretrained(folder / "step5000", max_shard_size="20KB")  # sharded, then one shard lost
+    shards = sorted((folder / "step5000").glob("model-*.safetensors"))
+    assert len(shards) > 2
+    shards[1].unlink()
+    import transformers
+
+    transformers.Gemma2ForCausalLM(transformers.Gemma2Config(
+        vocab_size=96, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+    )).save_pretrained(folder / "step6000")  # an unsupported architecture
+    w = folder / "step7000"
+    save_tiny(w, "gpt_neox", seed=7)
+    (w / "model.safetensors").write_bytes((w / "model.safetensors").read_bytes()[:300])  # truncated
+    save_tiny(folder / "checkpoint-1000", "gpt_neox", seed=8)  # a second revision claiming step 1000
+    (folder / "iter_0008000").mkdir()  # Megatron's layout: no config.json
+    (folder / "iter_0008000" / "mp_rank_00").mkdir()
+
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", str(folder), "-q", "-m", "induction", "-m", "copying_ov", "--tokens-per-step", "2097152"])
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert len([ln for ln in err.splitlines() if str(broken) in ln]) == 1
-    assert len([ln for ln in err.splitlines() if str(pythia / "step4000") in ln]) == 1
-    df = load_scores(pythia)
+
+    def line(name: str) -> str:
+        found = [ln for ln in err.splitlines() if f"{folder / name}" in ln and not ln.startswith("warning")]
+        assert len(found) == 1, (name, err)
+        return found[0]
+
+    assert "GPT2LMHeadModel (2 layers, d_model 32" in line("step3000") and "differs from the other revisions' GPTNeoXForCausalLM" in line("step3000")
+    assert "config.json disagrees with the weights" in line("step4000") and "mlp" in line("step4000")
+    assert "missing shard " + shards[1].name in line("step5000")
+    assert "Gemma2ForCausalLM is not supported" in line("step6000")
+    assert "unreadable Hugging Face weights" in line("step7000")
+    same = [ln for ln in err.splitlines() if "step 1000 is also revision" in ln]
+    assert len(same) == 1 and "checkpoint-1000" in same[0] and f"{folder / 'step1000'}" in same[0]
+    assert "no config.json" in line("iter_0008000")
+    df = load_scores(folder)
     assert sorted(df.step.unique()) == [0, 1000, 2000]
     assert df[df.step == 2000].tokens_seen.iloc[0] == 2000 * 2_097_152
-    assert set(df.metric) == {"induction", "copying_ov"}
+
+
+def test_device_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "tl"
+    save_tl_folder(folder, steps=[0])
+    main(["analyze", str(folder), "-q", "-m", "induction", "--device", "auto"])  # CUDA, MPS or the CPU: whatever is here
+    assert len(load_scores(folder)) == 2 * 2  # 2 layers x 2 heads
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as exc:
+            main(["analyze", str(folder), "-q", "-m", "induction", "--device", "cuda", "--force"])
+        assert exc.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --device 'cuda': CUDA is not available on this machine; expected auto or cpu"
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", str(folder), "-q", "--device", "tpu"])
+    assert exc.value.code == 2 and "expected auto, cpu, cuda, cuda:N or mps" in capsys.readouterr().err

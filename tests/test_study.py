@@ -57,9 +57,9 @@ def test_all_targets_hold_on_a_paper_like_sweep() -> None:
     t1, t2, t3, t4 = evaluate_targets(scores, metrics, chance=CHANCE)
     assert [t.name for t in (t1, t2, t3, t4)] == ["T1", "T2", "T3", "T4"]
     assert t1.held and t1.numbers["peak_E"] == 100
-    assert t1.numbers["peak_test_loss"] == pytest.approx(3.0)
+    assert t1.numbers["peak_loss"] == pytest.approx(3.0) and t1.numbers["loss"] == "test_loss"  # no natural-text split here
     # relative rise in test loss 0.5/2.5 = 20%; induction drops (0.8-0.1)/0.8 = 87.5%
-    assert t2.held and t2.numbers["test_loss_rise"] == pytest.approx(0.2)
+    assert t2.held and t2.numbers["loss_rise"] == pytest.approx(0.2)
     assert t2.numbers["drops"]["induction"] == pytest.approx(0.875)
     assert t3.held and t3.numbers["E1_minus_control"] == pytest.approx(0.0)
     assert t4.held and t4.numbers["f0.1_E100_s0"]["rise"] == pytest.approx(0.2)
@@ -132,3 +132,29 @@ def test_memorization_phase_and_largest_rise_by_hand() -> None:
     assert _largest_rise(np.array([4.2, 4.1, 4.3, 4.0, 4.25])) == (pytest.approx(0.25), 3, 4)
     rise, _, _ = _largest_rise(np.array([4.2, 4.1, 4.0]))
     assert rise < 0  # monotone fall: no rise
+
+
+def test_the_natural_text_loss_is_the_loss_when_the_runs_have_it() -> None:
+    """Mixed runs: T1-T4 read split test_text, which here peaks where the mixed test loss does not."""
+    scores, metrics = _tables(PEAKED, ABIL)
+    flat = {0: 2.5, 1: 2.5, 10: 2.5, 100: 2.5, 1000: 2.5}
+    text_scores, text_metrics = _tables(flat, ABIL)
+    text_metrics = text_metrics.assign(split=text_metrics.split.map({"test": "test_text", "repeated": "repeated_text"}))
+    t1 = evaluate_targets(text_scores, pd.concat([metrics, text_metrics]), chance=CHANCE)[0]
+    assert t1.numbers["loss"] == "test_text" and not t1.held and "natural-text test loss" in t1.detail
+    assert evaluate_targets(text_scores, pd.concat([metrics, text_metrics]), chance=CHANCE, loss="test_loss")[0].numbers["loss"] == "test_loss"
+
+
+def test_scaling_targets_on_a_sweep_whose_region_moves() -> None:
+    from repeatlens.study import evaluate_scaling
+    from tests.results.test_reduce import _scaling_table
+
+    t5, t6 = evaluate_scaling(_scaling_table(-0.5), loss="test_loss", bootstrap=100)
+    assert t5.held and t5.numbers["alpha"] == pytest.approx(-0.5, abs=1e-6) and "fewer repeats" in t5.detail
+    assert t6.held and t6.numbers["control_law"]["slope"] == pytest.approx(-0.1, abs=1e-6)
+    assert all(r < 1 for _, r in t6.numbers["at_peak"].values())
+    still = _scaling_table(0.0)  # the peak stays at E* = 300 for every size
+    assert evaluate_scaling(still, loss="test_loss", bootstrap=100)[0].held is False
+    worse_big = _scaling_table(-0.5)
+    worse_big.loc[(worse_big.repeated_fraction == 0) & (worse_big.n_params_nonembedding == 1.6e5), "test_loss"] += 1.0
+    assert evaluate_scaling(worse_big, loss="test_loss", bootstrap=100)[1].held is False

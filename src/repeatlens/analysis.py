@@ -95,7 +95,7 @@ class AnalysisResult:
 
     Attributes:
         path: the path analysed.
-        kind: ``"run"``, ``"sweep"``, ``"transformerlens"`` or ``"huggingface"``.
+        kind: ``"run"``, ``"sweep"``, ``"transformerlens"``, ``"huggingface"``, ``"nanogpt"`` or ``"mixed"``.
         tables: every ``scores.parquet`` (and sweep ``metrics.parquet``) written.
         scored: checkpoints scored by this call.
         skipped: checkpoints already fully scored.
@@ -148,7 +148,9 @@ class _Item:
     step: int
     tokens_seen: int
     load: Callable[[], Any]
-    bos: Optional[int] = None
+    bos: Optional[int] = None  # foreign: the validated BOS the probes start with
+    exclude: tuple[int, ...] = ()  # foreign: special ids kept out of the probes' random tokens
+    duplicate_of: Optional[str] = None  # foreign: the earlier revision with identical weights
 
 
 @dataclass
@@ -278,7 +280,8 @@ def _score_locked(src: _Source, names: list[str], opts: _Options) -> AnalysisRes
         if len(rows):  # a (metric, probe) pair already scored was recomputed alongside: keep the stored rows
             wanted = set(todo)
             rows = rows[[(m, k) in wanted for m, k in zip(rows["metric"], row_keys(rows))]]
-        rows = rows.assign(run_id=src.run_id, step=item.step, tokens_seen=item.tokens_seen, score_version=rows["metric"].map(versions))
+        rows = rows.assign(run_id=src.run_id, step=item.step, tokens_seen=item.tokens_seen, score_version=rows["metric"].map(versions),
+                           duplicate_of=item.duplicate_of)
         table.update(item.step, todo, versions, rows[SCORE_COLUMNS] if len(rows) else empty_scores())
         table.write()  # after every checkpoint: an interrupted analysis resumes here
         wrote = True
@@ -459,31 +462,41 @@ def _analyze_sweep(path: Path, metrics: Optional[Iterable[str]], opts: _Options)
 
 def _foreign_probe_source(model: Any, item: _Item, tokens: Optional[np.ndarray]) -> "ProbeSource":
     """Probes for other people's checkpoints: ``uniform``, plus ``train`` (frequencies of
-    ``tokens``) and ``text`` (spans of ``tokens``) when token ids are given."""
-    from repeatlens.scores import special_ids
+    ``tokens``) and ``text`` (spans of ``tokens``) when token ids are given. BOS and the
+    excluded special ids are the ones :mod:`repeatlens.foreign` validated from the config."""
     from repeatlens.scores.probes import ProbeSource
 
     vocab, n_ctx = int(model.cfg.d_vocab), int(model.cfg.n_ctx)
-    bos, exclude = special_ids(model)
-    if item.bos is not None and 0 <= int(item.bos) < vocab:
-        bos = int(item.bos)
-        exclude = tuple(sorted({*exclude, bos}))
+    bos = int(item.bos) if item.bos is not None else 0
     counts = text = None
     if tokens is not None and len(tokens):
         counts = np.bincount(np.asarray(tokens, dtype=np.int64).ravel(), minlength=vocab)[:vocab]
         text = np.asarray(tokens)[:, :n_ctx]
-    return ProbeSource(d_vocab=vocab, n_ctx=n_ctx, bos=bos, exclude=exclude, train_counts=counts, text=text)
+    return ProbeSource(d_vocab=vocab, n_ctx=n_ctx, bos=bos, exclude=tuple(sorted({bos, *item.exclude})), train_counts=counts, text=text)
 
 
 def _analyze_foreign(
-    path: Path, metrics: Optional[Iterable[str]], opts: _Options, tokens: Optional[str | Path], tokens_per_step: Optional[int]
+    path: str | Path, metrics: Optional[Iterable[str]], opts: _Options, tokens: Optional[str | Path], tokens_per_step: Optional[int],
+    *, out: Optional[str | Path] = None, revisions: Optional[Sequence[str]] = None, download: bool = False,
 ) -> AnalysisResult:
-    from repeatlens.foreign import discover
+    import sys
 
-    folder = discover(path, tokens_per_step)
-    assert folder is not None  # analyze() checked
+    from repeatlens.foreign import discover
+    from repeatlens.scores import resolve_metrics
+
+    folder = discover(path, tokens_per_step, revisions=revisions, out=out, download=download)
+    if folder is None:
+        raise CheckpointError(f"{path}: no foreign checkpoints found")
+    resolve_metrics(metrics)  # a bad metric name fails before the weights are hashed
     test = _read_tokens(tokens, opts.max_sequences) if tokens is not None else None
     all_tokens = _read_tokens(tokens, None) if tokens is not None else None
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    for w in folder.warnings:
+        say(f"warning: {w}")
+    folder.on_warning = lambda w: say(f"warning: {w}")
+    dups = folder.duplicates(progress=opts.progress)
+    for rev, original in dups.items():
+        say(f"duplicate: revision {rev} has the same weights as {original} (equal tensor hashes); one of them is probably mislabelled")
 
     def loader(ckpt):
         return lambda: folder.load_model(ckpt, opts.device)
@@ -491,8 +504,8 @@ def _analyze_foreign(
     src = _Source(
         kind=folder.kind,
         run_id=folder.run_id,
-        table_path=folder.path / SCORES_FILE,
-        items=[_Item(c.path, c.step, c.tokens_seen, loader(c), c.bos) for c in folder.checkpoints],
+        table_path=Path(folder.table_dir) / SCORES_FILE,
+        items=[_Item(Path(c.name), c.step, c.tokens_seen, loader(c), c.bos, c.exclude, dups.get(c.revision)) for c in folder.checkpoints],
         probe_source_from_model=lambda model, item: _foreign_probe_source(model, item, all_tokens),
         test_tokens=test,
         problems=[Failure(str(p), reason) for p, reason in folder.problems],
@@ -547,9 +560,12 @@ def analyze(
     max_sequences: int = 64,
     tokens: Optional[str | Path] = None,
     tokens_per_step: Optional[int] = None,
+    out: Optional[str | Path] = None,
+    revisions: Optional[Sequence[str]] = None,
+    download: bool = False,
     force: bool = False,
     progress: bool = True,
-    device: str = "cpu",
+    device: str = "auto",
     probes: Optional[str | Sequence[str]] = None,
     probe_len: Optional[int] = None,
     probe_batch: int = 16,
@@ -561,16 +577,21 @@ def analyze(
     """Score every checkpoint under ``path``: a run, a sweep or a foreign folder.
 
     Args:
-        path: run directory, sweep directory, TransformerLens ``model_{step}.pt`` folder,
-            or folder of Hugging Face ``step{N}/`` checkpoint folders.
+        path: run directory, sweep directory, a folder of other people's checkpoints
+            (:mod:`repeatlens.foreign`: TransformerLens ``model_{step}.pt``, Hugging Face
+            revision folders, nanoGPT ``ckpt.pt``), or ``hf:ORG/NAME`` (the local hub cache).
         metrics: metric names from :data:`repeatlens.scores.REGISTRY` (default: all).
         max_sequences: test / repeated sequences the behaviour scores read.
         tokens: foreign folders only: ``.npy`` token ids, the test set and the data of the
             ``train`` and ``text`` probes.
         tokens_per_step: foreign folders only: ``tokens_seen = step * tokens_per_step``.
+        out: foreign sources only: folder for the scores table (required for ``hf:``;
+            default the folder analysed).
+        revisions: ``hf:`` only: revisions to analyse (default every cached one with a step).
+        download: ``hf:`` only: fetch requested revisions the cache lacks (network).
         force: score again what is already scored.
         progress: progress bar over checkpoints.
-        device: torch device for loading and scoring.
+        device: torch device for loading and scoring; ``auto``: CUDA, then MPS, then CPU.
         probes: probe families (``"synthetic,text"`` or a list); default every family
             that applies (see the module docstring).
         probe_len: ``L``, the copy length of ``[BOS, r, r]``; default ``2P`` for the context.
@@ -590,22 +611,27 @@ def analyze(
             probe family that does not apply, a copy length that does not fit the context).
         LockTimeout: another process held a table's lock for over ``lock_timeout`` seconds.
     """
-    p = Path(path)
+    from repeatlens.devices import resolve_device
+    from repeatlens.foreign import looks_foreign
+
     opts = _options(
-        max_sequences=max_sequences, force=force, progress=progress, device=device, probes=probes, probe_len=probe_len,
-        probe_batch=probe_batch, probe_seed=probe_seed if seed is None else seed, batch_size=batch_size, lock_timeout=lock_timeout,
+        max_sequences=max_sequences, force=force, progress=progress, device=resolve_device(device), probes=probes,
+        probe_len=probe_len, probe_batch=probe_batch, probe_seed=probe_seed if seed is None else seed, batch_size=batch_size,
+        lock_timeout=lock_timeout,
     )
+    foreign = dict(out=out, revisions=revisions, download=download)
+    if str(path).startswith("hf:"):
+        return _analyze_foreign(str(path), metrics, opts, tokens, tokens_per_step, **foreign)
+    p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p}: no such directory")
-    if RunDir(p).is_run():
-        return _analyze_run(p, metrics, opts)
-    if sweep_runs(p):
-        return _analyze_sweep(p, metrics, opts)
-    from repeatlens.foreign import discover
-
-    if discover(p) is not None:
-        return _analyze_foreign(p, metrics, opts, tokens, tokens_per_step)
+    if RunDir(p).is_run() or sweep_runs(p):
+        if out is not None or revisions is not None or download:
+            raise ConfigError(f"{p}: --out, --revisions and --download are for other people's checkpoints; runs keep their tables inside")
+        return _analyze_run(p, metrics, opts) if RunDir(p).is_run() else _analyze_sweep(p, metrics, opts)
+    if looks_foreign(p):
+        return _analyze_foreign(p, metrics, opts, tokens, tokens_per_step, **foreign)
     raise CheckpointError(
-        f"{p}: not a run directory, a sweep (folder of runs), a TransformerLens folder (model_{{step}}.pt + config.json) "
-        "or a folder of Hugging Face step{N}/ checkpoints"
+        f"{p}: not a run directory, a sweep (folder of runs), a TransformerLens folder (model_{{step}}.pt + config.json), "
+        "a folder of Hugging Face revision folders (step1000/, checkpoint-1000/, ...) or nanoGPT ckpt.pt files"
     )

@@ -1,4 +1,4 @@
-"""Command line: ``repeatlens train | data prepare | info | demo | score``.
+"""Command line: ``repeatlens train | data prepare | info | demo | score | analyze | sweep | plot | report | fit``.
 
 Expected faults (a bad config, a missing corpus, a corrupt checkpoint) print one line,
 ``error: …``, and exit with code 2; there is no traceback for them.
@@ -67,7 +67,7 @@ ProbeOpt = typer.Option(
 ProbeLenOpt = typer.Option(None, "--probe-len", min=2, help="Copy length L of the [BOS, r, r] probe (default 2P for the context)")
 ProbeBatchOpt = typer.Option(16, "--probe-batch", min=1, help="Probe rows of each kind")
 ProbeSeedOpt = typer.Option(0, "--probe-seed", help="Seed of the probe draw")
-DeviceOpt = typer.Option("cpu", "--device", help="torch device")
+DeviceOpt = typer.Option("auto", "--device", help="torch device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
 
 
 @app.command()
@@ -86,14 +86,16 @@ def score(
     """Score one checkpoint with every probe that applies: print a table and write it as parquet."""
     from repeatlens.analysis import score_checkpoint
     from repeatlens.checkpoints import load_run, step_name
+    from repeatlens.devices import resolve_device
     from repeatlens.io import atomic_write
     from repeatlens.results.reduce import circuits
 
+    dev = resolve_device(device)
     run = load_run(run_dir)
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     df = score_checkpoint(
         run, step, names, max_sequences=max_sequences, probes=probe, probe_len=probe_len, probe_batch=probe_batch,
-        probe_seed=probe_seed, device=device,
+        probe_seed=probe_seed, device=dev,
     )
     path = out or run.path / f"score_{step_name(int(df['step'].iloc[0]))}.parquet"
     atomic_write(path, lambda p: df.to_parquet(p, index=False))
@@ -182,11 +184,14 @@ def demo(
 
 @app.command()
 def analyze(
-    path: Path = typer.Argument(..., help="Run directory, sweep directory, or folder of other people's checkpoints"),
+    path: Path = typer.Argument(..., help="Run directory, sweep directory, folder of other people's checkpoints, or hf:ORG/NAME (hub cache)"),
     metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="Score to compute (repeatable; default all)"),
     max_sequences: int = typer.Option(64, "--max-sequences", help="Test / repeated sequences the behaviour scores read"),
     tokens: Optional[Path] = typer.Option(None, "--tokens", help="Foreign folders: .npy of token ids [n, seq]: the test set, and the train and text probes"),
-    tokens_per_step: Optional[int] = typer.Option(None, "--tokens-per-step", help="Foreign folders: tokens_seen = step x this"),
+    tokens_per_step: Optional[int] = typer.Option(None, "--tokens-per-step", min=1, help="Foreign folders: tokens_seen = step x this"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Foreign folders and hf:ORG/NAME: folder for the tables (required for hf:)"),
+    revisions: Optional[str] = typer.Option(None, "--revisions", help="hf:ORG/NAME: comma-separated revisions (default: every cached one with a step)"),
+    download: bool = typer.Option(False, "--download", help="hf:ORG/NAME: fetch requested revisions missing from the cache (network)"),
     probe: Optional[str] = ProbeOpt,
     probe_len: Optional[int] = ProbeLenOpt,
     probe_batch: int = ProbeBatchOpt,
@@ -198,10 +203,11 @@ def analyze(
     """Score every checkpoint under PATH into scores.parquet (incremental; resumes)."""
     from repeatlens.analysis import analyze as run_analysis
 
+    revs = [r.strip() for r in revisions.split(",") if r.strip()] if revisions is not None else None
     res = run_analysis(
-        path, metric or None, max_sequences=max_sequences, tokens=tokens, tokens_per_step=tokens_per_step,
-        device=device, force=force, progress=not quiet, probes=probe, probe_len=probe_len, probe_batch=probe_batch,
-        probe_seed=probe_seed,
+        str(path), metric or None, max_sequences=max_sequences, tokens=tokens, tokens_per_step=tokens_per_step,
+        out=out, revisions=revs, download=download, device=device, force=force, progress=not quiet, probes=probe,
+        probe_len=probe_len, probe_batch=probe_batch, probe_seed=probe_seed,
     )
     total = res.scored + res.skipped + len(res.failures)
     typer.echo(f"{res.kind} {path}: scored {res.scored} checkpoint(s), {res.skipped} already scored, {len(res.failures)} failed (of {total})")
@@ -211,6 +217,21 @@ def analyze(
     for table in res.tables:
         typer.echo(f"  table {table}")
     _exit_on_failures(res.failures)
+
+
+@app.command()
+def fit(
+    path: Path = typer.Argument(..., help="An analysed sweep (runs of two or more model sizes, with f = 0 controls)"),
+    loss: Optional[str] = typer.Option(None, "--loss", help="test_text (natural text; the default when the runs have it) or test_loss"),
+    fraction: Optional[float] = typer.Option(None, "--fraction", help="The repeated fraction f to fit (default: the largest)"),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Seed resamples for the exponent's interval"),
+) -> None:
+    """Scaling fits of a sweep: where the poor-performance region peaks per model size, E* ~ N^alpha,
+    and each repeated run's effective model size on the controls' loss-vs-N power law (T5, T6)."""
+    from repeatlens.study import fit_sweep
+
+    result = fit_sweep(path, loss=loss, fraction=fraction, bootstrap=bootstrap)
+    typer.echo("\n".join(result.lines()))
 
 
 @app.command()

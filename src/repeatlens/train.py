@@ -38,11 +38,10 @@ class TrainingError(RepeatlensError):
 
 
 def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device = {name!r}: CUDA is not available on this machine; expected auto or cpu")
-    return name
+    """``train.device`` as a torch device (:func:`repeatlens.devices.resolve_device`)."""
+    from repeatlens.devices import resolve_device as resolve
+
+    return resolve(name, where="train.device")
 
 
 def lr_at(step: int, total: int, cfg) -> float:

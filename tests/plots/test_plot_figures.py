@@ -296,7 +296,7 @@ def test_effective_model_size_inverts_the_control_power_law(sweep):
 
 
 def test_effective_model_size_needs_two_sizes(one_size):
-    with pytest.raises(plots.UnsupportedFigureError, match="at least 2 model sizes"):
+    with pytest.raises(plots.UnsupportedFigureError, match="f = 0 controls at 2 or more model sizes; found 1"):
         plots.effective_model_size(one_size)
     assert "effective_model_size" not in plots.available_figures(make_scores(
         models=(("tiny", 100_000),), seeds=(0,), metrics=("test_loss",)))
@@ -382,3 +382,21 @@ def test_offset_profile_figure_shows_each_heads_offsets_over_checkpoints() -> No
     assert "L = 30" in fig.layout.title.text and "synthetic probe" in fig.layout.title.text
     with pytest.raises(plots.UnsupportedFigureError, match="offset_profile"):
         plots.head_heatmap(table, "offset_profile")
+
+
+def test_loss_vs_repeat_count_by_size_and_effective_size_on_a_final_table(sweep):
+    """A study's final table: one curve per size of the chosen loss; N_eff on the non-embedding count."""
+    from repeatlens.study import final_table
+
+    final = final_table(sweep).assign(n_params_nonembedding=lambda t: t.n_params // 2, test_text=lambda t: t.test_loss + 1.0)
+    fig = plots.loss_vs_repeat_count(final, loss="test_text", by="size")
+    assert fig.layout.meta["repeatlens"]["figure"] == "loss_vs_repeat_count_by_size" and "natural-text" in fig.layout.title.text
+    curves = [t for t in fig.data if "control" not in t.name]
+    assert [t.name for t in curves] == ["tiny (100k params)", "small (800k params)"]
+    at_100 = final[(final.repeated_fraction == 0.1) & (final.repeat_count == 100) & (final.model_preset == "small")].test_text.mean()
+    assert curves[1].y[list(curves[1].x).index(100)] == pytest.approx(at_100)
+    eff = plots.effective_model_size(final, loss="test_text", size="n_params_nonembedding")
+    assert eff.layout.xaxis.title.text == "non-embedding parameters N"
+    ctrl = final[final.repeated_fraction == 0].groupby("n_params_nonembedding").test_text.mean()
+    slope = np.polyfit(np.log(ctrl.index.to_numpy(float)), np.log(ctrl.to_numpy()), 1)[0]
+    assert eff.layout.meta["repeatlens"]["fit"]["alpha"] == pytest.approx(-slope)

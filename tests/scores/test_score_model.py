@@ -20,6 +20,7 @@ METRICS = [
     "shifted_induction_shift",
     "copying_ov",
     "copying_top1",
+    "copying_top1_se",
     "k_composition",
     "q_composition",
     "v_composition",

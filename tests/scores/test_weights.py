@@ -1,4 +1,4 @@
-"""Weight scores: OV copying, top-1 copying and composition, against known answers."""
+"""Weight scores: OV copying, top-1 copying (exact and sampled) and composition, against known answers."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ import torch
 from repeatlens.model import ModelConfig, build_model
 from repeatlens.scores import composition_matrix, ov_copying_score, ov_eigenvalues
 from repeatlens.scores.weights import (
+    TOP1_EXACT_MAX_VOCAB,
+    TOP1_SAMPLE_TOKENS,
     composition_scores,
     copying_ov,
     copying_top1,
+    copying_top1_se,
     head_weights,
     k_composition,
     random_composition_baseline,
     top1_copying_share,
+    top1_sample,
+    top1_standard_error,
 )
 
 
@@ -138,3 +143,106 @@ def test_k_composition_detects_a_hand_built_circuit() -> None:
     baseline = random_composition_baseline(16, 4)
     for later, earlier in [(0, 1), (1, 0), (1, 1)]:
         assert comp[0, later, earlier].item() == pytest.approx(-baseline, abs=1e-6)
+
+
+# --------------------------------------------------------------------- top-1 copying at scale
+
+
+def copying_model(d_vocab: int, noise=(0.7, 1.0, 1.3, 1.7), seed: int = 0):
+    """Attention-only, no LayerNorm, d_model = d_head = 32: W_U = W_E^T and head h's OV
+    circuit I + noise[h] * G, so the heads' top-1 copying shares spread over (0.1, 0.9)."""
+    n = len(noise)
+    cfg = ModelConfig(n_layers=1, d_model=32, n_heads=n, d_head=32, n_ctx=8, d_vocab=d_vocab, normalization=None)
+    model = build_model(cfg, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        model.embed.W_E.copy_(torch.randn(d_vocab, 32, generator=g))
+        model.unembed.W_U.copy_(model.embed.W_E.T)
+        for h, s in enumerate(noise):
+            model.blocks[0].attn.W_V[h].copy_(torch.eye(32))
+            model.blocks[0].attn.W_O[h].copy_(torch.eye(32) + s * torch.randn(32, 32, generator=g) / 32**0.5)
+    return model
+
+
+def test_top1_is_exact_up_to_the_threshold() -> None:
+    model = copying_model(TOP1_EXACT_MAX_VOCAB)
+    w = head_weights(model)
+    exact = top1_copying_share(w["W_E"], w["W_V"][0], w["W_O"][0], w["W_U"])
+    assert top1_sample(TOP1_EXACT_MAX_VOCAB) is None
+    assert torch.allclose(copying_top1(model)[0], exact.float())
+    assert torch.equal(copying_top1_se(model), torch.zeros(1, 4))
+
+
+def test_top1_estimate_against_the_exact_value() -> None:
+    """Above the threshold the sampled estimate lies within 4 standard errors of the exact
+    share of every head, and its standard error is the spread of estimates over seeds."""
+    V = 6000
+    model = copying_model(V)
+    w = head_weights(model)
+    exact = top1_copying_share(w["W_E"], w["W_V"][0], w["W_O"][0], w["W_U"]).float()  # every token: affordable here
+    assert exact.max() - exact.min() > 0.3 and 0.05 < exact.min() and exact.max() < 0.95  # a spread worth estimating
+    est, se = copying_top1(model)[0], copying_top1_se(model)[0]
+    assert (se > 0).all() and ((est - exact).abs() <= 4 * se).all(), (est, exact, se)
+    assert torch.allclose(se, top1_standard_error(est.double(), TOP1_SAMPLE_TOKENS, V).float(), atol=0.003)
+    draws = torch.stack([
+        top1_copying_share(w["W_E"], w["W_V"][0], w["W_O"][0], w["W_U"], tokens=top1_sample(V, seed=s)) for s in range(1, 41)
+    ])
+    ratio = draws.std(0) / top1_standard_error(exact.double(), TOP1_SAMPLE_TOKENS, V)
+    assert ((0.6 < ratio) & (ratio < 1.5)).all(), ratio
+    assert torch.equal(top1_sample(V), top1_sample(V)) and top1_sample(V).unique().numel() == TOP1_SAMPLE_TOKENS
+
+
+def test_top1_standard_error_definition() -> None:
+    share = torch.tensor([0.0, 0.25, 1.0], dtype=torch.float64)
+    assert torch.equal(top1_standard_error(share, 100, 100), torch.zeros(3))  # every token read: exact
+    n, V = 512, 50257
+    p = (share * n + 0.5) / (n + 1)
+    assert torch.allclose(top1_standard_error(share, n, V), (p * (1 - p) / n * (V - n) / (V - 1)).sqrt())
+    assert (top1_standard_error(share, n, V) > 0).all()  # a sample never claims to be exact
+
+
+def test_top1_and_its_error_share_one_computation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from repeatlens.scores import score_model
+    from repeatlens.scores import weights as weights_mod
+
+    model = copying_model(5000, noise=(0.0, 0.5))
+    calls = []
+    real = weights_mod.top1_copying_share
+    monkeypatch.setattr(weights_mod, "top1_copying_share", lambda *a, **k: calls.append(1) or real(*a, **k))
+    df = score_model(model, ["copying_top1", "copying_top1_se"])
+    assert len(calls) == 1 and set(df.metric) == {"copying_top1", "copying_top1_se"}
+    with torch.no_grad():
+        model.blocks[0].attn.W_O.mul_(-1)  # new weights: computed again
+    assert copying_top1(model).max() < df[df.metric == "copying_top1"].value.max() and len(calls) == 2
+
+
+# ------------------------------------------------------------- norms outside the usual place
+
+
+def test_post_norm_folds_the_block_norm_into_W_O(tmp_path) -> None:
+    """OLMo-2 normalises each head's output: W_O' = W_O diag(w_ln1), W_V read raw; checked
+    against the transformers model's own weights."""
+    from repeatlens.model import model_from_hf_folder
+    from tests.model.tiny_hf import save_tiny
+
+    hf = save_tiny(tmp_path / "m", "olmo2", seed=1)
+    w = head_weights(model_from_hf_folder(tmp_path / "m"))
+    layer = hf.model.layers[1]
+    d_head = 8
+    W_V = layer.self_attn.v_proj.weight.detach().double().T.reshape(32, 4, d_head).permute(1, 0, 2)
+    W_O = layer.self_attn.o_proj.weight.detach().double().T.reshape(4, d_head, 32)
+    gain = layer.post_attention_layernorm.weight.detach().double()
+    assert torch.allclose(w["W_V"][1], W_V) and torch.allclose(w["W_O"][1], W_O * gain)
+    W_U = hf.lm_head.weight.detach().double().T * hf.model.norm.weight.detach().double()[:, None]
+    assert torch.allclose(w["W_U"], W_U) and torch.allclose(w["W_E"], hf.model.embed_tokens.weight.detach().double())
+
+
+def test_embedding_layernorm_is_folded_into_W_E(tmp_path) -> None:
+    from repeatlens.model import model_from_hf_folder
+    from tests.model.tiny_hf import save_tiny
+
+    hf = save_tiny(tmp_path / "m", "bloom", seed=1)
+    w = head_weights(model_from_hf_folder(tmp_path / "m"))
+    E = hf.transformer.word_embeddings.weight.detach().double()
+    gain = hf.transformer.word_embeddings_layernorm.weight.detach().double()
+    assert torch.allclose(w["W_E"], (E - E.mean(-1, keepdim=True)) * gain)

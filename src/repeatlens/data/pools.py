@@ -68,7 +68,7 @@ def _is_bin(data: DataConfig) -> bool:
     return data.format == "bin" or (data.format == "auto" and str(data.source).endswith(".bin"))
 
 
-def _chunk(stream: np.ndarray, seq_len: int, bos: int) -> np.ndarray:
+def _chunk(stream: np.ndarray, seq_len: int, bos: int) -> "np.ndarray | _BosView":
     """Cut a flat stream into rows ``[bos, seq_len-1 tokens]`` (a view, plus the BOS column)."""
     body = seq_len - 1
     n = len(stream) // body

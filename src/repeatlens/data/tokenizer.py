@@ -15,13 +15,20 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm.auto import tqdm
 
 from repeatlens.errors import ConfigError, DataError
+
+@runtime_checkable
+class HasVocabSize(Protocol):
+    """What :func:`token_dtype` reads of a tokenizer."""
+
+    def get_vocab_size(self) -> int: ...
+
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -36,7 +43,7 @@ _ENCODE_BATCH = 256
 
 
 def train_bpe(
-    documents: Iterable[str], vocab_size: int, min_frequency: int = 2, progress: bool = False
+    documents: Iterable[str], vocab_size: Any, min_frequency: int = 2, progress: bool = False
 ) -> Tokenizer:
     """Train a byte-level BPE tokenizer on a stream of documents.
 
@@ -47,7 +54,8 @@ def train_bpe(
 
     Args:
         documents: The training texts, streamed once.
-        vocab_size: Target vocabulary size including the special token; at least
+        vocab_size: Target vocabulary size including the special token (checked here, so
+            any value may be passed: a non-integer is a ConfigError); at least
             :data:`MIN_VOCAB_SIZE` (258).
         min_frequency: A pair must occur at least this often to be merged.
         progress: Show the trainer's progress bar.
@@ -133,7 +141,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     return tok
 
 
-def token_dtype(tok: Tokenizer, dtype: np.dtype | type | str = np.uint16) -> np.dtype:
+def token_dtype(tok: "HasVocabSize", dtype: np.dtype | type | str = np.uint16) -> np.dtype:
     """Return ``dtype``, widened to uint32 when the vocabulary does not fit in it.
 
     Args:

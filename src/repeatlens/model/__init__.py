@@ -3,8 +3,10 @@
 * :mod:`.build`: our :class:`~repeatlens.config.ModelConfig` mapped onto
   ``HookedTransformerConfig``, building and rebuilding models, hook names;
 * :mod:`.fused`: the fused SDPA forward used for training while no hooks are attached;
+* :mod:`.archs`: Hugging Face (and nanoGPT) configs mapped onto ``HookedTransformerConfig``,
+  per architecture;
 * :mod:`.convert`: other people's checkpoints (TransformerLens state dicts, Hugging Face
-  folders) converted offline.
+  folders, nanoGPT ``ckpt.pt``) converted offline through TransformerLens' weight conversions.
 
 Moving to a later TransformerLens means changing this package only. ``ModelConfig`` and
 the presets live in the torch-free config layer (:mod:`repeatlens.config`) and are
@@ -27,12 +29,16 @@ from repeatlens.model.build import (
     pattern_hook_name,
     z_hook_name,
 )
+from repeatlens.model.archs import UnsupportedArchitecture, hooked_spec, is_post_norm, nanogpt_spec
 from repeatlens.model.convert import (
     HF_ARCHITECTURES,
     hf_hooked_config,
     hooked_config_from_json,
+    hooked_config_from_spec,
     model_from_foreign_state_dict,
     model_from_hf_folder,
+    model_from_nanogpt,
+    read_hf_config,
 )
 from repeatlens.model.fused import fast_forward, forward_fn, logits, supports_fast_path
 
@@ -62,4 +68,11 @@ __all__ = [
     "hooked_config_from_json",
     "model_from_foreign_state_dict",
     "model_from_hf_folder",
+    "model_from_nanogpt",
+    "read_hf_config",
+    "hooked_config_from_spec",
+    "hooked_spec",
+    "nanogpt_spec",
+    "UnsupportedArchitecture",
+    "is_post_norm",
 ]

@@ -1,27 +1,45 @@
 """Other people's checkpoints converted into a ``HookedTransformer``, offline.
 
-Models trained elsewhere: TransformerLens state dicts with the ``HookedTransformerConfig``
-they were built from (``config.json``, its ``to_dict()``), and Hugging Face GPT-2 /
-GPT-NeoX (Pythia) checkpoint folders on local disk. The HF config is mapped onto
-``HookedTransformerConfig`` the way TransformerLens'
-``loading_from_pretrained.convert_hf_model_config`` does for these two architectures (that
-function reads ``hf_config.n_ctx``, which transformers 5 no longer sets on a new
-GPT2Config), and the weights go through TransformerLens' own ``convert_gpt2_weights`` /
-``convert_neox_weights``. No weight processing (no LayerNorm folding, no centring): the
-model is the checkpoint, exactly.
+Three sources:
+
+* **TransformerLens** state dicts with the ``HookedTransformerConfig`` they were built from
+  (``config.json``, its ``to_dict()``): :func:`hooked_config_from_json` +
+  :func:`model_from_foreign_state_dict`.
+* **Hugging Face** checkpoint folders on local disk (what ``save_pretrained`` writes, also
+  sharded) of every decoder architecture in :data:`repeatlens.model.archs.ARCHITECTURES`:
+  :func:`model_from_hf_folder`. The config is mapped by :mod:`.archs`; the weights go
+  through TransformerLens' own conversion function for the architecture.
+* **nanoGPT** ``ckpt.pt`` files (``model``, ``model_args``, ``iter_num``):
+  :func:`model_from_nanogpt`, through TransformerLens' ``convert_nanogpt_weights``.
+
+No weight processing (no LayerNorm folding, no centring): the model is the checkpoint,
+exactly. Every fault a file can have is a one-line ``ValueError`` naming it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import contextlib
+from typing import Any, Iterator, Optional
 
 import torch
 
 from repeatlens.model._tl import HookedTransformer, HookedTransformerConfig, quiet_tl as _quiet_tl
+from repeatlens.model.archs import ARCHITECTURES, HookedSpec, UnsupportedArchitecture, hooked_spec, nanogpt_spec
 from repeatlens.model.build import _DERIVED_CFG_KEYS, hooked_config_from_dict
 
-HF_ARCHITECTURES = ("GPT2LMHeadModel", "GPTNeoXForCausalLM")
+HF_ARCHITECTURES = tuple(ARCHITECTURES)
 """Hugging Face architectures :func:`model_from_hf_folder` converts."""
+
+__all__ = [
+    "HF_ARCHITECTURES",
+    "hooked_config_from_json",
+    "model_from_foreign_state_dict",
+    "read_hf_config",
+    "hf_hooked_config",
+    "hooked_config_from_spec",
+    "model_from_hf_folder",
+    "model_from_nanogpt",
+]
 
 
 def hooked_config_from_json(d: dict[str, Any]) -> HookedTransformerConfig:
@@ -59,8 +77,18 @@ def hooked_config_from_json(d: dict[str, Any]) -> HookedTransformerConfig:
         raise ValueError(f"TransformerLens rejects it ({_first_line(e)})") from None
 
 
-def model_from_foreign_state_dict(hcfg: HookedTransformerConfig, state_dict: Any, device: str = "cpu") -> HookedTransformer:
-    """:func:`model_from_state_dict` for weights made elsewhere, with one-line errors.
+def model_from_foreign_state_dict(
+    hcfg: HookedTransformerConfig, state_dict: Any, device: str = "cpu", *, zero_fill: bool = False
+) -> HookedTransformer:
+    """Build a model of ``hcfg`` holding exactly ``state_dict``, with one-line errors.
+
+    Entries the model does not have are refused, except all-zero tensors (biases some
+    TransformerLens conversions emit for modules without one, e.g. Phi-3's RMSNorm
+    ``ln1.b``). Buffers TransformerLens derives from the config (masks, rotary tables)
+    may be absent. ``zero_fill`` (conversions only, as TransformerLens'
+    ``fill_missing_keys`` does): biases the conversion does not emit because the
+    architecture has none (``b_Q``, ``b_in``, ... of OLMo, Phi-3) and the position table
+    an ALiBi model never reads are zeros; a missing weight matrix is still an error.
 
     Raises:
         ValueError: the object is not a flat ``{name: tensor}`` dict, or its names/shapes do
@@ -75,12 +103,18 @@ def model_from_foreign_state_dict(hcfg: HookedTransformerConfig, state_dict: Any
     hcfg.device = device
     with _quiet_tl():
         model = HookedTransformer(hcfg, move_to_device=False)
+    own = model.state_dict()
+    state_dict = {k: v for k, v in state_dict.items() if k in own or bool(v.any())}
+    if zero_fill:
+        unused_pos = hcfg.positional_embedding_type not in ("standard", "shortformer")
+        for k in own.keys() - state_dict.keys():
+            if k.rsplit(".", 1)[-1].startswith(("b_", "_b_")) or (k == "pos_embed.W_pos" and unused_pos):
+                state_dict[k] = torch.zeros_like(own[k])
     try:
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln]
         raise ValueError(f"weights do not match the config: {lines[0] if lines else _first_line(e)}") from None
-    # Buffers TransformerLens derives from the config (causal mask, rotary tables) may be absent.
     buffers = {name for name, _ in model.named_buffers()}
     missing = [k for k in missing if k not in buffers]
     if missing or unexpected:
@@ -88,122 +122,138 @@ def model_from_foreign_state_dict(hcfg: HookedTransformerConfig, state_dict: Any
     return torch.nn.Module.to(model, device).eval()
 
 
-def hf_hooked_config(hf_config: Any) -> HookedTransformerConfig:
-    """Map a GPT-2 or GPT-NeoX ``transformers`` config onto ``HookedTransformerConfig``.
-
-    Mirrors TransformerLens' ``convert_hf_model_config`` for ``GPT2LMHeadModel`` and
-    ``GPTNeoXForCausalLM``, from the config object in hand (no hub lookup).
-    """
-    arch = _hf_architecture(hf_config)
-    c = hf_config
-    if arch == "GPT2LMHeadModel":
-        d: dict[str, Any] = dict(
-            d_model=c.n_embd,
-            d_head=c.n_embd // c.n_head,
-            n_heads=c.n_head,
-            d_mlp=getattr(c, "n_inner", None) or 4 * c.n_embd,
-            n_layers=c.n_layer,
-            n_ctx=getattr(c, "n_ctx", None) or c.n_positions,
-            eps=c.layer_norm_epsilon,
-            d_vocab=c.vocab_size,
-            act_fn=c.activation_function,
-            use_attn_scale=getattr(c, "scale_attn_weights", True),
-            use_local_attn=False,
-            scale_attn_by_inverse_layer_idx=getattr(c, "scale_attn_by_inverse_layer_idx", False),
-            normalization_type="LN",
-        )
-    else:
-        from transformer_lens.utilities.hf_utils import get_rotary_pct_from_config
-
-        d = dict(
-            d_model=c.hidden_size,
-            d_head=c.hidden_size // c.num_attention_heads,
-            n_heads=c.num_attention_heads,
-            d_mlp=c.intermediate_size,
-            n_layers=c.num_hidden_layers,
-            n_ctx=c.max_position_embeddings,
-            eps=c.layer_norm_eps,
-            d_vocab=c.vocab_size,
-            act_fn=c.hidden_act,
-            use_attn_scale=True,
-            use_local_attn=False,
-            scale_attn_by_inverse_layer_idx=False,
-            parallel_attn_mlp=getattr(c, "use_parallel_residual", True),
-            positional_embedding_type="rotary",
-            rotary_adjacent_pairs=False,
-            normalization_type="LN",
-            default_prepend_bos=False,
-        )
-        d["rotary_dim"] = round(get_rotary_pct_from_config(c) * d["d_head"])
-        base = _rope_theta(c)
-        if base is not None:
-            d["rotary_base"] = base
-    d.update(original_architecture=arch, init_weights=False, model_name=str(getattr(c, "_name_or_path", "") or "custom"))
-    with _quiet_tl():
-        return HookedTransformerConfig(**d)
-
-
-def model_from_hf_folder(folder: Any, device: str = "cpu") -> HookedTransformer:
-    """Convert one local Hugging Face GPT-2 / GPT-NeoX checkpoint folder into a HookedTransformer.
-
-    The folder is what ``save_pretrained`` writes (``config.json`` plus
-    ``model.safetensors`` or ``pytorch_model.bin``, possibly sharded). It is read with
-    ``local_files_only=True`` (``.bin`` files through ``torch.load(weights_only=True)``),
-    converted with TransformerLens' weight conversion and freed; only the converted
-    model is returned.
-
-    Raises:
-        ValueError: one line for an unsupported architecture or an unreadable folder.
-    """
-    import transformers
+@contextlib.contextmanager
+def _quiet_hf() -> Iterator[None]:
+    """transformers without its progress bars and warnings (every fault is re-raised as one line)."""
     from transformers.utils import logging as hf_logging
 
-    from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights, convert_neox_weights
-
-    try:
-        hf_config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
-    except Exception as e:  # an unreadable config.json, in whatever way transformers reports it
-        raise ValueError(f"unreadable config.json ({_first_line(e)})") from None
-    hcfg = hf_hooked_config(hf_config)
     bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
     verbosity = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     try:
-        hf_model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(folder), config=hf_config, local_files_only=True, dtype=torch.float32
-        )
-    except Exception as e:  # missing / truncated / mismatched weight files
-        raise ValueError(f"unreadable Hugging Face weights ({_first_line(e)})") from None
+        yield
     finally:
         hf_logging.set_verbosity(verbosity)
         if bar_was_on:
             hf_logging.enable_progress_bar()
-    convert = convert_gpt2_weights if hcfg.original_architecture == "GPT2LMHeadModel" else convert_neox_weights
+
+
+def read_hf_config(folder: Any) -> Any:
+    """The ``transformers`` config of a local checkpoint folder (no network, no warnings).
+
+    Raises:
+        ValueError: one line when ``config.json`` is unreadable or names no known model type.
+    """
+    import transformers
+
+    try:
+        with _quiet_hf():
+            return transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except Exception as e:  # an unreadable config.json, in whatever way transformers reports it
+        raise ValueError(f"unreadable config.json ({_first_line(e)})") from None
+
+
+def hooked_config_from_spec(spec: HookedSpec) -> HookedTransformerConfig:
+    """The ``HookedTransformerConfig`` of a :class:`~repeatlens.model.archs.HookedSpec`."""
+    try:
+        with _quiet_tl():
+            return HookedTransformerConfig(**spec.kwargs)
+    except (TypeError, ValueError, AssertionError) as e:
+        raise UnsupportedArchitecture(f"TransformerLens rejects the mapped config ({_first_line(e)})") from None
+
+
+def hf_hooked_config(hf_config: Any) -> HookedTransformerConfig:
+    """Map a ``transformers`` config onto ``HookedTransformerConfig`` (see :mod:`.archs`).
+
+    Raises:
+        ValueError: one line for an unsupported architecture or config field.
+    """
+    return hooked_config_from_spec(hooked_spec(hf_config))
+
+
+def _converter(name: str):
+    from transformer_lens.pretrained import weight_conversions
+
+    return getattr(weight_conversions, name)
+
+
+def model_from_hf_folder(folder: Any, device: str = "cpu", hf_config: Any = None) -> HookedTransformer:
+    """Convert one local Hugging Face checkpoint folder into a HookedTransformer.
+
+    The folder is what ``save_pretrained`` writes (``config.json`` plus
+    ``model.safetensors`` or ``pytorch_model.bin``, possibly sharded). It is read with
+    ``local_files_only=True`` (``.bin`` files through ``torch.load(weights_only=True)``),
+    converted with TransformerLens' weight conversion for its architecture and freed; only
+    the converted model is returned.
+
+    A checkpoint whose tensors do not match its config is refused: transformers would
+    re-initialise randomly every parameter the files lack or hold in another shape, with
+    only a log line, so the loading report is checked here.
+
+    Raises:
+        ValueError: one line for an unsupported architecture, an unreadable folder, or
+            weights that disagree with the config (the first such parameter named).
+    """
+    import transformers
+
+    hf_config = read_hf_config(folder) if hf_config is None else hf_config
+    spec = hooked_spec(hf_config)
+    hcfg = hooked_config_from_spec(spec)
+    try:
+        with _quiet_hf():
+            hf_model, info = transformers.AutoModelForCausalLM.from_pretrained(
+                str(folder), config=hf_config, local_files_only=True, dtype=torch.float32,
+                output_loading_info=True, ignore_mismatched_sizes=True,
+            )
+    except Exception as e:  # missing / truncated weight files, in whatever way transformers reports it
+        raise ValueError(f"unreadable Hugging Face weights ({_first_line(e)})") from None
+    mismatched = sorted(info.get("mismatched_keys") or [], key=lambda t: str(t[0]))
+    if mismatched:
+        key, got, want = mismatched[0]
+        raise ValueError(
+            f"config.json disagrees with the weights: {key} is {list(got)} in the weights, {list(want)} by the config"
+            + (f" (and {len(mismatched) - 1} more)" if len(mismatched) > 1 else "")
+        )
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise ValueError(
+            f"config.json disagrees with the weights: {missing[0]} is not in the weights"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    hf_model.eval()
     with torch.no_grad():
-        state_dict = {k: v.detach().clone() for k, v in convert(hf_model, hcfg).items()}
+        state_dict = {k: v.detach() for k, v in _converter(spec.convert)(hf_model, hcfg).items()}
     del hf_model
-    if "unembed.b_U" not in state_dict:  # GPT-2 has no unembedding bias (TL's fill_missing_keys)
-        state_dict["unembed.b_U"] = torch.zeros(hcfg.d_vocab_out, dtype=hcfg.dtype)
-    return model_from_foreign_state_dict(hcfg, state_dict, device=device)
+    return model_from_foreign_state_dict(hcfg, state_dict, device=device, zero_fill=True)
 
 
-def _hf_architecture(hf_config: Any) -> str:
-    archs = list(getattr(hf_config, "architectures", None) or [])
-    by_type = {"gpt2": "GPT2LMHeadModel", "gpt_neox": "GPTNeoXForCausalLM"}
-    arch = next((a for a in archs if a in HF_ARCHITECTURES), None) or by_type.get(getattr(hf_config, "model_type", None))
-    if arch is None:
-        what = ", ".join(archs) or getattr(hf_config, "model_type", None) or "unknown"
-        raise ValueError(f"architecture {what} is not supported; expected one of {', '.join(HF_ARCHITECTURES)}")
-    return arch
+def model_from_nanogpt(ckpt: dict[str, Any], device: str = "cpu") -> HookedTransformer:
+    """Convert a nanoGPT checkpoint (the dict ``train.py`` saves as ``ckpt.pt``).
 
+    ``ckpt["model_args"]`` gives the shape (:func:`repeatlens.model.archs.nanogpt_spec`),
+    ``ckpt["model"]`` the weights (with or without biases, with or without the
+    ``_orig_mod.`` prefix ``torch.compile`` adds), converted by TransformerLens'
+    ``convert_nanogpt_weights``.
 
-def _rope_theta(hf_config: Any) -> Optional[float]:
-    theta = getattr(hf_config, "rotary_emb_base", None)
-    params = getattr(hf_config, "rope_parameters", None) or {}
-    if theta is None and isinstance(params, dict):
-        theta = params.get("rope_theta")
-    return theta if theta is None else float(theta)
+    Raises:
+        ValueError: one line: not a nanoGPT checkpoint, or weights that do not match ``model_args``.
+    """
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(ckpt.get("model_args"), dict):
+        raise ValueError("not a nanoGPT checkpoint: expected a dict with 'model' (a state dict) and 'model_args'")
+    spec = nanogpt_spec(ckpt["model_args"])
+    hcfg = hooked_config_from_spec(spec)
+    weights = dict(ckpt["model"])
+    if "lm_head.weight" not in weights and "transformer.wte.weight" in weights:
+        weights["lm_head.weight"] = weights["transformer.wte.weight"]  # tied; some savers drop the alias
+    try:
+        state_dict = _converter(spec.convert)(weights, hcfg)
+    except KeyError as e:
+        raise ValueError(f"model_args disagree with the weights: {e.args[0]} is not in the weights") from None
+    except (RuntimeError, ValueError) as e:  # einops: shapes that do not split into model_args' heads
+        raise ValueError(f"model_args disagree with the weights ({_first_line(e)})") from None
+    state_dict = {k: v for k, v in state_dict.items() if not k.endswith(".IGNORE")}
+    return model_from_foreign_state_dict(hcfg, state_dict, device=device, zero_fill=True)  # nanoGPT's lm_head has no bias
 
 
 def _first_line(e: BaseException) -> str:

@@ -27,14 +27,13 @@ from repeatlens.results.reduce import (
     check_scores,
     control_mask,
     default_run,
-    effective_size,
     final_values,
     get_quantity,
     is_per_head,
     matching_control,
     metric_rows,
     per_checkpoint,
-    power_law_fit,
+    effective_sizes,
     relative_damage,
     require_columns,
     run_table,
@@ -496,36 +495,46 @@ def score_trajectories(
 # ----------------------------------------------------------------------------- 3. double descent
 
 
-def _final_test_loss(table: pd.DataFrame) -> pd.DataFrame:
-    """Final test loss per run from a scores table or a one-row-per-run table."""
-    if "test_loss" not in table.columns and "metric" in table.columns:
-        return final_values(check_scores(table), "test_loss")
-    if "test_loss" in table.columns:
+def _final_loss(table: pd.DataFrame, loss: str = "test_loss") -> pd.DataFrame:
+    """Final ``loss`` per run, as ``value``, from a scores table (the metric ``loss``) or a
+    one-row-per-run table with a ``loss`` column (e.g. :func:`repeatlens.study.final_table`,
+    whose ``test_text`` is the natural-text loss)."""
+    if loss not in table.columns and "metric" in table.columns:
+        return final_values(check_scores(table), loss)
+    if loss in table.columns:
         require_columns(table, ["run_id", "repeated_fraction", "repeat_count", "model_preset", "n_params", "seed"],
                         "final table")
-        out = table.rename(columns={"test_loss": "value"}).copy()
+        out = table.rename(columns={loss: "value"}).copy()
         out["repeated_fraction"] = out["repeated_fraction"].astype(float)
         out["repeat_count"] = out["repeat_count"].astype(float)
         return out
-    raise PlotDataError("expected a scores table (with 'metric') or a final table (with 'test_loss')")
+    raise PlotDataError(f"expected a scores table (with 'metric') or a final table (with {loss!r})")
 
 
-def loss_vs_repeat_count(scores_or_final_table: pd.DataFrame) -> go.Figure:
+def loss_vs_repeat_count(scores_or_final_table: pd.DataFrame, loss: str = "test_loss", by: str = "fraction") -> go.Figure:
     """Final test loss against repeat count: the double-descent figure.
 
-    One line per repeated fraction (mean over seeds, error bars = sample std over
-    seeds), one panel per model size; the control's mean loss is a black dashed
-    horizontal line with a grey ±1 std band.
+    ``by="fraction"``: one line per repeated fraction (mean over seeds, error bars =
+    sample std over seeds), one panel per model size; the control's mean loss is a black
+    dashed horizontal line with a grey ±1 std band. ``by="size"``: one panel, one curve
+    per model size at the largest f, each size's control a dashed line of its colour:
+    where the poor-performance region sits as models grow.
 
     Args:
-        scores_or_final_table: The long scores table (the last ``test_loss`` of each
-            run is used), or a one-row-per-run table with a ``test_loss`` column and
-            the run columns.
+        scores_or_final_table: The long scores table (the last ``loss`` of each run is
+            used), or a one-row-per-run table with a ``loss`` column and the run columns.
+        loss: The loss to show (``test_loss``; in a final table also ``test_text``, the
+            natural-text loss).
+        by: ``"fraction"`` or ``"size"``.
 
     Returns:
-        The figure; traces ``"f = …"`` carry the means, ``"control (f = 0)"`` the line.
+        The figure; traces ``"f = …"`` (or one per size) carry the means, ``"control (f = 0)"`` the line.
     """
-    final = _final_test_loss(scores_or_final_table)
+    final = _final_loss(scores_or_final_table, loss)
+    if by == "size":
+        return _loss_vs_repeat_count_by_size(final, loss)
+    if by != "fraction":
+        raise PlotDataError(f"by must be 'fraction' or 'size', got {by!r}")
     repeated = final[final["repeated_fraction"] > 0]
     if repeated.empty:
         raise UnsupportedFigureError("loss_vs_repeat_count needs runs with repeated data (f > 0)")
@@ -584,9 +593,48 @@ def loss_vs_repeat_count(scores_or_final_table: pd.DataFrame) -> go.Figure:
     if len(grid) <= 8:  # label the repeat counts swept (decade ticks leave E = 2, 8 unlabelled)
         fig.update_xaxes(tickmode="array", tickvals=grid, ticktext=[theme.format_count(e) for e in grid],
                          minor={"ticks": "outside", "ticklen": 2, "tickmode": "linear", "dtick": "D1"})
-    fig.update_yaxes(title_text=theme.two_line("final test loss (nats/token)"), col=1)
+    fig.update_yaxes(title_text=theme.two_line(f"final {_loss_label(loss)} (nats/token)"), col=1)
     return _finish(fig, "loss_vs_repeat_count", 1, len(models),
-                   title="Final test loss vs repeat count (mean ± std over seeds)")
+                   title=f"Final {_loss_label(loss)} vs repeat count (mean ± std over seeds)")
+
+
+def _loss_label(loss: str) -> str:
+    return {"test_loss": "test loss", "test_text": "natural-text test loss"}.get(loss, loss.replace("_", " "))
+
+
+def _loss_vs_repeat_count_by_size(final: pd.DataFrame, loss: str) -> go.Figure:
+    """One curve per model size at the largest f > 0, its control dashed in the same colour."""
+    repeated = final[final["repeated_fraction"] > 0]
+    if repeated.empty:
+        raise UnsupportedFigureError("loss_vs_repeat_count needs runs with repeated data (f > 0)")
+    f = float(repeated["repeated_fraction"].max())
+    models = _models(final)
+    e_lo, e_hi = float(repeated["repeat_count"].min()), float(repeated["repeat_count"].max())
+    fig = go.Figure()
+    for k, (n, p) in enumerate(models):
+        color = theme.FRACTION_COLORS[k % len(theme.FRACTION_COLORS)]
+        in_model = final[final["n_params"] == n]
+        name = model_label(p, n)
+        ctrl = in_model[control_mask(in_model)]["value"]
+        if not ctrl.empty:
+            m = float(ctrl.mean())
+            fig.add_trace(go.Scatter(
+                x=[e_lo, e_hi], y=[m, m], mode="lines", line={"color": color, "dash": "dash", "width": 1.5}, legendgroup=name,
+                name=f"{p} control (f = 0)", hovertemplate=f"{name} control, {len(ctrl)} seed(s)<br>{_loss_label(loss)} {m:.4g}<extra></extra>"))
+        g = seed_stats(in_model[np.isclose(in_model["repeated_fraction"], f)], ["repeat_count"]).sort_values("repeat_count")
+        fig.add_trace(go.Scatter(
+            x=g["repeat_count"].to_numpy(dtype=float), y=g["mean"].to_numpy(dtype=float),
+            error_y={"type": "data", "array": g["std"].to_numpy(dtype=float), "thickness": 1.2, "width": 3},
+            mode="lines+markers", marker={"size": 7, "color": color, "symbol": theme.MODEL_SYMBOLS[k % len(theme.MODEL_SYMBOLS)]},
+            line={"color": color, "width": 2}, name=name, legendgroup=name, customdata=g["count"].to_numpy(),
+            hovertemplate=f"{name}, E = %{{x:g}}<br>{_loss_label(loss)} %{{y:.4g}} ± %{{error_y.array:.2g}}<br>%{{customdata}} seed(s)<extra></extra>"))
+    fig.update_xaxes(**_log_ticks_axis(), title_text=theme.REPEAT_COUNT_LABEL)
+    grid = sorted(float(e) for e in repeated["repeat_count"].unique())
+    if len(grid) <= 8:
+        fig.update_xaxes(tickmode="array", tickvals=grid, ticktext=[theme.format_count(e) for e in grid])
+    fig.update_yaxes(title_text=theme.two_line(f"final {_loss_label(loss)} (nats/token)"))
+    return _finish(fig, "loss_vs_repeat_count_by_size", 1, 1,
+                   title=f"Final {_loss_label(loss)} vs repeat count at f = {theme.format_fraction(f)}, one curve per model size")
 
 
 # ----------------------------------------------------------------------------- 4. phase diagram
@@ -853,17 +901,21 @@ def disproportionate_damage(scores: pd.DataFrame, probe: str | None = None) -> g
 # ----------------------------------------------------------------------------- 7. N_eff
 
 
-def effective_model_size(scores: pd.DataFrame) -> go.Figure:
+def effective_model_size(scores: pd.DataFrame, loss: str = "test_loss", size: str = "n_params") -> go.Figure:
     """Degraded test loss mapped onto the controls' loss-vs-parameters power law.
 
-    The f = 0 controls' final test losses (mean over seeds per size) are fitted with
+    The f = 0 controls' final losses (mean over seeds per size) are fitted with
     L(N) = a · N^(−α); a repeated-data run with loss L has effective size
-    N_eff = (L / a)^(−1/α), reported as N_eff / N (1 = undamaged). Left: the fit with
-    the controls and the degraded runs; right: N_eff / N against E per fraction and
-    size (mean ± std over seeds). Needs controls of at least two model sizes.
+    N_eff = (L / a)^(−1/α), reported as N_eff / N (1 = undamaged;
+    :func:`repeatlens.results.effective_sizes`). Left: the fit with the controls and the
+    degraded runs; right: N_eff / N against E per fraction and size (mean ± std over
+    seeds). Needs controls of at least two model sizes.
 
     Args:
-        scores: The long scores table.
+        scores: The long scores table, or a one-row-per-run table with a ``loss`` column.
+        loss: The loss (``test_loss``; in a final table also ``test_text``).
+        size: The parameter count N: ``n_params`` or ``n_params_nonembedding`` (Kaplan
+            et al. 2020's N, which Hernandez et al. 2022 fit).
 
     Returns:
         The figure; ``fig.layout.meta["repeatlens"]["fit"]`` holds ``a`` and ``alpha``.
@@ -872,24 +924,18 @@ def effective_model_size(scores: pd.DataFrame) -> go.Figure:
         UnsupportedFigureError: fewer than two control sizes, or a fit in which the loss
             does not fall with size.
     """
-    final = final_values(check_scores(scores), "test_loss")
-    ctrl = final[control_mask(final)].groupby("n_params")["value"].mean()
-    if len(ctrl) < 2:
-        raise UnsupportedFigureError(
-            f"effective_model_size needs f = 0 control runs of at least 2 model sizes; found {len(ctrl)}"
-        )
-    a, alpha = power_law_fit(ctrl.index.to_numpy(dtype=float), ctrl.to_numpy(dtype=float))
-    if alpha <= 0:
-        raise UnsupportedFigureError(f"control test loss does not fall with model size (fitted α = {alpha:.3g})")
-    runs = final[final["repeated_fraction"] > 0].copy()
+    final = _final_loss(scores, loss)
+    require_columns(final, [size], "final table")
+    law, all_runs = effective_sizes(final, "value", size=size)
+    a, alpha = law.a, -law.slope
+    ctrl = final[control_mask(final)].groupby(size)["value"].mean()
+    runs = all_runs[all_runs["repeated_fraction"] > 0].rename(columns={"N_eff": "n_eff"})
     if runs.empty:
         raise UnsupportedFigureError("effective_model_size needs runs with repeated data (f > 0)")
-    runs["n_eff"] = effective_size(runs["value"].to_numpy(dtype=float), a, alpha)
-    runs["ratio"] = runs["n_eff"] / runs["n_params"].astype(float)
     counts = _repeated_counts(final)
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
                         subplot_titles=["control power-law fit", "effective size N_eff / N"])
-    n_grid = np.geomspace(float(final["n_params"].min()) / 1.5, float(final["n_params"].max()) * 1.5, 50)
+    n_grid = np.geomspace(float(final[size].min()) / 1.5, float(final[size].max()) * 1.5, 50)
     fig.add_trace(
         go.Scatter(x=n_grid, y=a * n_grid ** (-alpha), mode="lines", line={"color": "#777", "width": 1.5},
                    name=f"fit L = {a:.3g}·N<sup>−{alpha:.3g}</sup>", hoverinfo="skip"),
@@ -907,7 +953,7 @@ def effective_model_size(scores: pd.DataFrame) -> go.Figure:
         g = runs[runs["repeated_fraction"] == f]
         fig.add_trace(
             go.Scatter(
-                x=g["n_params"].to_numpy(dtype=float), y=g["value"].to_numpy(dtype=float), mode="markers",
+                x=g[size].to_numpy(dtype=float), y=g["value"].to_numpy(dtype=float), mode="markers",
                 marker={"size": 7, "color": colors[f], "line": {"width": 0.5, "color": "#333"}},
                 name=f"f = {theme.format_fraction(f)}", legendgroup=f"f={f}", showlegend=False,
                 customdata=_customdata(g.assign(layer=pd.NA, head=pd.NA)),
@@ -951,9 +997,9 @@ def effective_model_size(scores: pd.DataFrame) -> go.Figure:
                 line={"color": "#888", "dash": theme.MODEL_DASHES[m % len(theme.MODEL_DASHES)]},
                 marker={"color": "#888", "symbol": theme.MODEL_SYMBOLS[m % len(theme.MODEL_SYMBOLS)]}))
     fig.update_xaxes(**_log_ticks_axis())
-    fig.update_xaxes(title_text="parameters N", row=1, col=1)
+    fig.update_xaxes(title_text="non-embedding parameters N" if size == "n_params_nonembedding" else "parameters N", row=1, col=1)
     fig.update_xaxes(title_text=theme.REPEAT_COUNT_LABEL, row=1, col=2)
-    fig.update_yaxes(title_text=theme.two_line("final test loss (nats/token)"), type="log", row=1, col=1)
+    fig.update_yaxes(title_text=theme.two_line(f"final {_loss_label(loss)} (nats/token)"), type="log", row=1, col=1)
     fig.update_yaxes(title_text="N_eff / N", row=1, col=2, rangemode="tozero")
     fig = _finish(fig, "effective_model_size", 1, 2, title="Effective model size of the degraded runs")
     fig.layout.meta["repeatlens"]["fit"] = {"a": a, "alpha": alpha}

@@ -5,7 +5,8 @@ A scores table is long: one row per (run, checkpoint, metric, head, offset, prob
     run_id (str) | step (int64) | tokens_seen (int64) | metric (str) |
     layer (Int64, NA for model-level) | head (Int64, NA) | offset (Int64, NA but for per-offset scores) |
     probe (str, "" for scores that read no probe) | probe_len | probe_batch | probe_seed (Int64, NA likewise) |
-    value (float64) | score_version (int64)
+    value (float64) | score_version (int64) |
+    duplicate_of (string, NA: other people's revisions only, the earlier revision with identical weights)
 
 A sweep's (and a loaded run's) table adds the run's coordinates, :data:`RUN_COLUMNS`. The
 training-metrics table is ``step, tokens_seen, split, loss`` per run (``run_id`` and the
@@ -32,7 +33,7 @@ PROBE_COLUMNS = ["probe", "probe_len", "probe_batch", "probe_seed"]
 ROW_COLUMNS = ["metric", "layer", "head", "offset", *PROBE_COLUMNS, "value"]
 """What :func:`repeatlens.scores.score_model` returns for one checkpoint."""
 
-SCORE_COLUMNS = ["run_id", "step", "tokens_seen", *ROW_COLUMNS, "score_version"]
+SCORE_COLUMNS = ["run_id", "step", "tokens_seen", *ROW_COLUMNS, "score_version", "duplicate_of"]
 SCORE_DTYPES = {
     "run_id": "str",
     "step": "int64",
@@ -47,6 +48,7 @@ SCORE_DTYPES = {
     "probe_seed": "Int64",
     "value": "float64",
     "score_version": "int64",
+    "duplicate_of": "string",
 }
 
 RUN_COLUMNS = ["repeated_fraction", "repeat_count", "total_tokens", "model_preset", "n_params", "n_params_nonembedding", "seed"]

@@ -70,7 +70,10 @@ def empty_scores() -> pd.DataFrame:
 
 
 def tidy_scores(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with exactly :data:`SCORE_COLUMNS`, in order, with their dtypes."""
+    """``df`` with exactly :data:`SCORE_COLUMNS`, in order, with their dtypes (a table
+    written before ``duplicate_of`` existed gets it, NA)."""
+    if "duplicate_of" not in df.columns:
+        df = df.assign(duplicate_of=pd.array([pd.NA] * len(df), dtype="string"))
     return df[SCORE_COLUMNS].astype(SCORE_DTYPES).reset_index(drop=True)
 
 
@@ -167,6 +170,8 @@ def _from_format_1(df: pd.DataFrame, meta: dict[str, Any]) -> tuple[pd.DataFrame
     df["probe"] = ""
     for col in PROBE_COLUMNS[1:]:
         df[col] = pd.array([pd.NA] * len(df), dtype="Int64")
+    if "duplicate_of" not in df.columns:
+        df["duplicate_of"] = pd.array([pd.NA] * len(df), dtype="string")
     done = {m: {"": steps} for m, steps in meta.get("done", {}).items() if m not in reads}
     return df, {**meta, "done": done, "format": TABLE_FORMAT}
 

@@ -408,7 +408,7 @@ def make_probes(
     batch: int = DEFAULT_BATCH,
     exclude: Sequence[int] = (0,),
     bos: int = 0,
-    frequencies: Optional[Sequence[float] | Tensor] = None,
+    frequencies: Optional[Sequence[float] | Tensor | np.ndarray] = None,
     drop_fraction: float = 0.01,
     prefix_len: Optional[int] = None,
     copy_len: Optional[int] = None,

@@ -95,8 +95,8 @@ class ScoreContext:
 
     model: HookedTransformer
     probes: Optional[Probes] = None
-    test_tokens: Optional[Int[Tensor, "n pos"]] = None
-    repeated_tokens: Optional[Int[Tensor, "n pos"]] = None
+    test_tokens: Optional[Int[Tensor, "n_test pos_test"]] = None
+    repeated_tokens: Optional[Int[Tensor, "n_rep pos_rep"]] = None
     memorization_prefix: int = 32
     memorization_k: int = 32
     batch_size: int = 32

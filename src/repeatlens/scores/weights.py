@@ -13,6 +13,13 @@ scale, and the composition scores to any positive scale of either factor. So for
 * ``W_V' = C diag(w_ln1[l]) W_V[l, h]`` (and likewise ``W_Q'``, ``W_K'``),
 * ``W_U' = C diag(w_ln_final) W_U``.
 
+Two layouts put a norm elsewhere, and the same linear part is folded where it acts:
+
+* **post-norm blocks** (OLMo-2, :func:`repeatlens.model.is_post_norm`): ``ln1`` normalises
+  the attention *output* before it joins the residual stream, so the heads read the raw
+  residual (``W_Q, W_K, W_V`` unfolded) and ``W_O' = W_O diag(w_ln1) C`` (``C`` only for LN);
+* **an embedding LayerNorm** (BLOOM's ``post_embedding_ln``): ``W_E' = W_E C diag(w_embed_ln)``.
+
 The full OV circuit of a head is read along the direct path ``W_E W_V' W_O W_U'``
 (token embedding straight into the head, head output straight to the unembedding), as in
 Elhage et al. 2021, for heads of every layer. Q- and K-composition read ``W_Q W_K^T``
@@ -22,10 +29,11 @@ left out (the OV scores are unaffected).
 
 from __future__ import annotations
 
+import weakref
 from typing import Literal, Optional
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from repeatlens.model import HookedTransformer
@@ -38,7 +46,12 @@ __all__ = [
     "ov_copying_score",
     "copying_ov",
     "copying_top1",
+    "copying_top1_se",
     "top1_copying_share",
+    "top1_copying_estimate",
+    "top1_sample",
+    "top1_standard_error",
+    "folded_write",
     "composition_matrix",
     "composition_scores",
     "random_composition_baseline",
@@ -51,6 +64,11 @@ CompKind = Literal["K", "Q", "V"]
 
 # Elements of one [heads, chunk, vocab] block in copying_top1 (~64 MiB of float32).
 TOP1_CHUNK_ELEMENTS = 1 << 24
+#: copying_top1 reads every token up to this vocabulary size, a seeded sample above it.
+TOP1_EXACT_MAX_VOCAB = 4096
+#: Tokens sampled above :data:`TOP1_EXACT_MAX_VOCAB` (standard error <= 0.022).
+TOP1_SAMPLE_TOKENS = 512
+TOP1_SEED = 0
 
 
 def folded_read(W: Float[Tensor, "... d_model n"], ln: Optional[torch.nn.Module], normalization: Optional[str]) -> Float[Tensor, "... d_model n"]:
@@ -71,26 +89,47 @@ def folded_read(W: Float[Tensor, "... d_model n"], ln: Optional[torch.nn.Module]
     return W
 
 
+def folded_write(W: Float[Tensor, "... n d_model"], ln: Optional[torch.nn.Module], normalization: Optional[str]) -> Float[Tensor, "... n d_model"]:
+    """Fold the linear part of LayerNorm ``ln`` into a weight whose output it normalises.
+
+    Returns:
+        ``W C diag(w)`` (``C`` the centring projection for LN/LNPre, ``w`` the gain for LN/RMS).
+    """
+    if normalization in ("LN", "LNPre"):
+        W = W - W.mean(dim=-1, keepdim=True)
+    if normalization in ("LN", "RMS") and ln is not None and hasattr(ln, "w"):
+        W = W * ln.w.detach().to(W.dtype)
+    return W
+
+
 def head_weights(model: HookedTransformer) -> dict[str, Tensor]:
     """The model's weights in float64 with LayerNorm gains/centring folded in.
 
     Returns:
-        ``W_E [d_vocab, d_model]``, ``W_U [d_model, d_vocab]`` (folded with ``ln_final``),
-        and per layer ``W_Q, W_K, W_V [layer, head, d_model, d_head]`` (folded with that
-        layer's ``ln1``) and ``W_O [layer, head, d_head, d_model]``.
+        ``W_E [d_vocab, d_model]`` (folded with an embedding LayerNorm, if any), ``W_U
+        [d_model, d_vocab]`` (folded with ``ln_final``), and per layer ``W_Q, W_K, W_V
+        [layer, head, d_model, d_head]`` (folded with that layer's ``ln1``) and ``W_O
+        [layer, head, d_head, d_model]`` (folded with ``ln1`` instead in post-norm blocks).
     """
+    from repeatlens.model import is_post_norm
+
     cfg = model.cfg
     norm = cfg.normalization_type
+    post = is_post_norm(cfg)
     dt = torch.float64
     out: dict[str, list[Tensor]] = {"W_Q": [], "W_K": [], "W_V": [], "W_O": []}
     for block in model.blocks:
         attn = block.attn
         ln1 = getattr(block, "ln1", None)
         for name in ("W_Q", "W_K", "W_V"):
-            out[name].append(folded_read(getattr(attn, name).detach().to(dt), ln1, norm))
-        out["W_O"].append(attn.W_O.detach().to(dt))
+            W = getattr(attn, name).detach().to(dt)
+            out[name].append(W if post else folded_read(W, ln1, norm))
+        W_O = attn.W_O.detach().to(dt)
+        out["W_O"].append(folded_write(W_O, ln1, norm) if post else W_O)
     res = {k: torch.stack(v) for k, v in out.items()}
     res["W_E"] = model.W_E.detach().to(dt)
+    if getattr(cfg, "post_embedding_ln", False):
+        res["W_E"] = folded_write(res["W_E"], getattr(model.embed, "ln", None), "LN")
     res["W_U"] = folded_read(model.W_U.detach().to(dt), getattr(model, "ln_final", None), norm)
     return res
 
@@ -157,37 +196,108 @@ def top1_copying_share(
     W_O: Float[Tensor, "head d_head d_model"],
     W_U: Float[Tensor, "d_model d_vocab"],
     chunk_elements: int = TOP1_CHUNK_ELEMENTS,
+    tokens: Optional[Int[Tensor, "n"]] = None,
 ) -> Float[Tensor, "head"]:
     """Share of tokens ``t`` whose row of ``W_E W_V W_O W_U`` peaks on column ``t``.
 
-    ``share_h = mean_t [argmax_c (W_E W_V^h W_O^h W_U)[t, c] = t]``. Rows are computed in
-    chunks so that at most ``chunk_elements`` logits exist at once.
+    ``share_h = mean_t [argmax_c (W_E W_V^h W_O^h W_U)[t, c] = t]`` over every token, or over
+    ``tokens`` when given. Each row is ``(W_E[t] W_V)(W_O W_U)``: ``W_O W_U`` (``[head,
+    d_head, vocab]``) is formed once, then rows in chunks of at most ``chunk_elements``
+    logits, so no vocab x vocab matrix exists. Cost per head: ``d_head * d_model * vocab``
+    for ``W_O W_U`` plus ``n * d_head * vocab`` for ``n`` rows.
     """
     H, V = W_V.shape[0], W_E.shape[0]
-    X = W_E.float() @ W_V.float()  # [head, vocab, d_head]
+    rows = torch.arange(V, device=W_E.device) if tokens is None else tokens.to(W_E.device)
+    X = W_E[rows].float() @ W_V.float()  # [head, n, d_head]
     Y = W_O.float() @ W_U.float()  # [head, d_head, vocab]
     step = max(1, chunk_elements // max(1, H * V))
     hits = torch.zeros(H, dtype=torch.long)
-    for start in range(0, V, step):
-        stop = min(V, start + step)
+    for start in range(0, rows.numel(), step):
+        stop = min(rows.numel(), start + step)
         top = (X[:, start:stop] @ Y).argmax(dim=-1)  # [head, chunk]
-        hits += (top == torch.arange(start, stop, device=top.device)).sum(-1).cpu()
-    return hits.double() / V
+        hits += (top == rows[start:stop]).sum(-1).cpu()
+    return hits.double() / max(1, rows.numel())
 
 
-@register("copying_top1", kind="weights", per_head=True)
+def top1_sample(d_vocab: int, exact_max_vocab: int = TOP1_EXACT_MAX_VOCAB, n: int = TOP1_SAMPLE_TOKENS, seed: int = TOP1_SEED) -> Optional[Int[Tensor, "n"]]:
+    """The tokens :func:`copying_top1` reads: None (every token) when ``d_vocab <=
+    exact_max_vocab``, else ``n`` distinct ids drawn uniformly with a private generator
+    seeded ``seed`` (the same ids for every checkpoint of a vocabulary)."""
+    if d_vocab <= exact_max_vocab or n >= d_vocab:
+        return None
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randperm(d_vocab, generator=g)[:n].sort().values
+
+
+def top1_standard_error(share: Tensor, n: int, d_vocab: int) -> Tensor:
+    """Standard error of a top-1 share estimated on ``n`` of ``d_vocab`` tokens drawn without
+    replacement: ``sqrt(p (1 - p) / n * (V - n) / (V - 1))`` with ``p = (hits + 1/2) / (n + 1)``.
+
+    The finite-population factor makes it exactly 0 when every token was read (``n = V``:
+    the share is exact). ``p`` is the share pulled half a token toward 1/2 so that a sampled
+    estimate never reports 0 even when every sampled token agreed (hits 0 or n), and an SE of
+    0 therefore always means "exact".
+    """
+    if n >= d_vocab:
+        return torch.zeros_like(share)
+    p = (share * n + 0.5) / (n + 1)
+    return (p * (1 - p) / n * (d_vocab - n) / (d_vocab - 1)).sqrt()
+
+
+_TOP1_MEMO: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, Tensor, Tensor]]" = weakref.WeakKeyDictionary()
+
+
+def _weights_key(model: torch.nn.Module) -> tuple:
+    """Changes whenever any parameter is replaced or modified in place."""
+    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+
+def top1_copying_estimate(model: HookedTransformer) -> tuple[Float[Tensor, "layer head"], Float[Tensor, "layer head"]]:
+    """``(share, standard error)`` of every head's top-1 copying, as :func:`copying_top1`
+    defines them; computed once per model (and weights), shared by its two metrics."""
+    key = _weights_key(model)
+    hit = _TOP1_MEMO.get(model)
+    if hit is not None and hit[0] == key:
+        return hit[1], hit[2]
+    w = head_weights(model)
+    V = int(w["W_E"].shape[0])
+    tokens = top1_sample(V)
+    n = V if tokens is None else int(tokens.numel())
+    share = torch.stack(
+        [top1_copying_share(w["W_E"], w["W_V"][layer], w["W_O"][layer], w["W_U"], tokens=tokens) for layer in range(w["W_V"].shape[0])]
+    )
+    se = top1_standard_error(share, n, V)
+    _TOP1_MEMO[model] = (key, share.float(), se.float())
+    return share.float(), se.float()
+
+
+@register("copying_top1", kind="weights", per_head=True, version=2)
 def copying_top1(model: HookedTransformer) -> Float[Tensor, "layer head"]:
     """Share of tokens each head's OV circuit maps most strongly to themselves.
 
     For head ``h``: ``mean_t [argmax_c (W_E W_V' W_O W_U')[t, c] = t]`` (LayerNorm folded as
-    in the module docstring), computed in vocabulary chunks. Chance is ``1/d_vocab``.
-    Elhage et al. 2021, "A Mathematical Framework for Transformer Circuits" (copying
-    heads); Hernandez et al. 2022 (repeated data and copying).
+    in the module docstring). Chance is ``1/d_vocab``. Elhage et al. 2021, "A Mathematical
+    Framework for Transformer Circuits" (copying heads); Hernandez et al. 2022 (repeated
+    data and copying).
+
+    **Exact** (every token ``t``) when ``d_vocab <= TOP1_EXACT_MAX_VOCAB`` (4096);
+    **estimated** above it, on ``TOP1_SAMPLE_TOKENS`` (512) distinct tokens drawn with seed
+    ``TOP1_SEED`` (:func:`top1_sample`; the same tokens for every checkpoint of a vocabulary),
+    and the metric ``copying_top1_se`` holds the estimate's standard error (0 exactly when
+    the value is exact, :func:`top1_standard_error`). Cost per head: ``d_head * vocab *
+    (d_model + n)`` for ``n`` tokens read; never a vocab x vocab matrix.
     """
-    w = head_weights(model)
-    return torch.stack(
-        [top1_copying_share(w["W_E"], w["W_V"][layer], w["W_O"][layer], w["W_U"]) for layer in range(w["W_V"].shape[0])]
-    ).float()
+    return top1_copying_estimate(model)[0]
+
+
+@register("copying_top1_se", kind="weights", per_head=True)
+def copying_top1_se(model: HookedTransformer) -> Float[Tensor, "layer head"]:
+    """Standard error of :func:`copying_top1` for each head: 0 when ``copying_top1`` is exact
+    (``d_vocab <= 4096``), else ``sqrt(p (1 - p) / n * (V - n) / (V - 1))`` for its sample of
+    ``n = 512`` of the ``V`` tokens (:func:`top1_standard_error`). Elhage et al. 2021 (the
+    score it qualifies).
+    """
+    return top1_copying_estimate(model)[1]
 
 
 # ----------------------------------------------------------------------------- composition
