@@ -295,7 +295,7 @@ def write_checkpoints(run: RunDir, n: int) -> None:
     """``n`` checkpoints through the real writer: seeded random models whose LayerNorm gains
     and biases are drawn away from 1 and 0, so the LayerNorm folding of OV copying does
     real work."""
-    cfg, vocab = run.config(), run.manifest()["vocab_size"]
+    cfg, vocab = run.config(), run.manifest().vocab_size
     for i in range(n):
         model = perturb_norms(build_model(cfg.model, d_vocab=vocab, seed=i), seed=1000 + i)
         save_checkpoint(run, model, step=10 * (i + 1), tokens_seen=10 * (i + 1) * 8 * cfg.data.seq_len)

@@ -77,7 +77,7 @@ def test_run_table_is_tidy_complete_and_uses_the_runs_data(run_dir: Path) -> Non
         "n_params": "int64", "n_params_nonembedding": "int64", "seed": "int64",
     }
     man = repeatlens.load_run(run_dir).manifest()
-    assert (df.repeated_fraction == man["requested"]["repeated_fraction"]).all() and (df.repeat_count == man["E"]).all()
+    assert (df.repeated_fraction == man.requested_fraction).all() and (df.repeat_count == man.repeat_count).all()
     assert list(pd.read_parquet(run_dir / "scores.parquet").columns) == COLUMNS  # the file itself stays tidy
     ckpts = repeatlens.load_run(run_dir).checkpoints()
     assert sorted(df.step.unique()) == [c.step for c in ckpts]

@@ -1,23 +1,20 @@
-"""Failure modes of writing: a full disk, a short write, and the folder lock itself.
+"""Training through failures of writing: a full disk mid-checkpoint and a real short write.
 
-The disk-full tests are monkeypatched: a tiny tmpfs needs root, and ``/dev/full`` is not a
-device on every machine (in some containers it is a plain file). They raise exactly what
-the real writers raise on ENOSPC — ``OSError(28)`` from Python / numpy / pyarrow, and
-safetensors' ``SafetensorError('… (os error 28)')`` (its Rust writer's text) — after
-writing part of the temporary file. The real-filesystem test uses ``RLIMIT_FSIZE``
-instead: the kernel cuts a real write short (EFBIG, not ENOSPC) inside safetensors'
-real writer.
+The disk-full test is monkeypatched (a tiny tmpfs needs root, and ``/dev/full`` is not a
+device on every machine): it raises exactly what safetensors' Rust writer raises on ENOSPC,
+``SafetensorError('… (os error 28)')``, after writing part of the temporary file. The
+real-filesystem test uses ``RLIMIT_FSIZE``: the kernel cuts a real write short (EFBIG, not
+ENOSPC) inside safetensors' real writer. The write and lock primitives themselves are
+tested in tests/test_io.py.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import resource
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,51 +22,14 @@ import yaml
 from safetensors import SafetensorError
 
 import repeatlens.checkpoints as ckpt_mod
-from repeatlens import io
 from repeatlens.checkpoints import RunDir, load_train_state, step_name
 from repeatlens.cli import main
-from repeatlens.errors import DiskFullError, LockTimeout, WriteError
+from repeatlens.errors import DiskFullError
 from repeatlens.train import train
 from tests.conftest import TINY_SYNTHETIC, config_from_dict
 from tests.test_resume import assert_same_run, subprocess_env, train_argv
 
 ENOSPC_TEXT = "Error while serializing: I/O error: No space left on device (os error 28)"
-
-
-def _fail_after_half(exc: BaseException):
-    """A writer that writes half of its bytes to the temporary file, then raises ``exc``."""
-
-    def write(tmp: Path) -> None:
-        tmp.write_bytes(b"x" * 500)
-        raise exc
-
-    return write
-
-
-@pytest.mark.parametrize(
-    "exc",
-    [OSError(errno.ENOSPC, "No space left on device"), SafetensorError(ENOSPC_TEXT)],
-    ids=["oserror", "safetensors"],
-)
-def test_disk_full_mid_write_keeps_the_previous_file_and_names_it(tmp_path: Path, exc: BaseException) -> None:
-    target = tmp_path / "table.parquet"
-    target.write_bytes(b"previous version")
-    with pytest.raises(DiskFullError) as info:
-        io.atomic_write(target, _fail_after_half(exc))
-    msg = str(info.value)
-    assert msg.startswith(f"{target}: the disk is full (No space left on device)") and "\n" not in msg
-    assert target.read_bytes() == b"previous version"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.parquet"]  # no temporary left
-
-
-def test_other_write_failures_are_one_line_too_and_programming_errors_pass_through(tmp_path: Path) -> None:
-    target = tmp_path / "x.json"
-    with pytest.raises(WriteError, match=r"x\.json: could not be written \(Permission denied\)") as info:
-        io.atomic_write(target, _fail_after_half(PermissionError(errno.EACCES, "Permission denied")))
-    assert not isinstance(info.value, DiskFullError)
-    with pytest.raises(TypeError):  # not an I/O failure: not dressed up as one
-        io.atomic_write(target, _fail_after_half(TypeError("bug")))
-    assert list(tmp_path.iterdir()) == []
 
 
 # -------------------------------------------------------------------------- checkpoints
@@ -159,32 +119,3 @@ def test_real_short_write_of_a_checkpoint_in_a_subprocess_keeps_the_earlier_ones
 
     main(["train", str(cfg_file), "--out", str(out), "-q"])  # no limit now: resumes from step 3
     assert_same_run(train(config_from_dict(TINY_SYNTHETIC), tmp_path / "full"), run)
-
-
-# ------------------------------------------------------------------------------- locks
-
-
-def test_file_lock_excludes_a_second_holder_until_released(tmp_path: Path) -> None:
-    """flock locks belong to an open file, so two opens in one process exclude each other."""
-    lock, waited = tmp_path / io.LOCK_FILE, []
-    with io.file_lock(lock):
-        assert lock.read_text() == f"{os.getpid()}\n"
-        with pytest.raises(LockTimeout, match=f"{lock}: locked by another repeatlens process \\(pid {os.getpid()}\\)$"):
-            with io.file_lock(lock, timeout=0):
-                pytest.fail("a second holder got in")
-        t0 = time.monotonic()
-        with pytest.raises(LockTimeout, match=r"for over 0\.2 s"):
-            with io.file_lock(lock, timeout=0.2, on_wait=waited.append):
-                pytest.fail("a second holder got in")
-        assert time.monotonic() - t0 >= 0.2 and waited == [f"pid {os.getpid()}"]
-    with io.file_lock(lock, timeout=0):  # released on leaving the block
-        pass
-    assert lock.exists()  # left in place on purpose
-
-
-def test_file_lock_without_fcntl_warns_and_runs_unlocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(io, "fcntl", None)
-    with pytest.warns(RuntimeWarning, match="no fcntl"):
-        with io.file_lock(tmp_path / io.LOCK_FILE):
-            with io.file_lock(tmp_path / io.LOCK_FILE):  # nothing to exclude with
-                pass

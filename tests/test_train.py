@@ -22,8 +22,8 @@ def test_run_directory_layout_and_checkpoint_schedule(tmp_path) -> None:
         assert (run.path / name).is_file(), name
     man = run.manifest()
     steps = [c.step for c in run.checkpoints()]
-    assert steps == man["checkpoint_steps"] == cfg.train.checkpoints.steps(man["total_steps"])
-    assert steps[0] == 0 and steps[-1] == man["total_steps"] == 12  # 96 sequences / batch 8
+    assert steps == man.checkpoint_steps == cfg.train.checkpoints.steps(man.total_steps)
+    assert steps[0] == 0 and steps[-1] == man.total_steps == 12  # 96 sequences / batch 8
     side = run.checkpoints()[-1].sidecar
     assert side["tokens_seen"] == 96 * 32 and len(side["sha256"]) == 64 and "torch" in side["versions"]
     met = run.metrics()
@@ -154,14 +154,14 @@ def test_a_mixed_run_evaluates_natural_text_and_synthetic_sequences_separately(t
     assert set(met.split) == {"train", "test", "test_text", "test_synthetic", "repeated", "repeated_text", "repeated_synthetic"}
     man = run.manifest()
     kinds, pool = run.is_synthetic(), run.pool()
-    low, high = man["synthetic_ids"]
+    low, high = man.synthetic_ids
     assert (low, high) == (1, 21)
     body = np.asarray(pool)[:, 1:]
     in_range = ((body >= low) & (body < high)).all(axis=1)
     assert np.array_equal(in_range, kinds)  # synthetic rows draw only from [1, 21); text rows never fit that range
-    assert kinds[: man["n_test"]].sum() == 8 and kinds.sum() == man["n_synthetic"]
+    assert kinds[: man.n_test].sum() == 8 and kinds.sum() == man.n_synthetic
     model = run.load_model(0, tokenizer=False)
-    n_test = man["n_test"]
+    n_test = man.n_test
     step0 = met[met.step == 0].set_index("split").loss
     text_rows = np.asarray(pool[:n_test])[~kinds[:n_test]]
     syn_rows = np.asarray(pool[:n_test])[kinds[:n_test]]

@@ -332,19 +332,19 @@ def run_probe_source(run: RunDir) -> "ProbeSource":
 
     cfg, man = run.config(), run.manifest()
     data = cfg.data
-    vocab = int(man["vocab_size"])
+    vocab = man.vocab_size
     bos = int(data.bin_bos_id) if data.format == "bin" or str(data.source).endswith(".bin") else 0
     synthetic: Optional[tuple[int, int]] = None
     if data.synthetic_only or data.synthetic_fraction > 0:
-        if man.get("synthetic_ids"):
-            synthetic = tuple(int(x) for x in man["synthetic_ids"])  # type: ignore[assignment]
+        if man.synthetic_ids is not None:
+            synthetic = man.synthetic_ids
         else:
             low = 1
             synthetic = (low, vocab if data.synthetic_only or data.synthetic.token_ids is None else low + data.synthetic.token_ids)
     kinds = run.is_synthetic()
     text = None
     if kinds is not None and not data.synthetic_only:
-        n_test = int(man["n_test"])
+        n_test = man.n_test
         text_rows = np.flatnonzero(~kinds[:n_test])
         text = np.asarray(run.pool()[text_rows]) if len(text_rows) else None
     return ProbeSource(

@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 import numpy as np
+from pydantic import ValidationError
 
 from repeatlens.config import RunConfig, config_from_dict, read_yaml
 from repeatlens.errors import CheckpointError, RepeatlensError
 from repeatlens.io import atomic_path, atomic_write_json, sha256_file
+from repeatlens.results.schema import Manifest
 
 if TYPE_CHECKING:
     import torch
@@ -130,21 +132,27 @@ class RunDir:
     def config(self) -> RunConfig:
         return config_from_dict(read_yaml(self.config_path), where=str(self.config_path))
 
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
+        """The run's typed :class:`~repeatlens.results.schema.Manifest`."""
         try:
-            return json.loads(self.manifest_path.read_text())
+            raw = json.loads(self.manifest_path.read_text())
+            return Manifest.model_validate(raw)
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{self.manifest_path}: unreadable manifest ({e})") from None
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(x) for x in err["loc"])
+            raise CheckpointError(f"{self.manifest_path}: field '{field}': {err['msg']}") from None
 
     def pool(self) -> np.ndarray:
         return np.load(self.pool_path, mmap_mode="r")
 
     def test_tokens(self) -> np.ndarray:
-        return self.pool()[: self.manifest()["n_test"]]
+        return self.pool()[: self.manifest().n_test]
 
     def repeated_tokens(self) -> np.ndarray:
         m = self.manifest()
-        return self.pool()[m["n_test"] : m["n_test"] + m["n_repeated"]]
+        return self.pool()[m.n_test : m.n_test + m.n_repeated]
 
     def is_synthetic(self) -> Optional[np.ndarray]:
         """Per pool row, whether it came from the synthetic source; None for a run written
@@ -159,7 +167,7 @@ class RunDir:
     def training_token_counts(self, vocab_size: Optional[int] = None) -> np.ndarray:
         """How often each id occurs in the tokens the run trains on (every scheduled
         sequence, a repeated one as often as it is repeated), ``[vocab_size]`` int64."""
-        vocab = int(vocab_size or self.manifest()["vocab_size"])
+        vocab = int(vocab_size or self.manifest().vocab_size)
         pool, schedule = self.pool(), np.load(self.schedule_path)
         rows, seen = np.unique(schedule, return_counts=True)
         counts = np.zeros(vocab, dtype=np.int64)
@@ -202,7 +210,7 @@ class RunDir:
     def hooked_config(self, device: str = "cpu"):
         from repeatlens.model import hooked_config
 
-        return hooked_config(self.config().model, d_vocab=self.manifest()["vocab_size"], device=device)
+        return hooked_config(self.config().model, d_vocab=self.manifest().vocab_size, device=device)
 
     def hf_tokenizer(self):
         if not self.tokenizer_path.is_file():

@@ -174,12 +174,13 @@ def _tables(path: Path):
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Where the demo's runs go"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Runs trained at once (default: the cores)"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """The main job: a small repetition sweep on the bundled Shakespeare corpus."""
+    """The main job: repetition on Shakespeare + synthetic copying, the circuit it stops, in minutes."""
     from repeatlens.demo import run_demo
 
-    run_demo(out, progress=not quiet)
+    run_demo(out, progress=not quiet, workers=workers)
 
 
 @app.command()
@@ -287,11 +288,11 @@ def run_summary(run_dir: Path) -> str:
         f"run        {run.path}  ({'complete' if run.is_complete() else 'INCOMPLETE'})",
         f"model      {cfg.model.preset or 'custom'}: {cfg.model.n_layers} layers, d_model {cfg.model.d_model}, "
         f"{cfg.model.n_heads} heads x d_head {cfg.model.d_head}, {'attn-only' if cfg.model.attn_only else 'with MLPs'}, "
-        f"n_ctx {cfg.model.n_ctx}, vocab {man['vocab_size']}",
-        f"data       {cfg.data.source} (synthetic share {1.0 if cfg.data.synthetic_only else cfg.data.synthetic_fraction:g}), seq_len {man['seq_len']}",
-        f"mixture    D={man['D']:,} tokens  f={man['f']:.4g}  E={man['E']}  S={man['S']:,} tokens "
-        f"({man['n_repeated']:,} repeated seqs, {man['n_unique']:,} unique, {man['n_test']} test)",
-        f"schedule   sha256 {man['schedule']['sha256'][:16]}…  seed {cfg.seed}",
+        f"n_ctx {cfg.model.n_ctx}, vocab {man.vocab_size}",
+        f"data       {cfg.data.source} (synthetic share {1.0 if cfg.data.synthetic_only else cfg.data.synthetic_fraction:g}), seq_len {man.seq_len}",
+        f"mixture    D={man.total_tokens:,} tokens  f={man.repeated_fraction:.4g}  E={man.repeat_count}  S={man.repeated_tokens:,} tokens "
+        f"({man.n_repeated:,} repeated seqs, {man.n_unique:,} unique, {man.n_test} test)",
+        f"schedule   sha256 {man.schedule['sha256'][:16]}…  seed {cfg.seed}",
         f"checkpoints {len(ckpts)}: steps {', '.join(str(c.step) for c in ckpts[:6])}"
         + (f", … {ckpts[-1].step}" if len(ckpts) > 6 else ""),
     ]

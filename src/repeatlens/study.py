@@ -183,7 +183,7 @@ def evaluate_targets(
     peak_i = int(curve[loss].idxmax())
     peak, lo, hi = curve.iloc[peak_i], curve.iloc[0], curve.iloc[-1]
     peak_E = float(peak.repeat_count)
-    where = f" (model of {size:,.0f} non-embedding parameters)" if size is not None else ""
+    where = f"model of N = {size:,.0f} non-embedding parameters: " if size is not None else ""
     targets = [
         _t1(curve, peak_i, peak, lo, hi, control, f, loss),
         _t2(peak, control, f, scores.attrs.get("probe"), loss),
@@ -191,7 +191,7 @@ def evaluate_targets(
         _t4(final, metrics, f, peak_E, "test" if loss == "test_loss" else loss),
     ]
     for t in targets:
-        t.detail = t.detail + where if where and t.detail.endswith(".") else t.detail
+        t.detail = where + t.detail
     return targets
 
 

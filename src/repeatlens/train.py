@@ -28,9 +28,11 @@ from repeatlens.checkpoints import RunDir, load_train_state, restore_optimizer, 
 from repeatlens.config import RunConfig
 from repeatlens.data.mixture import build_schedule, plan_mixture, schedule_hash
 from repeatlens.data.pools import build_pool, load_corpus
+from repeatlens.data.seeds import manifest_seeds
 from repeatlens.errors import CheckpointError, ConfigError, LockTimeout, RepeatlensError
 from repeatlens.io import atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, sha256_file
 from repeatlens.losses import next_token_loss, token_losses
+from repeatlens.results.schema import Manifest
 
 
 class TrainingError(RepeatlensError):
@@ -83,7 +85,7 @@ def eval_sets(run: RunDir, n: int) -> dict[str, np.ndarray]:
     Empty splits are left out.
     """
     man, pool = run.manifest(), run.pool()
-    n_test, n_rep = int(man["n_test"]), int(man["n_repeated"])
+    n_test, n_rep = man.n_test, man.n_repeated
     rows = {"test": np.arange(n_test), "repeated": n_test + np.arange(n_rep)}
     data = run.config().data
     kinds = run.is_synthetic()
@@ -119,36 +121,35 @@ def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> Ru
     atomic_save_npy(run.schedule_path, schedule)
     if corpus.tokenizer_json is not None:
         atomic_write_text(run.tokenizer_path, corpus.tokenizer_json)
-    manifest = {
-        "format_version": 1,
-        "run_id": run.run_id,
-        "D": plan.total_tokens,
-        "f": plan.repeated_fraction,
-        "E": plan.repeat_count,
-        "S": plan.repeated_tokens,
-        "requested": cfg.mixture.model_dump(),
-        "plan": plan.summary(),
-        "seq_len": cfg.data.seq_len,
-        "vocab_size": corpus.vocab_size,
-        "n_test": pool.n_test,
-        "n_repeated": pool.n_repeated,
-        "n_unique": pool.n_unique,
-        "n_synthetic": pool.n_synthetic,
-        "synthetic_ids": list(pool.synthetic_ids) if pool.synthetic_ids is not None else None,
-        "n_params": cfg.model.n_params(corpus.vocab_size),
-        "n_params_nonembedding": cfg.model.n_params(corpus.vocab_size, embeddings=False),
-        "repeated_ids": list(range(pool.first_repeated, pool.first_unique)),
-        "test_ids": [0, pool.n_test],
-        "schedule": {"file": "data/schedule.npy", "sha256": schedule_hash(schedule), "slots": int(len(schedule))},
-        "pool": {"file": "data/pool.npy", "sha256": sha256_file(run.pool_path), "dtype": str(pool.tokens.dtype),
-                 "is_synthetic": "data/is_synthetic.npy"},
-        "seeds": {"seed": cfg.seed, "model_init": cfg.seed, "pool": [cfg.seed, 0], "train_rows": [cfg.seed, 4], "schedule": [cfg.seed, 3]},
-        "corpus": {"source": cfg.data.source, "fingerprint": corpus.fingerprint},
-        "tokenizer": "tokenizer.json" if corpus.tokenizer_json is not None else None,
-        "batch_size": cfg.train.batch_size,
-        "total_steps": total_steps,
-        "checkpoint_steps": cfg.train.checkpoints.steps(total_steps),
-    }
+    manifest = Manifest(
+        run_id=run.run_id,
+        total_tokens=plan.total_tokens,
+        repeated_fraction=plan.repeated_fraction,
+        repeat_count=plan.repeat_count,
+        repeated_tokens=plan.repeated_tokens,
+        requested=cfg.mixture.model_dump(),
+        plan=plan.summary(),
+        seq_len=cfg.data.seq_len,
+        vocab_size=corpus.vocab_size,
+        n_test=pool.n_test,
+        n_repeated=pool.n_repeated,
+        n_unique=pool.n_unique,
+        n_synthetic=pool.n_synthetic,
+        synthetic_ids=pool.synthetic_ids,
+        n_params=cfg.model.n_params(corpus.vocab_size),
+        n_params_nonembedding=cfg.model.n_params(corpus.vocab_size, embeddings=False),
+        repeated_ids=list(range(pool.first_repeated, pool.first_unique)),
+        test_ids=[0, pool.n_test],
+        schedule={"file": "data/schedule.npy", "sha256": schedule_hash(schedule), "slots": int(len(schedule))},
+        pool={"file": "data/pool.npy", "sha256": sha256_file(run.pool_path), "dtype": str(pool.tokens.dtype),
+              "is_synthetic": "data/is_synthetic.npy"},
+        seeds=manifest_seeds(cfg.seed),
+        corpus={"source": cfg.data.source, "fingerprint": corpus.fingerprint},
+        tokenizer="tokenizer.json" if corpus.tokenizer_json is not None else None,
+        batch_size=cfg.train.batch_size,
+        total_steps=total_steps,
+        checkpoint_steps=cfg.train.checkpoints.steps(total_steps),
+    ).to_json()
     atomic_write_json(run.manifest_path, manifest)
     atomic_write_text(run.config_path, cfg.to_yaml())
     return run
@@ -217,11 +218,11 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
     man = run.manifest()
     device = resolve_device(t.device)
     pool, schedule = run.pool(), np.load(run.schedule_path)
-    total_steps, ckpt_steps = man["total_steps"], set(man["checkpoint_steps"])
-    b, seq_len = t.batch_size, man["seq_len"]
+    total_steps, ckpt_steps = man.total_steps, set(man.checkpoint_steps)
+    b, seq_len = t.batch_size, man.seq_len
     evals = eval_sets(run, t.eval_sequences)
 
-    model = adapter.build_model(cfg.model, d_vocab=man["vocab_size"], tokenizer=run.hf_tokenizer(), device=device, seed=cfg.seed)
+    model = adapter.build_model(cfg.model, d_vocab=man.vocab_size, tokenizer=run.hf_tokenizer(), device=device, seed=cfg.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "W_pos" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "W_pos" not in n)]
     opt = torch.optim.AdamW(

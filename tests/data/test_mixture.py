@@ -89,10 +89,10 @@ def test_run_pool_is_disjoint_and_manifest_matches(tmp_path) -> None:
     rows = {bytes(r) for r in np.asarray(pool)}
     assert len(rows) == len(pool), "a pool sequence occurs twice: test, repeated and unique must be disjoint"
     sched = np.load(run.schedule_path)
-    assert man["schedule"]["sha256"] == schedule_hash(sched)
-    assert man["repeated_ids"] == list(range(man["n_test"], man["n_test"] + man["n_repeated"]))
-    assert man["S"] == man["n_repeated"] * 32 and man["D"] == 400 * 32
-    assert set(sched.tolist()).isdisjoint(range(man["n_test"]))
+    assert man.schedule["sha256"] == schedule_hash(sched)
+    assert man.repeated_ids == list(range(man.n_test, man.n_test + man.n_repeated))
+    assert man.repeated_tokens == man.n_repeated * 32 and man.total_tokens == 400 * 32
+    assert set(sched.tolist()).isdisjoint(range(man.n_test))
     assert (np.asarray(pool)[:, 0] == 0).all(), "every sequence starts with BOS"
 
 

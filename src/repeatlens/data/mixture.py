@@ -24,6 +24,7 @@ import numpy as np
 from jaxtyping import Int64
 
 from repeatlens.config import MixtureConfig
+from repeatlens.data.seeds import rng
 from repeatlens.errors import ConfigError
 
 
@@ -101,7 +102,7 @@ def build_schedule(plan: MixturePlan, *, first_repeated: int, first_unique: int,
     rep = np.repeat(np.arange(first_repeated, first_repeated + plan.n_repeated, dtype=np.int64), plan.repeat_count)
     uni = np.arange(first_unique, first_unique + plan.n_unique, dtype=np.int64)
     slots = np.concatenate([rep, uni])
-    return np.random.default_rng([seed, 3]).permutation(slots)
+    return rng(seed, "schedule").permutation(slots)
 
 
 def schedule_hash(schedule: np.ndarray) -> str:

@@ -15,7 +15,6 @@ sequences. Training rows are drawn from the remaining chunks, never overlapping 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from repeatlens.config import DataConfig
 from repeatlens.data.mixture import MixturePlan
+from repeatlens.data.seeds import rng, stream_seed
 from repeatlens.data.synthetic import BOS_ID, synthetic_sequences
 from repeatlens.errors import DataError
 from repeatlens.io import atomic_save_npy
@@ -210,20 +210,20 @@ def build_pool(data: DataConfig, plan: MixturePlan, corpus: Corpus, seed: int) -
     syn = dict(cfg=data.synthetic, low=corpus.low, high=high, dtype=dtype)
     parts_test, parts_train = [], []
     if need:
-        perm = np.random.default_rng([seed, 0]).permutation(corpus.n_chunks)
+        perm = rng(seed, "pool").permutation(corpus.n_chunks)
         parts_test.append(corpus.chunks[np.sort(perm[:test_corp])])
         parts_train.append(corpus.chunks[np.sort(perm[test_corp:need])])
     if test_syn:
-        parts_test.append(synthetic_sequences(test_syn, seq_len, seed=hash_seed(seed, 1), **syn)[0])
+        parts_test.append(synthetic_sequences(test_syn, seq_len, seed=stream_seed(seed, "test_synthetic"), **syn)[0])
     if train_syn:
-        parts_train.append(synthetic_sequences(train_syn, seq_len, seed=hash_seed(seed, 2), **syn)[0])
+        parts_train.append(synthetic_sequences(train_syn, seq_len, seed=stream_seed(seed, "train_synthetic"), **syn)[0])
     test = np.concatenate(parts_test).astype(dtype) if parts_test else np.zeros((0, seq_len), dtype)
     train = np.concatenate(parts_train).astype(dtype) if parts_train else np.zeros((0, seq_len), dtype)
     # which rows are synthetic: they were concatenated after the corpus rows
     syn_test = np.arange(len(test)) >= len(test) - test_syn
     syn_train = np.arange(len(train)) >= len(train) - train_syn
-    order_test = np.random.default_rng([seed, 5]).permutation(len(test))
-    order_train = np.random.default_rng([seed, 4]).permutation(len(train))
+    order_test = rng(seed, "test_rows").permutation(len(test))
+    order_train = rng(seed, "train_rows").permutation(len(train))
     return Pool(
         tokens=np.concatenate([test[order_test], train[order_train]]),
         n_test=len(test),
@@ -234,9 +234,3 @@ def build_pool(data: DataConfig, plan: MixturePlan, corpus: Corpus, seed: int) -
         is_synthetic=np.concatenate([syn_test[order_test], syn_train[order_train]]),
         synthetic_ids=(corpus.low, high) if frac > 0 else None,
     )
-
-
-def hash_seed(*parts: int) -> int:
-    """A 63-bit seed derived from integers (stable across processes, unlike hash())."""
-    h = hashlib.sha256(json.dumps(parts).encode()).digest()
-    return int.from_bytes(h[:8], "little") >> 1

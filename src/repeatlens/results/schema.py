@@ -10,10 +10,15 @@ A scores table is long: one row per (run, checkpoint, metric, head, offset, prob
 
 A sweep's (and a loaded run's) table adds the run's coordinates, :data:`RUN_COLUMNS`. The
 training-metrics table is ``step, tokens_seen, split, loss`` per run (``run_id`` and the
-run columns added when joined). This module imports neither torch nor pandas.
+run columns added when joined). A run's ``manifest.json`` is the typed :class:`Manifest`.
+This module imports neither torch nor pandas.
 """
 
 from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 __all__ = [
     "SCORE_COLUMNS",
@@ -25,6 +30,7 @@ __all__ = [
     "METRIC_COLUMNS",
     "METRIC_DTYPES",
     "probe_key",
+    "Manifest",
 ]
 
 PROBE_COLUMNS = ["probe", "probe_len", "probe_batch", "probe_seed"]
@@ -74,3 +80,58 @@ def probe_key(probe: str, copy_len: object, batch: object, seed: object) -> str:
     if not probe:
         return ""
     return f"{probe}:L{int(copy_len)}:B{int(batch)}:s{int(seed)}"
+
+
+# ------------------------------------------------------------------------------ the manifest
+
+
+class Manifest(BaseModel):
+    """A run's ``manifest.json``, typed: the repetition spec as realised, the pool's layout,
+    the seeds, the schedule's hash and the model's size, written once when the run is
+    prepared (:func:`repeatlens.train.prepare_run`) and read by every later stage.
+
+    The quantities keep their config names (``total_tokens`` D, ``repeated_fraction`` f,
+    ``repeat_count`` E, ``repeated_tokens`` S, as in ``mixture:`` and the tables); manifests
+    written before format 2 used ``D``, ``f``, ``E``, ``S`` and are read the same.
+    ``repeated_fraction`` is the f realised in whole sequences; ``requested`` holds the
+    mixture as configured (:attr:`requested_fraction`, the sweep's design coordinate).
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+
+    format_version: int = 2
+    run_id: str
+    total_tokens: int = Field(validation_alias=AliasChoices("total_tokens", "D"))
+    repeated_fraction: float = Field(validation_alias=AliasChoices("repeated_fraction", "f"))
+    repeat_count: int = Field(validation_alias=AliasChoices("repeat_count", "E"))
+    repeated_tokens: int = Field(validation_alias=AliasChoices("repeated_tokens", "S"))
+    requested: dict[str, Any]
+    plan: dict[str, Any]
+    seq_len: int
+    vocab_size: int
+    n_test: int
+    n_repeated: int
+    n_unique: int
+    n_synthetic: int = 0
+    synthetic_ids: Optional[tuple[int, int]] = None
+    n_params: Optional[int] = None
+    n_params_nonembedding: Optional[int] = None
+    repeated_ids: list[int] = Field(default_factory=list)
+    test_ids: list[int] = Field(default_factory=list)
+    schedule: dict[str, Any]
+    pool: dict[str, Any]
+    seeds: dict[str, Any]
+    corpus: dict[str, Any]
+    tokenizer: Optional[str] = None
+    batch_size: int
+    total_steps: int
+    checkpoint_steps: list[int]
+
+    @property
+    def requested_fraction(self) -> float:
+        """f as configured (before rounding to whole sequences): the sweep's coordinate."""
+        return float(self.requested.get("repeated_fraction", self.repeated_fraction))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to ``manifest.json`` (format 2 names)."""
+        return self.model_dump(mode="json")

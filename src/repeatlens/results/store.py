@@ -188,14 +188,13 @@ def run_coordinates(run: "RunDir") -> dict[str, Any]:
     model config's shape (:meth:`repeatlens.config.ModelConfig.n_params`); no model is built.
     """
     cfg, man = run.config(), run.manifest()
-    vocab = int(man["vocab_size"])
     return {
-        "repeated_fraction": float(man.get("requested", {}).get("repeated_fraction", man["f"])),
-        "repeat_count": int(man["E"]),
-        "total_tokens": int(man["D"]),
+        "repeated_fraction": man.requested_fraction,
+        "repeat_count": man.repeat_count,
+        "total_tokens": man.total_tokens,
         "model_preset": cfg.model.preset or "custom",
-        "n_params": int(man.get("n_params") or cfg.model.n_params(vocab)),
-        "n_params_nonembedding": int(man.get("n_params_nonembedding") or cfg.model.n_params(vocab, embeddings=False)),
+        "n_params": man.n_params or cfg.model.n_params(man.vocab_size),
+        "n_params_nonembedding": man.n_params_nonembedding or cfg.model.n_params(man.vocab_size, embeddings=False),
         "seed": int(cfg.seed),
     }
 
