@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +166,7 @@ class _Source:
     items: list[_Item]
     probe_source: Optional["ProbeSource"] = None
     probe_source_from_model: Optional[Callable[[Any, _Item], "ProbeSource"]] = None
+    n_heads: Optional[int] = None  # heads in all, when known without loading a model
     test_tokens: Optional[np.ndarray] = None
     repeated_tokens: Optional[np.ndarray] = None
     problems: list[Failure] = field(default_factory=list)
@@ -215,7 +217,7 @@ def _score_source(src: _Source, metrics: Optional[Iterable[str]], opts: _Options
     names = resolve_metrics(metrics)
     lock = src.table_path.parent / LOCK_FILE
     with file_lock(lock, timeout=opts.lock_timeout if wait else 0, on_wait=lambda holder: say_waiting(lock, holder)):
-        return _score_locked(src, names, opts)
+        return _score_locked(src, names, opts, default_battery=metrics is None)
 
 
 def _todo(table: ScoreTable, step: int, names: Sequence[str], keys: Sequence[str], versions: dict[str, int], force: bool) -> list[tuple[str, str]]:
@@ -233,11 +235,11 @@ def _probe_batches(source: "ProbeSource", opts: _Options) -> dict[str, Any]:
     return {spec.key: build_probes(spec, source) for spec in _specs(source, opts)}
 
 
-def _score_locked(src: _Source, names: list[str], opts: _Options) -> AnalysisResult:
+def _score_locked(src: _Source, names: list[str], opts: _Options, default_battery: bool = False) -> AnalysisResult:
     from tqdm.auto import tqdm
 
     from repeatlens.results.store import row_keys
-    from repeatlens.scores import score_model
+    from repeatlens.scores import default_metrics, score_model
 
     versions = _versions(names)
     table = ScoreTable.read(src.table_path)
@@ -246,6 +248,17 @@ def _score_locked(src: _Source, names: list[str], opts: _Options) -> AnalysisRes
     result = AnalysisResult(src.table_path.parent, src.kind, failures=list(src.problems))
     test, rep = token_tensor(src.test_tokens), token_tensor(src.repeated_tokens)
     probes = _probe_batches(src.probe_source, opts) if src.probe_source is not None else None
+
+    def battery(n_heads: int) -> list[str]:
+        """The default battery for this many heads, saying once what it leaves out."""
+        keep, left_out = default_metrics(n_heads)
+        if left_out:
+            print(f"{src.run_id}: {', '.join(left_out)} left out of the default battery for a model of {n_heads} heads "
+                  "(one forward pass per head); name it with -m to compute it", file=sys.stderr, flush=True)
+        return [m for m in names if m in keep]
+
+    if default_battery and src.n_heads is not None:
+        names, default_battery = battery(src.n_heads), False
     wrote = False
     for item in tqdm(src.items, desc=src.run_id, unit="ckpt", disable=not opts.progress):
         if probes is not None and not _todo(table, item.step, names, list(probes), versions, opts.force):
@@ -258,6 +271,8 @@ def _score_locked(src: _Source, names: list[str], opts: _Options) -> AnalysisRes
             continue
         if probes is None:
             probes = _probe_batches(src.probe_source_from_model(model, item), opts)
+        if default_battery:  # the first model says how many heads
+            names, default_battery = battery(int(model.cfg.n_layers * model.cfg.n_heads)), False
         todo = _todo(table, item.step, names, list(probes), versions, opts.force)
         if not todo:
             result.skipped += 1
@@ -375,6 +390,7 @@ def _run_source(run: RunDir, max_sequences: int, device: str) -> _Source:
         table_path=run.path / SCORES_FILE,
         items=items,
         probe_source=run_probe_source(run),
+        n_heads=run.config().model.n_layers * run.config().model.n_heads,
         test_tokens=np.asarray(run.test_tokens()[:n]),
         repeated_tokens=np.asarray(run.repeated_tokens()[:n]),
         run_info=run_coordinates(run),
@@ -389,13 +405,14 @@ def _analyze_run(path: Path, metrics: Optional[Iterable[str]], opts: _Options, *
 def needs_scoring(path: str | Path, metrics: Optional[Iterable[str]] = None, **probe_options: Any) -> bool:
     """Whether some checkpoint of run ``path`` lacks a metric (for some probe that
     ``analyze`` would score with ``probe_options``) at its current version."""
-    from repeatlens.scores import resolve_metrics
+    from repeatlens.scores import default_metrics, resolve_metrics
 
     run = RunDir(path)
     if not run.is_run():
         return True
     opts = _options(**probe_options)
-    names = resolve_metrics(metrics)
+    model = run.config().model
+    names = resolve_metrics(metrics) if metrics is not None else default_metrics(model.n_layers * model.n_heads)[0]
     keys = [s.key for s in _specs(run_probe_source(run), opts)]
     table = ScoreTable.read(run.path / SCORES_FILE)
     versions = _versions(names)
@@ -419,9 +436,10 @@ def score_checkpoint(
         The rows of :func:`repeatlens.scores.score_model`, with ``run_id``, ``step`` and
         ``tokens_seen`` in front.
     """
-    from repeatlens.scores import resolve_metrics, score_model
+    from repeatlens.scores import default_metrics, resolve_metrics, score_model
 
-    names = resolve_metrics(metrics)
+    shape = run.config().model
+    names = resolve_metrics(metrics) if metrics is not None else default_metrics(shape.n_layers * shape.n_heads)[0]
     opts = _options(device=device, **probe_options)
     info = run.checkpoint(step)
     probes = _probe_batches(run_probe_source(run), opts)
@@ -479,8 +497,6 @@ def _analyze_foreign(
     path: str | Path, metrics: Optional[Iterable[str]], opts: _Options, tokens: Optional[str | Path], tokens_per_step: Optional[int],
     *, out: Optional[str | Path] = None, revisions: Optional[Sequence[str]] = None, download: bool = False,
 ) -> AnalysisResult:
-    import sys
-
     from repeatlens.foreign import discover
     from repeatlens.scores import resolve_metrics
 

@@ -49,7 +49,7 @@ class Corpus:
         low: smallest id a random/synthetic token may take (special ids are below it).
     """
 
-    chunks: Optional[np.ndarray]
+    chunks: "Optional[np.ndarray | _BosView]"
     vocab_size: int
     tokenizer_json: Optional[str]
     fingerprint: str

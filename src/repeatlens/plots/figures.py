@@ -74,8 +74,8 @@ ATTENTION_METRICS = {"previous_token", "duplicate_token", "induction", "prefix_m
 """Per-head scores that are attention probabilities: heatmaps use the fixed range 0…1."""
 SIGNED_UNIT_METRICS = {"copying_ov"}
 """Per-head scores in [−1, 1]: heatmaps use the fixed diverging range −1…1."""
-NOT_A_LEVEL = {"offset_profile", "shifted_induction_shift"}
-"""Per-head rows that are not levels to take the best head of: a profile over offsets, a shift."""
+NOT_A_LEVEL = {"offset_profile", "shifted_induction_shift", "copying_top1_se"}
+"""Per-head rows that are not levels to take the best head of: a profile over offsets, a shift, a standard error."""
 MODEL_LEVEL_ORDER = [
     "test_loss",
     "repeated_loss",

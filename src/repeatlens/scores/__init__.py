@@ -43,6 +43,7 @@ from repeatlens.scores.registry import (
     REGISTRY,
     SCORE_VERSION,
     ScoreContext,
+    default_metrics,
     ScoreFn,
     register,
     resolve_metrics,
@@ -63,6 +64,7 @@ __all__ = [
     "ProbeSource",
     "register",
     "resolve_metrics",
+    "default_metrics",
     "rows",
     "score_model",
     "model_probes",
@@ -167,7 +169,9 @@ def score_model(
 
     Args:
         model: the model to score (left in place; its weights are not changed).
-        metrics: names from :data:`REGISTRY`; None for all of them, in registry order.
+        metrics: names from :data:`REGISTRY`; None for the default battery, in registry
+            order: all of them, but for the per-head ablation on models with more than 64
+            heads (:func:`default_metrics`).
         probes: one probe batch or several (e.g. one per family, :func:`build_probes`);
             default :func:`model_probes` (``uniform``, cached per vocabulary/context/seed,
             so scoring N checkpoints builds it once).
@@ -192,7 +196,7 @@ def score_model(
     Raises:
         ConfigError: an unknown metric name.
     """
-    names = resolve_metrics(metrics)
+    names = resolve_metrics(metrics) if metrics is not None else default_metrics(model.cfg.n_layers * model.cfg.n_heads)[0]
     dev = torch.device(device) if device is not None else _model_device(model)
     if _model_device(model) != dev:
         model.cfg.device = dev

@@ -43,6 +43,7 @@ __all__ = [
     "SCORE_VERSION",
     "register",
     "resolve_metrics",
+    "default_metrics",
     "COLUMNS",
     "PROBE_COLUMNS",
 ]
@@ -135,6 +136,7 @@ class ScoreFn:
     version: int = 1
     per_offset: bool = False
     reads_probe: bool = False
+    default_max_heads: Optional[int] = None
 
     def compute(self, ctx: ScoreContext) -> Optional[Tensor | float]:
         """The raw value: ``[layer, head]`` for per-head scores (``[layer, head, offset]``
@@ -186,7 +188,8 @@ SCORE_VERSION: dict[str, int] = {}
 
 
 def register(
-    name: str, *, kind: Kind, per_head: bool, version: int = 1, per_offset: bool = False, probe: bool = False
+    name: str, *, kind: Kind, per_head: bool, version: int = 1, per_offset: bool = False, probe: bool = False,
+    default_max_heads: Optional[int] = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn`` under ``name``; the function itself is returned unchanged.
 
@@ -197,6 +200,9 @@ def register(
         version: bump when the definition changes; :data:`SCORE_VERSION` records it.
         per_offset: an attention score with one value per head and query-key offset.
         probe: a behaviour score that reads the probe batch (attention scores always do).
+        default_max_heads: the score is in the default battery only for models with at most
+            this many heads in all (its cost grows as heads x forward passes); naming it
+            computes it on any model.
     """
     if kind not in ("attention", "weights", "behaviour"):
         raise ValueError(f"unknown score kind {kind!r}")
@@ -208,12 +214,19 @@ def register(
             raise ValueError(f"score {name!r} registered twice")
         REGISTRY[name] = ScoreFn(
             name=name, kind=kind, per_head=per_head, fn=fn, version=version, per_offset=per_offset,
-            reads_probe=probe or kind == "attention",
+            reads_probe=probe or kind == "attention", default_max_heads=default_max_heads,
         )
         SCORE_VERSION[name] = version
         return fn
 
     return deco
+
+
+def default_metrics(n_heads: int) -> tuple[list[str], list[str]]:
+    """The default battery for a model with ``n_heads`` heads in all: (names, names left
+    out because they cost a forward pass per head on a model that size)."""
+    out = [m for m, f in REGISTRY.items() if f.default_max_heads is not None and n_heads > f.default_max_heads]
+    return [m for m in REGISTRY if m not in out], out
 
 
 def resolve_metrics(metrics: Optional[Iterable[str]]) -> list[str]:
