@@ -227,6 +227,7 @@ class TrainConfig(BaseModel):
     checkpoints: CheckpointSchedule = CheckpointSchedule()
     fast_attention: bool = Field(True, description="fused SDPA path while no hooks are attached")
     compile: bool = False
+    deterministic: bool = Field(True, description="torch deterministic algorithms: bit-identical reruns at a fixed thread count and device")
     progress: bool = True
     wandb: WandbConfig = WandbConfig()
 
