@@ -1,4 +1,4 @@
-"""Command line: ``repeatlens train | data prepare | info | demo | score``.
+"""Command line: ``repeatlens train | data prepare | info | verify | demo | score | analyze | sweep | plot | report``.
 
 Expected faults (a bad config, a missing corpus, a corrupt checkpoint) print one line,
 ``error: …``, and exit with code 2; there is no traceback for them.
@@ -59,6 +59,22 @@ def data_prepare(
 def info(run_dir: Path = typer.Argument(..., help="Run directory")) -> None:
     """Config, repetition spec, checkpoints and final losses of a run."""
     typer.echo(run_summary(run_dir))
+
+
+@app.command()
+def verify(
+    run_dir: Path = typer.Argument(..., help="Run directory"),
+    replay: Optional[List[int]] = typer.Option(None, "--replay", help="Retrain from the checkpoint before step K to K and compare bit for bit (repeatable)"),
+) -> None:
+    """Re-hash every checkpoint and the data against their records; optionally replay steps. Exit 1 on any finding."""
+    from repeatlens.verify import verify_run
+
+    res = verify_run(run_dir, replay or ())
+    for finding in res.findings:
+        typer.echo(str(finding))
+    typer.echo(res.summary())
+    if not res.ok:
+        sys.exit(1)
 
 
 @app.command()
@@ -247,6 +263,7 @@ def run_summary(run_dir: Path) -> str:
         f"checkpoints {len(ckpts)}: steps {', '.join(str(c.step) for c in ckpts[:6])}"
         + (f", … {ckpts[-1].step}" if len(ckpts) > 6 else ""),
     ]
+    lines += _environment_lines(run, ckpts)
     if len(met):
         last = met[met.step == met.step.max()]
         losses = ", ".join(f"{r.split} {r.loss:.4f}" for r in last.itertuples())
@@ -254,9 +271,40 @@ def run_summary(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _environment_lines(run, ckpts) -> list[str]:
+    """What the run's result depends on (threads, device, versions, deterministic mode), from its records."""
+    import json
+
+    from repeatlens.determinism import run_environment_lines
+
+    complete = json.loads(run.complete_path.read_text()) if run.is_complete() else None
+    return run_environment_lines(complete, [c.sidecar for c in ckpts])
+
+
+def _one_line_warnings() -> None:
+    """Show repeatlens' own warnings as ``warning: <message>``, one line, as errors are shown."""
+    import warnings
+
+    from repeatlens.determinism import ReproducibilityWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ReproducibilityWarning):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: runs the typer app, turning RepeatlensError into one line and exit 2."""
+    from repeatlens.determinism import prepare_process
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    prepare_process()  # before torch starts CUDA: deterministic cuBLAS
+    _one_line_warnings()
     try:
         code = app(args=argv, standalone_mode=False)
     except RepeatlensError as e:
