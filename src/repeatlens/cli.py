@@ -209,6 +209,8 @@ def sweep(
     executor: str = typer.Option("local", "--executor", help="local (process pool) or ray"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray instance)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Points run at once (default: the cores)"),
+    gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="Ray: GPUs per point (default: 1 if the cluster has GPUs, else 0)"),
+    cpus_per_run: Optional[int] = typer.Option(None, "--cpus-per-run", help="Ray: CPUs (= torch threads) per point (default 1)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the grid points and stop"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar"),
 ) -> None:
@@ -221,7 +223,8 @@ def sweep(
             typer.echo(f"{p.name}\t" + " ".join(f"{k}={v}" for k, v in p.values.items()))
         typer.echo(f"{len(parsed.points)} points")
         return
-    res = run_sweep(parsed, out, executor=executor, address=address, workers=workers, progress=not quiet)
+    res = run_sweep(parsed, out, executor=executor, address=address, workers=workers, gpus_per_run=gpus_per_run,
+                    cpus_per_run=cpus_per_run, progress=not quiet)
     typer.echo(
         f"sweep {out}: {len(res.done)} point(s) run, {len(res.skipped)} already complete, {len(res.errors)} failed "
         f"({res.seconds / 60:.1f} min)"
@@ -288,6 +291,8 @@ def _one_line_warnings() -> None:
     from repeatlens.determinism import ReproducibilityWarning
 
     default = warnings.showwarning
+    if getattr(default, "repeatlens_one_line", False):  # main() called again in this process
+        return
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, ReproducibilityWarning):
@@ -295,6 +300,7 @@ def _one_line_warnings() -> None:
         else:
             default(message, category, filename, lineno, file, line)
 
+    show.repeatlens_one_line = True  # type: ignore[attr-defined]
     warnings.showwarning = show
 
 
