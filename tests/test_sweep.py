@@ -356,13 +356,56 @@ def test_ray_resource_flags_are_checked_before_anything_runs(tmp_path: Path) -> 
     assert not (tmp_path / "out").exists()
 
 
+def _kill_trainer_once(run, step: int):
+    """A started thread that SIGKILLs whoever trains ``run`` once checkpoint ``step`` exists.
+
+    Returns the thread and a dict it fills: ``pids`` killed, ``files`` (inode of each file of
+    checkpoint step/2, to show later it was not rewritten), or ``error``.
+    """
+    import threading
+
+    killed: dict[str, object] = {}
+
+    def kill() -> None:
+        try:
+            _wait_for(lambda: (run.ckpt_dir / f"step_{step:07d}.json").exists() and _trainer_pids(run.path), 300, f"checkpoint {step}")
+            killed["files"] = {f.name: f.stat().st_ino for f in run.ckpt_dir.glob(f"step_{step // 2:07d}*")}
+            killed["pids"] = _trainer_pids(run.path)
+            for pid in killed["pids"]:
+                os.kill(pid, signal.SIGKILL)
+        except BaseException as e:  # reported by the test's thread
+            killed["error"] = e
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread, killed
+
+
+@needs_ray
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks")
+@pytest.mark.timeout(900)
+def test_a_ray_task_lost_more_often_than_ray_retries_is_that_points_error(
+    ray_head: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import repeatlens.sweep as sweep_mod
+    from repeatlens.checkpoints import RunDir
+
+    monkeypatch.setattr(sweep_mod, "RAY_MAX_RETRIES", 0)
+    spec = load_sweep(write_sweep(tmp_path, _long_spec(600, [0.25])))
+    (point,) = spec.points
+    killer, killed = _kill_trainer_once(RunDir(tmp_path / "out" / point.name), 100)
+    res = run_sweep(spec, tmp_path / "out", executor="ray", address=ray_head, progress=False, echo=lambda line: None)
+    killer.join(timeout=60)
+    assert "error" not in killed, killed.get("error")
+    ((name, error),) = res.errors
+    assert name == point.name and error.startswith("Ray task failed (WorkerCrashedError: ") and "\n" not in error, error
+
+
 @needs_ray
 @pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks")
 @pytest.mark.timeout(900)
 def test_a_ray_task_lost_with_its_worker_is_retried_and_resumes_from_its_checkpoint(ray_head: str, tmp_path: Path) -> None:
     """SIGKILL of the worker process training a point (as when its node is lost): Ray runs the task again."""
-    import threading
-
     from repeatlens.checkpoints import RunDir
     from repeatlens.train import train
     from tests.test_resume import assert_same_run
@@ -370,20 +413,7 @@ def test_a_ray_task_lost_with_its_worker_is_retried_and_resumes_from_its_checkpo
     spec = load_sweep(write_sweep(tmp_path, _long_spec(600, [0.25])))
     (point,) = spec.points
     run = RunDir(tmp_path / "out" / point.name)
-    killed: dict[str, object] = {}
-
-    def kill_when_mid_run() -> None:
-        try:
-            _wait_for(lambda: (run.ckpt_dir / "step_0000200.json").exists() and _trainer_pids(run.path), 300, "checkpoint 200")
-            killed["files"] = {f.name: f.stat().st_ino for f in run.ckpt_dir.glob("step_0000100*")}
-            killed["pids"] = _trainer_pids(run.path)
-            for pid in killed["pids"]:
-                os.kill(pid, signal.SIGKILL)
-        except BaseException as e:  # reported by the main thread
-            killed["error"] = e
-
-    killer = threading.Thread(target=kill_when_mid_run, daemon=True)
-    killer.start()
+    killer, killed = _kill_trainer_once(run, 200)
     res = run_sweep(spec, tmp_path / "out", executor="ray", address=ray_head, progress=False, echo=lambda line: None)
     killer.join(timeout=60)
     assert "error" not in killed, killed.get("error")

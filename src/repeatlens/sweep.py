@@ -387,8 +387,8 @@ def _execute_ray(
             try:
                 result = ray.get(ready[0])
             except ray.exceptions.RayError as e:  # lost more times than Ray retries, or cancelled
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                result = {"name": task["name"], "ok": False, "error": f"Ray task failed ({type(e).__name__}: {first})",
+                text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()  # the last line names the cause
+                result = {"name": task["name"], "ok": False, "error": f"Ray task failed ({type(e).__name__}: {text[-1] if text else ''})",
                           "traceback": None, "failures": [], "trained": False, "seconds": 0.0}
             on_done(result)
     finally:
