@@ -460,3 +460,32 @@ def test_killing_a_ray_sweep_driver_leaves_no_task_training_and_a_rerun_complete
     assert res.ok and sorted(res.done) == sorted(names), res.errors
     assert all(r.is_complete() for r in runs)
     assert {f: f.stat().st_ino for f in first} == first  # resumed from the checkpoints the killed tasks left
+
+
+@needs_ray
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks")
+@pytest.mark.timeout(900)
+def test_a_ray_sweep_stopped_by_ctrl_c_cancels_its_tasks_though_the_driver_lives_on(ray_head: str, tmp_path: Path) -> None:
+    """As in a notebook: Ctrl-C in run_sweep (raised here from its echo, once a short point is done)."""
+    from repeatlens.checkpoints import RunDir
+
+    spec = _long_spec(3000, [0.25])
+    spec["grid"] = {"mixture.total_tokens": [32 * 8 * 60, 32 * 8 * 3000], **spec["grid"]}
+    points = load_sweep(write_sweep(tmp_path, spec)).points
+    long_run = RunDir(tmp_path / "out" / points[1].name)
+    seen: list[int] = []
+
+    def echo(line: str) -> None:
+        if line.startswith("trained"):
+            _wait_for(lambda: _trainer_pids(long_run.path), 180, "the long point to train")  # its worker may start later
+            seen.extend(_trainer_pids(long_run.path))
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(write_sweep(tmp_path, spec), tmp_path / "out", executor="ray", address=ray_head, gpus_per_run=0,
+                  progress=False, echo=echo)
+    import ray
+
+    assert not ray.is_initialized()
+    _wait_for(lambda: not any(_alive(p) for p in seen) and not _trainer_pids(long_run.path), 30, "the cancelled task to stop")
+    assert not long_run.is_complete()

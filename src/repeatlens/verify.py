@@ -185,7 +185,7 @@ def replay(run: RunDir, k: int, ckpts: Sequence[CheckpointInfo]) -> list[Finding
     import torch
 
     from repeatlens import determinism
-    from repeatlens.train import resolve_device, train
+    from repeatlens.train import train
 
     by_step = {c.step: c for c in ckpts}
     if k not in by_step:
@@ -211,9 +211,7 @@ def replay(run: RunDir, k: int, ckpts: Sequence[CheckpointInfo]) -> list[Finding
             redone = copy.checkpoint(k)
         except RepeatlensError as e:
             return [Finding(where, f"could not replay ({e})")]
-        now = determinism.environment(resolve_device(device))
-        now["deterministic"] = cfg.train.deterministic  # what the trainer ran under (it restores the caller's mode)
-        changed = determinism.environment_changes(recorded, now)
+        changed = determinism.environment_changes(recorded, redone.sidecar.get("environment") or {})
         note = f" (replayed with {', '.join(changed)}: bit-identity was not promised)" if changed else ""
         out = []
         try:
