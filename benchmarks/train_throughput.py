@@ -12,13 +12,17 @@ alternating, so the ratio is measured side by side on the same (possibly busy) m
 * ``reference``: a nanoGPT-style model with ``F.scaled_dot_product_attention`` on random
   token batches already in memory, same optimiser and clipping.
 
+``--determinism-cost`` also trains repeatlens with ``train.deterministic: false`` (how it
+trained before issue 15) in the same alternation and prints the deterministic / off
+tokens-per-second ratio: what bit-reproducible training costs.
+
 Also reports the schedule iterator alone (gathering batches from the pool) and model FLOPs
 utilisation against the peak float32 matmul FLOP/s measured here. Runs on CUDA too when
 present (``--device cuda``; default: cuda if available).
 
 Usage::
 
-    python benchmarks/train_throughput.py [--steps 30] [--repeats 3] [--compile] [--device cpu]
+    python benchmarks/train_throughput.py [--steps 30] [--repeats 3] [--compile] [--device cpu] [--determinism-cost]
 
 The last line is ``ratio=X``: repeatlens tokens/s over reference tokens/s (eager; the
 compiled ratio is printed above it when --compile is given, and is the last line's value
@@ -103,7 +107,7 @@ class Reference(nn.Module):
         return self.unembed(self.ln_f(x))
 
 
-def run_config(args, steps: int, compile_: bool) -> dict:
+def run_config(args, steps: int, compile_: bool, deterministic: bool = True) -> dict:
     return {
         "seed": 0,
         "data": {"source": "synthetic", "seq_len": args.ctx, "test_sequences": 8, "synthetic": {"vocab_size": args.vocab}},
@@ -116,14 +120,15 @@ def run_config(args, steps: int, compile_: bool) -> dict:
             "progress": False,
             "eval_sequences": 8,
             "compile": compile_,
+            "deterministic": deterministic,
             "fast_attention": not args.hooked,
             "checkpoints": {"log_count": 0, "include_zero": False, "every": 10**9},
         },
     }
 
 
-def bench_repeatlens(args, root: Path, tag: str, compile_: bool) -> float:
-    cfg = config_from_dict(run_config(args, args.steps, compile_))
+def bench_repeatlens(args, root: Path, tag: str, compile_: bool, deterministic: bool = True) -> float:
+    cfg = config_from_dict(run_config(args, args.steps, compile_, deterministic))
     out = root / tag
     train(cfg, out, progress=False)
     done = json.loads((out / "complete.json").read_text())
@@ -215,6 +220,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also measure both with torch.compile")
     p.add_argument("--compile-only", action="store_true", help="measure only the compiled pair")
     p.add_argument("--hooked", action="store_true", help="train repeatlens through the hooked forward (fast_attention: false)")
+    p.add_argument("--determinism-cost", action="store_true", help="also train repeatlens with train.deterministic: false")
     args = p.parse_args()
     modes = [True] if args.compile_only else ([False, True] if args.compile else [False])
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} shape: {args.layers}L "
@@ -226,10 +232,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for comp in modes:
-            ours, ref = [], []
-            for r in range(args.repeats):  # alternate so both see the same machine load
+            ours, ref, off = [], [], []
+            for r in range(args.repeats):  # alternate so all see the same machine load
                 ref.append(bench_reference(args, comp))
+                if args.determinism_cost and r % 2:  # deterministic first on even repeats, second on odd ones
+                    off.append(bench_repeatlens(args, root, f"off_{int(comp)}_{r}", comp, deterministic=False))
                 ours.append(bench_repeatlens(args, root, f"run_{int(comp)}_{r}", comp))
+                if args.determinism_cost and not r % 2:
+                    off.append(bench_repeatlens(args, root, f"off_{int(comp)}_{r}", comp, deterministic=False))
             mo, mr = statistics.median(ours), statistics.median(ref)
             ratios[comp] = mo / mr
             tag = "compiled" if comp else "eager"
@@ -237,6 +247,11 @@ def main() -> None:
             print(f"[{tag}] reference  {mr:,.0f} tok/s (runs: {', '.join(f'{x:,.0f}' for x in ref)})")
             print(f"[{tag}] MFU repeatlens {mo * fpt / peak:.1%}  reference {mr * fpt / peak:.1%}  "
                   f"(peak fp32 matmul {peak / 1e9:,.1f} GFLOP/s, {fpt / 1e6:.2f} MFLOP/token)")
+            if off:
+                moff = statistics.median(off)
+                print(f"[{tag}] repeatlens, train.deterministic false {moff:,.0f} tok/s (runs: {', '.join(f'{x:,.0f}' for x in off)}); "
+                      f"ratio to reference {moff / mr:.3f}")
+                print(f"[{tag}] deterministic / not: {mo / moff:.3f} (per run: {', '.join(f'{a / b:.3f}' for a, b in zip(ours, off))})")
             print(f"[{tag}] ratio={ratios[comp]:.3f}")
         run = prepare_run(config_from_dict(run_config(args, args.steps * 4, False)), root / "sched", progress=False)
         sched = bench_schedule(run, args.batch)
