@@ -14,7 +14,11 @@ alternating, so the ratio is measured side by side on the same (possibly busy) m
 
 ``--determinism-cost`` also trains repeatlens with ``train.deterministic: false`` (how it
 trained before issue 15) in the same alternation and prints the deterministic / off
-tokens-per-second ratio: what bit-reproducible training costs.
+tokens-per-second ratio: what bit-reproducible training costs. Whole runs alternate every
+few tens of seconds, too slowly on a shared machine whose load moves, so it also times the
+training step itself (the fused forward, loss, backward, clipping, AdamW on the same
+HookedTransformer) with the mode switched on and off every step, and prints that ratio
+(``step-interleaved``).
 
 Also reports the schedule iterator alone (gathering batches from the pool) and model FLOPs
 utilisation against the peak float32 matmul FLOP/s measured here. Runs on CUDA too when
@@ -163,6 +167,39 @@ def bench_reference(args, compile_: bool) -> float:
     return args.steps * args.batch * args.ctx / (time.perf_counter() - t0)
 
 
+def bench_step_interleaved(args, steps: int) -> tuple[float, float]:
+    """Median seconds of one training step with deterministic algorithms on / off, alternating every step."""
+    from repeatlens import model as adapter
+    from repeatlens.determinism import deterministic_algorithms
+    from repeatlens.train import lm_loss
+
+    cfg = config_from_dict(run_config(args, args.steps, False))
+    model = adapter.build_model(cfg.model, d_vocab=args.vocab, device=args.device, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, betas=(0.9, 0.98))
+    fwd = adapter.forward_fn(model, not args.hooked)
+    tokens = torch.randint(0, args.vocab, (args.batch, args.ctx), device=args.device)
+
+    def step() -> None:
+        loss = lm_loss(fwd(model, tokens), tokens)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    step()  # warm-up
+    for i in range(2 * steps):
+        mode = i % 4 in (0, 3)  # on, off, off, on: neither mode always goes first
+        with deterministic_algorithms(mode, args.device):
+            _sync(args.device)
+            t0 = time.perf_counter()
+            step()
+            _sync(args.device)
+        times[mode].append(time.perf_counter() - t0)
+    return statistics.median(times[True]), statistics.median(times[False])
+
+
 def bench_schedule(run: RunDir, batch: int, seconds: float = 2.0) -> float:
     """Tokens/s of the schedule iterator alone: the exact gather the training loop does."""
     pool, schedule = run.pool(), np.load(run.schedule_path)
@@ -251,8 +288,14 @@ def main() -> None:
                 moff = statistics.median(off)
                 print(f"[{tag}] repeatlens, train.deterministic false {moff:,.0f} tok/s (runs: {', '.join(f'{x:,.0f}' for x in off)}); "
                       f"ratio to reference {moff / mr:.3f}")
-                print(f"[{tag}] deterministic / not: {mo / moff:.3f} (per run: {', '.join(f'{a / b:.3f}' for a, b in zip(ours, off))})")
+                pairs = [a / b for a, b in zip(ours, off)]
+                print(f"[{tag}] deterministic / not: {mo / moff:.3f} (per run pair: {', '.join(f'{x:.3f}' for x in pairs)}; "
+                      f"median {statistics.median(pairs):.3f})")
             print(f"[{tag}] ratio={ratios[comp]:.3f}")
+        if args.determinism_cost:
+            on, off_s = bench_step_interleaved(args, max(args.steps, 4))
+            print(f"step-interleaved: deterministic {on * 1e3:.1f} ms/step, not {off_s * 1e3:.1f} ms/step: "
+                  f"deterministic / not tokens/s {off_s / on:.3f}")
         run = prepare_run(config_from_dict(run_config(args, args.steps * 4, False)), root / "sched", progress=False)
         sched = bench_schedule(run, args.batch)
         best_train = max(statistics.median(ours), 1.0)

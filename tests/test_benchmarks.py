@@ -47,7 +47,7 @@ def test_train_throughput_smoke(extra: str, monkeypatch: pytest.MonkeyPatch, cap
     out = capsys.readouterr().out
     assert ("positions=rotary repeatlens_forward=hooked" in out) == ("--hooked" in extra)
     assert "schedule iterator" in out
-    assert ("deterministic / not: " in out) == ("--determinism-cost" in extra)
+    assert ("deterministic / not: " in out) == ("--determinism-cost" in extra) == ("step-interleaved: deterministic" in out)
     assert re.fullmatch(r"ratio=\d+\.\d+", out.strip().splitlines()[-1])
 
 

@@ -65,10 +65,13 @@ def test_embedding_backward_is_the_serial_token_order_sum_at_two_threads() -> No
 
 
 def test_the_mode_holds_inside_and_the_callers_setting_comes_back() -> None:
-    assert not torch.are_deterministic_algorithms_enabled()
+    import torch.utils.deterministic as det
+
+    assert not torch.are_deterministic_algorithms_enabled() and det.fill_uninitialized_memory
     with deterministic_algorithms(True, "cpu") as on:
         assert on and torch.are_deterministic_algorithms_enabled()
-    assert not torch.are_deterministic_algorithms_enabled()
+        assert not det.fill_uninitialized_memory  # NaN-filling every new tensor cost a step ~6%; nothing reads unset memory
+    assert not torch.are_deterministic_algorithms_enabled() and det.fill_uninitialized_memory
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         with pytest.raises(ZeroDivisionError), deterministic_algorithms(False, "cpu") as on:

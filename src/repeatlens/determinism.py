@@ -13,9 +13,13 @@ scaled-dot-product attention, the loss, AdamW's foreach kernels and the eval wer
 bit-identical at a fixed thread count.
 
 Under ``torch.use_deterministic_algorithms(True)`` that kernel runs serially, which is the
-kernel a one-thread run already uses, so one-thread runs keep their bits; the measured cost
-is within the noise (benchmarks/README.md). Training turns the mode on for its own duration
-(:func:`deterministic_algorithms`) and puts the caller's setting back afterwards.
+kernel a one-thread run already uses, so one-thread runs keep their bits. The mode also
+NaN-fills every new tensor (``torch.utils.deterministic.fill_uninitialized_memory``), which
+cost a whole training run ~10% (profiled: ~250 extra ``fill_`` calls per step); no kernel
+of the step reads memory it did not write (the bits equal a one-thread run's, which does
+not fill), so training turns the fill off. The remaining cost is within the noise
+(benchmarks/README.md). Training turns the mode on for its own duration
+(:func:`deterministic_algorithms`) and puts the caller's settings back afterwards.
 
 On CUDA deterministic mode also needs cuBLAS' workspace pinned (``CUBLAS_WORKSPACE_CONFIG``),
 read when torch first creates a cuBLAS handle: :func:`prepare_process` sets it, and the CLI
@@ -84,7 +88,10 @@ def deterministic_algorithms(enabled: bool, device: str) -> Iterator[bool]:
     """
     import torch
 
-    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    import torch.utils.deterministic as det
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              det.fill_uninitialized_memory)
     if enabled and device.startswith("cuda") and os.environ.get(CUBLAS_VAR) not in CUBLAS_DETERMINISTIC:
         if torch.cuda.is_initialized():
             warnings.warn(
@@ -97,6 +104,7 @@ def deterministic_algorithms(enabled: bool, device: str) -> Iterator[bool]:
         else:
             prepare_process()
     torch.use_deterministic_algorithms(enabled)
+    det.fill_uninitialized_memory = False  # NaN-filling every new tensor cost ~6% of a step; no kernel here reads unset memory
     try:
         yield enabled
     except RuntimeError as e:
@@ -110,6 +118,7 @@ def deterministic_algorithms(enabled: bool, device: str) -> Iterator[bool]:
         raise
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        det.fill_uninitialized_memory = before[2]
 
 
 def environment(device: str) -> dict[str, Any]:
