@@ -344,8 +344,12 @@ def test_ray_resource_flags_reach_the_tasks(ray_head: str, local_sweep: Path, tm
 
 
 @needs_ray
-def test_ray_resource_flags_are_checked_before_anything_runs(tmp_path: Path) -> None:
+def test_ray_resource_flags_are_checked_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = write_sweep(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", str(path), "--out", str(tmp_path / "out"), "--gpus-per-run", "1"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: --gpus-per-run: applies to --executor ray only (the local pool sizes itself to the cores)"
     with pytest.raises(ConfigError, match=r"^--gpus-per-run: applies to --executor ray only"):
         run_sweep(path, tmp_path / "out", executor="local", gpus_per_run=1)
     with pytest.raises(ConfigError, match=r"^--cpus-per-run 0: expected a whole number >= 1$"):

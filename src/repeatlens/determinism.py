@@ -15,7 +15,7 @@ bit-identical at a fixed thread count.
 Under ``torch.use_deterministic_algorithms(True)`` that kernel runs serially, which is the
 kernel a one-thread run already uses, so one-thread runs keep their bits. The mode also
 NaN-fills every new tensor (``torch.utils.deterministic.fill_uninitialized_memory``), which
-cost a whole training run ~10% (profiled: ~250 extra ``fill_`` calls per step); no kernel
+cost a whole training run ~10% (profiled: ~230 extra ``fill_`` calls per step); no kernel
 of the step reads memory it did not write (the bits equal a one-thread run's, which does
 not fill), so training turns the fill off. The remaining cost is within the noise
 (benchmarks/README.md). Training turns the mode on for its own duration
