@@ -168,8 +168,10 @@ needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="
 
 
 @needs_ray
-def test_ray_sweep_gives_the_same_tables_as_the_local_one(local_sweep: Path, tmp_path: Path) -> None:
+def test_ray_sweep_gives_the_same_tables_as_the_local_one(local_sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "ray"
+    # no --address means a new local instance, even where Ray would otherwise find a cluster to join
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
     # a real local Ray instance: 2 CPUs, no dashboard, started and stopped by run_sweep
     res = run_sweep(write_sweep(tmp_path), out, executor="ray", workers=2, progress=False, echo=lambda line: None)
     assert res.ok, (res.errors, res.failures)

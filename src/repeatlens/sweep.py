@@ -371,7 +371,8 @@ def _execute_ray(
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            # "local": always a new instance, never a cluster a stale /tmp/ray/ray_current_cluster points to
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         started = True
     pending: dict[Any, dict[str, Any]] = {}
     try:
