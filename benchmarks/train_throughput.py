@@ -12,13 +12,21 @@ alternating, so the ratio is measured side by side on the same (possibly busy) m
 * ``reference``: a nanoGPT-style model with ``F.scaled_dot_product_attention`` on random
   token batches already in memory, same optimiser and clipping.
 
+``--determinism-cost`` also trains repeatlens with ``train.deterministic: false`` (how it
+trained before issue 15) in the same alternation and prints the deterministic / off
+tokens-per-second ratio: what bit-reproducible training costs. Whole runs alternate every
+few tens of seconds, too slowly on a shared machine whose load moves, so it also times the
+training step itself (the fused forward, loss, backward, clipping, AdamW on the same
+HookedTransformer) with the mode switched on and off every step, and prints that ratio
+(``step-interleaved``).
+
 Also reports the schedule iterator alone (gathering batches from the pool) and model FLOPs
 utilisation against the peak float32 matmul FLOP/s measured here. Runs on CUDA too when
 present (``--device cuda``; default: cuda if available).
 
 Usage::
 
-    python benchmarks/train_throughput.py [--steps 30] [--repeats 3] [--compile] [--device cpu]
+    python benchmarks/train_throughput.py [--steps 30] [--repeats 3] [--compile] [--device cpu] [--determinism-cost]
 
 The last line is ``ratio=X``: repeatlens tokens/s over reference tokens/s (eager; the
 compiled ratio is printed above it when --compile is given, and is the last line's value
@@ -103,7 +111,7 @@ class Reference(nn.Module):
         return self.unembed(self.ln_f(x))
 
 
-def run_config(args, steps: int, compile_: bool) -> dict:
+def run_config(args, steps: int, compile_: bool, deterministic: bool = True) -> dict:
     return {
         "seed": 0,
         "data": {"source": "synthetic", "seq_len": args.ctx, "test_sequences": 8, "synthetic": {"vocab_size": args.vocab}},
@@ -116,14 +124,15 @@ def run_config(args, steps: int, compile_: bool) -> dict:
             "progress": False,
             "eval_sequences": 8,
             "compile": compile_,
+            "deterministic": deterministic,
             "fast_attention": not args.hooked,
             "checkpoints": {"log_count": 0, "include_zero": False, "every": 10**9},
         },
     }
 
 
-def bench_repeatlens(args, root: Path, tag: str, compile_: bool) -> float:
-    cfg = config_from_dict(run_config(args, args.steps, compile_))
+def bench_repeatlens(args, root: Path, tag: str, compile_: bool, deterministic: bool = True) -> float:
+    cfg = config_from_dict(run_config(args, args.steps, compile_, deterministic))
     out = root / tag
     train(cfg, out, progress=False)
     done = json.loads((out / "complete.json").read_text())
@@ -156,6 +165,39 @@ def bench_reference(args, compile_: bool) -> float:
         step(data[i])
     _sync(dev)
     return args.steps * args.batch * args.ctx / (time.perf_counter() - t0)
+
+
+def bench_step_interleaved(args, steps: int) -> tuple[float, float]:
+    """Median seconds of one training step with deterministic algorithms on / off, alternating every step."""
+    from repeatlens import model as adapter
+    from repeatlens.determinism import deterministic_algorithms
+    from repeatlens.train import lm_loss
+
+    cfg = config_from_dict(run_config(args, args.steps, False))
+    model = adapter.build_model(cfg.model, d_vocab=args.vocab, device=args.device, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, betas=(0.9, 0.98))
+    fwd = adapter.forward_fn(model, not args.hooked)
+    tokens = torch.randint(0, args.vocab, (args.batch, args.ctx), device=args.device)
+
+    def step() -> None:
+        loss = lm_loss(fwd(model, tokens), tokens)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    step()  # warm-up
+    for i in range(2 * steps):
+        mode = i % 4 in (0, 3)  # on, off, off, on: neither mode always goes first
+        with deterministic_algorithms(mode, args.device):
+            _sync(args.device)
+            t0 = time.perf_counter()
+            step()
+            _sync(args.device)
+        times[mode].append(time.perf_counter() - t0)
+    return statistics.median(times[True]), statistics.median(times[False])
 
 
 def bench_schedule(run: RunDir, batch: int, seconds: float = 2.0) -> float:
@@ -215,6 +257,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also measure both with torch.compile")
     p.add_argument("--compile-only", action="store_true", help="measure only the compiled pair")
     p.add_argument("--hooked", action="store_true", help="train repeatlens through the hooked forward (fast_attention: false)")
+    p.add_argument("--determinism-cost", action="store_true", help="also train repeatlens with train.deterministic: false")
     args = p.parse_args()
     modes = [True] if args.compile_only else ([False, True] if args.compile else [False])
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} shape: {args.layers}L "
@@ -226,10 +269,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for comp in modes:
-            ours, ref = [], []
-            for r in range(args.repeats):  # alternate so both see the same machine load
+            ours, ref, off = [], [], []
+            for r in range(args.repeats):  # alternate so all see the same machine load
                 ref.append(bench_reference(args, comp))
+                if args.determinism_cost and r % 2:  # deterministic first on even repeats, second on odd ones
+                    off.append(bench_repeatlens(args, root, f"off_{int(comp)}_{r}", comp, deterministic=False))
                 ours.append(bench_repeatlens(args, root, f"run_{int(comp)}_{r}", comp))
+                if args.determinism_cost and not r % 2:
+                    off.append(bench_repeatlens(args, root, f"off_{int(comp)}_{r}", comp, deterministic=False))
             mo, mr = statistics.median(ours), statistics.median(ref)
             ratios[comp] = mo / mr
             tag = "compiled" if comp else "eager"
@@ -237,7 +284,18 @@ def main() -> None:
             print(f"[{tag}] reference  {mr:,.0f} tok/s (runs: {', '.join(f'{x:,.0f}' for x in ref)})")
             print(f"[{tag}] MFU repeatlens {mo * fpt / peak:.1%}  reference {mr * fpt / peak:.1%}  "
                   f"(peak fp32 matmul {peak / 1e9:,.1f} GFLOP/s, {fpt / 1e6:.2f} MFLOP/token)")
+            if off:
+                moff = statistics.median(off)
+                print(f"[{tag}] repeatlens, train.deterministic false {moff:,.0f} tok/s (runs: {', '.join(f'{x:,.0f}' for x in off)}); "
+                      f"ratio to reference {moff / mr:.3f}")
+                pairs = [a / b for a, b in zip(ours, off)]
+                print(f"[{tag}] deterministic / not: {mo / moff:.3f} (per run pair: {', '.join(f'{x:.3f}' for x in pairs)}; "
+                      f"median {statistics.median(pairs):.3f})")
             print(f"[{tag}] ratio={ratios[comp]:.3f}")
+        if args.determinism_cost:
+            on, off_s = bench_step_interleaved(args, max(args.steps, 4))
+            print(f"step-interleaved: deterministic {on * 1e3:.1f} ms/step, not {off_s * 1e3:.1f} ms/step: "
+                  f"deterministic / not tokens/s {off_s / on:.3f}")
         run = prepare_run(config_from_dict(run_config(args, args.steps * 4, False)), root / "sched", progress=False)
         sched = bench_schedule(run, args.batch)
         best_train = max(statistics.median(ours), 1.0)

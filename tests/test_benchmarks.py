@@ -51,15 +51,16 @@ def test_score_throughput_shape_smoke(monkeypatch: pytest.MonkeyPatch, capsys: p
     assert re.fullmatch(r"seconds_per_checkpoint=\d+\.\d+", lines[-1]), lines[-1]
 
 
-@pytest.mark.parametrize("extra", ["", "--rotary --hooked"], ids=["fused", "rotary-hooked"])
+@pytest.mark.parametrize("extra", ["", "--rotary --hooked", "--determinism-cost"], ids=["fused", "rotary-hooked", "determinism-cost"])
 def test_train_throughput_smoke(extra: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     bench = _load("train_throughput")
     argv = f"--steps 4 --repeats 1 --d-model 16 --heads 2 --d-head 8 --vocab 64 --ctx 16 --batch 16 --device cpu {extra}"
     monkeypatch.setattr(sys, "argv", ["train_throughput.py", *argv.split()])
     bench.main()
     out = capsys.readouterr().out
-    assert ("positions=rotary repeatlens_forward=hooked" in out) == bool(extra)
+    assert ("positions=rotary repeatlens_forward=hooked" in out) == ("--hooked" in extra)
     assert "schedule iterator" in out
+    assert ("deterministic / not: " in out) == ("--determinism-cost" in extra) == ("step-interleaved: deterministic" in out)
     assert re.fullmatch(r"ratio=\d+\.\d+", out.strip().splitlines()[-1])
 
 

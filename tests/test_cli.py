@@ -160,3 +160,43 @@ def test_data_prepare_caches_the_tokenized_corpus(tmp_path: Path, capsys) -> Non
     assert "corpus 'shakespeare':" in out and "sequences of 32 tokens (vocab 300)" in out
     cache = Path(os.environ["REPEATLENS_CACHE"])
     assert list(cache.glob("stream-*.npy")) and list(cache.glob("tok-*/tokenizer.json"))
+
+
+def test_probe_options_that_cannot_apply_are_one_line_errors(cfg_file: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert _run(["train", str(cfg_file), "--out", str(run), "-q"], capsys)[0] == 0
+    for argv, expected in (
+        (["--probe-len", "20"], "probe length L = 20: [BOS, r, r] needs 1 + 2L = 41 positions but the model's context is n_ctx = 32; expected L <= 15"),
+        (["--probe", "text"], "--probe text: does not apply here: no held-out natural text is known "
+                              "(a synthetic-only run has none; other people's checkpoints need --tokens)"),
+        (["--probe", "shakespeare"], "probe 'shakespeare': unknown family; expected one of uniform, train, synthetic, text"),
+    ):
+        code, out, err = _run(["analyze", str(run), "-q", "-m", "induction", *argv], capsys)
+        assert code == 2 and err.strip().splitlines() == [f"error: {expected}"], (argv, err)
+    assert not (run / "scores.parquet").exists()  # nothing was scored, nothing written
+    code, out, err = _run(["analyze", str(run), "-q", "-m", "induction", "--probe", "synthetic", "--probe-len", "10"], capsys)
+    assert code == 0 and "probes synthetic:L10:B16:s0" in out, err
+
+
+def test_fit_prints_where_the_damage_peaks_per_size_and_the_effective_sizes(tmp_path: Path, capsys) -> None:
+    """`repeatlens fit` on a sweep's tables: a hand-made sweep whose peak moves as N^-0.5."""
+    import pandas as pd
+
+    from repeatlens.results.schema import SCORE_COLUMNS, SCORE_DTYPES
+    from tests.results.test_reduce import _scaling_table
+
+    final = _scaling_table(-0.5)
+    rows = final.assign(step=100, tokens_seen=1000, metric="test_loss", layer=pd.NA, head=pd.NA, offset=pd.NA, probe="", probe_len=pd.NA,
+                        probe_batch=pd.NA, probe_seed=pd.NA, value=final.test_loss, score_version=1, duplicate_of=pd.NA,
+                        total_tokens=1000, model_preset=final.n_params_nonembedding.map(lambda n: f"N{n:g}"), n_params=final.n_params_nonembedding * 3)
+    rows = rows.astype(SCORE_DTYPES)[SCORE_COLUMNS + ["repeated_fraction", "repeat_count", "total_tokens", "model_preset", "n_params",
+                                                       "n_params_nonembedding", "seed"]]
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    rows.to_parquet(sweep / "scores.parquet")
+    code, out, err = _run(["fit", str(sweep), "--bootstrap", "50"], capsys)
+    assert code == 0, err
+    assert out.startswith("T5 held: test loss per size: N = 10,000: E* = 600") and "alpha = -0.500" in out
+    assert "T6 held: controls' test loss" in out and "N_eff / N" in out and "per run (N: non-embedding parameters" in out
+    code, _, err = _run(["fit", str(sweep), "--loss", "test_text"], capsys)
+    assert code == 2 and err.startswith("error: --loss test_text: not in this sweep's tables")

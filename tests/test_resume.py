@@ -96,17 +96,14 @@ def test_sigint_mid_run_exits_130_with_one_line_and_the_rerun_is_bit_identical(
     try:
         _wait_until(lambda: any(c.step >= 40 for c in run.checkpoints()) if run.ckpt_dir.exists() else False, proc)
         assert proc.poll() is None, "the training process finished before it could be interrupted"
-        t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
-        _, err = proc.communicate(timeout=60)
-        took = time.monotonic() - t0
+        _, err = proc.communicate(timeout=60)  # a process that ignored it would hang here and fail
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["interrupted; run the same command again to resume"]  # no traceback
-    assert took < 10, f"took {took:.1f} s to stop"
     assert not run.is_complete() and not list(out.rglob("*.tmp"))
     steps = [c.step for c in run.checkpoints()]
     assert 40 <= steps[-1] < full.checkpoints()[-1].step
@@ -117,6 +114,51 @@ def test_sigint_mid_run_exits_130_with_one_line_and_the_rerun_is_bit_identical(
     assert done.returncode == 0, done.stderr
     assert run.is_complete()
     assert_same_run(full, run)
+
+
+#: Above torch's parallel grain in the embedding backward (batch 40 x 16 positions x d_model 64 = 40,960 >= 32,768
+#: elements): here, at 2 threads and without deterministic mode, two runs differ from step 1 on (issue 15).
+CFG_2T = merge(
+    TINY_SYNTHETIC,
+    {"data": {"seq_len": 16}, "mixture": {"total_tokens": 40 * 16 * 60}, "model": {"d_model": 64},
+     "train": {"batch_size": 40, "checkpoints": {"log_count": 4, "every": 20}}},
+)
+
+
+@pytest.mark.timeout(900)
+def test_at_two_threads_two_runs_and_a_twice_killed_one_end_bit_identical(tmp_path: Path) -> None:
+    """The default thread count of a 2-core machine, through real ``repeatlens train`` processes."""
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(yaml.safe_dump(CFG_2T))
+    env = {**subprocess_env(), "OMP_NUM_THREADS": "2"}
+    full = []
+    for name in ("first", "second"):  # one after the other: two 2-thread processes on 2 cores would oversubscribe them
+        done = subprocess.run(train_argv(cfg_file, tmp_path / name), env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        full.append(RunDir(tmp_path / name))
+    run = RunDir(tmp_path / "killed")
+    kills = 0
+    for point in (lambda: len(run.checkpoints()) >= 3, lambda: any(c.step >= 40 for c in run.checkpoints())):
+        proc = subprocess.Popen(train_argv(cfg_file, run.path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            _wait_until(lambda: run.ckpt_dir.exists() and point(), proc)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.communicate()
+    assert kills == 2 and not run.is_complete(), "the training process finished before it could be killed twice"
+    done = subprocess.run(train_argv(cfg_file, run.path), env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "warning" not in done.stderr, done.stderr
+
+    first, second = full
+    for a, b in zip(first.checkpoints(), second.checkpoints()):  # every checkpoint, not only the last
+        wa, wb = a.load_state_dict(), b.load_state_dict()
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), f"step {a.step}"
+    assert_same_run(first, second)
+    assert_same_run(first, run)
+    envs = [c.sidecar["environment"] for r in (first, second, run) for c in r.checkpoints()]
+    assert all(e["threads"] == 2 and e["deterministic"] for e in envs)
 
 
 def _wait_until(pred, proc: subprocess.Popen, timeout: float = 240) -> None:

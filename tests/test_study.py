@@ -158,3 +158,24 @@ def test_scaling_targets_on_a_sweep_whose_region_moves() -> None:
     worse_big = _scaling_table(-0.5)
     worse_big.loc[(worse_big.repeated_fraction == 0) & (worse_big.n_params_nonembedding == 1.6e5), "test_loss"] += 1.0
     assert evaluate_scaling(worse_big, loss="test_loss", bootstrap=100)[1].held is False
+
+
+def test_circuit_table_names_each_runs_circuit_and_when_it_formed() -> None:
+    from repeatlens.study import circuit_table, circuits_markdown
+    from tests.results.test_reduce import _rows, _table
+
+    rows = []
+    for step, (score, partner) in ((5, (0.1, 0.1)), (10, (0.8, 0.7)), (20, (0.9, 0.8))):
+        for run, d in (("shifted", 6.0), ("canonical", 0.0)):
+            rows += _rows("shifted_induction", {(1, 0): score}, probe="synthetic", L=30, step=step, run=run)
+            rows += _rows("shifted_induction_shift", {(1, 0): d}, probe="synthetic", L=30, step=step, run=run)
+            rows += _rows("offset_profile", {}, probe="synthetic", L=30, step=step, run=run, offsets={(0, 1): {int(d) + 1: partner}})
+        rows += _rows("shifted_induction", {(1, 0): 0.05}, probe="synthetic", L=30, step=step, run="none")
+        rows += _rows("shifted_induction_shift", {(1, 0): 3.0}, probe="synthetic", L=30, step=step, run="none")
+        rows += _rows("offset_profile", {}, probe="synthetic", L=30, step=step, run="none", offsets={(0, 1): {4: 0.02}})
+    table = circuit_table(_table(rows)).set_index("run_id")
+    assert table.loc["shifted", ["kind", "d", "head", "partner", "formed_at"]].tolist() == ["shifted", 6, "L1.H0", "L0.H1", 10]
+    assert table.loc["canonical", ["kind", "d", "formed_at"]].tolist() == ["canonical", 0, 10]
+    assert table.loc["none", "kind"] == "none" and np.isnan(table.loc["none", "formed_at"])
+    text = circuits_markdown(table.reset_index())
+    assert "| shifted | induction shifted by 6 | L1.H0 | L0.H1 | 0.90 | 10 |" in text and "| none | none |" in text

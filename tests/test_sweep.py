@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 import pytest
@@ -13,6 +23,7 @@ import yaml
 from repeatlens.results.schema import RUN_COLUMNS, SCORE_COLUMNS as COLUMNS
 from repeatlens.results.store import load_metrics, load_scores
 from repeatlens.cli import main
+from repeatlens.config import config_from_dict, merge
 from repeatlens.errors import ConfigError
 from repeatlens.sweep import expand_grid, load_sweep, point_name, run_sweep
 from tests.conftest import TINY_SYNTHETIC
@@ -154,9 +165,14 @@ def test_a_failing_point_does_not_stop_the_others(tmp_path: Path, monkeypatch: p
     assert set(load_scores(tmp_path / "out").run_id) == {"f0.25_E4"}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install 'repeatlens[ray]')")
-def test_ray_sweep_gives_the_same_tables_as_the_local_one(local_sweep: Path, tmp_path: Path) -> None:
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install 'repeatlens[ray]')")
+
+
+@needs_ray
+def test_ray_sweep_gives_the_same_tables_as_the_local_one(local_sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "ray"
+    # no --address means a new local instance, even where Ray would otherwise find a cluster to join
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
     # a real local Ray instance: 2 CPUs, no dashboard, started and stopped by run_sweep
     res = run_sweep(write_sweep(tmp_path), out, executor="ray", workers=2, progress=False, echo=lambda line: None)
     assert res.ok, (res.errors, res.failures)
@@ -224,3 +240,259 @@ def test_killing_the_sweep_driver_stops_its_workers(tmp_path: Path) -> None:
         for p in [driver.pid, *workers]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- a Ray cluster of its own
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[str]:
+    """The address of a real Ray cluster head, ``ray start --head --block``, in a process of its own.
+
+    It declares 2 CPUs and 2 GPUs. The GPUs are not real (no CUDA here): Ray schedules and
+    assigns declared GPUs exactly as real ones, which is what the tests read. Drivers
+    connect to it with ``--address`` like to any cluster, so killing one does not take the
+    cluster down. SIGTERM to ``ray start --block`` stops everything it started.
+    """
+    temp = tempfile.mkdtemp(prefix="rl-ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    log = Path(temp) / "head.log"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    argv = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--port", "0", "--num-cpus", "2",
+            "--num-gpus", "2", "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp]
+    with open(log, "w") as fh:
+        head = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, address = time.monotonic() + 240, None
+        while address is None and time.monotonic() < deadline and head.poll() is None:
+            found = re.search(r"ray start --address='([^']+)'", log.read_text(errors="replace"))
+            address = found.group(1) if found else None
+            time.sleep(0.5)
+        assert address, f"the Ray head did not start: {log.read_text(errors='replace')[-2000:]}"
+        yield address
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)  # the group holds only what this ray start started
+            head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _trainer_pids(run_dir: Path) -> list[int]:
+    """Pids holding ``run_dir``'s train lock (Linux ``/proc/locks``): who is training it now."""
+    from repeatlens.train import TRAIN_LOCK
+
+    try:
+        st = os.stat(run_dir / TRAIN_LOCK)
+    except FileNotFoundError:
+        return []
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = []
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" not in fields and len(fields) >= 6 and fields[5] == dev:
+            pids.append(int(fields[4]))
+    return pids
+
+
+def _wait_for(pred, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _long_spec(steps: int, fractions: list[float]) -> dict:
+    """A sweep of tiny points of ``steps`` steps each, checkpoints every steps/6."""
+    base = merge(TINY_SYNTHETIC, {"mixture": {"total_tokens": 32 * 8 * steps}, "train": {"checkpoints": {"log_count": 0, "every": steps // 6}}})
+    return {"base": base, "grid": {"mixture.repeated_fraction": fractions, "mixture.repeat_count": [4]}, "analyze": {"metrics": ["test_loss"]}}
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["start"] < b["end"] and b["start"] < a["end"]
+
+
+@needs_ray
+@pytest.mark.timeout(900)
+def test_ray_resource_flags_reach_the_tasks(ray_head: str, local_sweep: Path, tmp_path: Path) -> None:
+    """Read inside each task: what Ray assigned it, what it saw as CUDA devices, the threads it trained on."""
+    lines: list[str] = []
+    res = run_sweep(write_sweep(tmp_path), tmp_path / "gpu", executor="ray", address=ray_head, progress=False, echo=lines.append)
+    assert res.ok, (res.errors, res.failures)
+    assert "the Ray cluster has GPUs: one per point (--gpus-per-run 1)" in lines  # the default on a GPU cluster
+    placed = res.placements
+    assert sorted(placed) == sorted(NAMES)
+    for name, p in placed.items():
+        assert p["resources"] == {"CPU": 1.0, "GPU": 1.0}, p
+        assert len(p["gpu_ids"]) == 1 and p["cuda_visible_devices"] == p["gpu_ids"][0], p  # its own GPU, seen as cuda:0
+        assert json.loads((tmp_path / "gpu" / name / "complete.json").read_text())["environment"]["threads"] == 1
+    pairs = [(a, b) for i, a in enumerate(placed.values()) for b in list(placed.values())[i + 1:] if _overlap(a, b)]
+    assert pairs, "no two points ran at once; nothing shows they were spread over the GPUs"
+    assert all(a["gpu_ids"] != b["gpu_ids"] for a, b in pairs)  # one point per GPU, never two on one
+    assert len({g for p in placed.values() for g in p["gpu_ids"]}) == 2
+    # one thread each, like the local pool's two workers on two cores: the same tables, bit for bit
+    pd.testing.assert_frame_equal(load_scores(tmp_path / "gpu"), load_scores(local_sweep))
+
+    one = {**SWEEP, "grid": {"mixture.repeated_fraction": [0.25], "mixture.repeat_count": [2]}}
+    (tmp_path / "cpu").mkdir()
+    res = run_sweep(write_sweep(tmp_path / "cpu", one), tmp_path / "cpu" / "out", executor="ray", address=ray_head,
+                    gpus_per_run=0, cpus_per_run=2, progress=False, echo=lambda line: None)
+    assert res.ok, res.errors
+    (p,) = res.placements.values()
+    assert p["resources"] == {"CPU": 2.0} and p["gpu_ids"] == [] and p["cuda_visible_devices"] == ""  # no GPU: shown none
+    assert json.loads((tmp_path / "cpu" / "out" / "f0.25_E2" / "complete.json").read_text())["environment"]["threads"] == 2
+
+
+@needs_ray
+def test_ray_resource_flags_are_checked_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = write_sweep(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", str(path), "--out", str(tmp_path / "out"), "--gpus-per-run", "1"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: --gpus-per-run: applies to --executor ray only (the local pool sizes itself to the cores)"
+    with pytest.raises(ConfigError, match=r"^--gpus-per-run: applies to --executor ray only"):
+        run_sweep(path, tmp_path / "out", executor="local", gpus_per_run=1)
+    with pytest.raises(ConfigError, match=r"^--cpus-per-run 0: expected a whole number >= 1$"):
+        run_sweep(path, tmp_path / "out", executor="ray", cpus_per_run=0)
+    spec = {**SWEEP, "base": merge(SWEEP["base"], {"train": {"device": "cuda:1"}})}
+    with pytest.raises(ConfigError, match=r"point f0_E1: train.device = 'cuda:1' with --gpus-per-run 1: Ray shows each task only its own"):
+        run_sweep(write_sweep(tmp_path, spec), tmp_path / "out", executor="ray", gpus_per_run=1)
+    assert not (tmp_path / "out").exists()
+
+
+def _kill_trainer_once(run, step: int):
+    """A started thread that SIGKILLs whoever trains ``run`` once checkpoint ``step`` exists.
+
+    Returns the thread and a dict it fills: ``pids`` killed, ``files`` (inode of each file of
+    checkpoint step/2, to show later it was not rewritten), or ``error``.
+    """
+    import threading
+
+    killed: dict[str, object] = {}
+
+    def kill() -> None:
+        try:
+            _wait_for(lambda: (run.ckpt_dir / f"step_{step:07d}.json").exists() and _trainer_pids(run.path), 300, f"checkpoint {step}")
+            killed["files"] = {f.name: f.stat().st_ino for f in run.ckpt_dir.glob(f"step_{step // 2:07d}*")}
+            killed["pids"] = _trainer_pids(run.path)
+            for pid in killed["pids"]:
+                os.kill(pid, signal.SIGKILL)
+        except BaseException as e:  # reported by the test's thread
+            killed["error"] = e
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread, killed
+
+
+@needs_ray
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks")
+@pytest.mark.timeout(900)
+def test_a_ray_task_lost_more_often_than_ray_retries_is_that_points_error(
+    ray_head: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import repeatlens.sweep as sweep_mod
+    from repeatlens.checkpoints import RunDir
+
+    monkeypatch.setattr(sweep_mod, "RAY_MAX_RETRIES", 0)
+    spec = load_sweep(write_sweep(tmp_path, _long_spec(600, [0.25])))
+    (point,) = spec.points
+    killer, killed = _kill_trainer_once(RunDir(tmp_path / "out" / point.name), 100)
+    res = run_sweep(spec, tmp_path / "out", executor="ray", address=ray_head, progress=False, echo=lambda line: None)
+    killer.join(timeout=60)
+    assert "error" not in killed, killed.get("error")
+    ((name, error),) = res.errors
+    assert name == point.name and error.startswith("Ray task failed (WorkerCrashedError: ") and "\n" not in error, error
+
+
+@needs_ray
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks")
+@pytest.mark.timeout(900)
+def test_a_ray_task_lost_with_its_worker_is_retried_and_resumes_from_its_checkpoint(ray_head: str, tmp_path: Path) -> None:
+    """SIGKILL of the worker process training a point (as when its node is lost): Ray runs the task again."""
+    from repeatlens.checkpoints import RunDir
+    from repeatlens.train import train
+    from tests.test_resume import assert_same_run
+
+    spec = load_sweep(write_sweep(tmp_path, _long_spec(600, [0.25])))
+    (point,) = spec.points
+    run = RunDir(tmp_path / "out" / point.name)
+    killer, killed = _kill_trainer_once(run, 200)
+    res = run_sweep(spec, tmp_path / "out", executor="ray", address=ray_head, progress=False, echo=lambda line: None)
+    killer.join(timeout=60)
+    assert "error" not in killed, killed.get("error")
+    assert res.ok and res.done == [point.name], res.errors
+    assert killed["pids"] and res.placements[point.name]["pid"] not in killed["pids"]  # a new attempt finished it
+    assert {f.name: f.stat().st_ino for f in run.ckpt_dir.glob("step_0000100*")} == killed["files"]  # resumed, not redone
+    reference = train(config_from_dict(point.config), tmp_path / "reference")  # uninterrupted, 1 thread like the task
+    assert_same_run(reference, run)
+
+
+@needs_ray
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks")
+@pytest.mark.timeout(900)
+def test_killing_a_ray_sweep_driver_leaves_no_task_training_and_a_rerun_completes(ray_head: str, tmp_path: Path) -> None:
+    """A real ``repeatlens sweep --executor ray --address`` driver, SIGKILLed while both its points train."""
+    from repeatlens.checkpoints import RunDir
+
+    spec_path = write_sweep(tmp_path, _long_spec(900, [0.25, 0.5]))
+    names = [p.name for p in load_sweep(spec_path).points]
+    out = tmp_path / "out"
+    runs = [RunDir(out / n) for n in names]
+    argv = [str(Path(sys.executable).with_name("repeatlens")), "sweep", str(spec_path), "--out", str(out),
+            "--executor", "ray", "--address", ray_head, "--quiet"]
+    driver = subprocess.Popen(argv, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    trainers: list[int] = []
+    try:
+        _wait_for(lambda: all(r.ckpt_dir.exists() and len(r.checkpoints()) >= 2 and _trainer_pids(r.path) for r in runs), 300,
+                  "both points training")
+        trainers = [pid for r in runs for pid in _trainer_pids(r.path)]
+        first = {f: f.stat().st_ino for r in runs for f in r.ckpt_dir.glob("step_0000150*")}
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=10)
+        _wait_for(lambda: not any(_alive(p) for p in trainers), 30, "the tasks to stop with their driver")
+        snapshot = lambda: sorted((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in out.rglob("*") if f.is_file())  # noqa: E731
+        before = snapshot()
+        time.sleep(3)
+        assert snapshot() == before, "something still writes into the sweep"
+        assert not any(r.is_complete() for r in runs) and not any(_trainer_pids(r.path) for r in runs)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        driver.communicate()
+    res = run_sweep(spec_path, out, executor="ray", address=ray_head, progress=False, echo=lambda line: None)
+    assert res.ok and sorted(res.done) == sorted(names), res.errors
+    assert all(r.is_complete() for r in runs)
+    assert {f: f.stat().st_ino for f in first} == first  # resumed from the checkpoints the killed tasks left
+
+
+@needs_ray
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks")
+@pytest.mark.timeout(900)
+def test_a_ray_sweep_stopped_by_ctrl_c_cancels_its_tasks_though_the_driver_lives_on(ray_head: str, tmp_path: Path) -> None:
+    """As in a notebook: Ctrl-C in run_sweep (raised here from its echo, once a short point is done)."""
+    from repeatlens.checkpoints import RunDir
+
+    spec = _long_spec(3000, [0.25])
+    spec["grid"] = {"mixture.total_tokens": [32 * 8 * 60, 32 * 8 * 3000], **spec["grid"]}
+    points = load_sweep(write_sweep(tmp_path, spec)).points
+    long_run = RunDir(tmp_path / "out" / points[1].name)
+    seen: list[int] = []
+
+    def echo(line: str) -> None:
+        if line.startswith("trained"):
+            _wait_for(lambda: _trainer_pids(long_run.path), 180, "the long point to train")  # its worker may start later
+            seen.extend(_trainer_pids(long_run.path))
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(write_sweep(tmp_path, spec), tmp_path / "out", executor="ray", address=ray_head, gpus_per_run=0,
+                  progress=False, echo=echo)
+    import ray
+
+    assert not ray.is_initialized()
+    _wait_for(lambda: not any(_alive(p) for p in seen) and not _trainer_pids(long_run.path), 30, "the cancelled task to stop")
+    assert not long_run.is_complete()

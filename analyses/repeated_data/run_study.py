@@ -26,13 +26,16 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import repeatlens  # noqa: E402
-from repeatlens.plots import available_figures, write_figures  # noqa: E402
-from repeatlens.study import chance_levels, evaluate_targets, final_table, point_table, targets_markdown  # noqa: E402
+from repeatlens.plots import available_figures, offset_profile, write_figures  # noqa: E402
+from repeatlens.results.reduce import check_scores  # noqa: E402
+from repeatlens.study import chance_levels, circuit_table, circuits_markdown, evaluate_targets, final_table, point_table, targets_markdown  # noqa: E402
 from repeatlens.sweep import available_cores, load_sweep  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FIGURES = ("loss_vs_repeat_count", "disproportionate_damage", "displacement",
-           "score_trajectories_induction", "score_trajectories_test_loss", "head_heatmap_induction")
+           "score_trajectories_induction", "score_trajectories_shifted_induction", "score_trajectories_test_loss",
+           "head_heatmap_induction")
+PROBE = "synthetic"  # a synthetic-only run: the source's ids are the vocabulary less BOS, as for the uniform probe
 
 
 def main() -> None:
@@ -53,30 +56,38 @@ def main() -> None:
     base = spec.base
     vocab = base["data"]["synthetic"]["vocab_size"] if base["data"]["source"] == "synthetic" else base["data"]["vocab_size"]
     chance = chance_levels(vocab, base["model"]["n_ctx"])
-    targets = evaluate_targets(scores, metrics, chance=chance)
+    targets = evaluate_targets(scores, metrics, chance=chance, probe=PROBE)
 
     res = args.results / "results"
     res.mkdir(parents=True, exist_ok=True)
-    final = final_table(scores)
+    final = final_table(scores, metrics, probe=PROBE)
     points = point_table(final)
+    named = circuit_table(scores, PROBE)
+    named.to_csv(res / "circuits.csv", index=False, float_format="%.4g")
     final.to_csv(res / "final_runs.csv", index=False, float_format="%.5g")
     points.to_csv(res / "points.csv", index=False, float_format="%.5g")
     traj = metrics[metrics.split.isin(["test", "repeated"])].dropna(subset=["loss"])
     traj[["run_id", "repeated_fraction", "repeat_count", "seed", "step", "tokens_seen", "split", "loss"]].to_csv(
         res / "loss_trajectories.csv", index=False, float_format="%.5g")
-    best = scores[scores.metric.isin(["induction", "prefix_matching", "previous_token"])]
+    s = check_scores(scores, PROBE)
+    best = s[s.metric.isin(["induction", "shifted_induction", "prefix_matching", "previous_token"])]
     best = best.groupby(["run_id", "repeated_fraction", "repeat_count", "seed", "step", "metric"]).value.max().reset_index()
     best.to_csv(res / "best_head_trajectories.csv", index=False, float_format="%.5g")
     (res / "targets.json").write_text(json.dumps(
         [{"name": t.name, "held": t.held, "statement": t.statement, "detail": t.detail, "numbers": t.numbers} for t in targets],
         indent=2) + "\n")
 
-    figs = available_figures(scores, metrics)
+    figs = available_figures(s, metrics)
     chosen = {k: figs[k] for k in FIGURES if k in figs}
+    control0 = next((r for r in named.run_id if r.startswith("f0_") and r.endswith("_s0")), None)
+    if control0 is not None:  # the control whose circuit is shifted (NOTES.md): its attention by offset
+        chosen["offset_profile_control_s0"] = offset_profile(s, control0)
+        prof = s[(s.run_id == control0) & (s.metric == "offset_profile") & (s.step == s.step.max())]
+        prof.to_csv(res / "offset_profile_control_s0.csv", index=False, float_format="%.4g")
     formats = [f for f in args.formats.split(",") if f]
     written = write_figures(chosen, res / "figures", formats=formats) if formats else {}
     elapsed = time.perf_counter() - t0
-    write_results_md(args, spec, sweep, targets, points, chance, written, elapsed)
+    write_results_md(args, spec, sweep, targets, points, chance, written, elapsed, named)
     print(targets_markdown(targets))
     print(f"\nwrote {args.results / 'RESULTS.md'} and {res} in {elapsed / 60:.1f} min")
 
@@ -105,7 +116,7 @@ def _train_seconds(out: Path) -> float:
 
 
 def _points_markdown(points: pd.DataFrame) -> str:
-    cols = ["test_loss", "repeated_loss", "induction", "prefix_matching", "copying_gain"]
+    cols = ["test_loss", "repeated_loss", "induction", "shifted_induction", "prefix_matching", "copying_gain"]
     head = "| f | E | seeds | " + " | ".join(cols) + " |\n|" + "---|" * (3 + len(cols)) + "\n"
     rows = []
     for r in points.itertuples(index=False):
@@ -114,7 +125,7 @@ def _points_markdown(points: pd.DataFrame) -> str:
     return head + "\n".join(rows)
 
 
-def write_results_md(args, spec, sweep, targets, points, chance, written, elapsed: float) -> None:
+def write_results_md(args, spec, sweep, targets, points, chance, written, elapsed: float, named=None) -> None:
     rel = lambda p: os.path.relpath(p, args.results)  # noqa: E731
     figs = "\n".join(f"![{name}]({rel(paths[0])})" for name, paths in written.items() if paths and paths[0].suffix == ".png")
     notes = (HERE / "NOTES.md").read_text() if (args.results == HERE and (HERE / "NOTES.md").exists()) else ""
@@ -133,6 +144,14 @@ mean ± half the seed range at the final checkpoint.
 ## Final checkpoint, per grid point
 
 {_points_markdown(points)}
+
+## Which copying circuit each run formed, and when
+
+Named from the offset profile (`repeatlens.results.circuits`) on the `{PROBE}` probe: a later
+head attending at offset L-1-d from the second copy of [BOS, r, r] paired with an earlier
+head attending d+1 back; d = 0 is canonical induction.
+
+{circuits_markdown(named) if named is not None else ""}
 
 Chance levels (uniform causal attention on the same probes): induction {chance['induction']:.3f},
 prefix-matching {chance['prefix_matching']:.3f}, previous-token {chance['previous_token']:.3f}.

@@ -1,14 +1,18 @@
 """repeatlens: what repeating a small fraction of the training data does inside a model.
 
 The notebook API mirrors the command line, and importing the package is cheap: each name
-below is imported (with torch) on first use.
+below is imported (with torch) on first use::
+
+    import repeatlens
+    run = repeatlens.load_run("runs/f0.1_E100")                  # a RunDir
+    repeatlens.analyze("sweeps/tiny")                            # score every checkpoint
+    scores = repeatlens.load_scores("sweeps/tiny", probe="synthetic")   # tidy DataFrame, one probe
+    metrics = repeatlens.load_metrics("sweeps/tiny")             # training losses
+    repeatlens.run_sweep("analyses/configs/tiny_sweep.yaml", "sweeps/tiny")
 
     >>> import repeatlens
-    >>> run = repeatlens.load_run("runs/f0.1_E100")          # a RunDir
-    >>> repeatlens.analyze("sweeps/tiny")                    # score every checkpoint
-    >>> scores = repeatlens.load_scores("sweeps/tiny")       # tidy pandas DataFrame
-    >>> metrics = repeatlens.load_metrics("sweeps/tiny")     # training losses
-    >>> repeatlens.run_sweep("analyses/configs/tiny_sweep.yaml", "sweeps/tiny")
+    >>> sorted(repeatlens.__all__)
+    ['analyze', 'load_metrics', 'load_run', 'load_scores', 'load_sweep', 'run_sweep']
 """
 
 from __future__ import annotations

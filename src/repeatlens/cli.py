@@ -1,4 +1,4 @@
-"""Command line: ``repeatlens train | data prepare | info | demo | score | analyze | sweep | plot | report | fit``.
+"""Command line: ``repeatlens train | data prepare | info | verify | demo | score | analyze | sweep | plot | report | fit``.
 
 Expected faults (a bad config, a missing corpus, a corrupt checkpoint) print one line,
 ``error: …``, and exit with code 2; there is no traceback for them.
@@ -68,6 +68,22 @@ ProbeLenOpt = typer.Option(None, "--probe-len", min=2, help="Copy length L of th
 ProbeBatchOpt = typer.Option(16, "--probe-batch", min=1, help="Probe rows of each kind")
 ProbeSeedOpt = typer.Option(0, "--probe-seed", help="Seed of the probe draw")
 DeviceOpt = typer.Option("auto", "--device", help="torch device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+
+
+@app.command()
+def verify(
+    run_dir: Path = typer.Argument(..., help="Run directory"),
+    replay: Optional[List[int]] = typer.Option(None, "--replay", help="Retrain from the checkpoint before step K to K and compare bit for bit (repeatable)"),
+) -> None:
+    """Re-hash every checkpoint and the data against their records; optionally replay steps. Exit 1 on any finding."""
+    from repeatlens.verify import verify_run
+
+    res = verify_run(run_dir, replay or ())
+    for finding in res.findings:
+        typer.echo(str(finding))
+    typer.echo(res.summary())
+    if not res.ok:
+        sys.exit(1)
 
 
 @app.command()
@@ -242,6 +258,8 @@ def sweep(
     executor: str = typer.Option("local", "--executor", help="local (process pool) or ray"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray instance)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Points run at once (default: the cores)"),
+    gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="Ray: GPUs per point (default: 1 if the cluster has GPUs, else 0)"),
+    cpus_per_run: Optional[int] = typer.Option(None, "--cpus-per-run", help="Ray: CPUs (= torch threads) per point (default 1)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the grid points and stop"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar"),
 ) -> None:
@@ -254,7 +272,8 @@ def sweep(
             typer.echo(f"{p.name}\t" + " ".join(f"{k}={v}" for k, v in p.values.items()))
         typer.echo(f"{len(parsed.points)} points")
         return
-    res = run_sweep(parsed, out, executor=executor, address=address, workers=workers, progress=not quiet)
+    res = run_sweep(parsed, out, executor=executor, address=address, workers=workers, gpus_per_run=gpus_per_run,
+                    cpus_per_run=cpus_per_run, progress=not quiet)
     typer.echo(
         f"sweep {out}: {len(res.done)} point(s) run, {len(res.skipped)} already complete, {len(res.errors)} failed "
         f"({res.seconds / 60:.1f} min)"
@@ -296,6 +315,7 @@ def run_summary(run_dir: Path) -> str:
         f"checkpoints {len(ckpts)}: steps {', '.join(str(c.step) for c in ckpts[:6])}"
         + (f", … {ckpts[-1].step}" if len(ckpts) > 6 else ""),
     ]
+    lines += _environment_lines(run, ckpts)
     if len(met):
         last = met[met.step == met.step.max()]
         losses = ", ".join(f"{r.split} {r.loss:.4f}" for r in last.itertuples())
@@ -303,9 +323,43 @@ def run_summary(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _environment_lines(run, ckpts) -> list[str]:
+    """What the run's result depends on (threads, device, versions, deterministic mode), from its records."""
+    import json
+
+    from repeatlens.determinism import run_environment_lines
+
+    complete = json.loads(run.complete_path.read_text()) if run.is_complete() else None
+    return run_environment_lines(complete, [c.sidecar for c in ckpts])
+
+
+def _one_line_warnings() -> None:
+    """Show repeatlens' own warnings as ``warning: <message>``, one line, as errors are shown."""
+    import warnings
+
+    from repeatlens.determinism import ReproducibilityWarning
+
+    default = warnings.showwarning
+    if getattr(default, "repeatlens_one_line", False):  # main() called again in this process
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ReproducibilityWarning):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show.repeatlens_one_line = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: runs the typer app, turning RepeatlensError into one line and exit 2."""
+    from repeatlens.determinism import prepare_process
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    prepare_process()  # before torch starts CUDA: deterministic cuBLAS
+    _one_line_warnings()
     try:
         code = app(args=argv, standalone_mode=False)
     except RepeatlensError as e:

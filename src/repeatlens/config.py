@@ -90,6 +90,10 @@ class ModelConfig(BaseModel):
 
         Args:
             d_vocab: vocabulary size when ``self.d_vocab`` is not set.
+
+        >>> cfg = ModelConfig(preset="rot2-d64")
+        >>> cfg.n_params(1024), cfg.n_params(1024, embeddings=False)
+        (165760, 33664)
         """
         vocab = d_vocab if d_vocab is not None else self.d_vocab
         if vocab is None:
@@ -185,6 +189,9 @@ class CheckpointSchedule(BaseModel):
 
     steps = {0} ∪ {round(10^x) : x evenly spaced in [0, log10(T)], ``log_count`` points}
             ∪ {k·``every`` : k ≥ 1} ∪ {T}, for T total steps.
+
+    >>> CheckpointSchedule(log_count=4, every=40).steps(100)
+    [0, 1, 5, 22, 40, 80, 100]
     """
 
     model_config = _STRICT
@@ -232,6 +239,7 @@ class TrainConfig(BaseModel):
     checkpoints: CheckpointSchedule = CheckpointSchedule()
     fast_attention: bool = Field(True, description="fused SDPA path while no hooks are attached")
     compile: bool = False
+    deterministic: bool = Field(True, description="torch deterministic algorithms: bit-identical reruns at a fixed thread count and device")
     progress: bool = True
     wandb: WandbConfig = WandbConfig()
 

@@ -97,6 +97,11 @@ def parse_revision(name: str) -> Optional[Revision]:
     ``step1000``, ``step_1000``, ``global_step1000``, ``step1000-tokens4B`` (4 x 10^9
     tokens; K, M, B/G, T suffixes, or a plain count), ``stage1-step1000-tokens4B``,
     ``checkpoint-1000``, ``iter_0001000``, ``ckpt_1000``; a ``.pt`` suffix is ignored.
+
+    >>> parse_revision("stage1-step20000-tokens84B")
+    Revision(name='stage1-step20000-tokens84B', step=20000, tokens=84000000000)
+    >>> parse_revision("checkpoint-1000").step, parse_revision("iter_0001000").step, parse_revision("main")
+    (1000, 1000, None)
     """
     stem = name[:-3] if name.endswith(".pt") else name
     for pat in _REVISION_PATTERNS:

@@ -41,6 +41,8 @@ __all__ = [
     "evaluate_scaling",
     "fit_sweep",
     "targets_markdown",
+    "circuit_table",
+    "circuits_markdown",
 ]
 
 STUDY_QUANTITIES = ("test_loss", "repeated_loss", "induction", "shifted_induction", "prefix_matching", "previous_token",
@@ -454,3 +456,49 @@ def fit_sweep(path, *, loss: Optional[str] = None, fraction: Optional[float] = N
     except reduce.MissingDataError:
         runs = None
     return SweepFit(targets, runs, loss)
+
+
+# --------------------------------------------------------------------------------- circuits
+
+
+def circuit_table(scores: pd.DataFrame, probe: Optional[str] = None) -> pd.DataFrame:
+    """Per run: the copying circuit at its last checkpoint and when it formed.
+
+    ``kind`` is ``canonical`` (induction: a later head at offset L-1, an earlier head one
+    back), ``shifted`` (by ``d``: offset L-1-d and d+1 back) or ``none``, read off the
+    offset profile by :func:`repeatlens.results.circuits` on one probe; ``head`` and
+    ``partner`` name the pair with the highest later-head score, ``formed_at`` is the first
+    scored checkpoint with the same circuit. Counting these per seed tells which circuit a
+    regime forms: the offset-(L-1) induction score alone misses the shifted ones.
+    """
+    s = reduce.check_scores(scores, probe)
+    found = reduce.circuits(s)
+    cols = [c for c in ("run_id", "model_preset", SIZE, "repeated_fraction", "repeat_count", "seed") if c in s.columns]
+    runs = s[cols].drop_duplicates("run_id")
+    rows = []
+    for r in runs.to_dict("records"):
+        mine = found[found.run_id == r["run_id"]]
+        last = s.loc[s.run_id == r["run_id"], "step"].max()
+        at_end = mine[mine.step == last].sort_values("score", ascending=False)
+        row = {**r, "kind": "none", "d": np.nan, "head": "", "partner": "", "score": np.nan, "formed_at": np.nan}
+        if len(at_end):
+            best = at_end.iloc[0]
+            same = mine[(mine.kind == best.kind) & (mine.d == best.d)]
+            row.update(kind=best.kind, d=int(best.d), head=f"L{int(best.layer)}.H{int(best['head'])}",
+                       partner=f"L{int(best.partner_layer)}.H{int(best.partner_head)}", score=float(best.score),
+                       formed_at=int(same.step.min()))
+        rows.append(row)
+    order = [c for c in (SIZE, "repeated_fraction", "repeat_count", "seed") if c in cols]
+    return pd.DataFrame(rows).sort_values(order).reset_index(drop=True)
+
+
+def circuits_markdown(table: pd.DataFrame) -> str:
+    """:func:`circuit_table` as a markdown table."""
+    head = "| run | circuit at the end | later head | earlier head | score | formed by step |\n|---|---|---|---|---|---|\n"
+    rows = []
+    for r in table.itertuples(index=False):
+        kind = {"none": "none", "canonical": "canonical induction"}.get(r.kind, f"induction shifted by {int(r.d) if pd.notna(r.d) else '?'}")
+        formed = f"{int(r.formed_at)}" if pd.notna(r.formed_at) else "–"
+        score = f"{r.score:.2f}" if pd.notna(r.score) else "–"
+        rows.append(f"| {r.run_id} | {kind} | {r.head or '–'} | {r.partner or '–'} | {score} | {formed} |")
+    return head + "\n".join(rows)

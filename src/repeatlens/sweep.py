@@ -27,9 +27,17 @@ Executors:
 * ``local``: a ``ProcessPoolExecutor`` (spawn) sized to the cores, each worker with
   ``cores // workers`` torch threads; one worker runs in-process, on the caller's torch
   thread count (``torch.set_num_threads`` / ``OMP_NUM_THREADS``), which it leaves unchanged.
-* ``ray``: one Ray task (1 CPU) per point, on a local Ray instance or the cluster at
-  ``address``. Workers write to the run directories directly, so ``OUT`` must be on a
-  filesystem every node sees, and repeatlens must be installed on every node.
+* ``ray``: one Ray task per point, on a local Ray instance or the cluster at ``address``,
+  each requesting ``cpus_per_run`` CPUs (default 1; its torch thread count) and
+  ``gpus_per_run`` GPUs (default 1 when the cluster has GPUs, else 0). Ray gives a task
+  with GPUs its own devices (``CUDA_VISIBLE_DEVICES``), so ``train.device: auto`` trains
+  each point on its own GPU; a task without GPUs is shown none, so points never pile onto
+  GPU 0. A task lost with its worker or node is retried by Ray (``RAY_MAX_RETRIES``) and
+  resumes from the point's last checkpoint. A driver that dies takes its tasks with it
+  (Ray ends a dead driver's job and its workers); one that stops on an exception or Ctrl-C
+  cancels its pending tasks first. Workers write to the run directories directly, so
+  ``OUT`` must be on a filesystem every node sees, and repeatlens must be installed on
+  every node.
 """
 
 from __future__ import annotations
@@ -89,6 +97,9 @@ class SweepResult:
         failures: checkpoints that could not be scored (file, reason).
         tables: the joined tables at the sweep root.
         seconds: wall time.
+        placements: Ray executor only: per point, what its task was given, read inside the
+            task (``resources``, ``gpu_ids``, ``cuda_visible_devices``, ``threads``,
+            ``node_id``, ``pid``, ``start`` / ``end`` wall-clock times).
     """
 
     out: Path
@@ -98,6 +109,7 @@ class SweepResult:
     failures: list[Any] = field(default_factory=list)
     tables: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    placements: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -236,6 +248,9 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     out: dict[str, Any] = {"name": task["name"], "ok": True, "error": None, "traceback": None, "failures": [], "trained": False}
     try:
+        from repeatlens.determinism import prepare_process
+
+        prepare_process()  # before torch starts CUDA in this worker
         import torch
 
         if task.get("threads"):
@@ -305,8 +320,47 @@ def _execute_local(tasks: list[dict[str, Any]], workers: int, on_done: Callable[
             on_done(fut.result())
 
 
+#: Ray retries a task this many times when its worker or node is lost (not on exceptions:
+#: run_point reports those itself); each retry resumes the point from its last checkpoint.
+RAY_MAX_RETRIES = 3
+
+
+def _ray_task(task: dict[str, Any]) -> dict[str, Any]:
+    """One grid point as a Ray task: :func:`run_point`, plus what Ray gave the task (``placement``).
+
+    A task that was given no GPU is shown none (``CUDA_VISIBLE_DEVICES=""``, before torch
+    starts CUDA), so ``train.device: auto`` trains it on the CPU instead of on GPU 0 of
+    its node next to every other point.
+    """
+    import ray
+
+    ctx = ray.get_runtime_context()
+    gpu_ids = [str(i) for i in ctx.get_accelerator_ids().get("GPU", [])]
+    if not gpu_ids:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    placement = {
+        "resources": dict(ctx.get_assigned_resources()),
+        "gpu_ids": gpu_ids,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "threads": task.get("threads"),
+        "node_id": ctx.get_node_id(),
+        "pid": os.getpid(),
+        "start": time.time(),
+    }
+    out = run_point(task)
+    out["placement"] = {**placement, "end": time.time()}
+    return out
+
+
 def _execute_ray(
-    tasks: list[dict[str, Any]], address: Optional[str], num_cpus: int, on_done: Callable[[dict[str, Any]], None]
+    tasks: list[dict[str, Any]],
+    address: Optional[str],
+    num_cpus: int,
+    on_done: Callable[[dict[str, Any]], None],
+    *,
+    cpus_per_run: int = 1,
+    gpus_per_run: Optional[float] = None,
+    say: Callable[[str], None] = print,
 ) -> None:
     try:
         import ray
@@ -317,17 +371,44 @@ def _execute_ray(
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            # "local": always a new instance, never a cluster a stale /tmp/ray/ray_current_cluster points to
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         started = True
+    pending: dict[Any, dict[str, Any]] = {}
     try:
-        remote = ray.remote(num_cpus=1)(run_point)
-        pending = [remote.remote(task) for task in tasks]
+        if gpus_per_run is None:
+            gpus_per_run = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+            if gpus_per_run:
+                say("the Ray cluster has GPUs: one per point (--gpus-per-run 1)")
+        remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=RAY_MAX_RETRIES)(_ray_task)
+        pending = {remote.remote(task): task for task in tasks}
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            on_done(ray.get(ready[0]))
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            task = pending.pop(ready[0])
+            try:
+                result = ray.get(ready[0])
+            except ray.exceptions.RayError as e:  # lost more times than Ray retries, or cancelled
+                text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()  # the last line names the cause
+                result = {"name": task["name"], "ok": False, "error": f"Ray task failed ({type(e).__name__}: {text[-1] if text else ''})",
+                          "traceback": None, "failures": [], "trained": False, "seconds": 0.0}
+            on_done(result)
     finally:
+        for ref in pending:  # stopped early (an exception, Ctrl-C): no task trains on without us
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
+
+
+def _check_devices_for_ray_gpus(points: list[SweepPoint], gpus: float) -> None:
+    """With GPUs per task, Ray picks each point's devices: ``train.device`` must let it (auto, cuda, cuda:0)."""
+    for p in points:
+        device = p.config["train"]["device"]
+        if device not in ("auto", "cuda", "cuda:0"):
+            raise ConfigError(
+                f"point {p.name}: train.device = {device!r} with --gpus-per-run {gpus:g}: Ray shows each task only its own "
+                f"GPU(s), as cuda:0 onwards; expected auto or cuda (or --gpus-per-run 0)"
+            )
 
 
 # ------------------------------------------------------------------------------- driver
@@ -340,6 +421,8 @@ def run_sweep(
     executor: str = "local",
     address: Optional[str] = None,
     workers: Optional[int] = None,
+    gpus_per_run: Optional[float] = None,
+    cpus_per_run: Optional[int] = None,
     progress: bool = True,
     echo: Optional[Callable[[str], None]] = None,
 ) -> SweepResult:
@@ -352,6 +435,10 @@ def run_sweep(
         address: Ray cluster address (``"auto"``, ``"ray://host:10001"``); default a local
             Ray instance with ``workers`` CPUs.
         workers: parallel points; default the number of cores (capped at the points).
+        gpus_per_run: Ray only: GPUs each point's task requests (fractions share a GPU);
+            default 1 when the cluster has GPUs, else 0.
+        cpus_per_run: Ray only: CPUs each point's task requests, and its torch thread
+            count; default 1.
         progress: progress bar over points.
         echo: where per-point lines go (default: written above the progress bar).
 
@@ -368,8 +455,17 @@ def run_sweep(
 
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor {executor!r}: expected local or ray")
+    if executor != "ray" and (gpus_per_run is not None or cpus_per_run is not None):
+        flag = "--gpus-per-run" if gpus_per_run is not None else "--cpus-per-run"
+        raise ConfigError(f"{flag}: applies to --executor ray only (the local pool sizes itself to the cores)")
+    if gpus_per_run is not None and gpus_per_run < 0:
+        raise ConfigError(f"--gpus-per-run {gpus_per_run:g}: expected a number >= 0 (a fraction shares a GPU)")
+    if cpus_per_run is not None and cpus_per_run < 1:
+        raise ConfigError(f"--cpus-per-run {cpus_per_run}: expected a whole number >= 1")
     if not isinstance(spec, SweepSpec):
         spec = load_sweep(spec)
+    if gpus_per_run:
+        _check_devices_for_ray_gpus(spec.points, gpus_per_run)
     out = Path(out).resolve()
     t0 = time.perf_counter()
     result = SweepResult(out)
@@ -392,9 +488,9 @@ def run_sweep(
 
     cores = available_cores()
     n = max(1, min(workers or cores, len(tasks) or 1))
-    for task in tasks:  # Ray gives each task 1 CPU (and sets OMP_NUM_THREADS=1 there)
+    for task in tasks:  # a Ray task runs on the CPUs it requested (Ray sets OMP_NUM_THREADS to them too)
         # one local worker runs in this process: keep the caller's torch thread count
-        task["threads"] = 1 if executor == "ray" else (None if n == 1 else max(1, cores // n))
+        task["threads"] = (cpus_per_run or 1) if executor == "ray" else (None if n == 1 else max(1, cores // n))
     if result.skipped:
         say(f"{len(result.skipped)} of {len(spec.points)} points already complete and scored")
 
@@ -403,6 +499,8 @@ def run_sweep(
     def on_done(r: dict[str, Any]) -> None:
         bar.update(1)
         result.failures += [Failure(path, reason) for path, reason in r["failures"]]
+        if r.get("placement"):
+            result.placements[r["name"]] = r["placement"]
         if r["ok"]:
             result.done.append(r["name"])
             say(f"{'trained' if r['trained'] else 'analysed'} {r['name']} ({r['seconds']:.1f} s)")
@@ -412,7 +510,8 @@ def run_sweep(
 
     try:
         if tasks and executor == "ray":
-            _execute_ray(tasks, address, n if workers else cores, on_done)
+            _execute_ray(tasks, address, n if workers else cores, on_done, cpus_per_run=cpus_per_run or 1,
+                         gpus_per_run=gpus_per_run, say=say)
         elif tasks:
             _execute_local(tasks, n, on_done)
     finally:

@@ -5,7 +5,9 @@ spec never leaves a half-written run directory), trains with AdamW, warmup then 
 linear decay and gradient clipping, evaluates test and repeated-subset loss at every
 checkpoint, and saves checkpoints on the declared schedule. Run it again on the same
 directory to continue an unfinished run from its last checkpoint (bit-identical to an
-uninterrupted run on the same device), or to do nothing for a finished one.
+uninterrupted run on the same device and thread count: training runs under torch's
+deterministic algorithms, see :mod:`repeatlens.determinism`), or to do nothing for a
+finished one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from repeatlens import determinism
 from repeatlens import model as adapter
 from repeatlens.checkpoints import RunDir, load_train_state, restore_optimizer, save_checkpoint
 from repeatlens.config import RunConfig
@@ -205,7 +208,8 @@ def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, s
             held.enter_context(file_lock(run.path / TRAIN_LOCK, timeout=0))
         except LockTimeout as e:
             raise LockTimeout(f"{run.path}: another process is training this run already; wait for it or stop it ({e})") from None
-        return _train(cfg, run, progress, stop_after)
+        with determinism.deterministic_algorithms(cfg.train.deterministic, resolve_device(cfg.train.device)):
+            return _train(cfg, run, progress, stop_after)
 
 
 def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Optional[int]) -> RunDir:
@@ -217,6 +221,7 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
     t = cfg.train
     man = run.manifest()
     device = resolve_device(t.device)
+    env = determinism.environment(device)  # what bit-identity is promised for: sidecars and complete.json record it
     pool, schedule = run.pool(), np.load(run.schedule_path)
     total_steps, ckpt_steps = man.total_steps, set(man.checkpoint_steps)
     b, seq_len = t.batch_size, man.seq_len
@@ -242,6 +247,7 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
         restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items()}, groups)
         torch.set_rng_state(tensors["rng.torch"])
         start = last.step
+        determinism.warn_if_changed(last.sidecar.get("environment"), env, f"{run.path}: resuming from step {start}")
         rows = [r for r in run.metrics().to_dict("records") if r["step"] <= start]
 
     wandb_run = _wandb_init(cfg, run, start) if t.wandb.enabled else None
@@ -259,7 +265,7 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
     def checkpoint(step: int, tokens_seen: int) -> None:
         evaluate(step, tokens_seen)
         _write_metrics(run, rows)  # before the sidecar: a counted checkpoint always has its metrics
-        save_checkpoint(run, model, step, tokens_seen, opt)
+        save_checkpoint(run, model, step, tokens_seen, opt, extra={"environment": env})
 
     if not done and 0 in ckpt_steps:
         checkpoint(0, 0)
@@ -318,6 +324,7 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
             "first_step_seconds": first_s,
             "steady_tokens_per_s": (tok0 - first_tok) / max(elapsed - first_s, 1e-9),
             "device": device,
+            "environment": env,
         },
     )
     if wandb_run:

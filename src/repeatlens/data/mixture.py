@@ -68,7 +68,12 @@ class MixturePlan:
 
 
 def plan_mixture(mix: MixtureConfig, seq_len: int) -> MixturePlan:
-    """Turn (D, f, E) into whole-sequence counts, or raise a ConfigError naming the numbers."""
+    """Turn (D, f, E) into whole-sequence counts, or raise a ConfigError naming the numbers.
+
+    >>> plan = plan_mixture(MixtureConfig(total_tokens=128_000, repeated_fraction=0.1, repeat_count=10), seq_len=128)
+    >>> plan.n_total, plan.n_repeated, plan.n_unique, plan.repeated_tokens
+    (1000, 10, 900, 1280)
+    """
     n_total = mix.total_tokens // seq_len
     if n_total < 1:
         raise ConfigError(f"mixture.total_tokens = {mix.total_tokens} is below one sequence of data.seq_len = {seq_len} tokens")

@@ -491,7 +491,12 @@ class Peak:
 
 
 def peak_of(repeat_counts: Sequence[float] | np.ndarray, loss: Sequence[float] | np.ndarray, control: float) -> Peak:
-    """The :class:`Peak` of mean losses ``loss`` at ``repeat_counts`` against ``control``."""
+    """The :class:`Peak` of mean losses ``loss`` at ``repeat_counts`` against ``control``.
+
+    >>> p = peak_of([1, 10, 100, 1000], [3.0, 3.5, 3.9, 3.2], control=3.0)
+    >>> p.E_grid, p.interior, round(p.rise, 3), round(p.E)
+    (100.0, True, 0.9, 73)
+    """
     order = np.argsort(np.asarray(repeat_counts, dtype=float))
     x = np.log10(np.asarray(repeat_counts, dtype=float)[order])
     y = np.asarray(loss, dtype=float)[order]

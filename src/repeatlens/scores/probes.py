@@ -141,6 +141,11 @@ class ProbeSpec:
 
         Raises:
             ConfigError: an unknown family or a malformed setting.
+
+        >>> ProbeSpec.parse("text:L20")
+        ProbeSpec(family='text', copy_len=20, batch=16, seed=0)
+        >>> ProbeSpec("synthetic").resolved(128).key
+        'synthetic:L50:B16:s0'
         """
         parts = [p for p in str(text).strip().split(":") if p]
         if not parts:
@@ -190,7 +195,7 @@ class ProbeSource:
         return {
             "train": "no training tokens are known (a run directory has them; other people's checkpoints need --tokens)",
             "synthetic": "the run has no synthetic share",
-            "text": "no held-out natural text is known (a run on a corpus has it; other people's checkpoints need --tokens)",
+            "text": "no held-out natural text is known (a synthetic-only run has none; other people's checkpoints need --tokens)",
         }.get(family, "")
 
 

@@ -1,0 +1,119 @@
+"""``repeatlens verify``: hashes against the records, and replays compared bit for bit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from repeatlens.checkpoints import RunDir
+from repeatlens.io import sha256_file
+from repeatlens.train import train
+from tests.conftest import tiny_config
+from tests.test_cli import _run
+
+# tiny_config(): 12 steps, checkpoints at 0, 1, 3, 5, 10, 12
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
+    return train(tiny_config(), tmp_path_factory.mktemp("verify") / "run")
+
+
+@pytest.fixture
+def copy(trained: RunDir, tmp_path: Path) -> RunDir:
+    """A copy of the trained run to damage."""
+    return RunDir(shutil.copytree(trained.path, tmp_path / trained.path.name))
+
+
+def _flip_byte(path: Path, offset: int = -9) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_sound_run_verifies_clean_and_replays_bit_identical(trained: RunDir, capsys) -> None:
+    assert [c.step for c in trained.checkpoints()] == [0, 1, 3, 5, 10, 12]
+    code, out, err = _run(["verify", str(trained.path), "--replay", "10", "--replay", "12"], capsys)
+    assert code == 0, out + err
+    assert out.splitlines() == [
+        f"verified {trained.path}: pool and schedule, 6 checkpoint(s), replay of step 10 bit-identical, "
+        "replay of step 12 bit-identical: no findings"
+    ]
+
+
+@pytest.mark.parametrize(
+    "target, problem",
+    [
+        ("checkpoints/step_0000005.safetensors", "sha256 does not match its sidecar (corrupted or truncated file)"),
+        ("checkpoints/step_0000010.train.safetensors", "sha256 does not match its sidecar's train_state (corrupted or truncated file)"),
+        ("data/pool.npy", "sha256 does not match manifest.json pool.sha256"),
+    ],
+)
+def test_a_flipped_byte_is_one_finding_naming_the_file(copy: RunDir, capsys, target: str, problem: str) -> None:
+    _flip_byte(copy.path / target)
+    code, out, _ = _run(["verify", str(copy.path)], capsys)
+    assert code == 1
+    lines = out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{copy.path / target}: {problem}"), lines
+    assert lines[1].endswith(": 1 finding(s)")
+
+
+def test_a_reordered_schedule_is_found(copy: RunDir, capsys) -> None:
+    schedule = np.load(copy.schedule_path)
+    i = int(np.flatnonzero(schedule != schedule[0])[0])
+    schedule[[0, i]] = schedule[[i, 0]]  # the same rows, two swapped in order
+    np.save(copy.schedule_path, schedule)
+    code, out, _ = _run(["verify", str(copy.path)], capsys)
+    assert code == 1
+    assert out.splitlines()[0] == f"{copy.schedule_path}: schedule hash does not match manifest.json schedule.sha256 " \
+                                  f"({copy.manifest().schedule['sha256'][:16]}…)"
+    assert len(out.splitlines()) == 2
+
+
+def test_a_missing_checkpoint_is_found(copy: RunDir, capsys) -> None:
+    for f in copy.ckpt_dir.glob("step_0000005.*"):
+        f.unlink()
+    code, out, _ = _run(["verify", str(copy.path)], capsys)
+    assert code == 1
+    assert out.splitlines()[0] == f"{copy.ckpt_dir / 'step_0000005.json'}: missing: manifest.json declares a checkpoint at step 5"
+
+
+def test_a_replay_mismatch_is_found_though_every_hash_agrees(copy: RunDir, capsys) -> None:
+    """Injected: step 10's saved weights nudged by one float32 ulp in one element, sidecar re-hashed to match."""
+    info = copy.checkpoint(10)
+    tensors = load_file(str(info.weights_path))
+    name = "blocks.0.attn.W_Q"
+    before = tensors[name].flatten()[3].clone()
+    flat = tensors[name].flatten()
+    flat[3] = torch.nextafter(flat[3], torch.tensor(float("inf")))
+    tensors[name] = flat.reshape(tensors[name].shape)
+    ulp = float(flat[3].double() - before.double())
+    assert ulp > 0
+    save_file(tensors, str(info.weights_path))
+    sidecar = copy.ckpt_dir / "step_0000010.json"
+    meta = json.loads(sidecar.read_text())
+    meta["sha256"] = sha256_file(info.weights_path)
+    sidecar.write_text(json.dumps(meta))
+
+    code, out, _ = _run(["verify", str(copy.path)], capsys)  # the hashes alone cannot see it
+    assert code == 0, out
+    code, out, _ = _run(["verify", str(copy.path), "--replay", "10"], capsys)
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0] == f"replay step 10 from step 5: 1 of {len(tensors)} weight tensors differ (largest |diff| {ulp:.3g} in {name})"
+    assert len(lines) == 2 and lines[1].endswith("replay of step 10: 1 finding(s)")
+
+
+def test_replays_that_cannot_be_carried_out_are_one_line_errors(trained: RunDir, tmp_path: Path, capsys) -> None:
+    code, _, err = _run(["verify", str(trained.path), "--replay", "7"], capsys)
+    assert code == 2 and err.strip() == f"error: {trained.path}: --replay 7: no checkpoint at step 7; steps saved: 0, 1, 3, 5, 10, 12"
+    code, _, err = _run(["verify", str(trained.path), "--replay", "0"], capsys)
+    assert code == 2 and err.strip() == f"error: {trained.path}: --replay 0: no checkpoint with training state before step 0 to replay from"
+    code, _, err = _run(["verify", str(tmp_path)], capsys)
+    assert code == 2 and err.strip() == f"error: {tmp_path}: not a repeatlens run directory (no config.yaml and manifest.json)"
