@@ -146,7 +146,7 @@ def point_name(values: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "-", name)
 
 
-def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]], where: str = "sweep") -> list[SweepPoint]:
+def expand_grid(base: dict[str, Any], grid: dict[str, Any], where: str = "sweep") -> list[SweepPoint]:
     """Every point of the grid over ``base``, validated, controls deduplicated.
 
     Raises:

@@ -15,7 +15,6 @@ import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import plotly.graph_objects as go
 
@@ -159,7 +158,7 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "figure"
 
 
-def write_html(fig: go.Figure, path: Path, include_plotlyjs: Literal[True, "directory"] = "directory") -> Path:
+def write_html(fig: go.Figure, path: Path, include_plotlyjs: bool | str = "directory") -> Path:
     """Write one interactive figure that works offline.
 
     Args:
@@ -243,7 +242,7 @@ def write_figures(
     formats: Iterable[str] = FORMATS,
     size: str | FigureSize = "column",
     *,
-    include_plotlyjs: Literal[True, "directory"] = "directory",
+    include_plotlyjs: bool | str = "directory",
     chromium: str | None = None,
 ) -> dict[str, list[Path]]:
     """Write every figure in every format: ``<out_dir>/<name>.<format>``.

@@ -350,8 +350,9 @@ def probe_keys(scores: pd.DataFrame) -> list[str]:
 
 
 def _matches(key: str, family: str, settings: dict[str, int]) -> bool:
-    fam, L, B, s = key.split(":")
-    got = {"copy_len": int(L[1:]), "batch": int(B[1:]), "seed": int(s[1:])}
+    from repeatlens.scores.probes import parse_key
+
+    fam, got = parse_key(key)
     return fam == family and all(got[k] == v for k, v in settings.items())
 
 
@@ -385,16 +386,11 @@ def select_probe(scores: pd.DataFrame, probe: Optional[str] = None) -> tuple[pd.
         runs = {k: scores.loc[row_key == k, "run_id"].nunique() for k in candidates}
         chosen = sorted(candidates, key=lambda k: (-runs[k], k))[0]
     else:
-        from repeatlens.scores.probes import ProbeSpec
+        from repeatlens.scores.probes import ProbeSpec, parse_key
 
-        spec = ProbeSpec.parse(probe)
-        given = {k: v for k, v in (("copy_len", spec.copy_len),) if v is not None}
-        text = str(probe)
-        if ":B" in text:
-            given["batch"] = spec.batch
-        if ":s" in text:
-            given["seed"] = spec.seed
-        found = [k for k in keys if _matches(k, spec.family, given)]
+        family, given = parse_key(probe)
+        ProbeSpec(family)  # an unknown family is one line
+        found = [k for k in keys if _matches(k, family, given)]
         if not found:
             raise ConfigError(f"probe {probe!r}: not in this table; it holds {', '.join(keys)}")
         if len(found) > 1:

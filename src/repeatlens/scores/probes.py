@@ -58,6 +58,7 @@ __all__ = [
     "FAMILIES",
     "ProbeSpec",
     "ProbeSource",
+    "parse_key",
     "Probes",
     "build_probes",
     "make_probes",
@@ -137,7 +138,8 @@ class ProbeSpec:
 
     @classmethod
     def parse(cls, text: str) -> "ProbeSpec":
-        """Inverse of :attr:`key`; also accepts partial keys such as ``synthetic`` or ``text:L20``.
+        """Inverse of :attr:`key`; also accepts partial keys such as ``synthetic`` or ``text:L20``
+        (settings left out take their defaults; see :func:`parse_key`).
 
         Raises:
             ConfigError: an unknown family or a malformed setting.
@@ -147,16 +149,31 @@ class ProbeSpec:
         >>> ProbeSpec("synthetic").resolved(128).key
         'synthetic:L50:B16:s0'
         """
-        parts = [p for p in str(text).strip().split(":") if p]
-        if not parts:
-            raise ConfigError("probe: empty name; expected a family such as synthetic, or a key such as synthetic:L30:B16:s0")
-        kw: dict[str, int] = {}
-        for p in parts[1:]:
-            m = re.fullmatch(r"([LBs])(\d+)", p)
-            if not m:
-                raise ConfigError(f"probe {text!r}: cannot read {p!r}; expected L<copy length>, B<batch> or s<seed>")
-            kw[{"L": "copy_len", "B": "batch", "s": "seed"}[m.group(1)]] = int(m.group(2))
-        return cls(parts[0], **kw)
+        family, settings = parse_key(text)
+        return cls(family, **settings)
+
+
+def parse_key(text: str) -> tuple[str, dict[str, int]]:
+    """The family and the settings a (partial) probe key names, and only those.
+
+    >>> parse_key("text:L20")
+    ('text', {'copy_len': 20})
+    >>> parse_key("synthetic:L30:B16:s0")
+    ('synthetic', {'copy_len': 30, 'batch': 16, 'seed': 0})
+
+    Raises:
+        ConfigError: an empty key or a malformed setting.
+    """
+    parts = [p for p in str(text).strip().split(":") if p]
+    if not parts:
+        raise ConfigError("probe: empty name; expected a family such as synthetic, or a key such as synthetic:L30:B16:s0")
+    settings: dict[str, int] = {}
+    for p in parts[1:]:
+        m = re.fullmatch(r"([LBs])(\d+)", p)
+        if not m:
+            raise ConfigError(f"probe {text!r}: cannot read {p!r}; expected L<copy length>, B<batch> or s<seed>")
+        settings[{"L": "copy_len", "B": "batch", "s": "seed"}[m.group(1)]] = int(m.group(2))
+    return parts[0], settings
 
 
 @dataclass(frozen=True, eq=False)
