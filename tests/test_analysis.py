@@ -339,6 +339,7 @@ def test_default_analyze_sees_a_head_learned_on_synthetic_ids_that_uniform_probe
     best = last[last.metric == "induction"].groupby("probe").value.max()
     gain = last[last.metric == "copying_gain"].set_index("probe").value
     assert best["synthetic"] > 0.5 and gain["synthetic"] > 2.0, (best, gain)
+    assert run_probe_source(run).longest_repeat == 30 and set(df.probe_len.dropna()) == {30}
     chance = chance_levels(build_probes(ProbeSpec("uniform"), run_probe_source(run)))["induction"]
     assert abs(best["uniform"] - chance) < 0.05 and gain["uniform"] < 0.5, (best, chance)
     assert best["synthetic"] > 2 * best["train"] and best["synthetic"] > 10 * max(best["uniform"], best["text"]), best

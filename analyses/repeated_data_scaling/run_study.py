@@ -41,7 +41,7 @@ from repeatlens.sweep import available_cores, load_sweep  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SWEEPS = ("sweep_middle.yaml", "sweep_ends.yaml")
-PROBE = "synthetic"
+PROBE = "synthetic:L30"
 LOSS = "test_text"
 FIGURES = ("score_trajectories_induction", "score_trajectories_shifted_induction", "score_trajectories_copying_gain")
 """Of the generic figures, those that read no loss (the generic loss figures read the mixed test loss;
@@ -64,7 +64,7 @@ def main() -> None:
         raise SystemExit(f"{len(errors)} run(s) failed: {errors}")
     write_sweep_tables(args.out)  # both sweeps' runs in one table
     scores, metrics = repeatlens.load_scores(args.out), repeatlens.load_metrics(args.out)
-    chance = chance_levels(build_probes(ProbeSpec(PROBE), run_probe_source(RunDir(args.out / "rot2-d64_f0_E1_s0"))))
+    chance = chance_levels(build_probes(ProbeSpec.parse(PROBE), run_probe_source(RunDir(args.out / "rot2-d64_f0_E1_s0"))))
     final = final_table(scores, metrics, probe=PROBE)
     sizes = sorted(final[SIZE].unique())
     per_size = {n: evaluate_targets(scores, metrics, chance=chance, probe=PROBE, loss=LOSS, size=n) for n in sizes}

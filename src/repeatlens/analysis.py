@@ -202,7 +202,7 @@ def _specs(source: "ProbeSource", opts: _Options) -> list["ProbeSpec"]:
         spec = ProbeSpec(f)  # validates the family name
         if f not in source.families():
             raise ConfigError(f"--probe {spec.family}: does not apply here: {source.why_not(spec.family)}")
-    return [ProbeSpec(f, opts.probe_len, opts.probe_batch, opts.probe_seed).resolved(source.n_ctx) for f in families]
+    return [ProbeSpec(f, opts.probe_len, opts.probe_batch, opts.probe_seed).resolved(source.n_ctx, source.longest_repeat) for f in families]
 
 
 def _score_source(src: _Source, metrics: Optional[Iterable[str]], opts: _Options, *, wait: bool = True) -> AnalysisResult:
@@ -341,7 +341,9 @@ def run_probe_source(run: RunDir) -> "ProbeSource":
     ``synthetic``: the id range the run's synthetic source draws from (recorded in the
     manifest; for older runs, taken from the config); ``text``: the run's held-out test
     sequences that come from the corpus (none for a synthetic-only run, and none for a
-    mixed run written before the pool recorded which rows are synthetic).
+    mixed run written before the pool recorded which rows are synthetic). A run with a
+    synthetic share repeats spans of at most ``data.synthetic.max_len`` tokens within a
+    sequence, which caps every family's default copy length (:func:`default_copy_len`).
     """
     from repeatlens.scores.probes import ProbeSource
 
@@ -350,7 +352,9 @@ def run_probe_source(run: RunDir) -> "ProbeSource":
     vocab = man.vocab_size
     bos = int(data.bin_bos_id) if data.format == "bin" or str(data.source).endswith(".bin") else 0
     synthetic: Optional[tuple[int, int]] = None
+    longest: Optional[int] = None
     if data.synthetic_only or data.synthetic_fraction > 0:
+        longest = int(data.synthetic.max_len)
         if man.synthetic_ids is not None:
             synthetic = man.synthetic_ids
         else:
@@ -370,6 +374,7 @@ def run_probe_source(run: RunDir) -> "ProbeSource":
         train_counts=run.training_token_counts(vocab),
         synthetic_ids=synthetic,
         text=text,
+        longest_repeat=longest,
     )
 
 

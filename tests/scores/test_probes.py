@@ -133,6 +133,17 @@ def test_probe_keys_round_trip() -> None:
     assert spec.key == "synthetic:L30:B16:s0" and ProbeSpec.parse(spec.key) == spec
     assert ProbeSpec.parse("text:L20") == ProbeSpec("text", copy_len=20)
     assert ProbeSpec("uniform").resolved(64).key == "uniform:L30:B16:s0"  # the default L = 2P
+    assert ProbeSpec("uniform").resolved(128).key == "uniform:L50:B16:s0"
+
+
+def test_default_copy_len_stays_within_the_longest_repeat_the_data_makes() -> None:
+    src = _source(n_ctx=128, text=None, longest_repeat=20)
+    for family in src.families():
+        probes = build_probes(ProbeSpec(family), src)
+        assert probes.copy_len == 20 and probes.copy_tokens.shape[1] == 41, family
+        assert torch.equal(probes.copy_tokens[:, 1:21], probes.copy_tokens[:, 21:])
+    assert build_probes(ProbeSpec("uniform", copy_len=40), src).copy_len == 40  # an explicit L is kept
+    assert build_probes(ProbeSpec("uniform"), _source(n_ctx=128, longest_repeat=80)).copy_len == 50  # 2P caps it
     with pytest.raises(ConfigError, match="cannot read 'x3'"):
         ProbeSpec.parse("uniform:x3")
 

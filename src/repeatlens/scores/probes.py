@@ -81,9 +81,19 @@ def prefix_block(n_ctx: int) -> int:
     return min(OLSSON_PREFIX_BLOCK, (n_ctx - 1) // PREFIX_REPEATS)
 
 
-def default_copy_len(n_ctx: int) -> int:
-    """The default copy length ``L = 2P`` (so copy and prefix rows have the same length)."""
-    return 2 * prefix_block(n_ctx)
+def default_copy_len(n_ctx: int, longest_repeat: Optional[int] = None) -> int:
+    """The default copy length: ``L = 2P`` (so copy and prefix rows have the same length), or the
+    longest repeat the training data is known to make when that is shorter.
+
+    A model that only ever copied spans of up to ``m`` tokens need not attend further back than
+    ``m``: a run trained with the synthetic source's segments of 2-30 tokens at n_ctx 128 reads
+    induction 0.97 at L = 30 and 0.44 at L = 50 (``analyses/repeated_data_scaling/NOTES.md``).
+
+    >>> default_copy_len(128), default_copy_len(128, longest_repeat=30), default_copy_len(64, 40)
+    (50, 30, 30)
+    """
+    L = 2 * prefix_block(n_ctx)
+    return max(2, min(L, int(longest_repeat))) if longest_repeat is not None else L
 
 
 @dataclass(frozen=True)
@@ -92,7 +102,8 @@ class ProbeSpec:
 
     Attributes:
         family: one of :data:`FAMILIES`.
-        copy_len: ``L`` of ``[BOS, r, r]``; None: :func:`default_copy_len` of the context.
+        copy_len: ``L`` of ``[BOS, r, r]``; None: :func:`default_copy_len` of the context
+            (and of the source's longest repeat, when known).
         batch: rows of each kind.
         seed: seeds the draw.
     """
@@ -110,13 +121,14 @@ class ProbeSpec:
         if self.copy_len is not None and self.copy_len < 2:
             raise ConfigError(f"probe length L = {self.copy_len}; expected at least 2 (induction reads offset L-1)")
 
-    def resolved(self, n_ctx: int) -> "ProbeSpec":
-        """This spec with ``copy_len`` filled in for a context of ``n_ctx``, checked to fit.
+    def resolved(self, n_ctx: int, longest_repeat: Optional[int] = None) -> "ProbeSpec":
+        """This spec with ``copy_len`` filled in for a context of ``n_ctx`` (and, when known, the
+        longest repeat of the training data: :func:`default_copy_len`), checked to fit.
 
         Raises:
             ConfigError: ``1 + 2L`` tokens do not fit ``n_ctx`` (one line naming both).
         """
-        L = default_copy_len(n_ctx) if self.copy_len is None else int(self.copy_len)
+        L = default_copy_len(n_ctx, longest_repeat) if self.copy_len is None else int(self.copy_len)
         if prefix_block(n_ctx) < 1:
             raise ConfigError(f"probes: n_ctx = {n_ctx} is too short for BOS + 4 repeats of a prefix block; expected n_ctx >= 5")
         if 1 + 2 * L > n_ctx:
@@ -190,6 +202,9 @@ class ProbeSource:
             source draws from (``synthetic``); None: the run has no synthetic share.
         text: held-out natural-text sequences ``[n, seq]`` (``text``); None: none known.
         drop_fraction: share of the rarest and of the most frequent seen ids ``train`` drops.
+        longest_repeat: the longest span the training data is known to repeat within a
+            sequence (the synthetic source's ``max_len``); caps the default copy length of
+            every family. None: not known (natural text repeats spans of any length).
     """
 
     d_vocab: int
@@ -200,6 +215,7 @@ class ProbeSource:
     synthetic_ids: Optional[tuple[int, int]] = None
     text: Optional[np.ndarray] = field(default=None, repr=False)
     drop_fraction: float = 0.01
+    longest_repeat: Optional[int] = None
 
     def families(self) -> list[str]:
         """The families this source can build, in :data:`FAMILIES` order."""
@@ -388,7 +404,7 @@ def build_probes(spec: ProbeSpec, source: ProbeSource) -> Probes:
     """
     if spec.family not in source.families():
         raise ConfigError(f"probe {spec.family!r} does not apply here: {source.why_not(spec.family)}")
-    spec = spec.resolved(source.n_ctx)
+    spec = spec.resolved(source.n_ctx, source.longest_repeat)
     L, P, B = int(spec.copy_len), prefix_block(source.n_ctx), spec.batch
     g = torch.Generator().manual_seed(int(spec.seed))
     exclude = tuple(source.exclude) + (source.bos,)
