@@ -92,8 +92,11 @@ def run_demo(out: str | Path, progress: bool = True, workers: Optional[int] = No
             typer.echo(f"point {name} failed: {err}", err=True)
         raise typer.Exit(code=1)
     scores, metrics = load_scores(out), load_metrics(out)
-    final = final_table(scores, metrics, probe="synthetic")
-    uniform = final_table(scores, metrics, probe="uniform").set_index("run_id")
+    source = run_probe_source(RunDir(out / "control"))
+    # the keys this analysis scored (rows from another version's defaults may sit beside them)
+    syn_spec, uni_spec = (ProbeSpec(f).resolved(source.n_ctx, source.longest_repeat) for f in DEMO_PROBES)
+    final = final_table(scores, metrics, probe=syn_spec.key)
+    uniform = final_table(scores, metrics, probe=uni_spec.key).set_index("run_id")
     table = final[["run_id", "repeated_fraction", "repeat_count"]].rename(columns={"repeated_fraction": "f", "repeat_count": "E"})
     for col, name in (("test_text", "text_loss"), ("repeated_loss", "repeated_loss"), ("induction", "induction"),
                       ("shifted_induction", "shifted_ind"), ("copying_gain", "copying_gain")):
@@ -101,13 +104,13 @@ def run_demo(out: str | Path, progress: bool = True, workers: Optional[int] = No
             table[name] = final[col].to_numpy()
     table["induction_uniform"] = table.run_id.map(uniform["induction"])
     table = table.astype({"E": int}).sort_values(["f", "E"]).reset_index(drop=True)
-    report = write_report(out, scores, metrics, probe="synthetic")
+    report = write_report(out, scores, metrics, probe=syn_spec.key)
     elapsed = time.perf_counter() - t0
     typer.echo("\nFinal checkpoint (losses in nats/token: natural-text test loss, repeated subset; best head on the synthetic-id probe; "
                "induction_uniform: the same heads on uniform ids):")
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    chance = chance_levels(build_probes(ProbeSpec("synthetic"), run_probe_source(RunDir(out / "control"))))
-    targets = evaluate_targets(scores, metrics, chance=chance, probe="synthetic")
+    chance = chance_levels(build_probes(syn_spec, source))
+    targets = evaluate_targets(scores, metrics, chance=chance, probe=syn_spec.key)
     typer.echo("\nThe study's targets on these runs (one seed, so the seed spread is 0; "
                "analyses/repeated_data_scaling/ runs them with several seeds and sizes):\n")
     typer.echo(targets_markdown(targets))
