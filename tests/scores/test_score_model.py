@@ -31,9 +31,21 @@ METRICS = [
     "repeated_loss",
     "memorization",
     "ablation_copying_loss",
+    "ablation_repeated_loss",
+    "ablation_repeated_text_loss",
+    "ablation_repeated_synthetic_loss",
+    "ablation_test_loss",
+    "ablation_test_text_loss",
+    "ablation_test_synthetic_loss",
+    "zero_ablation_repeated_loss",
+    "zero_ablation_test_loss",
+    "memorization_share",
+    "llc_test",
+    "llc_repeated",
 ]
-MODEL_LEVEL = {"copying_loss", "copying_gain", "icl_score", "test_loss", "repeated_loss", "memorization"}
-NEEDS_DATA = {"icl_score", "test_loss", "repeated_loss", "memorization"}
+ATTRIBUTION = {m for m in METRICS if "ablation_" in m and m != "ablation_copying_loss"} | {"memorization_share"}
+MODEL_LEVEL = {"copying_loss", "copying_gain", "icl_score", "test_loss", "repeated_loss", "memorization", "llc_test", "llc_repeated"}
+NEEDS_DATA = {"icl_score", "test_loss", "repeated_loss", "memorization", "llc_test", "llc_repeated"} | ATTRIBUTION
 ATTENTION = ["previous_token", "duplicate_token", "induction", "prefix_matching"]
 
 
@@ -144,7 +156,7 @@ def test_the_per_head_ablation_leaves_the_default_battery_of_large_models(tiny) 
     """One forward pass per head: in the default battery up to 64 heads, by name on any model."""
     from repeatlens.scores import default_metrics
 
-    assert default_metrics(64)[1] == [] and default_metrics(65)[1] == ["ablation_copying_loss"]
+    assert default_metrics(64)[1] == [] and default_metrics(65)[1] == ["ablation_copying_loss", *sorted(ATTRIBUTION, key=METRICS.index)]
     big = tiny(d_vocab=40, n_ctx=16, d_model=68, n_heads=17, n_layers=4)  # 68 heads
     names = set(score_model(big).metric)
     assert "ablation_copying_loss" not in names and "induction" in names
