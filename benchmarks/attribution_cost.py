@@ -39,7 +39,7 @@ from score_throughput import machine, revision  # noqa: E402
 
 from repeatlens.config import ModelConfig  # noqa: E402
 from repeatlens.model import build_model  # noqa: E402
-from repeatlens.scores import default_metrics, make_probes, score_model  # noqa: E402
+from repeatlens.scores import default_metrics, make_probes, resolve_metrics, score_model  # noqa: E402
 from repeatlens.scores.attribution import patched_sequence_deltas  # noqa: E402
 from repeatlens.scores.behaviour import z_means  # noqa: E402
 
@@ -66,10 +66,8 @@ def main() -> int:
     half = torch.arange(args.sequences) % 2 == 1
     data = dict(test_tokens=test, repeated_tokens=rep, test_synthetic=half, repeated_synthetic=half)
     probes = make_probes(args.vocab, args.ctx, seed=0)
-    from repeatlens.scores import attribution
-
-    attr = [m for m in default_metrics(args.layers * args.heads)[0] if getattr(attribution, m, None) is not None]
-    rest = [m for m in default_metrics(args.layers * args.heads)[0] if m not in attr]
+    attr = resolve_metrics(["attribution"])  # opt-in: the group of the nine scores
+    rest = default_metrics(args.layers * args.heads)[0]
     print(f"date={time.strftime('%Y-%m-%d %H:%M')} commit={revision()} machine: {machine()} torch={torch.__version__} threads={torch.get_num_threads()}")
     print(f"shape: {args.layers}L attn-only d_model={args.d_model} heads={args.heads} vocab={args.vocab} n_ctx={args.ctx}; "
           f"{args.sequences} held-out + {args.sequences} repeated sequences")

@@ -14,7 +14,8 @@ import torch
 
 from repeatlens.model import HookedTransformer, HookedTransformerConfig, z_hook_name
 from repeatlens.model.build import _quiet_tl
-from repeatlens.scores import REGISTRY, default_metrics, score_model
+from repeatlens.errors import ConfigError
+from repeatlens.scores import REGISTRY, default_metrics, resolve_metrics, score_model
 from repeatlens.scores.attribution import memorization_share_index, patched_sequence_deltas, sequence_deltas
 from repeatlens.scores.behaviour import z_means
 from tests.scores.conftest import TrainSettings, synthetic_batch, train_tiny
@@ -187,11 +188,15 @@ def test_share_index_definition() -> None:
     assert out[:3].tolist() == [0.5, 0.0, 0.0] and math.isnan(out[3]) and out[4] == 1.0
 
 
-def test_the_exact_ablations_leave_the_default_battery_of_large_models() -> None:
-    small, _ = default_metrics(64)
-    keep, out = default_metrics(65)
-    assert set(ATTRIBUTION) <= set(small) and set(ATTRIBUTION) <= set(out) and not set(ATTRIBUTION) & set(keep)
+def test_the_exact_ablations_are_opt_in_and_named_by_their_group() -> None:
+    for n_heads in (8, 65):
+        keep, out = default_metrics(n_heads)
+        assert not set(ATTRIBUTION) & (set(keep) | set(out))  # ~13x the battery: never by default
     assert all(REGISTRY[m].per_head and REGISTRY[m].kind == "behaviour" for m in ATTRIBUTION)
+    assert resolve_metrics(["attribution"]) == list(ATTRIBUTION)
+    assert resolve_metrics(["induction", "attribution", "memorization_share"]) == ["induction", *ATTRIBUTION]
+    with pytest.raises(ConfigError, match=r"unknown 'atribution'.*\(or a group: attribution\)"):
+        resolve_metrics(["atribution"])
 
 
 # ------------------------------------------------------------------ attribution patching

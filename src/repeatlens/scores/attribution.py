@@ -28,8 +28,9 @@ ablation over heads measured -0.36 (800 steps, induction formed) and 0.64 (400 s
 the ablation's effect is second order there, so the scores below are the exact ablations.
 
 The derived index ``memorization_share`` (see its docstring) reads the mean-ablation deltas.
-The exact ablations cost heads x forward passes, so, like ``ablation_copying_loss``, they
-leave the default battery of models with more than 64 heads (:func:`default_metrics`).
+The exact ablations cost heads x forward passes (12.7 times the rest of the battery per
+checkpoint at 2 layers x 8 heads, benchmarks/README.md), so they are not in the default
+battery: name them, or their group (``-m attribution``, :func:`resolve_metrics`).
 Every score here needs ``test_tokens`` (the mean-ablation reference) and yields no row
 without it (or without ``repeated_tokens`` for the repeated-subset ones, or without the
 split for a split's).
@@ -177,7 +178,7 @@ def _delta(ctx: ScoreContext, data: Literal["test", "repeated"], estimator: Esti
     return (per_seq if rows is None else per_seq[..., rows]).mean(-1).float()
 
 
-@register("ablation_repeated_loss", kind="behaviour", per_head=True, default_max_heads=64)
+@register("ablation_repeated_loss", kind="behaviour", per_head=True, default=False, group="attribution")
 def ablation_repeated_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """Rise of the repeated-subset loss when one head is mean-ablated (nats).
 
@@ -191,21 +192,21 @@ def ablation_repeated_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer h
     return _delta(ctx, "repeated", "mean")
 
 
-@register("ablation_repeated_text_loss", kind="behaviour", per_head=True, default_max_heads=64)
+@register("ablation_repeated_text_loss", kind="behaviour", per_head=True, default=False, group="attribution")
 def ablation_repeated_text_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """``ablation_repeated_loss`` on the repeated sequences drawn from the corpus (natural
     text), for a run mixing a corpus with the synthetic source. Hernandez et al. 2022."""
     return _delta(ctx, "repeated", "mean", "text")
 
 
-@register("ablation_repeated_synthetic_loss", kind="behaviour", per_head=True, default_max_heads=64)
+@register("ablation_repeated_synthetic_loss", kind="behaviour", per_head=True, default=False, group="attribution")
 def ablation_repeated_synthetic_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """``ablation_repeated_loss`` on the repeated sequences drawn from the synthetic source
     (in-context repeats: copying helps there without memorization). Hernandez et al. 2022."""
     return _delta(ctx, "repeated", "mean", "synthetic")
 
 
-@register("ablation_test_loss", kind="behaviour", per_head=True, default_max_heads=64)
+@register("ablation_test_loss", kind="behaviour", per_head=True, default=False, group="attribution")
 def ablation_test_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """Rise of the held-out test loss when one head is mean-ablated (nats).
 
@@ -216,21 +217,21 @@ def ablation_test_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"
     return _delta(ctx, "test", "mean")
 
 
-@register("ablation_test_text_loss", kind="behaviour", per_head=True, default_max_heads=64)
+@register("ablation_test_text_loss", kind="behaviour", per_head=True, default=False, group="attribution")
 def ablation_test_text_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """``ablation_test_loss`` on the held-out natural-text rows (split ``test_text``) of a run
     mixing a corpus with the synthetic source. Hernandez et al. 2022."""
     return _delta(ctx, "test", "mean", "text")
 
 
-@register("ablation_test_synthetic_loss", kind="behaviour", per_head=True, default_max_heads=64)
+@register("ablation_test_synthetic_loss", kind="behaviour", per_head=True, default=False, group="attribution")
 def ablation_test_synthetic_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """``ablation_test_loss`` on the held-out synthetic rows (split ``test_synthetic``:
     in-context repeats, where copying heads matter most). Olsson et al. 2022."""
     return _delta(ctx, "test", "mean", "synthetic")
 
 
-@register("zero_ablation_repeated_loss", kind="behaviour", per_head=True, default_max_heads=64)
+@register("zero_ablation_repeated_loss", kind="behaviour", per_head=True, default=False, group="attribution")
 def zero_ablation_repeated_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """Rise of the repeated-subset loss when one head's ``z`` is set to zero (nats): the
     second estimator of ``ablation_repeated_loss``. Olsson et al. 2022; Hernandez et al.
@@ -238,7 +239,7 @@ def zero_ablation_repeated_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "la
     return _delta(ctx, "repeated", "zero")
 
 
-@register("zero_ablation_test_loss", kind="behaviour", per_head=True, default_max_heads=64)
+@register("zero_ablation_test_loss", kind="behaviour", per_head=True, default=False, group="attribution")
 def zero_ablation_test_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """Rise of the held-out test loss when one head's ``z`` is set to zero (nats): the
     second estimator of ``ablation_test_loss``. Olsson et al. 2022. Needs ``test_tokens``."""
@@ -257,7 +258,7 @@ def memorization_share_index(d_repeated: Tensor, d_test: Tensor, floor: float = 
     return torch.where(total >= floor, r / total.clamp(min=floor), torch.full_like(total, float("nan")))
 
 
-@register("memorization_share", kind="behaviour", per_head=True, default_max_heads=64)
+@register("memorization_share", kind="behaviour", per_head=True, default=False, group="attribution")
 def memorization_share(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """Memorization share of a head: the part of what it does that is for the repeated subset.
 

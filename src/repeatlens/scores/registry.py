@@ -45,6 +45,7 @@ __all__ = [
     "resolve_metrics",
     "default_metrics",
     "available",
+    "groups",
     "COLUMNS",
     "PROBE_COLUMNS",
 ]
@@ -155,6 +156,7 @@ class ScoreFn:
     default: bool = True
     settings: Optional[dict[str, Any]] = None
     unavailable: Optional[Callable[[], Optional[str]]] = None
+    group: Optional[str] = None
 
     def compute(self, ctx: ScoreContext) -> Optional[Tensor | float]:
         """The raw value: ``[layer, head]`` for per-head scores (``[layer, head, offset]``
@@ -208,7 +210,7 @@ SCORE_VERSION: dict[str, int] = {}
 def register(
     name: str, *, kind: Kind, per_head: bool, version: int = 1, per_offset: bool = False, probe: bool = False,
     default_max_heads: Optional[int] = None, default: bool = True, settings: Optional[dict[str, Any]] = None,
-    unavailable: Optional[Callable[[], Optional[str]]] = None,
+    unavailable: Optional[Callable[[], Optional[str]]] = None, group: Optional[str] = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn`` under ``name``; the function itself is returned unchanged.
 
@@ -229,6 +231,8 @@ def register(
             them into the table's metadata (``meta["settings"][name]``).
         unavailable: returns why the score cannot run here (a missing optional extra), or
             None; such a score is skipped with that one line (:func:`available`).
+        group: a name that stands for every score registered with it in a metric list
+            (``-m attribution``); never the name of a score.
     """
     if kind not in ("attention", "weights", "behaviour"):
         raise ValueError(f"unknown score kind {kind!r}")
@@ -236,12 +240,12 @@ def register(
         raise ValueError(f"score {name!r}: per_offset applies to attention scores only")
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        if name in REGISTRY:
-            raise ValueError(f"score {name!r} registered twice")
+        if name in REGISTRY or name in groups():
+            raise ValueError(f"score {name!r} registered twice, or named like a group")
         REGISTRY[name] = ScoreFn(
             name=name, kind=kind, per_head=per_head, fn=fn, version=version, per_offset=per_offset,
             reads_probe=probe or kind == "attention", default_max_heads=default_max_heads, default=default,
-            settings=dict(settings) if settings is not None else None, unavailable=unavailable,
+            settings=dict(settings) if settings is not None else None, unavailable=unavailable, group=group,
         )
         SCORE_VERSION[name] = version
         return fn
@@ -273,17 +277,31 @@ def available(names: Iterable[str], say: Optional[Callable[[str], None]] = None)
     return keep
 
 
+def groups() -> dict[str, list[str]]:
+    """Every group name and the scores registered with it, in registry order."""
+    out: dict[str, list[str]] = {}
+    for m, f in REGISTRY.items():
+        if f.group is not None:
+            out.setdefault(f.group, []).append(m)
+    return out
+
+
 def resolve_metrics(metrics: Optional[Iterable[str]]) -> list[str]:
-    """Metric names to compute: every registered one for None, else the names given
-    (duplicates dropped, order kept).
+    """Metric names to compute: every registered one for None, else the names given, a
+    group name (``attribution``) standing for its scores (duplicates dropped, order kept).
 
     Raises:
         ConfigError: an unknown name (the registered ones are listed) or an empty list.
     """
-    names = list(REGISTRY) if metrics is None else list(dict.fromkeys(metrics))
+    grouped = groups()
+    given = list(REGISTRY) if metrics is None else list(metrics)
+    names = list(dict.fromkeys(n for m in given for n in grouped.get(m, [m])))
     unknown = [m for m in names if m not in REGISTRY]
     if unknown:
-        raise ConfigError(f"metrics: unknown {', '.join(map(repr, unknown))}; expected any of {', '.join(REGISTRY)}")
+        raise ConfigError(
+            f"metrics: unknown {', '.join(map(repr, unknown))}; expected any of {', '.join(REGISTRY)} "
+            f"(or a group: {', '.join(grouped) or 'none'})"
+        )
     if not names:
         raise ConfigError("metrics: empty list; name at least one metric or leave it out for all")
     return names
