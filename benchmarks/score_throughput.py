@@ -408,8 +408,9 @@ def shape_main(args) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"shape {args.shape}: {spec} LN, {n_params / 1e6:.1f}M parameters ({mem_build.growth / MiB:.0f} MiB to build)")
     probes = model_probes(model).to(dev)
-    names = [m for m in REGISTRY]
-    needs_data = [m for m in names if m in ("test_loss", "repeated_loss", "memorization", "icl_score")]
+    names = [m for m in REGISTRY if REGISTRY[m].default]  # the opt-in LLC is never in the battery
+    needs_data = [m for m in names if m in ("test_loss", "repeated_loss", "memorization", "icl_score")
+                  or REGISTRY[m].fn.__module__.endswith(".attribution")]  # the attribution scores: benchmarks/attribution_cost.py
     battery = [m for m in names if m not in needs_data]
     print(f"default battery: {len(battery)} scores without data ({', '.join(needs_data)} need --tokens and are skipped)")
     print(f"probes: {probes.tokens.shape[0]} rows x T={probes.seq_len}")

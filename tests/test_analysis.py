@@ -345,3 +345,47 @@ def test_default_analyze_sees_a_head_learned_on_synthetic_ids_that_uniform_probe
     assert best["synthetic"] > 2 * best["train"] and best["synthetic"] > 10 * max(best["uniform"], best["text"]), best
     # the same analysis again finds every (checkpoint, metric, probe) done
     assert analyze(run.path, ["induction", "shifted_induction", "copying_gain", "test_loss"], progress=False).scored == 0
+
+
+# ------------------------------------------------------------------- per-head attribution
+
+
+def test_a_mixed_run_scores_attribution_per_split_and_records_the_llc_sampler(tmp_path: Path, capsys) -> None:
+    """The analysis hands the scores each test/repeated row's kind (natural text or synthetic):
+    the split deltas average exactly their rows; the LLC's sampler settings go into the table."""
+    import importlib.util
+    from dataclasses import asdict
+
+    import torch
+
+    from repeatlens.checkpoints import RunDir
+    from repeatlens.scores.attribution import sequence_deltas
+    from repeatlens.scores.llc import LLC_SAMPLER
+
+    cfg = tiny_config(
+        data={"source": "shakespeare", "vocab_size": 300, "seq_len": 32, "synthetic_fraction": 0.5, "test_sequences": 16,
+              "synthetic": {"token_ids": 20}},
+        mixture={"total_tokens": 32 * 8 * 6, "repeated_fraction": 0.5, "repeat_count": 2},
+        train={"checkpoints": {"log_count": 0, "every": 1000}},
+    )
+    run = train(cfg, tmp_path / "mix")
+    names = ["ablation_test_text_loss", "ablation_test_synthetic_loss", "ablation_repeated_loss", "memorization_share", "llc_test"]
+    assert analyze(run.path, names, progress=False).ok
+    df = load_scores(run.path)
+    has_llc = importlib.util.find_spec("devinterp") is not None
+    assert set(df.metric) == set(names) - (set() if has_llc else {"llc_test"})
+    last = df[df.step == df.step.max()]
+    rd = RunDir(run.path)
+    model = rd.load_model(int(last.step.iloc[0]), tokenizer=False)
+    man, kinds = rd.manifest(), rd.is_synthetic()
+    test = torch.from_numpy(np.asarray(rd.test_tokens()).astype(np.int64))
+    per_seq = sequence_deltas(model, test, test, "mean")
+    syn = torch.from_numpy(kinds[: man.n_test])
+    for metric, rows in (("ablation_test_text_loss", ~syn), ("ablation_test_synthetic_loss", syn)):
+        got = last[last.metric == metric].sort_values(["layer", "head"]).value.to_numpy()
+        assert np.allclose(got, per_seq[..., rows].mean(-1).flatten().numpy(), atol=1e-5), metric
+    meta = pq_metadata(run.path / "scores.parquet")
+    if has_llc:
+        assert meta["settings"]["llc_test"] == asdict(LLC_SAMPLER)
+    else:
+        assert "llc_test: skipped" in capsys.readouterr().err

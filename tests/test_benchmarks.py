@@ -72,3 +72,13 @@ def test_profile_train_step_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytes
     out = capsys.readouterr().out
     assert "=== hooked forward (rotary positions)" in out and "=== fused forward (rotary positions)" in out
     assert re.match(r"ratio=\d+\.\d+", out.strip().splitlines()[-1])
+
+
+def test_attribution_cost_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    bench = _load("attribution_cost")
+    argv = "--layers 2 --d-model 16 --heads 2 --vocab 64 --ctx 32 --sequences 8 --repeats 1"
+    monkeypatch.setattr(sys, "argv", ["attribution_cost.py", *argv.split()])
+    assert bench.main() == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(ln.startswith("attribution scores: ablation_repeated_loss") for ln in lines)
+    assert re.fullmatch(r"ratio=\d+\.\d+", lines[-1]) and float(lines[-1].split("=")[1]) > 0

@@ -169,6 +169,8 @@ class _Source:
     n_heads: Optional[int] = None  # heads in all, when known without loading a model
     test_tokens: Optional[np.ndarray] = None
     repeated_tokens: Optional[np.ndarray] = None
+    test_synthetic: Optional[np.ndarray] = None  # per test row: from the synthetic source (mixed runs)
+    repeated_synthetic: Optional[np.ndarray] = None
     problems: list[Failure] = field(default_factory=list)
     run_info: dict[str, Any] = field(default_factory=dict)
 
@@ -239,7 +241,7 @@ def _score_locked(src: _Source, names: list[str], opts: _Options, default_batter
     from tqdm.auto import tqdm
 
     from repeatlens.results.store import row_keys
-    from repeatlens.scores import default_metrics, score_model
+    from repeatlens.scores import REGISTRY, available, default_metrics, score_model
 
     versions = _versions(names)
     table = ScoreTable.read(src.table_path)
@@ -247,6 +249,7 @@ def _score_locked(src: _Source, names: list[str], opts: _Options, default_batter
     table.meta["run"].update(src.run_info)
     result = AnalysisResult(src.table_path.parent, src.kind, failures=list(src.problems))
     test, rep = token_tensor(src.test_tokens), token_tensor(src.repeated_tokens)
+    test_kinds, rep_kinds = _mask_tensor(src.test_synthetic), _mask_tensor(src.repeated_synthetic)
     probes = _probe_batches(src.probe_source, opts) if src.probe_source is not None else None
 
     def battery(n_heads: int) -> list[str]:
@@ -259,6 +262,12 @@ def _score_locked(src: _Source, names: list[str], opts: _Options, default_batter
 
     if default_battery and src.n_heads is not None:
         names, default_battery = battery(src.n_heads), False
+    if default_battery:  # the heads are known once a model is loaded; opt-in scores are never in it
+        names = [m for m in names if REGISTRY[m].default]
+    names = available(names)  # a score whose extra is missing: one line, and not marked done
+    for m in names:
+        if REGISTRY[m].settings is not None:
+            table.meta.setdefault("settings", {})[m] = REGISTRY[m].settings
     wrote = False
     for item in tqdm(src.items, desc=src.run_id, unit="ckpt", disable=not opts.progress):
         if probes is not None and not _todo(table, item.step, names, list(probes), versions, opts.force):
@@ -285,6 +294,8 @@ def _score_locked(src: _Source, names: list[str], opts: _Options, default_batter
             probes=[p for k, p in probes.items() if k in todo_keys] or None,
             test_tokens=_fit_tokens(test, model, "test tokens"),
             repeated_tokens=rep,
+            test_synthetic=test_kinds if test is not None else None,
+            repeated_synthetic=rep_kinds if rep is not None else None,
             device=opts.device,
             batch_size=opts.batch_size,
         )
@@ -398,8 +409,26 @@ def _run_source(run: RunDir, max_sequences: int, device: str) -> _Source:
         n_heads=run.config().model.n_layers * run.config().model.n_heads,
         test_tokens=np.asarray(run.test_tokens()[:n]),
         repeated_tokens=np.asarray(run.repeated_tokens()[:n]),
+        **_split_masks(run, n),
         run_info=run_coordinates(run),
     )
+
+
+def _split_masks(run: RunDir, n: int) -> dict[str, Optional[np.ndarray]]:
+    """Which of the first ``n`` test and repeated rows came from the synthetic source, for a
+    run mixing a corpus with it (:meth:`RunDir.mixed_kinds`); None for the others."""
+    kinds = run.mixed_kinds()
+    if kinds is None:
+        return {"test_synthetic": None, "repeated_synthetic": None}
+    man = run.manifest()
+    return {"test_synthetic": np.asarray(kinds[: man.n_test][:n]),
+            "repeated_synthetic": np.asarray(kinds[man.n_test : man.n_test + man.n_repeated][:n])}
+
+
+def _mask_tensor(mask: Optional[np.ndarray]):
+    import torch
+
+    return None if mask is None or len(mask) == 0 else torch.from_numpy(np.asarray(mask, dtype=bool))
 
 
 def _analyze_run(path: Path, metrics: Optional[Iterable[str]], opts: _Options, *, wait: bool = True) -> AnalysisResult:
@@ -450,9 +479,10 @@ def score_checkpoint(
     probes = _probe_batches(run_probe_source(run), opts)
     model = run.load_model(info.step, device=device)
     n = max(int(max_sequences), 0)
+    masks = {k: _mask_tensor(v) for k, v in _split_masks(run, n).items()}
     df = score_model(
         model, names, probes=list(probes.values()), test_tokens=token_tensor(run.test_tokens()[:n]),
-        repeated_tokens=token_tensor(run.repeated_tokens()[:n]), device=device,
+        repeated_tokens=token_tensor(run.repeated_tokens()[:n]), device=device, **masks,
     )
     df.insert(0, "tokens_seen", info.tokens_seen)
     df.insert(0, "step", info.step)

@@ -164,6 +164,15 @@ class RunDir:
             return np.full(len(self.pool()), data.synthetic_only)
         return None
 
+    def mixed_kinds(self) -> Optional[np.ndarray]:
+        """:meth:`is_synthetic` for a run that mixes a corpus with the synthetic source (its
+        test and repeated sets split into natural-text and synthetic rows); None for any
+        other run, or one written before the pool recorded the kinds."""
+        data = self.config().data
+        if data.synthetic_only or data.synthetic_fraction <= 0:
+            return None
+        return self.is_synthetic()
+
     def training_token_counts(self, vocab_size: Optional[int] = None) -> np.ndarray:
         """How often each id occurs in the tokens the run trains on (every scheduled
         sequence, a repeated one as often as it is repeated), ``[vocab_size]`` int64."""

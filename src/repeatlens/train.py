@@ -90,9 +90,8 @@ def eval_sets(run: RunDir, n: int) -> dict[str, np.ndarray]:
     man, pool = run.manifest(), run.pool()
     n_test, n_rep = man.n_test, man.n_repeated
     rows = {"test": np.arange(n_test), "repeated": n_test + np.arange(n_rep)}
-    data = run.config().data
-    kinds = run.is_synthetic()
-    if kinds is not None and not data.synthetic_only and data.synthetic_fraction > 0:
+    kinds = run.mixed_kinds()
+    if kinds is not None:
         for split, idx in list(rows.items()):
             rows[f"{split}_text"] = idx[~kinds[idx]]
             rows[f"{split}_synthetic"] = idx[kinds[idx]]

@@ -31,9 +31,21 @@ METRICS = [
     "repeated_loss",
     "memorization",
     "ablation_copying_loss",
+    "ablation_repeated_loss",
+    "ablation_repeated_text_loss",
+    "ablation_repeated_synthetic_loss",
+    "ablation_test_loss",
+    "ablation_test_text_loss",
+    "ablation_test_synthetic_loss",
+    "zero_ablation_repeated_loss",
+    "zero_ablation_test_loss",
+    "memorization_share",
+    "llc_test",
+    "llc_repeated",
 ]
-MODEL_LEVEL = {"copying_loss", "copying_gain", "icl_score", "test_loss", "repeated_loss", "memorization"}
-NEEDS_DATA = {"icl_score", "test_loss", "repeated_loss", "memorization"}
+ATTRIBUTION = {m for m in METRICS if "ablation_" in m and m != "ablation_copying_loss"} | {"memorization_share"}
+MODEL_LEVEL = {"copying_loss", "copying_gain", "icl_score", "test_loss", "repeated_loss", "memorization", "llc_test", "llc_repeated"}
+NEEDS_DATA = {"icl_score", "test_loss", "repeated_loss", "memorization", "llc_test", "llc_repeated"} | ATTRIBUTION
 ATTENTION = ["previous_token", "duplicate_token", "induction", "prefix_matching"]
 
 

@@ -46,6 +46,8 @@ __all__ = [
     "disproportionate_damage",
     "effective_model_size",
     "head_heatmap",
+    "head_attribution",
+    "memorization_share_over_training",
     "loss_vs_repeat_count",
     "offset_profile",
     "phase_diagram",
@@ -355,6 +357,130 @@ def head_heatmap(scores: pd.DataFrame, metric: str, run_id: str | None = None, p
         f"E = {float(run['repeat_count']):g}){_probe_title(s, metric)}"
     )
     return _finish(fig, f"head_heatmap_{metric}", title=title)
+
+
+# ----------------------------------------------------------------------------- 1c. attribution
+
+
+def _attribution_axes(s: pd.DataFrame) -> tuple[str, str]:
+    """(test-cost metric, repeated-cost metric): the natural-text splits when the table has
+    them (a run mixing a corpus with the synthetic source), else the whole sets."""
+    present = set(s["metric"].unique())
+    if {"ablation_test_text_loss", "ablation_repeated_text_loss"} <= present:
+        return "ablation_test_text_loss", "ablation_repeated_text_loss"
+    return "ablation_test_loss", "ablation_repeated_loss"
+
+
+def _attribution_run(s: pd.DataFrame, metrics: list[str], run_id: str | None) -> tuple[str, pd.DataFrame]:
+    rows = s[s["metric"].isin(metrics) & s["head"].notna()]
+    missing = [m for m in metrics if m not in set(rows["metric"])]
+    if missing:
+        raise UnsupportedFigureError(f"no per-head rows of {', '.join(missing)}; score them with -m {' -m '.join(missing)}")
+    if run_id is None:
+        run_id = default_run(s[s["run_id"].isin(rows["run_id"].unique())])
+    sub = rows[rows["run_id"] == run_id]
+    if sub.empty:
+        raise PlotDataError(f"run {run_id!r} has no {metrics[0]!r} rows; runs with it: {sorted(rows['run_id'].unique())[:8]}")
+    return run_id, sub
+
+
+def head_attribution(scores: pd.DataFrame, run_id: str | None = None, probe: str | None = None) -> go.Figure:
+    """Heads as points: what ablating each costs on held-out data (x) against on the
+    repeated subset (y), coloured by induction score, with a slider over checkpoints.
+
+    x and y are the mean-ablation deltas (``ablation_test_loss`` / ``ablation_repeated_loss``,
+    or their natural-text splits when the run has them); the dotted diagonal is
+    ``memorization_share = 0.5``: heads above it carry the repeated subset more than held-out
+    data. Colour: the head's ``induction`` score (grey when it was not scored).
+
+    Args:
+        scores: The long scores table.
+        run_id: The run to show; default the most damaged run. Call it for the peak run
+            and for its control to set them side by side.
+        probe: The probe the induction colour reads; default the table's default probe.
+
+    Returns:
+        The figure; one frame per checkpoint of the run.
+    """
+    s = check_scores(scores, probe)
+    x_metric, y_metric = _attribution_axes(s)
+    run_id, sub = _attribution_run(s, [x_metric, y_metric], run_id)
+    ind = s[(s["metric"] == "induction") & (s["run_id"] == run_id) & s["head"].notna()]
+    wide = sub.pivot_table(index=["step", "layer", "head"], columns="metric", values="value", aggfunc="mean").reset_index()
+    if len(ind):
+        colour = ind.pivot_table(index=["step", "layer", "head"], values="value", aggfunc="max").rename(columns={"value": "induction"})
+        wide = wide.merge(colour.reset_index(), on=["step", "layer", "head"], how="left")
+    else:
+        wide["induction"] = np.nan
+    checkpoints = sub[["step", "tokens_seen"]].drop_duplicates("step").sort_values("step")
+    lo = float(min(0.0, wide[x_metric].min(), wide[y_metric].min()))
+    hi = float(max(wide[x_metric].max(), wide[y_metric].max(), 1e-6))
+    pad = 0.05 * (hi - lo)
+    run = sub.iloc[0]
+
+    def trace(step: int, tokens: int) -> go.Scatter:
+        w = wide[wide["step"] == step]
+        labels = [f"L{int(a)}.H{int(b)}" for a, b in zip(w["layer"], w["head"])]
+        has = w["induction"].notna().any()
+        return go.Scatter(
+            x=w[x_metric], y=w[y_metric], mode="markers+text", text=labels, textposition="top center",
+            textfont={"size": 9, "color": "#555"},
+            marker={"size": 11, "line": {"width": 0.5, "color": "#333"},
+                    **({"color": w["induction"], "colorscale": theme.HEAD_COLORSCALE, "cmin": 0.0, "cmax": 1.0,
+                        "colorbar": {"title": {"text": "induction", "side": "top"}, "thickness": 12, "len": 0.8}}
+                       if has else {"color": "#999"})},
+            customdata=np.stack([w["induction"].to_numpy(dtype=float)], axis=-1),
+            hovertemplate=(f"<b>{run_id}</b><br>step {step} ({theme.format_count(tokens)} tokens)<br>%{{text}}"
+                           "<br>test cost %{x:.3f} nats<br>repeated cost %{y:.3f} nats<br>induction %{customdata[0]:.2f}<extra></extra>"),
+            name=f"step {step}",
+        )
+
+    fig = _checkpoint_slider(checkpoints, trace)
+    fig.add_shape(type="line", x0=lo - pad, y0=lo - pad, x1=hi + pad, y1=hi + pad, line={"color": "#777", "dash": "dot", "width": 1})
+    split = " (natural text)" if x_metric.endswith("_text_loss") else ""
+    fig.update_layout(
+        xaxis={"title": {"text": f"test-loss rise when ablated{split} (nats/token)"}, "range": [lo - pad, hi + pad], "zeroline": True},
+        yaxis={"title": {"text": f"repeated-loss rise when ablated{split} (nats/token)"}, "range": [lo - pad, hi + pad], "zeroline": True},
+        margin={"b": 120},
+    )
+    title = (f"Which heads memorize · {run_id} (f = {theme.format_fraction(float(run['repeated_fraction']))}, "
+             f"E = {float(run['repeat_count']):g}){_probe_title(s, 'induction')}")
+    return _finish(fig, "head_attribution", title=title)
+
+
+def memorization_share_over_training(scores: pd.DataFrame, run_id: str | None = None) -> go.Figure:
+    """Heatmap of each head's ``memorization_share`` (rows: heads, columns: checkpoints):
+    when a head switches between carrying held-out data (0) and the repeated subset (1).
+
+    Args:
+        scores: The long scores table with ``memorization_share`` rows.
+        run_id: The run to show; default the most damaged run.
+
+    Returns:
+        The figure (cells without a row, heads that matter to neither set, are blank).
+    """
+    s = check_scores(scores, None)
+    run_id, sub = _attribution_run(s, ["memorization_share"], run_id)
+    sub = sub.copy()
+    sub["head_id"] = [f"L{int(a)}.H{int(b)}" for a, b in zip(sub["layer"], sub["head"])]
+    order = sub.drop_duplicates("head_id").sort_values(["layer", "head"])["head_id"].tolist()
+    checkpoints = sub[["step", "tokens_seen"]].drop_duplicates("step").sort_values("step")
+    grid = sub.pivot_table(index="head_id", columns="step", values="value", aggfunc="mean").reindex(index=order, columns=checkpoints["step"])
+    labels = [theme.format_count(int(t)) for t in checkpoints["tokens_seen"]]
+    fig = go.Figure(go.Heatmap(
+        z=grid.to_numpy(dtype=float), x=labels, y=order, xgap=1, ygap=1, colorscale=theme.DIVERGING_COLORSCALE, zmin=0.0, zmax=1.0,
+        colorbar={"title": {"text": "share", "side": "top"}, "thickness": 12, "len": 0.8},
+        hovertemplate=f"<b>{run_id}</b><br>%{{y}} at %{{x}} tokens<br>memorization share %{{z:.2f}}<extra></extra>",
+    ))
+    run = sub.iloc[0]
+    fig.update_layout(
+        xaxis={"title": {"text": theme.TOKENS_LABEL}, "type": "category", "showgrid": False},
+        yaxis={"title": {"text": "head"}, "autorange": "reversed", "showgrid": False, "type": "category"},
+        height=260 + 22 * len(order),
+    )
+    title = (f"Memorization share per head over training · {run_id} (f = {theme.format_fraction(float(run['repeated_fraction']))}, "
+             f"E = {float(run['repeat_count']):g})")
+    return _finish(fig, "memorization_share_over_training", title=title)
 
 
 # ----------------------------------------------------------------------------- 1b. offset profile
@@ -1032,8 +1158,9 @@ def available_figures(scores: pd.DataFrame, metrics: pd.DataFrame | None = None,
     Returns:
         Ordered ``{name: Figure}``: loss_vs_repeat_count, phase diagrams,
         disproportionate_damage, effective_model_size, displacement, score
-        trajectories of every metric present, and head heatmaps of the per-head
-        metrics for the most damaged run.
+        trajectories of every metric present, head heatmaps of the per-head
+        metrics for the most damaged run, and its per-head attribution (heads as
+        points, memorization share over training) when scored.
     """
     s = check_scores(scores, probe)
     present = set(s["metric"].unique())
@@ -1050,6 +1177,8 @@ def available_figures(scores: pd.DataFrame, metrics: pd.DataFrame | None = None,
     heads = [m for m in ordered if is_per_head(s[s["metric"] == m])]
     builders += [(f"head_heatmap_{m}", lambda m=m: head_heatmap(s, m)) for m in heads]
     builders += [("offset_profile", lambda: offset_profile(s))]
+    builders += [("head_attribution", lambda: head_attribution(s)),
+                 ("memorization_share_over_training", lambda: memorization_share_over_training(s))]
     figures: dict[str, go.Figure] = {}
     for name, build in builders:
         try:

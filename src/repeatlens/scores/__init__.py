@@ -17,12 +17,12 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 import torch
-from jaxtyping import Int
+from jaxtyping import Bool, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from repeatlens.model import HookedTransformer
-from repeatlens.scores import attention, behaviour, weights  # noqa: F401  (registers the scores)
+from repeatlens.scores import attention, attribution, behaviour, llc, weights  # noqa: F401  (registers the scores)
 from repeatlens.scores.behaviour import icl_positions, memorized, sequence_losses
 from repeatlens.scores.probes import (
     FAMILIES,
@@ -43,6 +43,7 @@ from repeatlens.scores.registry import (
     REGISTRY,
     SCORE_VERSION,
     ScoreContext,
+    available,
     default_metrics,
     ScoreFn,
     register,
@@ -65,6 +66,7 @@ __all__ = [
     "register",
     "resolve_metrics",
     "default_metrics",
+    "available",
     "rows",
     "score_model",
     "model_probes",
@@ -149,6 +151,8 @@ def score_model(
     probes: Optional[Probes | Sequence[Probes]] = None,
     test_tokens: Optional[Int[Tensor, "n_test pos_test"]] = None,
     repeated_tokens: Optional[Int[Tensor, "n_rep pos_rep"]] = None,
+    test_synthetic: Optional[Bool[Tensor, "n_test"]] = None,
+    repeated_synthetic: Optional[Bool[Tensor, "n_rep"]] = None,
     memorization_prefix: int = 32,
     memorization_k: int = 32,
     batch_size: int = 32,
@@ -170,14 +174,19 @@ def score_model(
     Args:
         model: the model to score (left in place; its weights are not changed).
         metrics: names from :data:`REGISTRY`; None for the default battery, in registry
-            order: all of them, but for the per-head ablation on models with more than 64
-            heads (:func:`default_metrics`).
+            order: all of them, but for the per-head ablations on models with more than 64
+            heads and the opt-in learning coefficient (:func:`default_metrics`). A named score
+            whose optional extra is missing is skipped with one line (:func:`available`).
         probes: one probe batch or several (e.g. one per family, :func:`build_probes`);
             default :func:`model_probes` (``uniform``, cached per vocabulary/context/seed,
             so scoring N checkpoints builds it once).
         test_tokens: held-out sequences for ``test_loss`` and ``icl_score``.
         repeated_tokens: the repeated training subset for ``repeated_loss`` and
             ``memorization``.
+        test_synthetic / repeated_synthetic: per row of ``test_tokens`` / ``repeated_tokens``,
+            True where it came from the synthetic source (a run mixing a corpus with it):
+            the natural-text and synthetic splits of the per-head attribution scores
+            (:mod:`.attribution`); None: no split.
         memorization_prefix: ``p``, prompt length of the memorization score.
         memorization_k: ``k``, tokens that must be reproduced exactly.
         batch_size: sequences per forward pass for the data-driven scores.
@@ -197,6 +206,7 @@ def score_model(
         ConfigError: an unknown metric name.
     """
     names = resolve_metrics(metrics) if metrics is not None else default_metrics(model.cfg.n_layers * model.cfg.n_heads)[0]
+    names = available(names)
     dev = torch.device(device) if device is not None else _model_device(model)
     if _model_device(model) != dev:
         model.cfg.device = dev
@@ -209,6 +219,8 @@ def score_model(
         model=model,
         test_tokens=test_tokens,
         repeated_tokens=repeated_tokens,
+        test_synthetic=test_synthetic,
+        repeated_synthetic=repeated_synthetic,
         memorization_prefix=memorization_prefix,
         memorization_k=memorization_k,
         batch_size=batch_size,

@@ -9,7 +9,7 @@ that need data return ``None`` (no row) when it was not given: ``test_loss`` and
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -32,6 +32,9 @@ __all__ = [
     "repeated_loss",
     "memorization",
     "ablation_copying_loss",
+    "z_means",
+    "ablate_head",
+    "each_head_ablated",
 ]
 
 # Olsson et al. 2022's positions (token 50 and token 500) in a 1024-token context.
@@ -194,6 +197,56 @@ def memorization(ctx: ScoreContext) -> Optional[float]:
     return float(hits.float().mean()) if hits.numel() else None
 
 
+def z_means(model: HookedTransformer, tokens: Int[Tensor, "n pos"], batch_size: Optional[int] = None, device=None) -> list[Float[Tensor, "head d_head"]]:
+    """Each head's mean output before ``W_O`` (hook ``hook_z``) over every position of
+    ``tokens``, per layer: the value a mean ablation writes. ``batch_size`` None: one pass."""
+    cfg = model.cfg
+    names = [z_hook_name(layer) for layer in range(cfg.n_layers)]
+    step = batch_size or max(1, tokens.shape[0])
+    sums = [torch.zeros(cfg.n_heads, cfg.d_head, dtype=torch.float64) for _ in names]
+    count = 0
+    with torch.inference_mode():
+        for start in range(0, tokens.shape[0], step):
+            x = tokens[start : start + step].to(device)
+            _, cache = model.run_with_cache(x, names_filter=names, return_type=None)
+            for layer, name in enumerate(names):
+                sums[layer] += cache[name].double().sum(dim=(0, 1)).cpu()
+            count += x.shape[0] * x.shape[1]
+            del cache
+    dtype = next(model.parameters()).dtype
+    return [(s / max(count, 1)).to(dtype=dtype, device=device) for s in sums]
+
+
+def ablate_head(head: int, value: Optional[Tensor]) -> Callable[[Tensor, Any], Tensor]:
+    """A ``hook_z`` hook writing ``value`` (``[d_head]``; None: zero) into ``head`` at every position."""
+
+    def hook(z: Tensor, hook: Any) -> Tensor:
+        z[:, :, head] = 0.0 if value is None else value
+        return z
+
+    return hook
+
+
+def each_head_ablated(
+    model: HookedTransformer, values: Optional[Sequence[Tensor]], measure: Callable[[list], Tensor | float]
+) -> Tensor:
+    """``measure(fwd_hooks)`` with each head ablated in turn, stacked ``[layer, head, ...]``.
+
+    ``values[layer][head]`` is what the head's ``hook_z`` is set to (see :func:`z_means`);
+    None zero-ablates. One ``measure`` call per head: the cost grows as heads x passes.
+    """
+    cfg = model.cfg
+    out = []
+    for layer in range(cfg.n_layers):
+        name = z_hook_name(layer)
+        row = []
+        for head in range(cfg.n_heads):
+            value = None if values is None else values[layer][head]
+            row.append(torch.as_tensor(measure([(name, ablate_head(head, value))]), dtype=torch.float64).cpu())
+        out.append(torch.stack(row))
+    return torch.stack(out)
+
+
 def _second_copy_loss(model: HookedTransformer, probes: Probes, fwd_hooks: list) -> float:
     tokens = probes.copy_tokens
     logits = model.run_with_hooks(tokens, return_type="logits", fwd_hooks=fwd_hooks)
@@ -214,20 +267,7 @@ def ablation_copying_loss(ctx: ScoreContext) -> Float[Tensor, "layer head"]:
     heads); Hernandez et al. 2022 (repeated data and induction heads).
     """
     model, probes = ctx.model, ctx.probes
-    cfg = model.cfg
-    names = [z_hook_name(layer) for layer in range(cfg.n_layers)]
-    out = torch.zeros(cfg.n_layers, cfg.n_heads)
     with torch.inference_mode():
-        _, cache = model.run_with_cache(probes.copy_tokens, names_filter=names, return_type=None)
-        means = {name: cache[name].mean(dim=(0, 1)) for name in names}  # [head, d_head]
-        del cache
+        means = z_means(model, probes.copy_tokens)
         base = _second_copy_loss(model, probes, [])
-        for layer, name in enumerate(names):
-            for head in range(cfg.n_heads):
-
-                def ablate(z: Tensor, hook, head: int = head, mean: Tensor = means[name]) -> Tensor:
-                    z[:, :, head] = mean[head]
-                    return z
-
-                out[layer, head] = _second_copy_loss(model, probes, [(name, ablate)]) - base
-    return out
+        return (each_head_ablated(model, means, lambda hooks: _second_copy_loss(model, probes, hooks)) - base).float()

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Literal, Optional
 
 import pandas as pd
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from repeatlens.errors import ConfigError
@@ -44,6 +44,8 @@ __all__ = [
     "register",
     "resolve_metrics",
     "default_metrics",
+    "available",
+    "groups",
     "COLUMNS",
     "PROBE_COLUMNS",
 ]
@@ -87,6 +89,10 @@ class ScoreContext:
         model: the model being scored.
         probes: the shared probe batch, already on ``device``.
         test_tokens / repeated_tokens: optional held-out and repeated-subset sequences.
+        test_synthetic / repeated_synthetic: per row of ``test_tokens`` / ``repeated_tokens``,
+            whether it came from the synthetic source (a run mixing a corpus with it); None
+            when the run has no such split. The per-head attribution scores read the
+            natural-text and synthetic splits from them.
         memorization_prefix / memorization_k: ``p`` and ``k`` of the memorization score.
         batch_size: rows per forward pass for the data-driven scores.
         icl_positions: ``(early, late)`` token positions of the ICL score, or None for
@@ -98,12 +104,22 @@ class ScoreContext:
     probes: Optional[Probes] = None
     test_tokens: Optional[Int[Tensor, "n_test pos_test"]] = None
     repeated_tokens: Optional[Int[Tensor, "n_rep pos_rep"]] = None
+    test_synthetic: Optional[Bool[Tensor, "n_test"]] = None
+    repeated_synthetic: Optional[Bool[Tensor, "n_rep"]] = None
     memorization_prefix: int = 32
     memorization_k: int = 32
     batch_size: int = 32
     icl_positions: Optional[tuple[int, int]] = None
     device: Any = "cpu"
     _probe_run: Optional[ProbeRun] = field(default=None, repr=False)
+    _memo: dict = field(default_factory=dict, repr=False)
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per ``key`` in this context: scores that share an expensive
+        intermediate (the per-head ablation passes) compute it once between them."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def probe_run(self) -> ProbeRun:
         """Run the probe batch through the model once, caching only ``hook_pattern``.
@@ -137,6 +153,10 @@ class ScoreFn:
     per_offset: bool = False
     reads_probe: bool = False
     default_max_heads: Optional[int] = None
+    default: bool = True
+    settings: Optional[dict[str, Any]] = None
+    unavailable: Optional[Callable[[], Optional[str]]] = None
+    group: Optional[str] = None
 
     def compute(self, ctx: ScoreContext) -> Optional[Tensor | float]:
         """The raw value: ``[layer, head]`` for per-head scores (``[layer, head, offset]``
@@ -189,7 +209,8 @@ SCORE_VERSION: dict[str, int] = {}
 
 def register(
     name: str, *, kind: Kind, per_head: bool, version: int = 1, per_offset: bool = False, probe: bool = False,
-    default_max_heads: Optional[int] = None,
+    default_max_heads: Optional[int] = None, default: bool = True, settings: Optional[dict[str, Any]] = None,
+    unavailable: Optional[Callable[[], Optional[str]]] = None, group: Optional[str] = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn`` under ``name``; the function itself is returned unchanged.
 
@@ -203,6 +224,15 @@ def register(
         default_max_heads: the score is in the default battery only for models with at most
             this many heads in all (its cost grows as heads x forward passes); naming it
             computes it on any model.
+        default: False: never in the default battery (computed only when named).
+        settings: the fixed settings the score's value depends on beyond the checkpoint and
+            its data (e.g. a sampler's); they are part of its definition at this
+            ``version`` (bump it when they change), and :func:`repeatlens.analyze` writes
+            them into the table's metadata (``meta["settings"][name]``).
+        unavailable: returns why the score cannot run here (a missing optional extra), or
+            None; such a score is skipped with that one line (:func:`available`).
+        group: a name that stands for every score registered with it in a metric list
+            (``-m attribution``); never the name of a score.
     """
     if kind not in ("attention", "weights", "behaviour"):
         raise ValueError(f"unknown score kind {kind!r}")
@@ -210,11 +240,12 @@ def register(
         raise ValueError(f"score {name!r}: per_offset applies to attention scores only")
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        if name in REGISTRY:
-            raise ValueError(f"score {name!r} registered twice")
+        if name in REGISTRY or name in groups():
+            raise ValueError(f"score {name!r} registered twice, or named like a group")
         REGISTRY[name] = ScoreFn(
             name=name, kind=kind, per_head=per_head, fn=fn, version=version, per_offset=per_offset,
-            reads_probe=probe or kind == "attention", default_max_heads=default_max_heads,
+            reads_probe=probe or kind == "attention", default_max_heads=default_max_heads, default=default,
+            settings=dict(settings) if settings is not None else None, unavailable=unavailable, group=group,
         )
         SCORE_VERSION[name] = version
         return fn
@@ -224,22 +255,53 @@ def register(
 
 def default_metrics(n_heads: int) -> tuple[list[str], list[str]]:
     """The default battery for a model with ``n_heads`` heads in all: (names, names left
-    out because they cost a forward pass per head on a model that size)."""
+    out because they cost a forward pass per head on a model that size). Scores registered
+    with ``default=False`` (the learning coefficient) are in neither: name them."""
     out = [m for m, f in REGISTRY.items() if f.default_max_heads is not None and n_heads > f.default_max_heads]
-    return [m for m in REGISTRY if m not in out], out
+    return [m for m, f in REGISTRY.items() if m not in out and f.default], out
+
+
+def available(names: Iterable[str], say: Optional[Callable[[str], None]] = None) -> list[str]:
+    """``names`` less the scores that cannot run here (an optional extra missing), each
+    skipped with one line through ``say`` (default: standard error)."""
+    import sys
+
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    keep = []
+    for m in names:
+        why = REGISTRY[m].unavailable() if REGISTRY[m].unavailable is not None else None
+        if why:
+            say(f"{m}: skipped: {why}")
+        else:
+            keep.append(m)
+    return keep
+
+
+def groups() -> dict[str, list[str]]:
+    """Every group name and the scores registered with it, in registry order."""
+    out: dict[str, list[str]] = {}
+    for m, f in REGISTRY.items():
+        if f.group is not None:
+            out.setdefault(f.group, []).append(m)
+    return out
 
 
 def resolve_metrics(metrics: Optional[Iterable[str]]) -> list[str]:
-    """Metric names to compute: every registered one for None, else the names given
-    (duplicates dropped, order kept).
+    """Metric names to compute: every registered one for None, else the names given, a
+    group name (``attribution``) standing for its scores (duplicates dropped, order kept).
 
     Raises:
         ConfigError: an unknown name (the registered ones are listed) or an empty list.
     """
-    names = list(REGISTRY) if metrics is None else list(dict.fromkeys(metrics))
+    grouped = groups()
+    given = list(REGISTRY) if metrics is None else list(metrics)
+    names = list(dict.fromkeys(n for m in given for n in grouped.get(m, [m])))
     unknown = [m for m in names if m not in REGISTRY]
     if unknown:
-        raise ConfigError(f"metrics: unknown {', '.join(map(repr, unknown))}; expected any of {', '.join(REGISTRY)}")
+        raise ConfigError(
+            f"metrics: unknown {', '.join(map(repr, unknown))}; expected any of {', '.join(REGISTRY)} "
+            f"(or a group: {', '.join(grouped) or 'none'})"
+        )
     if not names:
         raise ConfigError("metrics: empty list; name at least one metric or leave it out for all")
     return names
