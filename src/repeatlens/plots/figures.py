@@ -235,6 +235,17 @@ def _log_ticks_axis() -> dict[str, object]:
     return {"type": "log", "exponentformat": "SI", "dtick": 1, "minor": {"ticks": "outside", "ticklen": 2}}
 
 
+def _repeat_count_axis(fig: go.Figure, repeat_counts: pd.Series) -> None:
+    """A log x axis of repeat counts; up to 8 counts swept are labelled where they are (decade
+    ticks leave E = 2, 8 unlabelled), with minor ticks at 2-9 of each decade (an array of
+    major ticks otherwise draws a tick at every integer)."""
+    fig.update_xaxes(**_log_ticks_axis(), title_text=theme.REPEAT_COUNT_LABEL)
+    grid = sorted(float(e) for e in repeat_counts.unique())
+    if len(grid) <= 8:
+        fig.update_xaxes(tickmode="array", tickvals=grid, ticktext=[theme.format_count(e) for e in grid],
+                         minor={"ticks": "outside", "ticklen": 2, "tickmode": "linear", "dtick": "D1"})
+
+
 def _checkpoint_slider(checkpoints: pd.DataFrame, trace: Callable[[int, int], go.BaseTraceType]) -> go.Figure:
     """A one-trace figure with a slider over ``checkpoints`` (``step``, ``tokens_seen``):
     each slider step is an animation frame of ``trace(step, tokens)``; it opens on the last."""
@@ -714,11 +725,7 @@ def loss_vs_repeat_count(scores_or_final_table: pd.DataFrame, loss: str = "test_
                 ),
                 row=1, col=c,
             )
-    fig.update_xaxes(**_log_ticks_axis(), title_text=theme.REPEAT_COUNT_LABEL)
-    grid = sorted(float(e) for e in repeated["repeat_count"].unique())
-    if len(grid) <= 8:  # label the repeat counts swept (decade ticks leave E = 2, 8 unlabelled)
-        fig.update_xaxes(tickmode="array", tickvals=grid, ticktext=[theme.format_count(e) for e in grid],
-                         minor={"ticks": "outside", "ticklen": 2, "tickmode": "linear", "dtick": "D1"})
+    _repeat_count_axis(fig, repeated["repeat_count"])
     fig.update_yaxes(title_text=theme.two_line(f"final {_loss_label(loss)} (nats/token)"), col=1)
     return _finish(fig, "loss_vs_repeat_count", 1, len(models),
                    title=f"Final {_loss_label(loss)} vs repeat count (mean ± std over seeds)")
@@ -754,10 +761,7 @@ def _loss_vs_repeat_count_by_size(final: pd.DataFrame, loss: str) -> go.Figure:
             mode="lines+markers", marker={"size": 7, "color": color, "symbol": theme.MODEL_SYMBOLS[k % len(theme.MODEL_SYMBOLS)]},
             line={"color": color, "width": 2}, name=name, legendgroup=name, customdata=g["count"].to_numpy(),
             hovertemplate=f"{name}, E = %{{x:g}}<br>{_loss_label(loss)} %{{y:.4g}} ± %{{error_y.array:.2g}}<br>%{{customdata}} seed(s)<extra></extra>"))
-    fig.update_xaxes(**_log_ticks_axis(), title_text=theme.REPEAT_COUNT_LABEL)
-    grid = sorted(float(e) for e in repeated["repeat_count"].unique())
-    if len(grid) <= 8:
-        fig.update_xaxes(tickmode="array", tickvals=grid, ticktext=[theme.format_count(e) for e in grid])
+    _repeat_count_axis(fig, repeated["repeat_count"])
     fig.update_yaxes(title_text=theme.two_line(f"final {_loss_label(loss)} (nats/token)"))
     return _finish(fig, "loss_vs_repeat_count_by_size", 1, 1,
                    title=f"Final {_loss_label(loss)} vs repeat count at f = {theme.format_fraction(f)}, one curve per model size")
