@@ -11,7 +11,7 @@ and writes ``out/report.html``.
 
 The regime is the one the natural-text scaling study (``analyses/repeated_data_scaling``)
 uses at its middle size, for 977 steps instead of 1,953: the control forms an induction
-head there by about step 600 (seed 0, measured on this project's 2-core machine), and
+head there by step 750 in seed 0 of the study (and by step 977 in the demo itself, 0.92), and
 repetition at E = 512 stops it from forming. ``REPEATLENS_TINY=1`` runs a seconds-long
 version for the tests (the numbers are noise).
 """
