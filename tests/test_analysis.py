@@ -84,15 +84,17 @@ def test_run_table_is_tidy_complete_and_uses_the_runs_data(run_dir: Path) -> Non
     assert res.scored == len(ckpts)
     assert dict(df.drop_duplicates("step").set_index("step").tokens_seen) == {c.step: c.tokens_seen for c in ckpts}
     assert (df.run_id == "run").all()
-    assert set(df.metric) == set(scores_pkg.REGISTRY)  # behaviour scores too: the run's data was passed
+    battery = {m for m, f in scores_pkg.REGISTRY.items() if f.default}  # all but the opt-in ones (attribution, LLC)
+    assert set(df.metric) == battery  # behaviour scores too: the run's data was passed
+    assert battery < set(scores_pkg.REGISTRY) and "memorization_share" not in battery
     model_level = df[df.metric == "test_loss"]
     assert model_level["layer"].isna().all() and model_level["head"].isna().all()
     # a synthetic-only run: every family but text, each its own rows; scores that read no probe once
     assert set(df.probe) == {"uniform", "train", "synthetic", ""} 
-    assert res.probes == {str(run_dir): ["uniform:L14:B16:s0", "train:L14:B16:s0", "synthetic:L14:B16:s0"]}
+    assert res.probes == {str(run_dir): ["uniform:L8:B16:s0", "train:L8:B16:s0", "synthetic:L8:B16:s0"]}  # L: the source's longest repeat (max_len 8) under 2P = 14
     per_head = df[df.metric == "induction"]
     assert len(per_head) == len(ckpts) * 2 * 2 * 3  # 2 layers x 2 heads x 3 probes
-    assert (df[df.metric == "copying_ov"].probe == "").all() and (per_head.probe_len == 14).all()  # n_ctx 32: L = 2P = 14
+    assert (df[df.metric == "copying_ov"].probe == "").all() and (per_head.probe_len == 8).all()  # n_ctx 32: 2P = 14, capped at max_len 8
     # test_loss on the first 8 held-out sequences is exactly the loss training logged there
     met = repeatlens.load_run(run_dir).metrics()
     logged = met[met.split == "test"].set_index("step").loss
