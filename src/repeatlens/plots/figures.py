@@ -426,7 +426,7 @@ def head_attribution(scores: pd.DataFrame, run_id: str | None = None, probe: str
     checkpoints = sub[["step", "tokens_seen"]].drop_duplicates("step").sort_values("step")
     lo = float(min(0.0, wide[x_metric].min(), wide[y_metric].min()))
     hi = float(max(wide[x_metric].max(), wide[y_metric].max(), 1e-6))
-    pad = 0.05 * (hi - lo)
+    pad = 0.08 * (hi - lo)  # room for the head labels above the highest point
     run = sub.iloc[0]
 
     def trace(step: int, tokens: int) -> go.Scatter:
@@ -450,8 +450,10 @@ def head_attribution(scores: pd.DataFrame, run_id: str | None = None, probe: str
     fig.add_shape(type="line", x0=lo - pad, y0=lo - pad, x1=hi + pad, y1=hi + pad, line={"color": "#777", "dash": "dot", "width": 1})
     split = " (natural text)" if x_metric.endswith("_text_loss") else ""
     fig.update_layout(
-        xaxis={"title": {"text": f"test-loss rise when ablated{split} (nats/token)"}, "range": [lo - pad, hi + pad], "zeroline": True},
-        yaxis={"title": {"text": f"repeated-loss rise when ablated{split} (nats/token)"}, "range": [lo - pad, hi + pad], "zeroline": True},
+        xaxis={"title": {"text": theme.two_line(f"test-loss rise when ablated{split} (nats/token)")}, "range": [lo - pad, hi + pad],
+               "zeroline": True},
+        yaxis={"title": {"text": theme.two_line(f"repeated-loss rise when ablated{split} (nats/token)")}, "range": [lo - pad, hi + pad],
+               "zeroline": True},
         margin={"b": 120},
     )
     title = (f"Which heads memorize · {run_id} (f = {theme.format_fraction(float(run['repeated_fraction']))}, "
