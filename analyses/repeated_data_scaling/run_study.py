@@ -129,6 +129,12 @@ def write_results_md(args, sweeps, targets, per_size, middle, points, named, cha
     rel = lambda p: os.path.relpath(p, args.results)  # noqa: E731
     figs = "\n\n".join(f"![{name}]({rel(paths[0])})" for name, paths in written.items() if paths and paths[0].suffix == ".png")
     notes = (HERE / "NOTES.md").read_text() if (args.results == HERE and (HERE / "NOTES.md").exists()) else ""
+    heads_md = args.results / "results" / "memorizing_heads.md"  # written by memorizing_heads.py
+    heads = ""
+    if heads_md.exists():
+        pics = "\n\n".join(f"![{n}](results/figures/{n}.png)" for n in ("head_attribution_peak_s0", "memorization_share_peak_s0")
+                            if (args.results / "results" / "figures" / f"{n}.png").exists())
+        heads = f"## Which heads carry the memorized subset at the peak\n\n{heads_md.read_text()}\n{pics}\n"
     done = sum(len(s.done) for s in sweeps)
     call = (f"Wall time of this call: **{elapsed / 60:.1f} min** ({done} runs trained or scored now)." if done else
             f"This call found every run trained and scored and only rewrote the tables, figures and this file ({elapsed / 60:.1f} min).")
@@ -172,6 +178,7 @@ is canonical induction. "Formed by step" is the first scored checkpoint with tha
 
 {figs}
 
+{heads}
 {notes}
 """
     (args.results / "RESULTS.md").write_text(text)
