@@ -204,7 +204,7 @@ def _specs(source: "ProbeSource", opts: _Options) -> list["ProbeSpec"]:
         spec = ProbeSpec(f)  # validates the family name
         if f not in source.families():
             raise ConfigError(f"--probe {spec.family}: does not apply here: {source.why_not(spec.family)}")
-    return [ProbeSpec(f, opts.probe_len, opts.probe_batch, opts.probe_seed).resolved(source.n_ctx, source.longest_repeat) for f in families]
+    return [source.resolve(ProbeSpec(f, opts.probe_len, opts.probe_batch, opts.probe_seed)) for f in families]
 
 
 def _score_source(src: _Source, metrics: Optional[Iterable[str]], opts: _Options, *, wait: bool = True) -> AnalysisResult:

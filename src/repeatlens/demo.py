@@ -94,7 +94,7 @@ def run_demo(out: str | Path, progress: bool = True, workers: Optional[int] = No
     scores, metrics = load_scores(out), load_metrics(out)
     source = run_probe_source(RunDir(out / "control"))
     # the keys this analysis scored (rows from another version's defaults may sit beside them)
-    syn_spec, uni_spec = (ProbeSpec(f).resolved(source.n_ctx, source.longest_repeat) for f in DEMO_PROBES)
+    syn_spec, uni_spec = (source.resolve(ProbeSpec(f)) for f in DEMO_PROBES)
     final = final_table(scores, metrics, probe=syn_spec.key)
     uniform = final_table(scores, metrics, probe=uni_spec.key).set_index("run_id")
     table = final[["run_id", "repeated_fraction", "repeat_count"]].rename(columns={"repeated_fraction": "f", "repeat_count": "E"})

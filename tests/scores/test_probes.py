@@ -142,6 +142,7 @@ def test_default_copy_len_stays_within_the_longest_repeat_the_data_makes() -> No
         probes = build_probes(ProbeSpec(family), src)
         assert probes.copy_len == 20 and probes.copy_tokens.shape[1] == 41, family
         assert torch.equal(probes.copy_tokens[:, 1:21], probes.copy_tokens[:, 21:])
+    assert src.resolve(ProbeSpec("text")).key == "text:L20:B16:s0"  # the key build_probes' rows will carry
     assert build_probes(ProbeSpec("uniform", copy_len=40), src).copy_len == 40  # an explicit L is kept
     assert build_probes(ProbeSpec("uniform"), _source(n_ctx=128, longest_repeat=80)).copy_len == 50  # 2P caps it
     with pytest.raises(ConfigError, match="cannot read 'x3'"):

@@ -223,6 +223,11 @@ class ProbeSource:
                 "text": self.text is not None and len(self.text) > 0}
         return [f for f in FAMILIES if have[f]]
 
+    def resolve(self, spec: ProbeSpec) -> ProbeSpec:
+        """``spec`` with its copy length filled in for this source (its context and its
+        longest repeat, :func:`default_copy_len`), checked to fit; what its key will be."""
+        return spec.resolved(self.n_ctx, self.longest_repeat)
+
     def why_not(self, family: str) -> str:
         """Why ``family`` cannot be built from this source (one phrase)."""
         return {
@@ -404,7 +409,7 @@ def build_probes(spec: ProbeSpec, source: ProbeSource) -> Probes:
     """
     if spec.family not in source.families():
         raise ConfigError(f"probe {spec.family!r} does not apply here: {source.why_not(spec.family)}")
-    spec = spec.resolved(source.n_ctx, source.longest_repeat)
+    spec = source.resolve(spec)
     L, P, B = int(spec.copy_len), prefix_block(source.n_ctx), spec.batch
     g = torch.Generator().manual_seed(int(spec.seed))
     exclude = tuple(source.exclude) + (source.bos,)
