@@ -182,6 +182,33 @@ class MixtureConfig(BaseModel):
     total_tokens: int = Field(..., ge=1)
     repeated_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     repeat_count: int = Field(1, ge=1)
+    repeated_source: Literal["any", "corpus", "synthetic"] = Field(
+        "any",
+        description="where the repeated subset's sequences come from when a corpus is mixed with the synthetic source: "
+        "'any' (drawn like every training row, so in proportion to data.synthetic_fraction), 'corpus' (natural text only) "
+        "or 'synthetic' (synthetic sequences only); the unique data keeps data.synthetic_fraction either way",
+    )
+    data_matched: Optional[float] = Field(
+        None, gt=0.0, lt=1.0,
+        description="a data-matched control for repeated fraction f: with repeated_fraction = 0, train on the (1-f)*D "
+        "unique tokens a run at f sees (D = total_tokens), so that 'fewer unique tokens' is not mistaken for repetition",
+    )
+
+    @model_validator(mode="after")
+    def _control(self) -> "MixtureConfig":
+        if self.data_matched is not None and self.repeated_fraction > 0:
+            raise ValueError(
+                f"data_matched = {self.data_matched} is a control (it trains on unique data only) but repeated_fraction = "
+                f"{self.repeated_fraction}; expected repeated_fraction = 0"
+            )
+        return self
+
+    @property
+    def control(self) -> str:
+        """``'full'`` (f = 0 on all D tokens), ``'data_matched'`` (f = 0 on (1-f)·D) or ``'none'`` (a repeated run)."""
+        if self.repeated_fraction > 0:
+            return "none"
+        return "data_matched" if self.data_matched is not None else "full"
 
 
 class CheckpointSchedule(BaseModel):
@@ -261,6 +288,13 @@ class RunConfig(BaseModel):
         if self.mixture.total_tokens < self.data.seq_len:
             raise ValueError(
                 f"mixture.total_tokens = {self.mixture.total_tokens} is below one sequence (data.seq_len = {self.data.seq_len})"
+            )
+        source = self.mixture.repeated_source
+        if source == "corpus" and self.data.synthetic_only:
+            raise ValueError("mixture.repeated_source = 'corpus' but the data are synthetic only; expected a corpus in data.source")
+        if source == "synthetic" and not self.data.synthetic_only and self.data.synthetic_fraction == 0:
+            raise ValueError(
+                "mixture.repeated_source = 'synthetic' but data.synthetic_fraction = 0; expected a synthetic share, or 'any'/'corpus'"
             )
         return self
 

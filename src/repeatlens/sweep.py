@@ -13,10 +13,15 @@ A sweep file (YAML)::
     analyze:                               # optional; arguments of repeatlens.analyze
       metrics: [induction, test_loss]
       max_sequences: 64
+    data_matched_controls: true            # optional: add each f > 0 point's data-matched control
 
 The grid is the cartesian product in the order written. A point with
 ``repeated_fraction = 0`` is the control: its ``repeat_count`` means nothing, so it is
-recorded as E = 1 and kept once per combination of the other coordinates. Each point
+recorded as E = 1 and kept once per combination of the other coordinates. With
+``data_matched_controls: true``, every point at f > 0 also gets its data-matched control
+(``mixture.data_matched = f``, f = 0: trained on the (1-f)·D unique tokens the repeated
+run sees, named ``dm<f>_…``), once per combination of the other coordinates; the grid may
+also name ``mixture.data_matched`` directly. Each point
 trains into ``OUT/<name>`` with a name built from its grid values
 (``f0.1_E10_attn2-tiny_s0``); points already complete are not trained again and, when
 also fully scored, not even started. After every point is done the sweep root gets the
@@ -59,10 +64,11 @@ from repeatlens.errors import ConfigError, RepeatlensError
 
 __all__ = ["SweepSpec", "SweepPoint", "SweepResult", "load_sweep", "expand_grid", "run_sweep", "run_point", "available_cores"]
 
-SWEEP_KEYS = {"base", "base_config", "grid", "analyze"}
+SWEEP_KEYS = {"base", "base_config", "grid", "analyze", "data_matched_controls"}
 ANALYZE_KEYS = {"metrics", "max_sequences", "batch_size", "seed", "device", "probes", "probe_len", "probe_batch", "probe_seed"}
 F_KEY, E_KEY = "mixture.repeated_fraction", "mixture.repeat_count"
-_SHORT = {F_KEY: "f", E_KEY: "E", "mixture.total_tokens": "D", "model.preset": "", "seed": "s"}
+DM_KEY = "mixture.data_matched"
+_SHORT = {F_KEY: "f", E_KEY: "E", "mixture.total_tokens": "D", "model.preset": "", "seed": "s", DM_KEY: "dm"}
 
 
 @dataclass(frozen=True)
@@ -146,8 +152,18 @@ def point_name(values: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "-", name)
 
 
-def expand_grid(base: dict[str, Any], grid: dict[str, Any], where: str = "sweep") -> list[SweepPoint]:
-    """Every point of the grid over ``base``, validated, controls deduplicated.
+def _data_matched_twin(values: dict[str, Any], cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The data-matched control of a repeated point: f -> 0 with ``data_matched = f``, E dropped."""
+    f = cfg["mixture"]["repeated_fraction"]
+    twin = {DM_KEY: f, **{k: v for k, v in values.items() if k not in (F_KEY, E_KEY, DM_KEY)}}
+    return twin, merge(cfg, {"mixture": {"repeated_fraction": 0.0, "repeat_count": 1, "data_matched": f}})
+
+
+def expand_grid(
+    base: dict[str, Any], grid: dict[str, Any], where: str = "sweep", *, data_matched_controls: bool = False
+) -> list[SweepPoint]:
+    """Every point of the grid over ``base``, validated, controls deduplicated; with
+    ``data_matched_controls``, each f > 0 point followed by its data-matched control.
 
     Raises:
         ConfigError: a grid entry is not a non-empty list, or a point is not a valid config
@@ -162,9 +178,8 @@ def expand_grid(base: dict[str, Any], grid: dict[str, Any], where: str = "sweep"
     points: list[SweepPoint] = []
     seen: set[str] = set()
     names: set[str] = set()
-    for combo in itertools.product(*(grid[k] for k in keys)):
-        values = dict(zip(keys, combo))
-        cfg = merge(base, _nest(values))
+
+    def add(values: dict[str, Any], cfg: dict[str, Any]) -> None:
         if float(cfg.get("mixture", {}).get("repeated_fraction", 0.0) or 0.0) == 0.0:
             cfg = merge(cfg, {"mixture": {"repeat_count": 1}})  # the control: E means nothing
             if E_KEY in values:
@@ -178,13 +193,19 @@ def expand_grid(base: dict[str, Any], grid: dict[str, Any], where: str = "sweep"
         cfg = validated.model_dump(mode="json")
         key = json.dumps(cfg, sort_keys=True)
         if key in seen:
-            continue
+            return
         seen.add(key)
         unique, i = name, 2
         while unique in names:
             unique, i = f"{name}_{i}", i + 1
         names.add(unique)
         points.append(SweepPoint(unique, values, cfg))
+        if data_matched_controls and cfg["mixture"]["repeated_fraction"] > 0:
+            add(*_data_matched_twin(values, cfg))
+
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        values = dict(zip(keys, combo))
+        add(values, merge(base, _nest(values)))
     return points
 
 
@@ -222,7 +243,11 @@ def load_sweep(path: str | Path) -> SweepSpec:
             resolve_metrics(analyze["metrics"])
         except ConfigError as e:
             raise ConfigError(f"{path}: analyze.{e}") from None
-    return SweepSpec(base=base, grid=grid, analyze=analyze, points=expand_grid(base, grid, where=str(path)), source=path)
+    dm = raw.get("data_matched_controls", False)
+    if not isinstance(dm, bool):
+        raise ConfigError(f"{path}: field 'data_matched_controls' = {dm!r}: expected true or false")
+    points = expand_grid(base, grid, where=str(path), data_matched_controls=dm)
+    return SweepSpec(base=base, grid=grid, analyze=analyze, points=points, source=path)
 
 
 # ----------------------------------------------------------------------------- one point

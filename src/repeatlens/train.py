@@ -111,7 +111,7 @@ def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> Ru
     run = RunDir(out)
     plan = plan_mixture(cfg.mixture, cfg.data.seq_len)
     corpus = load_corpus(cfg.data, progress=progress)
-    pool = build_pool(cfg.data, plan, corpus, cfg.seed)
+    pool = build_pool(cfg.data, plan, corpus, cfg.seed, source=cfg.mixture.repeated_source)
     schedule = build_schedule(plan, first_repeated=pool.first_repeated, first_unique=pool.first_unique, seed=cfg.seed)
     total_steps = math.ceil(plan.n_total / cfg.train.batch_size)
 

@@ -106,6 +106,8 @@ RUN_DEFAULTS: dict[str, object] = {
     "repeated_fraction": float("nan"),
     "repeat_count": float("nan"),
     "total_tokens": float("nan"),
+    "unique_tokens": float("nan"),
+    "control": "",
     "model_preset": "model",
     "n_params": 0,
     "n_params_nonembedding": 0,
@@ -139,6 +141,9 @@ def check_scores(scores: pd.DataFrame, probe: Optional[str] = None) -> pd.DataFr
     require_columns(scores, SCORE_NEEDS, "scores table")
     out, key = select_probe(scores, probe)
     out = out.copy()
+    if "control" not in out.columns and "repeated_fraction" in out.columns:  # a table written before data-matched controls
+        f = out["repeated_fraction"].astype(float)
+        out["control"] = np.where(f == 0, "full", np.where(f > 0, "none", ""))
     for column, default in RUN_DEFAULTS.items():
         if column not in out.columns:
             out[column] = default
@@ -251,8 +256,11 @@ def final_table(scores: pd.DataFrame, quantities: Optional[Sequence[str]] = None
 
 
 def control_mask(table: pd.DataFrame) -> pd.Series:
-    """Rows of the f = 0 control."""
-    return table["repeated_fraction"].astype(float) == 0.0
+    """Rows of the full-data f = 0 control (not the data-matched controls, which train on fewer tokens)."""
+    full = table["repeated_fraction"].astype(float) == 0.0
+    if "control" in table.columns:
+        full &= table["control"].astype(str) != "data_matched"
+    return full
 
 
 def seed_stats(table: pd.DataFrame, keys: Sequence[str], values: str | Sequence[str] = "value") -> pd.DataFrame:
@@ -283,18 +291,18 @@ def relative_damage(scores: pd.DataFrame, quantity: str) -> pd.DataFrame:
     model size. Runs whose model size has no control are dropped.
 
     Returns:
-        One row per non-control run: run columns + ``value``, ``control``, ``damage``.
+        One row per non-control run: run columns + ``value``, ``control_value``, ``damage``.
     """
     q = get_quantity(quantity)
     final = final_values(scores, q.metric)
-    ctrl = final[control_mask(final)].groupby("n_params")["value"].mean().rename("control")
+    ctrl = final[control_mask(final)].groupby("n_params")["value"].mean().rename("control_value")
     if ctrl.empty:
         raise MissingDataError(f"no f = 0 control run has {q.metric!r}; relative damage needs one")
     runs = final[final["repeated_fraction"] > 0].join(ctrl, on="n_params", how="inner")
     if runs.empty:
         raise MissingDataError(f"no repeated-data run shares a model size with a control run that has {q.metric!r}")
     runs = runs.copy()
-    runs["damage"] = q.sign * (runs["value"] - runs["control"]) / runs["control"].abs()
+    runs["damage"] = q.sign * (runs["value"] - runs["control_value"]) / runs["control_value"].abs()
     return runs.reset_index(drop=True)
 
 

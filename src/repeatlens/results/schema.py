@@ -57,13 +57,21 @@ SCORE_DTYPES = {
     "duplicate_of": "string",
 }
 
-RUN_COLUMNS = ["repeated_fraction", "repeat_count", "total_tokens", "model_preset", "n_params", "n_params_nonembedding", "seed"]
-"""A run's coordinates, joined into sweep tables: f (as requested), E, D, model preset,
-trainable parameters N, non-embedding parameters (Kaplan et al. 2020's N) and seed."""
+RUN_COLUMNS = [
+    "repeated_fraction", "repeat_count", "total_tokens", "unique_tokens", "control",
+    "model_preset", "n_params", "n_params_nonembedding", "seed",
+]
+"""A run's coordinates, joined into sweep tables: f (as requested), E, D (tokens trained
+on), the unique tokens among them, which control the run is (``none`` for a repeated run,
+``full`` for f = 0 on D, ``data_matched`` for f = 0 on the (1-f)·D unique tokens of a run
+at f), model preset, trainable parameters N, non-embedding parameters (Kaplan et al.
+2020's N) and seed."""
 RUN_DTYPES = {
     "repeated_fraction": "float64",
     "repeat_count": "int64",
     "total_tokens": "int64",
+    "unique_tokens": "int64",
+    "control": "str",
     "model_preset": "str",
     "n_params": "int64",
     "n_params_nonembedding": "int64",

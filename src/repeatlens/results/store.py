@@ -192,6 +192,8 @@ def run_coordinates(run: "RunDir") -> dict[str, Any]:
         "repeated_fraction": man.requested_fraction,
         "repeat_count": man.repeat_count,
         "total_tokens": man.total_tokens,
+        "unique_tokens": man.n_unique * man.seq_len,
+        "control": cfg.mixture.control,
         "model_preset": cfg.model.preset or "custom",
         "n_params": man.n_params or cfg.model.n_params(man.vocab_size),
         "n_params_nonembedding": man.n_params_nonembedding or cfg.model.n_params(man.vocab_size, embeddings=False),
