@@ -190,7 +190,7 @@ def test_sweep_root_tables_join_each_runs_coordinates(trained: Path, tmp_path: P
     assert len(df) == len(per_run)
 
     met = load_metrics(sweep)
-    assert list(met.columns) == ["run_id", "step", "tokens_seen", "split", "loss"] + RUN_COLUMNS
+    assert list(met.columns) == ["run_id", "step", "tokens_seen", "split", "loss", "loss_se"] + RUN_COLUMNS
     assert len(met) == sum(len(repeatlens.load_run(sweep / r).metrics()) for r in ("control", "f0.25_E4"))
     assert set(met.split) == {"train", "test", "repeated"}
 
