@@ -274,7 +274,9 @@ def _t1(runs: pd.DataFrame, f: float, loss: str) -> tuple[PeakTarget, Optional[f
     except fits.ScalingDataError as e:
         return PeakTarget(verdict=Verdict.NOT_IDENTIFIED, reason=str(e), **base), None
     numbers = {**peak.to_json(), "width": peak.width, "dof": peak.dof, "note": peak.note}
-    if peak.e_star_ci95 is None or peak.amplitude_ci95 is None:
+    if peak.amplitude <= 0 or not peak.grid[0] < peak.e_star < peak.grid[-1]:
+        verdict = Verdict.DID_NOT_HOLD  # a dip, or a maximum beyond the grid's ends
+    elif peak.e_star_ci95 is None or peak.amplitude_ci95 is None:
         verdict = Verdict.NOT_IDENTIFIED
     elif peak.interior and peak.amplitude_ci95[0] > 0:
         verdict = Verdict.HELD
@@ -362,8 +364,14 @@ def _t2(runs: pd.DataFrame, all_sizes: pd.DataFrame, n: Optional[float], f: floa
             drops[a] = (c - v) / abs(c) if c != 0 else float("nan")
     statement = (f"near the peak, copying is damaged more than the {_loss_name(loss)} (effective model size lost on each, "
                  "where the controls' laws allow; else relative drops)")
-    copy_row, why = _effective_row(all_sizes, "copying_loss", n, f, e)
-    loss_row, why_loss = _effective_row(all_sizes, loss, n, f, e) if copy_row is not None else (None, why)
+    size_col = SIZE if SIZE in all_sizes.columns else "N"
+    k = all_sizes.loc[all_sizes["control"] == "full", size_col].nunique() if size_col in all_sizes.columns else 1
+    if k < fits.MIN_CONTROL_SIZES:
+        copy_row = loss_row = None
+        why_loss = f"full-data controls at {k} model size{'s' if k != 1 else ''}; the laws need at least {fits.MIN_CONTROL_SIZES}"
+    else:
+        copy_row, why = _effective_row(all_sizes, "copying_loss", n, f, e)
+        loss_row, why_loss = _effective_row(all_sizes, loss, n, f, e) if copy_row is not None else (None, why)
     base = dict(name="T2", statement=statement, loss=loss, fraction=f, repeat_count=e, loss_control=c_loss, loss_at_peak=p_loss,
                 loss_rise=rise, abilities=abilities, drops=drops, probe=probe)
     if copy_row is not None and loss_row is not None:
@@ -376,7 +384,7 @@ def _t2(runs: pd.DataFrame, all_sizes: pd.DataFrame, n: Optional[float], f: floa
             verdict = Verdict.NOT_IDENTIFIED
         return DamageTarget(verdict=verdict, basis="effective size", yardstick=y, **base)
     held = bool(drops) and all(d > 0 and d > rise for d in drops.values())
-    return DamageTarget(verdict=Verdict.HELD if held else Verdict.DID_NOT_HOLD, yardstick_reason=why_loss or why, **base)
+    return DamageTarget(verdict=Verdict.HELD if held else Verdict.DID_NOT_HOLD, yardstick_reason=why_loss, **base)
 
 
 # ------------------------------------------------------------------------------ T3
