@@ -256,3 +256,23 @@ def test_circuit_table_names_each_runs_circuit_and_when_it_formed() -> None:
     assert table.loc["none", "kind"] == "none" and np.isnan(table.loc["none", "formed_at"])
     text = circuits_markdown(table.reset_index())
     assert "| shifted | induction shifted by 6 | L1.H0 | L0.H1 | 0.90 | 10 |" in text and "| none | none |" in text
+
+
+def test_the_scaling_study_script_imports_and_reads_its_committed_table() -> None:
+    """analyses/repeated_data_scaling/run_study.py against this API: it imports, and its T5/T6 path
+    (fit_scaling on the study's loss, scaling_targets, the targets' JSON) runs on the committed table."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from repeatlens.results.fits import fit_scaling
+    from repeatlens.study import scaling_targets
+
+    path = Path("analyses/repeated_data_scaling/run_study.py")
+    spec = importlib.util.spec_from_file_location("_run_study", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fit = fit_scaling(pd.read_csv(path.parent / "results" / "final_runs.csv"), mod.LOSS)
+    targets = scaling_targets(fit)
+    assert [t.name for t in targets] == ["T5", "T6"] and json.dumps([mod._target_json(t) for t in targets])
+    assert "## The scaling fit" in path.read_text() and "scaling_fit.json" in path.read_text()
