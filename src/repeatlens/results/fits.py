@@ -138,9 +138,11 @@ def scaling_table(runs: Any, loss: Optional[str] = None) -> tuple[pd.DataFrame, 
             table[column] = pd.to_numeric(table[column]).astype(float)
         except (TypeError, ValueError):
             raise ScalingDataError(f"column {column!r} of the runs table is not numeric") from None
+    derived = np.where(table["repeated_fraction"] == 0, "full", "none")
     if "control" not in table.columns:
-        table["control"] = np.where(table["repeated_fraction"] == 0, "full", "none")
-    table["control"] = table["control"].astype(str)
+        table["control"] = derived
+    table["control"] = table["control"].fillna("").astype(str)
+    table.loc[table["control"] == "", "control"] = derived[(table["control"] == "").to_numpy()]  # tables that did not record it
     bad = sorted(set(table["control"]) - set(CONTROL_KINDS))
     if bad:
         raise ScalingDataError(f"column 'control' holds {bad}; expected one of {', '.join(CONTROL_KINDS)}")
@@ -283,7 +285,7 @@ def _fmt_e(e: float) -> str:
 
 
 def _edge(e: Optional[float]) -> str:
-    return _fmt_e(e) if e is not None else "outside the grid"
+    return _fmt_e(e) if e is not None else "not within the grid"
 
 
 def _num(x: Optional[float]) -> Optional[float]:
