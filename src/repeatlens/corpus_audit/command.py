@@ -33,7 +33,7 @@ def audit_command(
     shingle: int = typer.Option(5, "--shingle", help="Near duplicates: tokens per shingle"),
     spans: bool = typer.Option(True, "--spans/--no-spans", help="Repeated spans (suffix array)"),
     span_min: int = typer.Option(50, "--span-min", "-K", help="Repeated spans: at least K tokens"),
-    span_max_tokens: int = typer.Option(50_000_000, "--span-max-tokens", help="Repeated spans: largest stream (about 20 bytes/token)"),
+    span_max_tokens: int = typer.Option(50_000_000, "--span-max-tokens", help="Repeated spans: largest stream (about 30 bytes/token)"),
     bins: str = typer.Option("log", "--bins", help="log (1-2-5 buckets of copies) or exact (one row per copy count)"),
     png: bool = typer.Option(False, "--png", help="Also write audit.png (kaleido + Chromium)"),
     write_sweep: Optional[Path] = typer.Option(None, "--write-sweep", help="Write a sweep YAML over the corpus's (f, E) buckets"),

@@ -20,7 +20,7 @@ from typing import Optional, SupportsFloat
 import pandas as pd
 
 from repeatlens.corpus_audit.region import Region
-from repeatlens.corpus_audit.table import UNIT_NOUNS, UNITS
+from repeatlens.corpus_audit.table import UNIT_NOUNS, UNITS, items_label
 from repeatlens.plots.theme import format_count
 
 STATUSES = ("below", "partly inside", "inside", "above", "unknown")
@@ -84,7 +84,7 @@ def unit_sentence(rows: pd.DataFrame, unit: str, epochs: float, region: Optional
     partly = rows[rows.region == "partly inside"]
     if len(inside):
         lo, hi = inside.repeat_count.min() / epochs, inside.repeat_count_max.max() / epochs
-        line += (f"; {_pct(inside.token_fraction.sum())} of tokens ({int(inside['items'].sum()):,} {noun}) sit in {noun} "
+        line += (f"; {_pct(inside.token_fraction.sum())} of tokens ({items_label(unit, int(inside['items'].sum()))}) sit in {noun} "
                  f"{verb} {_range(lo, hi)} times, inside {where}")
     else:
         line += f"; none lies wholly inside {where}"

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from repeatlens.corpus_audit.region import Region
-from repeatlens.corpus_audit.table import UNIT_NOUNS, UNITS
+from repeatlens.corpus_audit.table import UNITS, items_label
 from repeatlens.plots.theme import (
     FRACTION_LABEL,
     REPEAT_COUNT_LABEL,
@@ -34,11 +34,10 @@ REGION_LINE = "rgba(214, 39, 40, 0.9)"
 
 
 def _hover(row: pd.Series, epochs: float, examples: list[str]) -> str:
-    noun = UNIT_NOUNS[row.unit][0]
     e = f"{row.repeat_count:,.4g}" if row.repeat_count == row.repeat_count_max else f"{row.repeat_count:,.4g}–{row.repeat_count_max:,.4g}"
     lines = [f"<b>E = {e}</b>" + ("" if epochs == 1 else f" ({epochs:g} epochs)"),
              f"f = {100 * row.token_fraction:.3g}% of tokens ({int(row.tokens):,})",
-             f"{int(row['items']):,} {noun}"]
+             items_label(row.unit, int(row['items']))]
     if "region" in row:
         lines.append(f"region: {row.region}")
     lines += [html.escape(x) for x in examples]

@@ -36,7 +36,7 @@ from repeatlens.io import atomic_write, atomic_write_json, atomic_write_text
 
 AUDIT_FORMAT = "repeatlens-audit/1"
 DEFAULT_SPAN_MAX_TOKENS = 50_000_000
-"""Largest stream whose repeated spans are counted by default (about 1 GB at 20 bytes/token)."""
+"""Largest stream whose repeated spans are counted by default (about 1.5 GB at 30 bytes/token)."""
 SIZE_SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
 
@@ -124,6 +124,7 @@ class AuditResult:
         figure: the plotly figure (``audit.html``).
         files: the files written.
         sweep_error: why a requested sweep was not written, or None.
+        examples: up to ``examples`` named items per bucket, ``{(unit, lowest copy count): [...]}``.
     """
 
     table: pd.DataFrame
@@ -134,6 +135,7 @@ class AuditResult:
     figure: Any
     files: list[Path] = field(default_factory=list)
     sweep_error: Optional[str] = None
+    examples: dict = field(default_factory=dict)
 
 
 def data_settings(corpus: str | os.PathLike, base: Optional[DataConfig], **fields: Any) -> DataConfig:
@@ -211,7 +213,7 @@ def _count(reader: CorpusReader, opts: AuditOptions, work: Path) -> tuple[list[U
         skipped["span"] = "switched off (--no-spans)"
     else:
         skipped["span"] = (f"the stream holds {cutter.stream_tokens:,} tokens, over the suffix array's limit of "
-                           f"{opts.span_max_tokens:,} (--span-max-tokens; about 20 bytes of memory per token)")
+                           f"{opts.span_max_tokens:,} (--span-max-tokens; about 30 bytes of memory per token)")
     totals = {"documents": docs.n_documents, "distinct_documents": len(docs.copies), "stream_tokens": cutter.stream_tokens,
               "sequences": seqs.copies.sum().item() if seqs.items else 0, "max_id": max_id,
               "near": near.settings() if near is not None else None}
@@ -253,7 +255,7 @@ def _write_outputs(out: Path, result: AuditResult, sweep_text: Optional[str], sw
             written.append(out / staged.name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    result.record["files"] = [str(p) for p in written] + [str(out / "audit.json")]
+    result.record["files"] = [p.name if p.parent == out else str(p) for p in written] + ["audit.json"]
     atomic_write_json(out / "audit.json", result.record)
     return written + [out / "audit.json"]
 
@@ -378,11 +380,13 @@ def audit(
         "region": region.as_dict() if region is not None else None,
         "damage": damage.to_dict(orient="records") if damage is not None else None,
         "summary": summary,
+        "examples": {u: {str(lo): ex for (unit, lo), ex in examples.items() if unit == u} for u in UNITS
+                     if any(unit == u for unit, _ in examples)},
         "sweep": {"path": str(opts.write_sweep), **sweep_record} if sweep_record else ({"error": sweep_error} if sweep_error else None),
         "versions": _versions(),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    result = AuditResult(table, damage, region, summary, record, figure, sweep_error=sweep_error)
+    result = AuditResult(table, damage, region, summary, record, figure, sweep_error=sweep_error, examples=examples)
     if out is not None:
         result.files = _write_outputs(Path(out), result, sweep_text, opts.write_sweep, opts.png)
     return result

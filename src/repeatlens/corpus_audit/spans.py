@@ -14,8 +14,8 @@ Over the flat token stream t (every document behind its BOS, as the trainer read
   the same ids and the same E are one distinct item, with their positions summed as its
   tokens.
 
-Memory grows with the stream (about 20 bytes per token for uint16 ids: the array, the
-suffix array libdivsufsort builds over its bytes, the LCP array and two counts), so spans
+Memory grows with the stream (about 30 bytes per token for uint16 ids: the array, the
+suffix array libdivsufsort builds over its bytes, the LCP array and the counts), so spans
 are counted only while the stream holds at most ``span_max_tokens`` tokens.
 """
 
@@ -29,8 +29,9 @@ from jaxtyping import Integer
 from repeatlens.corpus_audit.count import UnitCounts
 from repeatlens.errors import RepeatlensError
 
-BYTES_PER_TOKEN = 20
-"""Peak memory per stream token of :func:`kgram_counts` (uint16 ids, measured; see README)."""
+BYTES_PER_TOKEN = 30
+"""About the peak memory per stream token of :func:`span_counts` (uint16 ids; measured in
+analyses/corpus_audit/README.md)."""
 
 
 def _require_pydivsufsort():  # noqa: ANN202 - module object
@@ -52,14 +53,18 @@ def kgram_counts(tokens: Integer[np.ndarray, "n"], k: int) -> Integer[np.ndarray
     n = len(tokens)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
+    # int32 throughout while positions fit (libdivsufsort's own suffix array is int32 up to 2^31)
+    index = np.int32 if n < 2**31 - 1 else np.int64
     sa = sufsort.divsufsort(np.ascontiguousarray(tokens))
     lcp = sufsort.kasai(np.ascontiguousarray(tokens), sa)  # lcp[i] = LCP(suffix sa[i], suffix sa[i+1])
     new_group = np.ones(n, dtype=bool)
     new_group[1:] = lcp[:-1] < k
     del lcp
-    group = np.cumsum(new_group) - 1
-    sizes = np.bincount(group)
-    counts = np.empty(n, dtype=np.int64)
+    group = np.cumsum(new_group, dtype=index)
+    del new_group
+    group -= 1
+    sizes = np.bincount(group).astype(index)
+    counts = np.empty(n, dtype=index)
     counts[sa] = sizes[group]
     return counts
 

@@ -29,9 +29,21 @@ UNIT_NOUNS = {
     "document": ("documents", "copied"),
     "near_document": ("near-duplicate clusters", "copied"),
     "sequence": ("training sequences", "repeated"),
-    "span": ("repeated spans", "repeated"),
+    "span": ("repeated stretches", "repeated"),
 }
 """How a summary names a unit's items and what happens to them."""
+
+
+def items_label(unit: str, items: int) -> str:
+    """``1 document``, ``12 near-duplicate clusters``.
+
+    >>> items_label("span", 1), items_label("document", 1200)
+    ('1 repeated stretch', '1,200 documents')
+    """
+    noun = UNIT_NOUNS[unit][0]
+    if items == 1:
+        noun = noun[:-2] if noun.endswith("ches") else noun[:-1]
+    return f"{items:,} {noun}"
 
 
 def log_edges(max_copies: int) -> Integer[np.ndarray, "buckets"]:
