@@ -185,3 +185,25 @@ def test_an_interrupted_or_failed_audit_writes_nothing(known_files: dict[str, Pa
         repeatlens.audit(known_files["jsonl"], out, tokenizer=str(known_files["tokenizer"]), seq_len=SEQ_LEN, png=True,
                          spans=False, progress=False)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_run_config_gives_the_data_settings_and_the_model_size(known_files: dict[str, Path], tmp_path: Path) -> None:
+    import yaml
+
+    from repeatlens.config import ModelConfig
+
+    cfg = {"data": {"source": "shakespeare", "seq_len": 64, "tokenizer": str(known_files["tokenizer"])},
+           "mixture": {"total_tokens": 100_000}, "model": {"preset": "rot2-d64"}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    res = repeatlens.audit(known_files["jsonl"], config=tmp_path / "run.yaml", near=False, spans=False, progress=False)
+    vocab = load_tokenizer(known_files["tokenizer"]).get_vocab_size()
+    assert res.record["seq_len"] == 64 and res.record["corpus"]["source"] == str(known_files["jsonl"])
+    assert res.record["model"]["N"] == ModelConfig(preset="rot2-d64").n_params(vocab, embeddings=False) == 33664
+    assert "non-embedding" in res.record["model"]["from"]
+    by_preset = repeatlens.audit(known_files["jsonl"], tokenizer=str(known_files["tokenizer"]), preset="attn2-small",
+                                 near=False, spans=False, progress=False)
+    assert by_preset.record["model"]["N"] == ModelConfig(preset="attn2-small").n_params(vocab, embeddings=False)
+    with pytest.raises(RepeatlensError, match="--model-size and --preset are both set"):
+        repeatlens.audit(known_files["jsonl"], preset="attn2-small", model_size="1M", progress=False)
+    with pytest.raises(RepeatlensError, match="unknown preset 'huge'"):
+        repeatlens.audit(known_files["jsonl"], preset="huge", progress=False)

@@ -16,7 +16,27 @@ poor-performance region of Hernandez et al. (2022) for a model of a given size:
 Nothing here imports torch or TransformerLens.
 """
 
-from repeatlens.corpus_audit.region import ScalingFit, read_scaling_fit, region_source
-from repeatlens.corpus_audit.run import AuditOptions, AuditResult, audit
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["audit", "AuditOptions", "AuditResult", "ScalingFit", "read_scaling_fit", "region_source"]
+
+_LAZY = {
+    "audit": "repeatlens.corpus_audit.run",
+    "AuditOptions": "repeatlens.corpus_audit.run",
+    "AuditResult": "repeatlens.corpus_audit.run",
+    "ScalingFit": "repeatlens.corpus_audit.region",
+    "read_scaling_fit": "repeatlens.corpus_audit.region",
+    "region_source": "repeatlens.corpus_audit.region",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first use, so that the CLI (which imports :mod:`.command`) starts fast."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'repeatlens.corpus_audit' has no attribute {name!r}")
