@@ -104,8 +104,10 @@ class NearDuplicates:
         self._file.write(np.ascontiguousarray(m.hashvalues, dtype=np.uint32).tobytes())
         self.n += 1
 
-    def clusters(self) -> Integer[np.ndarray, "distinct"]:
+    def clusters(self, progress: bool = False) -> Integer[np.ndarray, "distinct"]:
         """Cluster label of each distinct document (the smallest index in its cluster)."""
+        from tqdm.auto import tqdm
+
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -122,7 +124,7 @@ class NearDuplicates:
                 parent[i], i = root, parent[i]
             return int(root)
 
-        for i in self.indexed:
+        for i in tqdm(self.indexed, desc="near duplicates", unit="doc", disable=not progress):
             sig = np.asarray(sigs[i])
             query = self._lean(seed=self.seed, hashvalues=sig, scheme=self._template.scheme)
             for j in self.lsh.query(query):

@@ -198,7 +198,7 @@ def _count(reader: CorpusReader, opts: AuditOptions, work: Path) -> tuple[list[U
     if near is not None:
         from repeatlens.corpus_audit.near import near_counts
 
-        units.append(near_counts(units[0], near.clusters(), near))
+        units.append(near_counts(units[0], near.clusters(opts.progress), near))
     else:
         skipped["near_document"] = "switched off (--no-near)"
     if seqs.items:
