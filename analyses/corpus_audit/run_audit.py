@@ -1,5 +1,5 @@
 """Audit the corpora this project reads without a network: the bundled Shakespeare and the
-CPython standard library. Writes results/<name>/ (table, damage map, settings, summary) and
+CPython standard library. Writes results/<name>/ (what ``repeatlens audit`` writes) and
 results/figures/<name>.html (+ .png with kaleido and Chromium), one plotly.min.js beside them.
 
     python analyses/corpus_audit/run_audit.py
@@ -31,8 +31,8 @@ def main() -> None:
         out = RESULTS / name
         res = repeatlens.audit(settings["corpus"], out, vocab_size=settings["vocab_size"], seq_len=128,
                                model_size=MODEL_SIZE, progress=sys.stderr.isatty())
-        (out / "audit.html").unlink()  # the committed copy shares one plotly.min.js (below)
-        (out / "audit.parquet").unlink()  # audit.csv holds the same table
+        # out/audit.html embeds plotly.js (4.7 MB) and stays out of git (.gitignore); the
+        # committed copy below shares one plotly.min.js with the other corpus's figure
         formats = ["html", "png"] if find_chromium() else ["html"]
         write_figures({name: res.figure}, figures, formats, include_plotlyjs="directory")
         print(f"== {name} ({res.record['seconds']:.0f} s)")
