@@ -207,3 +207,17 @@ def test_a_run_config_gives_the_data_settings_and_the_model_size(known_files: di
         repeatlens.audit(known_files["jsonl"], preset="attn2-small", model_size="1M", progress=False)
     with pytest.raises(RepeatlensError, match="unknown preset 'huge'"):
         repeatlens.audit(known_files["jsonl"], preset="huge", progress=False)
+
+
+def test_a_scaling_fit_json_gives_the_region(known_files: dict[str, Path], tmp_path: Path) -> None:
+    from tests.corpus_audit.test_region import fit_json
+
+    # log10 E_left = 6 - 0.5 log10 N, E_right = 8 - 0.5 log10 N: at N = 1e8, E = 100-10,000
+    (tmp_path / "fit.json").write_text(json.dumps(fit_json(n_range=[1e6, 1e8])))
+    res = repeatlens.audit(known_files["jsonl"], tokenizer=str(known_files["tokenizer"]), seq_len=SEQ_LEN, near=False,
+                           spans=False, model_size="1e8", region=str(tmp_path / "fit.json"), progress=False)
+    assert res.region is not None and res.region.left == pytest.approx(100) and res.region.right == pytest.approx(1e4)
+    doc = res.damage[res.damage.unit == "document"]
+    assert doc.region.tolist() == ["below", "below", "inside"]
+    assert res.record["region"]["source"] == str(tmp_path / "fit.json")
+    assert any("your planned D" in n for n in res.record["region"]["notes"])  # the corpus's D is not the fit's 8M

@@ -310,13 +310,15 @@ def audit(
     size = resolve_model_size(model_size, preset, run_cfg.model if run_cfg else None, str(config) if config else None)
     source: Optional[RegionSource] = region_source(opts.region) if size is not None else None
     reader = open_corpus(data)
+    total = source is not None and source.fit is not None and source.fit.size_column == "N_total"
     if size is not None and size.model is not None:
-        total = source is not None and source.fit is not None and source.fit.size_column == "N_total"
         vocab = size.model.d_vocab or reader.vocab_size
-        if vocab is None:
+        if vocab is None and total:
             raise ConfigError(f"{size.source}: counting total parameters needs the vocabulary; pass --bin-vocab-size")
-        size.n = float(size.model.n_params(vocab, embeddings=total))
+        size.n = float(size.model.n_params(vocab or 2, embeddings=total))  # the non-embedding count ignores the vocabulary
         size.source += f" ({'total' if total else 'non-embedding'} parameters)"
+    elif size is not None and total:
+        size.source += " (read as total parameters: the fit's size column is N_total)"
 
     with tempfile.TemporaryDirectory(prefix="repeatlens-audit-") as work:
         units, totals, skipped = _count(reader, opts, Path(work))
