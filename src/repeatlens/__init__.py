@@ -10,10 +10,11 @@ below is imported (with torch) on first use::
     metrics = repeatlens.load_metrics("sweeps/tiny")             # training losses
     repeatlens.run_sweep("analyses/configs/tiny_sweep.yaml", "sweeps/tiny")
     fit = repeatlens.fit_scaling(runs_table)                      # E* per size, alpha, N_eff (no torch)
+    repeatlens.audit("shakespeare", "audit_out", model_size="10M")   # (f, E) of a corpus
 
     >>> import repeatlens
     >>> sorted(repeatlens.__all__)
-    ['analyze', 'fit_scaling', 'load_metrics', 'load_run', 'load_scores', 'load_sweep', 'run_sweep']
+    ['analyze', 'audit', 'fit_scaling', 'load_metrics', 'load_run', 'load_scores', 'load_sweep', 'run_sweep']
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["load_run", "load_scores", "load_metrics", "analyze", "run_sweep", "load_sweep", "fit_scaling"]
+__all__ = ["load_run", "load_scores", "load_metrics", "analyze", "run_sweep", "load_sweep", "fit_scaling", "audit"]
 
 _LAZY = {
     "load_run": ("repeatlens.checkpoints", "load_run"),
@@ -31,6 +32,7 @@ _LAZY = {
     "run_sweep": ("repeatlens.sweep", "run_sweep"),
     "load_sweep": ("repeatlens.sweep", "load_sweep"),
     "fit_scaling": ("repeatlens.results.fits", "fit_scaling"),
+    "audit": ("repeatlens.corpus_audit", "audit"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``repeatlens train | data prepare | info | verify | demo | score | analyze | sweep | plot | report | fit``.
+"""Command line: ``repeatlens train | data prepare | info | verify | demo | score | analyze | sweep | plot | report | fit | audit``.
 
 Expected faults (a bad config, a missing corpus, a corrupt checkpoint) print one line,
 ``error: …``, and exit with code 2; there is no traceback for them.
@@ -289,6 +289,11 @@ def sweep(
     for name, err in res.errors:
         typer.echo(f"point {name} failed: {err}", err=True)
     _exit_on_failures(res.failures, points_failed=bool(res.errors))
+
+
+from repeatlens.corpus_audit.command import audit_command  # noqa: E402  (imports only typer)
+
+app.command("audit")(audit_command)
 
 
 def _exit_on_failures(failures: list, points_failed: bool = False) -> None:

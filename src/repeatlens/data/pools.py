@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from repeatlens.config import DataConfig
 from repeatlens.data.mixture import MixturePlan
@@ -96,6 +97,25 @@ class _BosView:
         return out
 
 
+def corpus_tokenizer(data: DataConfig, corpus_fp: str) -> Tokenizer:
+    """The tokenizer a text corpus is read with: ``data.tokenizer`` if given, else the BPE
+    of ``data.vocab_size`` trained on the corpus, cached beside the token streams (trained
+    once per corpus fingerprint ``corpus_fp`` and vocabulary size)."""
+    from repeatlens.data import corpus as corpus_mod
+    from repeatlens.data import tokenizer as tok_mod
+
+    if data.tokenizer:
+        return tok_mod.load_tokenizer(data.tokenizer)
+    tok_dir = cache_root(data) / f"tok-{corpus_fp}-v{data.vocab_size}"
+    tok_path = tok_dir / "tokenizer.json"
+    if tok_path.is_file():
+        return tok_mod.load_tokenizer(tok_path)
+    tok = tok_mod.train_bpe(corpus_mod.iter_documents(data.source, data.format, data.text_field), data.vocab_size)
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    tok_mod.save_tokenizer(tok, tok_path)
+    return tok
+
+
 def load_corpus(data: DataConfig, *, progress: bool = True) -> Corpus:
     """Tokenize (or load from the cache) the corpus named by ``data``."""
     if data.synthetic_only:
@@ -116,18 +136,7 @@ def load_corpus(data: DataConfig, *, progress: bool = True) -> Corpus:
     from repeatlens.data import tokenizer as tok_mod
 
     corpus_fp = corpus_mod.corpus_fingerprint(data.source, data.format, data.text_field)
-    if data.tokenizer:
-        tok = tok_mod.load_tokenizer(data.tokenizer)
-    else:
-        tok_dir = cache_root(data) / f"tok-{corpus_fp}-v{data.vocab_size}"
-        tok_path = tok_dir / "tokenizer.json"
-        if tok_path.is_file():
-            tok = tok_mod.load_tokenizer(tok_path)
-        else:
-            docs = corpus_mod.iter_documents(data.source, data.format, data.text_field)
-            tok = tok_mod.train_bpe(docs, data.vocab_size)
-            tok_dir.mkdir(parents=True, exist_ok=True)
-            tok_mod.save_tokenizer(tok, tok_path)
+    tok = corpus_tokenizer(data, corpus_fp)
     tok_hash = tok_mod.tokenizer_hash(tok)
     fp = hashlib.sha256(f"{corpus_fp}:{tok_hash}".encode()).hexdigest()[:16]
     stream_path = cache_root(data) / f"stream-{fp}.npy"
