@@ -202,7 +202,7 @@ def test_fit_prints_the_peaks_alpha_and_effective_sizes_and_writes_json(tmp_path
     code, out, err = _run(["fit", str(sweep), "--json", str(tmp_path / "fit.json")], capsys)
     assert code == 0, err
     assert out.startswith("Scaling fit of test_loss at f = 0.25, D = 8,000,000 tokens: 6 model sizes")
-    assert "alpha = -0.497 (95% -0.545 to -0.449; weighted least squares of log10 E* on log10 N, t at 4 dof)" in out
+    assert "alpha = -0.511 (95% -0.571 to -0.451; weighted least squares of log10 E* on log10 N, t at 4 dof)" in out
     assert "Effective model size on the full-data controls' law" in out and "N_total: L = " in out
     assert json.loads((tmp_path / "fit.json").read_text())["identified"] is True
     code, out, err = _run(["fit", "analyses/repeated_data_scaling/results/final_runs.csv", "--size", "N_total"], capsys)

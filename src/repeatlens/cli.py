@@ -245,13 +245,15 @@ def fit(
     size: str = typer.Option("N", "--size", help="Size convention of the peaks and alpha: N (non-embedding) or N_total"),
     bootstrap: int = typer.Option(0, "--bootstrap", min=0, help="Residual-bootstrap refits per size for the peaks' intervals "
                                   "(0: the fits' t intervals)"),
+    baseline: str = typer.Option("auto", "--baseline", help="The peak model's baseline: linear (in log10 E), constant, or auto (linear "
+                                "where a size has runs at 6+ repeat counts)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the fit as JSON (format repeatlens-scaling-fit/1)"),
 ) -> None:
     """Scaling fits: the peak per model size (a bump fitted to every run), E* ~ N^alpha with a 95% interval
     or why the design cannot identify it, and effective model sizes on the controls' law L_inf + (N_c/N)^a."""
     from repeatlens.study import fit_sweep
 
-    result = fit_sweep(path, loss=loss, fraction=fraction, bootstrap=bootstrap, size=size)
+    result = fit_sweep(path, loss=loss, fraction=fraction, bootstrap=bootstrap, size=size, baseline=baseline)
     typer.echo("\n".join(result.lines()))
     if json_out is not None:
         typer.echo(f"wrote {result.to_json(json_out)}")

@@ -747,11 +747,11 @@ def scaling_targets(fit: fits.ScalingFit) -> list[Target]:
 
 
 def evaluate_scaling(final: pd.DataFrame, *, loss: Optional[str] = None, fraction: Optional[float] = None,
-                     bootstrap: int = 0) -> list[Target]:
+                     bootstrap: int = 0, baseline: str = "auto") -> list[Target]:
     """T5 and T6 across model sizes on a one-row-per-run table (:func:`final_table`), through
     :func:`repeatlens.fit_scaling` (N: non-embedding parameters)."""
     try:
-        fit = fits.fit_scaling(final, loss, fraction=fraction, bootstrap=bootstrap)
+        fit = fits.fit_scaling(final, loss, fraction=fraction, bootstrap=bootstrap, baseline=baseline)
     except fits.ScalingDataError as e:
         name = _loss_name(loss or fits.default_loss(final))
         return [AlphaTarget(name="T5", statement="the poor-performance region moves with model size", verdict=Verdict.CANNOT_JUDGE,
@@ -761,7 +761,7 @@ def evaluate_scaling(final: pd.DataFrame, *, loss: Optional[str] = None, fractio
 
 
 def fit_sweep(path, *, loss: Optional[str] = None, fraction: Optional[float] = None, probe: Optional[str] = None,
-              bootstrap: int = 0, size: str = "N") -> fits.ScalingFit:
+              bootstrap: int = 0, size: str = "N", baseline: str = "auto") -> fits.ScalingFit:
     """:func:`repeatlens.fit_scaling` on an analysed sweep directory, or on a per-run table
     (``.csv`` / ``.parquet``, e.g. a study's committed ``results/final_runs.csv``):
     ``repeatlens fit PATH``."""
@@ -782,7 +782,7 @@ def fit_sweep(path, *, loss: Optional[str] = None, fraction: Optional[float] = N
     if loss not in final:
         present = [c for c in ("test_loss",) + LOSS_SPLITS if c in final]
         raise ConfigError(f"--loss {loss}: not in {path}'s tables; expected one of {', '.join(present) or '(none)'}")
-    return fits.fit_scaling(final, loss, fraction=fraction, bootstrap=bootstrap, size=size)
+    return fits.fit_scaling(final, loss, fraction=fraction, bootstrap=bootstrap, size=size, baseline=baseline)
 
 
 SweepFit = fits.ScalingFit

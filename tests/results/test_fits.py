@@ -40,9 +40,10 @@ def control_law(n: np.ndarray | float) -> np.ndarray | float:
 
 def simulate(rng: np.random.Generator, *, sizes=np.geomspace(1e4, 6.4e5, 6), alpha: float = -0.5, grid=2.0 ** np.arange(14),
              seeds: int = 2, sigma: float = 0.03, amplitude: float = 0.3, width: float = 0.5, controls: bool = True,
-             control_seeds: int = 2) -> pd.DataFrame:
+             control_seeds: int = 2, slope: float = 0.0) -> pd.DataFrame:
     """A sweep whose loss at f = 0.25 is the controls' law plus a bump in log10 E centred at
-    log10 E* = 2.5 + alpha log10(N / 1e4), each run with independent N(0, sigma^2) noise."""
+    log10 E* = 2.5 + alpha log10(N / 1e4), plus ``slope`` nats per decade of E (a baseline that
+    rises from few repeats to many), each run with independent N(0, sigma^2) noise."""
     rows = []
     for n in sizes:
         centre, base = 2.5 + alpha * math.log10(n / 1e4), float(control_law(n))
@@ -52,7 +53,8 @@ def simulate(rng: np.random.Generator, *, sizes=np.geomspace(1e4, 6.4e5, 6), alp
         for s in range(seeds):
             for e in grid:
                 rows.append(dict(N=n, N_total=3 * n, repeated_fraction=0.25, repeat_count=float(e), seed=s, total_tokens=8_000_000,
-                                 test_loss=float(bump(math.log10(e), base, amplitude, centre, width)) + rng.normal(0, sigma)))
+                                 test_loss=float(bump(math.log10(e), base, amplitude, centre, width)) + slope * math.log10(e)
+                                 + rng.normal(0, sigma)))
     return pd.DataFrame(rows)
 
 
@@ -67,7 +69,7 @@ def test_a_noiseless_bump_is_read_back_exactly_with_its_edges() -> None:
     half = 0.5 * math.sqrt(2 * math.log(2))  # the half-maximum sits w·sqrt(2 ln 2) either side
     assert p.e_left == pytest.approx(150 * 10**-half, rel=1e-3) and p.e_right == pytest.approx(150 * 10**half, rel=1e-3)
     assert float(bump(math.log10(p.e_left), 3.0, 0.4, math.log10(150), 0.5)) == pytest.approx(3.2, abs=1e-9)
-    assert p.e_star_ci95[0] < 150 < p.e_star_ci95[1] and p.dof == 24
+    assert p.e_star_ci95[0] < 150 < p.e_star_ci95[1] and p.dof == 28 - 5  # 28 runs, 5 parameters (linear baseline)
 
 
 def test_the_peak_interval_covers_its_centre_at_the_nominal_rate() -> None:
@@ -89,8 +91,10 @@ def test_a_monotone_curve_or_one_beyond_the_grid_is_not_interior() -> None:
     flat = 3.0 + np.tile([0.02, -0.02], 5)
     p = fit_peak(e, flat)
     assert not p.interior and (p.amplitude_ci95 is None or p.amplitude_ci95[0] <= 0)
-    with pytest.raises(ScalingDataError, match="3 or more repeat counts and 5 or more runs; got 2 and 4"):
-        fit_peak([1, 1, 8, 8], [3.0, 3.1, 3.2, 3.3])
+    with pytest.raises(ScalingDataError, match="linear baseline needs runs at 5 or more repeat counts and 7 or more runs; got 3 and 5"):
+        fit_peak([1, 1, 8, 8, 64], [3.0, 3.1, 3.2, 3.3, 3.0], baseline="linear")
+    with pytest.raises(ScalingDataError, match="constant baseline needs runs at 3 or more repeat counts and 5 or more runs; got 2 and 4"):
+        fit_peak([1, 1, 8, 8], [3.0, 3.1, 3.2, 3.3])  # auto: fewer than 6 repeat counts, the constant baseline
 
 
 def test_a_peak_between_two_coarse_grid_points_is_not_resolved() -> None:
@@ -120,6 +124,28 @@ def test_alpha_interval_covers_the_truth_at_the_nominal_rate_on_a_design_that_ca
     assert COVERAGE_BAND[0] <= hits / identified <= COVERAGE_BAND[1], hits / identified
 
 
+def test_a_sloped_baseline_needs_the_linear_baseline_to_cover() -> None:
+    """100 sweeps whose baseline rises by 0.1 nats per decade of E (the two ends of a repeat-count
+    sweep at different levels, as when a few repeats add data and many repeats remove it): the
+    default linear baseline's interval still covers alpha = -0.5 at about its nominal rate; the
+    constant baseline, whose model is then wrong, pulls each centre towards the high end and
+    covers far less often."""
+    rng = np.random.default_rng(5)
+    sims = 100
+    hits = {"linear": 0, "constant": 0}
+    identified = {"linear": 0, "constant": 0}
+    for i in range(sims):
+        table = simulate(rng, controls=False, slope=0.1)
+        for baseline in ("linear", "constant") if i < 30 else ("linear",):
+            fit = fit_scaling(table, "test_loss", baseline=baseline)
+            if fit.identified:
+                identified[baseline] += 1
+                hits[baseline] += fit.alpha_ci95[0] <= -0.5 <= fit.alpha_ci95[1]
+    assert identified["linear"] == sims
+    assert 0.87 <= hits["linear"] / sims <= 1.0, hits
+    assert hits["constant"] / max(identified["constant"], 1) < 0.8, (hits, identified)
+
+
 def test_the_committed_studys_design_does_not_identify_alpha() -> None:
     """3 sizes over 15x, E = 1, 8, 64, 512, 4096, 2-3 seeds (the natural-text study): never identified,
     whatever the true alpha, and every reason is named."""
@@ -147,6 +173,9 @@ def test_each_identification_rule_on_its_own() -> None:
     # huge noise: every peak interior but alpha's interval wider than +-1
     noisy = fit_scaling(simulate(np.random.default_rng(5), sigma=0.25, amplitude=0.5, width=0.3, controls=False), "test_loss")
     assert not noisy.identified
+    # a bump too small for the noise: its amplitude interval reaches 0 at some size
+    faint = fit_scaling(simulate(np.random.default_rng(6), sigma=0.05, amplitude=0.02, controls=False), "test_loss")
+    assert not faint.identified and "amplitude is not above noise" in faint.reason
 
 
 def test_region_predicts_inside_the_range_and_flags_extrapolation() -> None:
@@ -277,7 +306,9 @@ def test_sweep_column_names_are_read_and_bad_tables_are_one_line() -> None:
     assert fit.loss == "test_text" and fit.size_column == "N" and fit.n_range == (8640.0, 132864.0)
     assert fit_scaling(committed, size="N_total").n_range == (75200.0, 396032.0)
     assert not fit.identified and fit.fitted_on.seeds_per_point == (2, 3) and fit.fitted_on.runs == 35
-    assert [p.interior for p in fit.peaks] == [True, True, False]
+    assert [p.interior for p in fit.peaks] == [True, True, False]  # 5 repeat counts: auto takes the constant baseline
+    linear = fit_scaling(committed, baseline="linear")  # the middle size's bump then runs off the grid, the smallest is within noise
+    assert [p.interior for p in linear.peaks] == [True, False, False] and "amplitude is not above noise (its 95% interval reaches 0) at N = 8,640" in linear.reason
     for table, message in (
         (committed.drop(columns=["seed"]), "lacks column(s) ['seed']"),
         (committed.assign(control="maybe"), "column 'control' holds ['maybe']"),

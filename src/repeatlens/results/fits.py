@@ -7,10 +7,17 @@ simulated sweeps (``tests/results/test_fits.py``; the bootstrap's own coverage r
 ``benchmarks/fit_coverage.py``):
 
 * **The peak of one model size** (:func:`fit_peak`): a Gaussian bump in ``log10 E`` over a
-  constant baseline, ``L(E) = b + A exp(-(log10 E - c)^2 / (2 w^2))``, fitted to EVERY run
-  of that size at one repeated fraction f (all seeds, all E), never to the grid's argmax.
-  ``E* = 10^c``; its 95% interval is ``c ± t·se(c)`` with t at ``n_runs - 4`` degrees of
-  freedom (or, with ``bootstrap=B``, the 2.5-97.5% percentiles of ``B`` refits to the fitted
+  baseline, ``L(E) = b + s (log10 E - x0) + A exp(-(log10 E - c)^2 / (2 w^2))``, fitted to
+  EVERY run of that size at one repeated fraction f (all seeds, all E), never to the grid's
+  argmax. The baseline is linear in ``log10 E`` (``baseline="linear"``; x0 the grid's mean
+  log10 E): the two ends of a repeat-count sweep need not sit at one level (a few repeats
+  see the control's data, many repeats of a tiny subset leave (1-f)·D unique tokens);
+  ``baseline="constant"`` fixes s = 0; the default ``"auto"`` takes the linear baseline
+  where the size has runs at :data:`MIN_LINEAR_GRID` or more repeat counts (five
+  parameters need more distinct E than that to leave the curve's shape any test) and the
+  constant one otherwise. ``E* = 10^c``; its 95% interval is
+  ``c ± t·se(c)`` with t at ``n_runs - k`` degrees of freedom (k = 5 parameters, or 4 with a
+  constant baseline) (or, with ``bootstrap=B``, the 2.5-97.5% percentiles of ``B`` refits to the fitted
   curve plus resampled residuals of that size: with 2-3 seeds a point, resampling runs
   within a point gives only 3-10 distinct means). The half-maximum edges are
   ``c ± w·sqrt(2 ln 2)``, reported only where they fall inside the grid. A peak is
@@ -21,7 +28,8 @@ simulated sweeps (``tests/results/test_fits.py``; the bootstrap's own coverage r
   ``n_sizes - 2`` degrees of freedom. alpha is *identified* only when the design can pin
   it (:data:`MIN_SIZES` sizes or more, at least :data:`MIN_DECADES` decade of N, every
   peak interior, no grid step wider than the shift :data:`EXPECTED_ALPHA` predicts over the
-  N range, an interval no wider than ±:data:`MAX_ALPHA_HALFWIDTH`); otherwise alpha is not
+  N range, every bump's amplitude interval above 0, an interval no wider than
+  ±:data:`MAX_ALPHA_HALFWIDTH`); otherwise alpha is not
   given at all and :attr:`ScalingFit.reason` says why.
 * **Effective model size** (:func:`fit_control_law`, :func:`effective_sizes`): the full-data
   controls' loss against N, ``L(N) = L_inf + (N_c / N)^a`` (:data:`MIN_CONTROL_SIZES` sizes
@@ -202,6 +210,37 @@ def _bump_jac(log_e, baseline, amplitude, centre, width):
     return np.stack([np.ones_like(z), g, amplitude * g * z / width, amplitude * g * z**2 / width], axis=1)
 
 
+BASELINES = ("auto", "linear", "constant")
+MIN_LINEAR_GRID = 6
+"""``baseline="auto"`` fits a linear baseline from this many distinct repeat counts of a size on."""
+
+
+@dataclass(frozen=True)
+class _Model:
+    """The bump over a constant (4 parameters: b, A, c, w) or a linear baseline (5: b, A, c,
+    w, s with s the baseline's slope per decade of E around x0). A and c keep indices 1 and 2."""
+
+    baseline: str
+    x0: float = 0.0
+
+    @property
+    def k(self) -> int:
+        return 5 if self.baseline == "linear" else 4
+
+    def f(self, x, *p):
+        y = _bump(x, *p[:4])
+        return y + p[4] * (np.asarray(x, dtype=float) - self.x0) if self.baseline == "linear" else y
+
+    def jac(self, x, *p):
+        j = _bump_jac(x, *p[:4])
+        if self.baseline == "linear":
+            j = np.concatenate([j, (np.asarray(x, dtype=float) - self.x0)[:, None]], axis=1)
+        return j
+
+    def baseline_at(self, x: float, p: np.ndarray) -> float:
+        return float(p[0] + (p[4] * (x - self.x0) if self.baseline == "linear" else 0.0))
+
+
 @functools.lru_cache(maxsize=256)
 def _t(dof, level=LEVEL):
     """The two-sided ``level`` quantile of Student's t at ``dof`` degrees of freedom."""
@@ -224,11 +263,13 @@ class Peak:
             edge lies outside the grid (not observed) or the bump is a dip.
         interior: ``amplitude > 0`` and the 95% interval of E* strictly inside the grid.
         amplitude: the bump's height above the baseline (nats), with its 95% interval.
-        width, baseline: the Gaussian's standard deviation in decades of E, the baseline loss.
-        runs, dof: runs fitted and residual degrees of freedom (runs - 4).
+        width, baseline: the Gaussian's standard deviation in decades of E, the baseline loss
+            under the peak (at E*).
+        runs, dof: runs fitted and residual degrees of freedom (runs - k).
         grid: the repeat counts of this size.
         method: ``"t"`` (the fit's covariance) or ``"bootstrap B"``.
         note: why there is no interval, or why the peak is not interior.
+        baseline_slope: the linear baseline's slope (nats per decade of E); None for a constant one.
     The fields after ``amplitude_ci95`` are not in the JSON form and are None after
     :meth:`ScalingFit.from_json`.
     """
@@ -248,6 +289,7 @@ class Peak:
     grid: Optional[tuple[float, ...]] = None
     method: Optional[str] = None
     note: Optional[str] = None
+    baseline_slope: Optional[float] = None
 
     @property
     def log10_half_width(self) -> Optional[float]:
@@ -275,6 +317,7 @@ class Peak:
             extra.append(f"{self.runs} runs, {self.dof} dof")
         if self.method:
             extra.append(self.method)
+        extra.append("constant baseline" if self.baseline_slope is None else f"baseline slope {self.baseline_slope:+.3f} nats/decade")
         tail = f" [{'; '.join(extra)}]" if extra else ""
         note = f"; {self.note}" if self.note else ""
         return f"N = {self.N:,.0f}: E* = {_fmt_e(self.e_star)}{ci}, {amp}, {edges}; {where}{note}{tail}"
@@ -324,53 +367,59 @@ def _curve_fit(f, x, y, p0, bounds=None, **kw):
     return p, cov
 
 
-def _fit_bump(x, y, grid, starts=None, bounded=True):
+def _fit_bump(x, y, grid, starts=None, bounded=True, model: Optional[_Model] = None):
     """The least-squares bump (Levenberg-Marquardt) over several starts: (params, cov, rss) or
     None; the width is returned positive (the model depends on its square). When no start
     converges, the bounded fit inside :func:`_bump_limits` (its optimum then sits on a limit,
     which :func:`fit_peak` reports as unresolved)."""
+    model = model if model is not None else _Model("constant")
     if starts is None:
         means = np.array([y[x == g].mean() for g in grid])
         base, amp = float(means.min()), float(max(means.max() - means.min(), 1e-3))
         step, span = float(np.diff(grid).min()), float(grid[-1] - grid[0])
         top = grid[np.argsort(means)[::-1][:3]]
         starts = [np.array([base, amp, c, max(step, span / 6)]) for c in top]
+        if model.baseline == "linear":
+            slope = float((means[-1] - means[0]) / span) if span > 0 else 0.0
+            starts = [np.append(p0, s) for p0 in starts for s in (0.0, slope)]
     best = None
     for p0 in starts:
-        fitted = _curve_fit(_bump, x, y, p0, jac=_bump_jac)
+        fitted = _curve_fit(model.f, x, y, p0, jac=model.jac)
         if fitted is None or not np.all(np.isfinite(fitted[0])):
             continue
-        rss = float(np.sum((y - _bump(x, *fitted[0])) ** 2))
+        rss = float(np.sum((y - model.f(x, *fitted[0])) ** 2))
         if best is None or rss < best[2]:
             p = fitted[0].copy()
             p[3] = abs(p[3])
             best = (p, fitted[1], rss)
     if best is None and bounded:  # no interior optimum (e.g. a monotone curve): the best bump inside the believed limits
         (c_lo, c_hi), (w_lo, w_hi) = _bump_limits(grid)
-        bounds = ([-np.inf, -np.inf, c_lo, w_lo], [np.inf, np.inf, c_hi, w_hi])
+        bounds = ([-np.inf, -np.inf, c_lo, w_lo] + [-np.inf] * (model.k - 4), [np.inf, np.inf, c_hi, w_hi] + [np.inf] * (model.k - 4))
         for p0 in starts:
-            fitted = _curve_fit(_bump, x, y, p0, bounds, jac=_bump_jac)
+            fitted = _curve_fit(model.f, x, y, p0, bounds, jac=model.jac)
             if fitted is not None:
-                rss = float(np.sum((y - _bump(x, *fitted[0])) ** 2))
+                rss = float(np.sum((y - model.f(x, *fitted[0])) ** 2))
                 if best is None or rss < best[2]:
                     best = (fitted[0], fitted[1], rss)
     return best
 
 
 def fit_peak(repeat_count: Any, loss: Any, *, N: float = float("nan"), bootstrap: int = 0,
-             rng: Optional[np.random.Generator] = None) -> Peak:
+             rng: Optional[np.random.Generator] = None, baseline: str = "auto") -> Peak:
     """The :class:`Peak` of one model size, from every run of it (all seeds, all E) at one f.
 
     Args:
         repeat_count, loss: one value per run (array-likes of equal length).
         N: the model size, carried into the result.
-        bootstrap: 0 for the interval from the fit's covariance (t at runs - 4 dof); B > 0 for
+        bootstrap: 0 for the interval from the fit's covariance (t at runs - k dof); B > 0 for
             the percentile interval of B refits to the fitted curve plus resampled residuals
-            (scaled by sqrt(n / (n - 4))).
+            (scaled by sqrt(n / (n - k))).
         rng: the bootstrap's generator (default seed 0).
+        baseline: ``"linear"`` (in log10 E, k = 5 parameters), ``"constant"`` (k = 4) or
+            ``"auto"`` (linear from :data:`MIN_LINEAR_GRID` distinct E on, else constant).
 
     Raises:
-        ScalingDataError: fewer than 3 distinct E or fewer than 5 runs, or no fit converged.
+        ScalingDataError: fewer than k - 1 distinct E or fewer than k + 1 runs, or no fit converged.
 
     >>> import numpy as np
     >>> e = np.repeat([1, 4, 16, 64, 256, 1024, 4096], 2)
@@ -379,21 +428,27 @@ def fit_peak(repeat_count: Any, loss: Any, *, N: float = float("nan"), bootstrap
     >>> round(p.e_star), p.interior, round(p.amplitude, 2)
     (80, True, 0.4)
     """
+    if baseline not in BASELINES:
+        raise ScalingDataError(f"baseline must be one of {', '.join(BASELINES)}; got {baseline!r}")
     e = np.asarray(repeat_count, dtype=float)
     y = np.asarray(loss, dtype=float)
     ok = np.isfinite(e) & np.isfinite(y) & (e > 0)
     x, y = np.log10(e[ok]), y[ok]
     grid = np.unique(x)
+    if baseline == "auto":
+        baseline = "linear" if len(grid) >= MIN_LINEAR_GRID else "constant"
+    model = _Model(baseline, float(grid.mean()) if len(grid) else 0.0)
     where = f"N = {N:,.0f}: " if math.isfinite(N) else ""
-    if len(grid) < 3 or len(y) < 5:
-        raise ScalingDataError(f"{where}a peak fit needs runs at 3 or more repeat counts and 5 or more runs; "
-                               f"got {len(grid)} and {len(y)}")
-    best = _fit_bump(x, y, grid)
+    if len(grid) < model.k - 1 + (model.k == 5) or len(y) < model.k + 1 + (model.k == 5):
+        raise ScalingDataError(f"{where}a peak fit over a {baseline} baseline needs runs at {model.k - 1 + (model.k == 5)} or more "
+                               f"repeat counts and {model.k + 1 + (model.k == 5)} or more runs; got {len(grid)} and {len(y)}")
+    best = _fit_bump(x, y, grid, model=model)
     if best is None:
         raise ScalingDataError(f"{where}the bump fit did not converge")
     p, cov, rss = best
-    base, amp, c, w = (float(v) for v in p)
-    n, dof = len(y), len(y) - 4
+    base, amp, c, w = (float(v) for v in p[:4])
+    slope = float(p[4]) if model.k == 5 else 0.0
+    n, dof = len(y), len(y) - model.k
     (c_lo, c_hi), (w_lo, w_hi) = _bump_limits(grid)
     notes = []
     tol = 1e-6 * (c_hi - c_lo)
@@ -409,11 +464,11 @@ def fit_peak(repeat_count: Any, loss: Any, *, N: float = float("nan"), bootstrap
     if bootstrap:
         method = f"bootstrap {bootstrap}"
         rng = rng if rng is not None else np.random.default_rng(0)
-        fitted = _bump(x, *p)
+        fitted = model.f(x, *p)
         resid = (y - fitted) * math.sqrt(n / dof)
         draws = []
         for _ in range(bootstrap):
-            refit = _fit_bump(x, fitted + rng.choice(resid, n, replace=True), grid, [p], bounded=False)
+            refit = _fit_bump(x, fitted + rng.choice(resid, n, replace=True), grid, [p], bounded=False, model=model)
             draws.append(refit[0][[1, 2]] if refit is not None else (np.nan, np.nan))
         draws = np.asarray(draws)
         failed = int(np.isnan(draws[:, 0]).sum())
@@ -441,8 +496,9 @@ def fit_peak(repeat_count: Any, loss: Any, *, N: float = float("nan"), bootstrap
     return Peak(
         N=float(N), e_star=float(10 ** min(max(c, -300.0), 300.0)), e_star_ci95=None if c_ci is None else _pair(10 ** c_ci[0], 10 ** c_ci[1]),
         e_left=float(10**left) if left >= grid[0] else None, e_right=float(10**right) if right <= grid[-1] else None,
-        interior=interior, amplitude=amp, amplitude_ci95=a_ci, width=w, baseline=base, runs=n, dof=dof,
+        interior=interior, amplitude=amp, amplitude_ci95=a_ci, width=w, baseline=model.baseline_at(c, p), runs=n, dof=dof,
         grid=tuple(float(10**g) for g in grid), method=method, note="; ".join(notes) or None,
+        baseline_slope=slope if model.k == 5 else None,
     )
 
 
@@ -520,6 +576,10 @@ def _assess_alpha(peaks: Sequence[Peak], grid: Sequence[float], unfitted: Sequen
     if outside:
         reasons.append("the peak is not interior (its 95% interval is not inside the grid) at "
                        + ", ".join(f"N = {p.N:,.0f}" for p in outside))
+    flat = [p for p in peaks if p.interior and (p.amplitude_ci95 is None or p.amplitude_ci95[0] <= 0)]
+    if flat:
+        reasons.append("the bump's amplitude is not above noise (its 95% interval reaches 0) at "
+                       + ", ".join(f"N = {p.N:,.0f}" for p in flat))
     step, shift = _grid_step(grid), abs(expected_alpha) * decades
     if step > shift:
         reasons.append(f"the E grid steps by up to {step:.2f} decades, more than the {shift:.2f} decades the peak would move over "
@@ -759,6 +819,9 @@ class FittedOn:
     runs: int
     seeds_per_point: tuple[int, int]
     grid: tuple[float, ...]
+    baseline: str = "constant"
+    """The peak model's baseline as asked (``auto`` | ``linear`` | ``constant``; each peak's line
+    says which it got); JSON written before it was recorded reads as constant."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -829,8 +892,11 @@ class ScalingFit:
         if self.dropped:
             out.append(f"({self.dropped} run(s) without a {self.loss} value left out.)")
         method = self.peaks[0].method if self.peaks and self.peaks[0].method else "t"
-        basis = ("t at runs - 4 dof" if method == "t" else f"{method} refits to the fitted curve plus resampled residuals")
-        out.append(f"Peak per size (a Gaussian bump in log10 E over a constant baseline, fitted to every run of the size; "
+        basis = ("t at runs - k dof, k = 5 parameters over a linear baseline and 4 over a constant one" if method == "t"
+                 else f"{method} refits to the fitted curve plus resampled residuals")
+        base = {"linear": "a baseline linear in log10 E", "constant": "a constant baseline"}.get(
+            self.fitted_on.baseline, f"a baseline linear in log10 E where the size has {MIN_LINEAR_GRID}+ repeat counts, else constant")
+        out.append(f"Peak per size (a Gaussian bump in log10 E over {base}, fitted to every run of the size; "
                    f"95% intervals: {basis}):")
         out += [f"  {p.line()}" for p in self.peaks]
         out += [f"  no peak: {u}" for u in self.unfitted]
@@ -872,7 +938,7 @@ class ScalingFit:
             "peaks": [p.to_json() for p in self.peaks],
             "fitted_on": {"sizes": int(self.fitted_on.sizes), "runs": int(self.fitted_on.runs),
                           "seeds_per_point": [int(v) for v in self.fitted_on.seeds_per_point],
-                          "grid": [float(e) for e in self.fitted_on.grid]},
+                          "grid": [float(e) for e in self.fitted_on.grid], "baseline": self.fitted_on.baseline},
         }
 
     def to_json(self, path: str | Path) -> Path:
@@ -905,7 +971,7 @@ class ScalingFit:
                        for side in ("left", "right")},
                 peaks=peaks,
                 fitted_on=FittedOn(int(on["sizes"]), int(on["runs"]), _tuple(on["seeds_per_point"], int),
-                                   tuple(float(e) for e in on["grid"])),
+                                   tuple(float(e) for e in on["grid"]), str(on.get("baseline", "constant"))),
             )
         except KeyError as e:
             raise ScalingDataError(f"{where}: field {e.args[0]!r} missing") from None
@@ -961,6 +1027,7 @@ def fit_scaling(
     total_tokens: Optional[int] = None,
     bootstrap: int = 0,
     seed: int = 0,
+    baseline: str = "auto",
     expected_alpha: float = EXPECTED_ALPHA,
     max_alpha_halfwidth: float = MAX_ALPHA_HALFWIDTH,
 ) -> ScalingFit:
@@ -977,6 +1044,7 @@ def fit_scaling(
         bootstrap: 0 for the fits' t intervals; B > 0 for residual-bootstrap intervals of
             every peak (B refits per size), which then also weight alpha's fit.
         seed: the bootstrap's seed.
+        baseline: the peak model's baseline: ``"auto"``, ``"linear"`` in log10 E or ``"constant"`` (:func:`fit_peak`).
         expected_alpha: the exponent against which the grid's resolution is judged.
         max_alpha_halfwidth: alpha is "not identified" when its interval is wider than ±this.
 
@@ -1016,7 +1084,8 @@ def fit_scaling(
     peaks, unfitted = [], []
     for n, g in curve.groupby(size):
         try:
-            peaks.append(fit_peak(g["repeat_count"].to_numpy(), g[loss].to_numpy(), N=float(n), bootstrap=bootstrap, rng=rng))
+            peaks.append(fit_peak(g["repeat_count"].to_numpy(), g[loss].to_numpy(), N=float(n), bootstrap=bootstrap, rng=rng,
+                                  baseline=baseline))
         except ScalingDataError as e:
             unfitted.append(str(e))
     law, reason = _assess_alpha(peaks, grid, unfitted, expected_alpha, max_alpha_halfwidth)
@@ -1030,6 +1099,6 @@ def fit_scaling(
         identified=law is not None, reason=reason, alpha=None if law is None else law.slope,
         alpha_ci95=None if law is None else law.slope_ci95, log10_e_star_intercept=None if law is None else law.intercept,
         edges=edges, peaks=tuple(peaks),
-        fitted_on=FittedOn(len(peaks), int(len(curve)), (int(counts.min()), int(counts.max())), grid),
+        fitted_on=FittedOn(len(peaks), int(len(curve)), (int(counts.min()), int(counts.max())), grid, baseline),
         laws=laws, effective=eff, unfitted=tuple(unfitted), dropped=int(table.attrs.get("dropped", 0)),
     )
