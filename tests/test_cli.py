@@ -205,16 +205,16 @@ def test_fit_prints_the_peaks_alpha_and_effective_sizes_and_writes_json(tmp_path
     assert "alpha = -0.511 (95% -0.571 to -0.451; weighted least squares of log10 E* on log10 N, t at 4 dof)" in out
     assert "Effective model size on the full-data controls' law" in out and "N_total: L = " in out
     assert json.loads((tmp_path / "fit.json").read_text())["identified"] is True
-    code, out, err = _run(["fit", "analyses/repeated_data_scaling/results/final_runs.csv", "--size", "N_total"], capsys)
+    code, out, err = _run(["fit", "analyses/repeated_data_scaling/v1/results/final_runs.csv", "--size", "N_total"], capsys)
     assert code == 0, err
     assert "alpha: not identified: 3 model sizes with a fitted peak; alpha needs at least 4" in out and "N = 75,200" in out
     for argv, expected in (
         (["fit", str(sweep), "--loss", "test_text"], "error: --loss test_text: not in"),
         (["fit", str(tmp_path / "none.csv")], f"error: {tmp_path / 'none.csv'}: no such file"),
         (["fit", "README.md"], "error: README.md: expected a .csv or .parquet table of runs, or a sweep directory"),
-        (["fit", "analyses/repeated_data_scaling/results/final_runs.csv", "--fraction", "0.5"],
+        (["fit", "analyses/repeated_data_scaling/v1/results/final_runs.csv", "--fraction", "0.5"],
          "error: fraction 0.5: no runs at it; the table has f = 0.25"),
-        (["fit", "analyses/repeated_data_scaling/results/final_runs.csv", "--size", "params"], "error: size must be one of N, N_total"),
+        (["fit", "analyses/repeated_data_scaling/v1/results/final_runs.csv", "--size", "params"], "error: size must be one of N, N_total"),
     ):
         code, _, err = _run(argv, capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(expected), (argv, err)

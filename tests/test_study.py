@@ -220,7 +220,7 @@ def test_scaling_targets_from_fit_scaling() -> None:
     assert t5.verdict == Verdict.HELD and t5.numbers["alpha"] == pytest.approx(-0.5, abs=0.05)
     assert t5.numbers["alpha_ci95"][1] < 0 and "weighted least squares" in t5.detail
     assert t6.verdict == Verdict.HELD and all(r["ratio_hi"] is None or r["ratio_hi"] < 1 for r in t6.numbers["at_peak"].values())
-    committed = pd.read_csv("analyses/repeated_data_scaling/results/final_runs.csv")
+    committed = pd.read_csv("analyses/repeated_data_scaling/v1/results/final_runs.csv")
     t5, t6 = evaluate_scaling(committed)
     assert t5.verdict == Verdict.NOT_IDENTIFIED and t5.numbers["alpha"] is None and "No exponent is given" in t5.detail
     assert t6.verdict == Verdict.NOT_IDENTIFIED and "needs at least 4" in t6.detail
@@ -231,10 +231,10 @@ def test_fit_sweep_reads_a_runs_table_and_names_a_missing_loss(tmp_path) -> None
     from repeatlens.errors import ConfigError
     from repeatlens.study import fit_sweep
 
-    fit = fit_sweep("analyses/repeated_data_scaling/results/final_runs.csv")
+    fit = fit_sweep("analyses/repeated_data_scaling/v1/results/final_runs.csv")
     assert fit.loss == "test_text" and not fit.identified and len(fit.peaks) == 3
     with pytest.raises(ConfigError, match="--loss test_foo: not in"):
-        fit_sweep("analyses/repeated_data_scaling/results/final_runs.csv", loss="test_foo")
+        fit_sweep("analyses/repeated_data_scaling/v1/results/final_runs.csv", loss="test_foo")
 
 
 def test_circuit_table_names_each_runs_circuit_and_when_it_formed() -> None:
@@ -259,7 +259,7 @@ def test_circuit_table_names_each_runs_circuit_and_when_it_formed() -> None:
 
 
 def test_the_scaling_study_script_imports_and_reads_its_committed_table() -> None:
-    """analyses/repeated_data_scaling/run_study.py against this API: it imports, and its T5/T6 path
+    """analyses/repeated_data_scaling/v1/run_study.py against this API: it imports, and its T5/T6 path
     (fit_scaling on the study's loss, scaling_targets, the targets' JSON) runs on the committed table."""
     import importlib.util
     import json
@@ -268,7 +268,7 @@ def test_the_scaling_study_script_imports_and_reads_its_committed_table() -> Non
     from repeatlens.results.fits import fit_scaling
     from repeatlens.study import scaling_targets
 
-    path = Path("analyses/repeated_data_scaling/run_study.py")
+    path = Path("analyses/repeated_data_scaling/v1/run_study.py")
     spec = importlib.util.spec_from_file_location("_run_study", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -301,7 +301,7 @@ def test_the_law_needs_four_control_sizes_and_must_fit() -> None:
 
 
 def test_sweep_column_names_are_read_and_bad_tables_are_one_line() -> None:
-    committed = pd.read_csv("analyses/repeated_data_scaling/results/final_runs.csv")
+    committed = pd.read_csv("analyses/repeated_data_scaling/v1/results/final_runs.csv")
     fit = fit_scaling(committed)  # n_params_nonembedding -> N, n_params -> N_total, test_text by default
     assert fit.loss == "test_text" and fit.size_column == "N" and fit.n_range == (8640.0, 132864.0)
     assert fit_scaling(committed, size="N_total").n_range == (75200.0, 396032.0)

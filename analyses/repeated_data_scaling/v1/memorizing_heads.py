@@ -1,6 +1,6 @@
 """Which heads carry the memorized subset at the peak, and are they the heads that copy in the control?
 
-    python analyses/repeated_data_scaling/memorizing_heads.py --workers 2     # after run_study.py
+    python analyses/repeated_data_scaling/v1/memorizing_heads.py --workers 2     # after run_study.py
 
 For every seed at one size (default the middle one, d_model 64) it scores the peak run
 (f = 0.25, E = 512 by default) and the same-seed control with the per-head attribution scores
@@ -142,7 +142,7 @@ def _markdown(table: pd.DataFrame, traj: pd.DataFrame, args) -> str:
             "held-out text; `memorization_share` = r⁺/(r⁺+g⁺) of the two natural-text deltas (no value where neither "
             "reaches 1e-3 nats); the first checkpoint from which the share stays ≥ 0.5; the head's attention scores on "
             f"`{PROBE}`; and the same head (same seed, same initial weights) in the control. Produced by "
-            "`python analyses/repeated_data_scaling/memorizing_heads.py` (`results/memorizing_heads.csv`, "
+            "`python analyses/repeated_data_scaling/v1/memorizing_heads.py` (`results/memorizing_heads.csv`, "
             "`results/memorizing_heads_over_training.csv`).\n\n" + "\n".join(lines) + "\n")
 
 
