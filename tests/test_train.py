@@ -84,7 +84,7 @@ def test_run_dir_written_by_another_config_is_refused(tmp_path) -> None:
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path) -> None:
     with pytest.raises(TrainingError, match=r"(loss became (nan|inf)|weights became non-finite) at step \d+; stopped, last good checkpoint is step \d+"):
-        train(tiny_config(train={"lr": 1e30, "warmup_steps": 0, "grad_clip": None}), tmp_path / "run")
+        train(tiny_config(train={"lr": 10, "weight_decay": 10, "warmup_steps": 0, "grad_clip": None}), tmp_path / "run")  # the largest allowed
     run = RunDir(tmp_path / "run")
     assert not run.is_complete()
     last = run.checkpoints()[-1].load_state_dict()

@@ -1,7 +1,8 @@
 """Atomic file writes, folder locks and hashing.
 
 Every file repeatlens writes goes to a temporary file in the same folder, is flushed and
-fsynced, then renamed over the target: a crash never leaves a file that looks complete but
+fsynced, then renamed over the target (with the mode a plain ``open()`` would give it,
+``0666`` less the umask, so a run shared on a cluster is as readable as the user's other files): a crash never leaves a file that looks complete but
 is not, and a failed write (e.g. a full disk) leaves the previous version intact. A write
 that fails for lack of space raises :class:`~repeatlens.errors.DiskFullError`, any other
 I/O failure :class:`~repeatlens.errors.WriteError`; both name the target file in one line.
@@ -58,6 +59,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.close(fd)
         tmp_path = Path(tmp)
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp made it 0600: give it the mode open() would
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
@@ -70,6 +72,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if tmp_path is not None:
             with contextlib.suppress(OSError):
                 tmp_path.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    """The process's umask, read from ``/proc/self/status`` where Linux shows it (setting
+    and restoring it, the only portable way, races with other threads' file creation).
+
+    >>> 0 <= current_umask() <= 0o777
+    True
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_failure(path: str | Path, err: BaseException) -> Optional[WriteError]:
