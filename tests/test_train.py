@@ -172,3 +172,105 @@ def test_a_mixed_run_evaluates_natural_text_and_synthetic_sequences_separately(t
     assert step0["test"] == pytest.approx(eval_loss(model, np.asarray(pool[:n]), 8, "cpu"), rel=1e-6)
     # a run without a synthetic share has only the plain splits
     assert set(train(tiny_config(), tmp_path / "plain").metrics().split) == {"train", "test", "repeated"}
+
+
+# ------------------------------------------------------------ issue 26: the run directory as a contract
+
+
+def _files(path) -> dict[str, bytes]:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")}
+
+
+def test_the_train_lock_is_taken_before_anything_is_written(tmp_path) -> None:
+    """Issue 26, case 1 (deterministically): while another process holds a new run's train
+    lock, ``train`` writes nothing at all into it (prepare_run ran before the lock was taken)."""
+    from repeatlens.errors import LockTimeout
+    from repeatlens.io import file_lock
+    from repeatlens.train import TRAIN_LOCK
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with file_lock(out / TRAIN_LOCK):
+        with pytest.raises(LockTimeout, match="another process is training this run already"):
+            train(tiny_config(seed=1), out)
+        assert [p.name for p in out.iterdir()] == [TRAIN_LOCK]
+
+
+@pytest.mark.slow
+def test_two_trainers_racing_on_one_out_leave_a_run_that_agrees_with_itself(tmp_path) -> None:
+    """Issue 26, case 1: ``train C --out D --set seed=0 & train C --out D --set seed=1`` left
+    config and manifest of one seed with the other seed's step-0 weights (3 trials of 3).
+    Now one of them trains, the other is refused in one line, and the run is one seed's throughout."""
+    import subprocess
+
+    import yaml
+
+    from repeatlens import model as adapter
+    from repeatlens.verify import verify_run
+    from tests.conftest import TINY_SYNTHETIC
+    from tests.test_resume import subprocess_env, train_argv
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_SYNTHETIC))
+    out = tmp_path / "run"
+    procs = [subprocess.Popen(train_argv(cfg, out) + ["--set", f"seed={s}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=subprocess_env()) for s in (0, 1)]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for code, err in results if code == 2)
+    assert len(loser.strip().splitlines()) == 1 and loser.startswith("error: ") and "Traceback" not in loser
+    run = load_run(out)
+    seed = run.config().seed
+    assert run.manifest().seeds["seed"] == seed
+    model = adapter.build_model(run.config().model, d_vocab=run.manifest().vocab_size, device="cpu", seed=seed)
+    saved = run.checkpoint(0).load_state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items() if k in saved)
+    assert verify_run(out).ok
+
+
+def test_a_lost_config_and_a_retrain_never_rewrite_the_runs_data(tmp_path) -> None:
+    """Issue 26, case 2: ``rm RUN/config.yaml; train C --out RUN --set seed=1`` rewrote the pool,
+    schedule and manifest and kept the old checkpoints and complete.json."""
+    run = train(tiny_config(), tmp_path / "run")
+    run.config_path.unlink()
+    before = _files(run.path)
+    with pytest.raises(CheckpointError, match=r"run/config\.yaml: missing, but the run directory holds complete\.json, "
+                                              r"metrics\.parquet, 6 checkpoint\(s\); its data is not rewritten"):
+        train(tiny_config(seed=1), run.path)
+    assert _files(run.path) == before
+
+
+def test_resume_refuses_a_pool_edited_since_the_run_was_written(tmp_path) -> None:
+    """Issue 26, case 3: edited ids in an interrupted run's data/pool.npy were trained on to the end."""
+    cfg = tiny_config()
+    run = train(cfg, tmp_path / "run", stop_after=3)
+    pool = np.load(run.pool_path)
+    pool[:, 1:] = 1  # every id after BOS the same: an easy, different dataset
+    np.save(run.pool_path, pool)
+    before = _files(run.path)
+    with pytest.raises(CheckpointError, match=r"run/data/pool\.npy: sha256 does not match manifest\.json"):
+        train(cfg, run.path)
+    assert _files(run.path) == before and not run.is_complete()
+
+
+def test_a_failed_set_up_leaves_no_directory_and_a_lost_out_parent_is_created(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails while a new run is set up removes the directory it created (the
+    fixed config then trains there); an existing folder's other files are refused, untouched."""
+    import repeatlens.train as train_mod
+    from repeatlens.errors import WriteError
+
+    def full_disk(path, text):
+        raise WriteError(f"{path}: could not be written (No space left on device)")
+
+    monkeypatch.setattr(train_mod, "atomic_write_text", full_disk)
+    with pytest.raises(WriteError):
+        train(tiny_config(), tmp_path / "a" / "run")
+    assert not (tmp_path / "a" / "run").exists()
+    monkeypatch.undo()
+    assert train(tiny_config(), tmp_path / "a" / "run").is_complete()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep")
+    with pytest.raises(CheckpointError, match=r"notes: directory exists and holds files that are not a repeatlens run's \(mine\.txt\)"):
+        train(tiny_config(), tmp_path / "notes")
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep"

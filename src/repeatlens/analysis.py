@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from repeatlens.checkpoints import RunDir
-from repeatlens.errors import CheckpointError, ConfigError, DataError, RepeatlensError
+from repeatlens.errors import CheckpointError, ConfigError, DataError, RepeatlensError, first_line
 from repeatlens.results.schema import SCORE_COLUMNS
 from repeatlens.results.store import SCORES_FILE, ScoreTable, empty_scores, run_coordinates, say_waiting, sweep_runs, write_sweep_tables
 
@@ -342,7 +342,7 @@ def _special_from_tokenizer_json(path: Path) -> tuple[int, ...]:
         return ()
     try:
         added = json.loads(path.read_text(encoding="utf-8")).get("added_tokens", [])
-    except (OSError, json.JSONDecodeError, AttributeError):
+    except (OSError, ValueError, AttributeError):  # ValueError: not JSON, or not UTF-8
         return ()
     return tuple(int(t["id"]) for t in added if isinstance(t, dict) and t.get("special") and isinstance(t.get("id"), int))
 
@@ -607,7 +607,7 @@ def _read_tokens(path: str | Path, max_sequences: Optional[int]) -> np.ndarray:
     try:
         arr = np.load(p, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise DataError(f"{p}: unreadable token file ({str(e).splitlines()[0]}); expected a .npy of token ids [n, seq]") from None
+        raise DataError(f"{p}: unreadable token file ({first_line(e)}); expected a .npy of token ids [n, seq]") from None
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer) or arr.shape[1] < 2 or (arr.size and arr.min() < 0):
         raise DataError(f"{p}: expected non-negative integer token ids of shape [n, seq >= 2], got {arr.dtype} {arr.shape}")
     return arr if max_sequences is None else arr[: max(int(max_sequences), 0)]
@@ -713,6 +713,8 @@ def analyze(
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p}: no such directory")
+    if RunDir(p).looks_like_run():
+        RunDir(p).require()  # a run directory that lost its config or manifest: say which
     if RunDir(p).is_run() or sweep_runs(p):
         if out is not None or revisions is not None or download:
             raise ConfigError(f"{p}: --out, --revisions and --download are for other people's checkpoints; runs keep their tables inside")

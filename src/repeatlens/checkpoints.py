@@ -124,8 +124,16 @@ class RunDir:
     def is_complete(self) -> bool:
         return self.complete_path.is_file()
 
+    def looks_like_run(self) -> bool:
+        """Whether this folder holds any part of a run directory's description (a damaged run is still one)."""
+        return self.config_path.is_file() or self.manifest_path.is_file()
+
     def require(self) -> "RunDir":
+        """This run directory, or a one-line CheckpointError: not a run, or one that lost config.yaml or manifest.json."""
         if not self.is_run():
+            if self.looks_like_run():
+                lost = self.manifest_path if self.config_path.is_file() else self.config_path
+                raise CheckpointError(f"{lost}: missing; {self.path} holds the rest of a run directory (restore the file)")
             raise CheckpointError(f"{self.path}: not a repeatlens run directory (no config.yaml and manifest.json)")
         return self
 
@@ -392,16 +400,29 @@ def run_file_problems(run: RunDir, *, full: bool = True) -> tuple[list[tuple[str
         return problems, unchecked  # a changed config.yaml: comparing its fields would only repeat that
     problems += _config_problems(run, man, old_run=not recorded)
     problems += [p for p in _layout_problems(run, man) if p[0] not in {where for where, _ in problems}]
-    config_sha = recorded["config.yaml"].sha256 if "config.yaml" in recorded else None
-    for side in sorted(run.ckpt_dir.glob("step_*.json")) if config_sha else ():
-        try:
-            trained_under = read_json_object(side, "checkpoint sidecar").get("config_sha256")
-        except CheckpointError as e:
-            problems.append((str(side), str(e).split(": ", 1)[-1]))
-            continue
-        if trained_under is not None and trained_under != config_sha:
-            problems.append((str(side), "trained under another config.yaml than this run's (its config_sha256 differs from manifest.json's)"))
+    problems += _sidecar_problems(run, recorded)
     return problems, unchecked
+
+
+def _sidecar_problems(run: RunDir, recorded: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every checkpoint sidecar that records the config and manifest it was trained under
+    (format 3) against this run's: a checkpoint of another run, or a manifest edited since."""
+    if "config.yaml" not in recorded:
+        return []
+    expected = {"config_sha256": (recorded["config.yaml"].sha256, "config.yaml"), "manifest_sha256": (sha256_file(run.manifest_path), "manifest.json")}
+    out = []
+    for side in sorted(run.ckpt_dir.glob("step_*.json")):
+        try:
+            meta = read_json_object(side, "checkpoint sidecar")
+        except CheckpointError as e:
+            out.append((str(side), str(e).split(": ", 1)[-1]))
+            continue
+        for key, (sha, name) in expected.items():
+            if meta.get(key) is not None and meta[key] != sha:
+                where = run.manifest_path if name == "manifest.json" else side
+                out.append((str(where), f"differs from the {name} {side.name} was trained under ({key}); changed after training, "
+                                        "or the checkpoint is another run's"))
+    return list(dict.fromkeys(out))
 
 
 def _size(path: Path) -> int:
@@ -417,13 +438,13 @@ def _config_problems(run: RunDir, man: Manifest, *, old_run: bool) -> list[tuple
 
     where = str(run.config_path)
     raw = read_yaml(run.config_path)
-    cfg = config_from_dict(raw, where=where)
     if old_run:
         node: Any = raw
         for key in _LAST_WRITTEN:
             if not isinstance(node, dict) or key not in node:
                 return [(where, f"cut short: no {'.'.join(_LAST_WRITTEN)}, which every version writes last; restore the file")]
             node = node[key]
+    cfg = config_from_dict(raw, where=where)
     mixture = cfg.mixture.model_dump(mode="json")
     expected = {
         "seed": (man.seeds.get("seed"), cfg.seed),

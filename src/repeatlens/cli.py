@@ -179,20 +179,19 @@ def report(
 
 
 def _tables(path: Path):
-    """The scores and metrics tables under ``path``, after checking that the runs they come
-    from still agree with their files (:meth:`~repeatlens.checkpoints.RunDir.check`)."""
+    """The scores and (when there is one) metrics table under ``path``, after checking that
+    the runs they come from still agree with their files (:meth:`~repeatlens.checkpoints.RunDir.check`)."""
     from repeatlens.checkpoints import RunDir
-    from repeatlens.errors import CheckpointError
-    from repeatlens.results.store import load_metrics, load_scores, sweep_runs
+    from repeatlens.results.store import METRICS_FILE, load_metrics, load_scores, sweep_runs
 
-    for run in [RunDir(path)] if RunDir(path).is_run() else sweep_runs(path):
-        run.check()
+    run = RunDir(path)
+    if run.looks_like_run():
+        run.require()  # a run directory that lost its config or manifest: say which
+    for r in [run] if run.is_run() else sweep_runs(path):
+        r.check()
     scores = load_scores(path)
-    try:
-        metrics = load_metrics(path)
-    except CheckpointError:
-        metrics = None
-    return scores, metrics
+    has_metrics = (Path(path) / METRICS_FILE).is_file() if Path(path).is_dir() else False
+    return scores, load_metrics(path) if has_metrics else None
 
 
 @app.command()

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from repeatlens.errors import DiskFullError, LockTimeout, RepeatlensError, WriteError
+from repeatlens.errors import DiskFullError, LockTimeout, RepeatlensError, WriteError, first_line
 
 try:
     import fcntl
@@ -105,7 +105,7 @@ def write_failure(path: str | Path, err: BaseException) -> Optional[WriteError]:
     if not isinstance(err, OSError) and match is None:
         return None
     code = err.errno if isinstance(err, OSError) and err.errno else (int(match.group(1)) if match else None)
-    reason = os.strerror(code) if code else (str(err).splitlines() or [type(err).__name__])[0]
+    reason = os.strerror(code) if code else first_line(err)
     if code in _DISK_FULL:
         return DiskFullError(
             f"{path}: the disk is full ({reason}) while writing this file; its previous version, if any, is intact; "

@@ -57,7 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from repeatlens.config import MAX_COUNT, DeviceName, RunConfig, config_from_dict, format_validation_error, merge, read_yaml
 from repeatlens.data.mixture import plan_mixture
-from repeatlens.errors import ConfigError, RepeatlensError, shorten
+from repeatlens.errors import ENVIRONMENT_ERRNOS, ConfigError, RepeatlensError, first_line, os_error_message, shorten
 
 __all__ = ["SweepSpec", "SweepPoint", "AnalyzeOptions", "MAX_POINTS", "SweepResult", "load_sweep", "expand_grid", "run_sweep", "run_point", "available_cores"]
 
@@ -364,6 +364,13 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
         out["failures"] = [[f.path, f.reason] for f in res.failures]
     except RepeatlensError as e:
         out.update(ok=False, error=str(e))
+    except OSError as e:
+        if e.errno not in ENVIRONMENT_ERRNOS:
+            out.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        else:  # a permission, a full disk, a name too long: the user's machine, one line
+            out.update(ok=False, error=os_error_message(e))
+    except MemoryError as e:
+        out.update(ok=False, error=f"out of memory ({first_line(e)})")
     except Exception as e:  # noqa: BLE001 - reported by the parent with its traceback
         out.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     out["seconds"] = time.perf_counter() - t0
@@ -515,9 +522,10 @@ def _check_this_machine(spec: SweepSpec) -> None:
     from repeatlens.devices import resolve_device
     from repeatlens.train import check_wandb
 
-    devices = {(p.config["train"]["device"], f"point {p.name}: train.device") for p in spec.points}
-    devices.add((spec.analyze.get("device", "auto"), "analyze.device"))
-    for device, where in sorted(devices):
+    devices = {spec.analyze.get("device", "auto"): "analyze.device"}
+    for p in spec.points:
+        devices.setdefault(p.config["train"]["device"], f"point {p.name}: train.device")
+    for device, where in devices.items():
         resolve_device(device, where=where)
     for p in spec.points:
         check_wandb(RunConfig.model_validate(p.config))

@@ -45,7 +45,7 @@ from repeatlens.data.mixture import MixturePlan, build_schedule, plan_mixture, s
 from repeatlens.data.pools import Corpus, Pool, build_pool, load_corpus
 from repeatlens.data.seeds import manifest_seeds
 from repeatlens.errors import CheckpointError, ConfigError, LockTimeout, RepeatlensError, ResourceError, first_line, shorten
-from repeatlens.io import LOCK_FILE, atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, write_failure
+from repeatlens.io import LOCK_FILE, atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, sha256_file, write_failure
 from repeatlens.losses import next_token_loss, token_losses
 from repeatlens.results.schema import Manifest
 
@@ -423,8 +423,8 @@ def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, s
     created = _make_run_dir(run)
     with _train_lock(run, created):
         if run.config_path.is_file():
-            _check_same_config(run, cfg)
             run.check(full=True)
+            _check_same_config(run, cfg)
         else:
             _refuse_to_rewrite(run)
             _write_run(cfg, run, drawn if drawn is not None else draw_data(cfg, progress=show))
@@ -442,8 +442,8 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
     device = resolve_device(t.device)
     env = determinism.environment(device)  # what bit-identity is promised for: sidecars and complete.json record it
     sidecar_extra: dict[str, Any] = {"environment": env}
-    if "config.yaml" in man.files:  # which config.yaml each checkpoint was trained under (RunDir.check compares)
-        sidecar_extra["config_sha256"] = man.files["config.yaml"].sha256
+    if "config.yaml" in man.files:  # which config and manifest each checkpoint was trained under (RunDir.check compares)
+        sidecar_extra.update(config_sha256=man.files["config.yaml"].sha256, manifest_sha256=sha256_file(run.manifest_path))
     pool, schedule = run.pool(), run.schedule()
     total_steps, ckpt_steps = man.total_steps, set(man.checkpoint_steps)
     b, seq_len = t.batch_size, man.seq_len

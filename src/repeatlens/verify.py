@@ -89,6 +89,7 @@ def verify_run(path: str | Path, replay_steps: Sequence[int] = ()) -> VerifyResu
     except RepeatlensError as e:  # manifest.json or config.yaml unreadable: nothing else can be compared
         where, _, problem = str(e).partition(": ")
         res.findings.append(Finding(where, problem))
+        res.checked.append("config and manifest")
         return res
     res.findings += [Finding(where, problem) for where, problem in problems]
     if not any(f.where in (str(run.schedule_path), str(run.config_path)) for f in res.findings):

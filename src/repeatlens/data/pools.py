@@ -126,8 +126,7 @@ def load_corpus(data: DataConfig, *, progress: bool = True) -> Corpus:
         else:
             docs = corpus_mod.iter_documents(data.source, data.format, data.text_field)
             tok = tok_mod.train_bpe(docs, data.vocab_size)
-            tok_dir.mkdir(parents=True, exist_ok=True)
-            tok_mod.save_tokenizer(tok, tok_path)
+            tok_mod.save_tokenizer(tok, tok_path)  # creates tok_dir; an unwritable cache is a one-line WriteError
     tok_hash = tok_mod.tokenizer_hash(tok)
     fp = hashlib.sha256(f"{corpus_fp}:{tok_hash}".encode()).hexdigest()[:16]
     stream_path = cache_root(data) / f"stream-{fp}.npy"

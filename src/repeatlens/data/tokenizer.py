@@ -20,7 +20,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm.auto import tqdm
 
-from repeatlens.errors import ConfigError, DataError
+from repeatlens.errors import ConfigError, DataError, first_line
 from repeatlens.io import atomic_write_text
 
 @runtime_checkable
@@ -124,7 +124,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     try:
         tok = Tokenizer.from_file(str(src))
     except Exception as exc:  # tokenizers raises a bare Exception for every parse error
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
         raise DataError(f"tokenizer: '{src}' is not a valid tokenizer JSON file ({reason})") from None
     if tok.token_to_id(BOS_TOKEN) is None:
         raise DataError(f"tokenizer: '{src}' has no {BOS_TOKEN} token; train it with repeatlens")
