@@ -196,34 +196,34 @@ def test_the_train_lock_is_taken_before_anything_is_written(tmp_path) -> None:
         assert [p.name for p in out.iterdir()] == [TRAIN_LOCK]
 
 
-@pytest.mark.slow
-def test_two_trainers_racing_on_one_out_leave_a_run_that_agrees_with_itself(tmp_path) -> None:
+def test_a_trainer_that_finishes_while_another_draws_its_data_wins_and_the_run_agrees_with_itself(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 26, case 1: ``train C --out D --set seed=0 & train C --out D --set seed=1`` left
     config and manifest of one seed with the other seed's step-0 weights (3 trials of 3).
-    Now one of them trains, the other is refused in one line, and the run is one seed's throughout."""
-    import subprocess
 
-    import yaml
-
+    The interleaving made explicit: trainer 1 (seed 1) runs to the end while trainer 0
+    (seed 0) is still drawing its data. Before, trainer 0 then wrote seed 0's config, manifest
+    and pool over the finished seed-1 run and exited 0; now it finds a run of another config
+    under the lock and is refused, and the run is seed 1's throughout."""
+    import repeatlens.train as train_mod
     from repeatlens import model as adapter
     from repeatlens.verify import verify_run
-    from tests.conftest import TINY_SYNTHETIC
-    from tests.test_resume import subprocess_env, train_argv
 
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(TINY_SYNTHETIC))
     out = tmp_path / "run"
-    procs = [subprocess.Popen(train_argv(cfg, out) + ["--set", f"seed={s}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=subprocess_env()) for s in (0, 1)]
-    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
-    codes = sorted(code for code, _ in results)
-    assert codes == [0, 2], results
-    loser = next(err for code, err in results if code == 2)
-    assert len(loser.strip().splitlines()) == 1 and loser.startswith("error: ") and "Traceback" not in loser
+    draw = train_mod.load_corpus
+
+    def slow_draw(*args, **kwargs):
+        monkeypatch.setattr(train_mod, "load_corpus", draw)
+        train(tiny_config(seed=1), out)  # the other process, start to finish
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "load_corpus", slow_draw)
+    with pytest.raises(ConfigError, match=r"run: run directory was written by a different config \(seed = 1 there, 0 now\)"):
+        train(tiny_config(seed=0), out)
     run = load_run(out)
-    seed = run.config().seed
-    assert run.manifest().seeds["seed"] == seed
-    model = adapter.build_model(run.config().model, d_vocab=run.manifest().vocab_size, device="cpu", seed=seed)
+    assert run.config().seed == run.manifest().seeds["seed"] == 1
+    model = adapter.build_model(run.config().model, d_vocab=run.manifest().vocab_size, device="cpu", seed=1)
     saved = run.checkpoint(0).load_state_dict()
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items() if k in saved)
     assert verify_run(out).ok
@@ -269,6 +269,11 @@ def test_a_failed_set_up_leaves_no_directory_and_a_lost_out_parent_is_created(tm
     assert not (tmp_path / "a" / "run").exists()
     monkeypatch.undo()
     assert train(tiny_config(), tmp_path / "a" / "run").is_complete()
+    from repeatlens.train import prepare_run
+
+    unstarted = prepare_run(tiny_config(train={"lr": 3e-3}), tmp_path / "unstarted", progress=False)  # set up, never trained
+    assert train(tiny_config(), unstarted.path).config().train.lr == 1e-3  # set up again for the fixed config, not blocked by it
+    assert load_run(unstarted.path).is_complete()
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("keep")
     with pytest.raises(CheckpointError, match=r"notes: directory exists and holds files that are not a repeatlens run's \(mine\.txt\)"):

@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,6 +287,22 @@ def _remove_temporaries(run: RunDir) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _unstarted_run_of_another_config(run: RunDir, cfg: RunConfig) -> bool:
+    """Whether ``run`` was set up for another config but never trained (no checkpoint,
+    metrics or completion record: it failed before step 0); it is then set up again for ``cfg``
+    rather than blocking it, and says so on stderr. Under the train lock."""
+    if run.complete_path.exists() or run.metrics_path.exists() or any(run.ckpt_dir.glob("step_*")):
+        return False
+    try:
+        _check_same_config(run, cfg)
+        return False
+    except RepeatlensError as e:  # another config, or one that no longer reads
+        print(f"note: {run.path} held a run set up for another config that never trained; setting it up again ({shorten(str(e), 300)})",
+              file=sys.stderr, flush=True)
+        run.config_path.unlink()  # first: a directory without config.yaml is not a run, whatever happens next
+        return True
+
+
 def _refuse_to_rewrite(run: RunDir) -> None:
     """Before (re)writing a run directory's data: refuse one that holds a run's results
     (checkpoints, metrics, a completion record: its config.yaml was lost) or is not a run at all.
@@ -422,7 +439,7 @@ def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, s
         drawn = draw_data(cfg, progress=show)
     created = _make_run_dir(run)
     with _train_lock(run, created):
-        if run.config_path.is_file():
+        if run.config_path.is_file() and not _unstarted_run_of_another_config(run, cfg):
             run.check(full=True)
             _check_same_config(run, cfg)
         else:
