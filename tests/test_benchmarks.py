@@ -82,3 +82,13 @@ def test_attribution_cost_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     lines = capsys.readouterr().out.strip().splitlines()
     assert any(ln.startswith("attribution scores: ablation_repeated_loss") for ln in lines)
     assert re.fullmatch(r"ratio=\d+\.\d+", lines[-1]) and float(lines[-1].split("=")[1]) > 0
+
+
+def test_fit_coverage_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """The bootstrap coverage script end to end on two sweeps (its numbers: benchmarks/README.md)."""
+    bench = _load("fit_coverage")
+    monkeypatch.setattr(sys, "argv", ["fit_coverage.py", "--sims", "2", "--boot", "5"])
+    assert bench.main() == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("2 simulated sweeps") and lines[1].startswith("t        : peak centre")
+    assert re.fullmatch(r"coverage=\d\.\d{3}", lines[-1]), lines[-1]

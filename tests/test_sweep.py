@@ -62,9 +62,24 @@ def test_grid_expands_in_order_and_keeps_one_control() -> None:
     control = points[0]
     assert control.values["mixture.repeat_count"] == 1 and control.config["mixture"]["repeat_count"] == 1
     p = next(p for p in points if p.name == "f0.25_E2_attn2-tiny_s1")
-    assert p.config["mixture"] == {**TINY_SYNTHETIC["mixture"], "repeated_fraction": 0.25, "repeat_count": 2}
+    assert p.config["mixture"] == {**TINY_SYNTHETIC["mixture"], "repeated_fraction": 0.25, "repeat_count": 2,
+                                   "repeated_source": "any", "data_matched": None}
     assert p.config["model"]["preset"] == "attn2-tiny" and p.config["seed"] == 1
     assert len({p.name for p in points}) == len(points)
+
+
+def test_data_matched_controls_add_one_control_per_repeated_fraction(tmp_path: Path) -> None:
+    """data_matched_controls: true adds, per (other coordinates, f > 0), one f = 0 run on (1-f)·D tokens."""
+    spec = {"base": TINY_SYNTHETIC, "data_matched_controls": True,
+            "grid": {"mixture.repeated_fraction": [0.0, 0.25, 0.5], "mixture.repeat_count": [2, 4], "seed": [0, 1]}}
+    points = load_sweep(write_sweep(tmp_path, spec)).points
+    dm = [p for p in points if p.config["mixture"]["data_matched"] is not None]
+    assert sorted(p.name for p in dm) == ["dm0.25_s0", "dm0.25_s1", "dm0.5_s0", "dm0.5_s1"]
+    assert len(points) == 2 + 2 * 2 * 2 + 4
+    p = next(p for p in dm if p.name == "dm0.5_s1")
+    assert p.config["mixture"]["repeated_fraction"] == 0.0 and p.config["seed"] == 1
+    with pytest.raises(ConfigError, match=r"data_matched_controls' = 'yes': expected true or false"):
+        load_sweep(write_sweep(tmp_path, {**spec, "data_matched_controls": "yes"}))
 
 
 def test_other_config_keys_name_points_too() -> None:

@@ -221,7 +221,7 @@ class RunDir:
         import pandas as pd
 
         if not self.metrics_path.is_file():
-            return pd.DataFrame({"step": [], "tokens_seen": [], "split": [], "loss": []})
+            return pd.DataFrame({"step": [], "tokens_seen": [], "split": [], "loss": [], "loss_se": []})
         return read_parquet_table(self.metrics_path, ("step", "tokens_seen", "split", "loss"), "training-metrics table")
 
     # checkpoints

@@ -59,10 +59,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "attn2-base": dict(n_layers=2, d_model=128, n_heads=8, d_head=16, n_ctx=256, attn_only=True),
     "mlp2-small": dict(n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=128, attn_only=False),
     # the natural-text scaling study (analyses/repeated_data_scaling): 2 attention-only layers,
-    # 4 rotary heads, context 128, widths 32 / 64 / 128
-    "rot2-d32": dict(n_layers=2, d_model=32, n_heads=4, d_head=8, n_ctx=128, attn_only=True, positional_embedding="rotary"),
-    "rot2-d64": dict(n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=128, attn_only=True, positional_embedding="rotary"),
-    "rot2-d128": dict(n_layers=2, d_model=128, n_heads=4, d_head=32, n_ctx=128, attn_only=True, positional_embedding="rotary"),
+    # 4 rotary heads of d_model/4, context 128, widths 16 to 128
+    **{
+        f"rot2-d{d}": dict(n_layers=2, d_model=d, n_heads=4, d_head=d // 4, n_ctx=128, attn_only=True, positional_embedding="rotary")
+        for d in (16, 24, 32, 48, 64, 96, 128)
+    },
     # GPU
     "attn2-gpu": dict(n_layers=2, d_model=256, n_heads=8, d_head=32, n_ctx=512, attn_only=True),
     "mlp4-gpu": dict(n_layers=4, d_model=512, n_heads=8, d_head=64, n_ctx=1024, attn_only=False),
@@ -221,6 +222,33 @@ class MixtureConfig(BaseModel):
     total_tokens: int = Field(..., ge=1, le=MAX_COUNT)
     repeated_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     repeat_count: int = Field(1, ge=1, le=MAX_COUNT)
+    repeated_source: Literal["any", "corpus", "synthetic"] = Field(
+        "any",
+        description="where the repeated subset's sequences come from when a corpus is mixed with the synthetic source: "
+        "'any' (drawn like every training row, so in proportion to data.synthetic_fraction), 'corpus' (natural text only) "
+        "or 'synthetic' (synthetic sequences only); the unique data keeps data.synthetic_fraction either way",
+    )
+    data_matched: Optional[float] = Field(
+        None, gt=0.0, lt=1.0,
+        description="a data-matched control for repeated fraction f: with repeated_fraction = 0, train on the (1-f)*D "
+        "unique tokens a run at f sees (D = total_tokens), so that 'fewer unique tokens' is not mistaken for repetition",
+    )
+
+    @model_validator(mode="after")
+    def _control(self) -> "MixtureConfig":
+        if self.data_matched is not None and self.repeated_fraction > 0:
+            raise ValueError(
+                f"data_matched = {self.data_matched} is a control (it trains on unique data only) but repeated_fraction = "
+                f"{self.repeated_fraction}; expected repeated_fraction = 0"
+            )
+        return self
+
+    @property
+    def control(self) -> str:
+        """``'full'`` (f = 0 on all D tokens), ``'data_matched'`` (f = 0 on (1-f)·D) or ``'none'`` (a repeated run)."""
+        if self.repeated_fraction > 0:
+            return "none"
+        return "data_matched" if self.data_matched is not None else "full"
 
 
 class CheckpointSchedule(BaseModel):
@@ -307,6 +335,13 @@ class RunConfig(BaseModel):
         if self.mixture.total_tokens < self.data.seq_len:
             raise ValueError(
                 f"mixture.total_tokens = {self.mixture.total_tokens} is below one sequence (data.seq_len = {self.data.seq_len})"
+            )
+        source = self.mixture.repeated_source
+        if source == "corpus" and self.data.synthetic_only:
+            raise ValueError("mixture.repeated_source = 'corpus' but the data are synthetic only; expected a corpus in data.source")
+        if source == "synthetic" and not self.data.synthetic_only and self.data.synthetic_fraction == 0:
+            raise ValueError(
+                "mixture.repeated_source = 'synthetic' but data.synthetic_fraction = 0; expected a synthetic share, or 'any'/'corpus'"
             )
         data, syn = self.data, self.data.synthetic
         if data.synthetic_only or data.synthetic_fraction > 0:

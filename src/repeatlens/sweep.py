@@ -13,10 +13,15 @@ A sweep file (YAML)::
     analyze:                               # optional; arguments of repeatlens.analyze
       metrics: [induction, test_loss]
       max_sequences: 64
+    data_matched_controls: true            # optional: add each f > 0 point's data-matched control
 
 The grid is the cartesian product in the order written. A point with
 ``repeated_fraction = 0`` is the control: its ``repeat_count`` means nothing, so it is
-recorded as E = 1 and kept once per combination of the other coordinates. Each point
+recorded as E = 1 and kept once per combination of the other coordinates. With
+``data_matched_controls: true``, every point at f > 0 also gets its data-matched control
+(``mixture.data_matched = f``, f = 0: trained on the (1-f)·D unique tokens the repeated
+run sees, named ``dm<f>_…``), once per combination of the other coordinates; the grid may
+also name ``mixture.data_matched`` directly. Each point
 trains into ``OUT/<name>`` with a name built from its grid values
 (``f0.1_E10_attn2-tiny_s0``); points already complete are not trained again and, when
 also fully scored, not even started. After every point is done the sweep root gets the
@@ -61,7 +66,7 @@ from repeatlens.errors import ENVIRONMENT_ERRNOS, ConfigError, RepeatlensError, 
 
 __all__ = ["SweepSpec", "SweepPoint", "AnalyzeOptions", "MAX_POINTS", "SweepResult", "load_sweep", "expand_grid", "run_sweep", "run_point", "available_cores"]
 
-SWEEP_KEYS = {"base", "base_config", "grid", "analyze"}
+SWEEP_KEYS = {"base", "base_config", "grid", "analyze", "data_matched_controls"}
 #: The most points a sweep may have: a grid's size is the product of its lists' lengths, and
 #: one more list can multiply it past what anyone means to train (expanding 10,000 points
 #: and validating each takes about 10 s).
@@ -103,7 +108,8 @@ class AnalyzeOptions(BaseModel):
             out["probe_seed"] = self.seed
         return out
 F_KEY, E_KEY = "mixture.repeated_fraction", "mixture.repeat_count"
-_SHORT = {F_KEY: "f", E_KEY: "E", "mixture.total_tokens": "D", "model.preset": "", "seed": "s"}
+DM_KEY = "mixture.data_matched"
+_SHORT = {F_KEY: "f", E_KEY: "E", "mixture.total_tokens": "D", "model.preset": "", "seed": "s", DM_KEY: "dm"}
 
 
 @dataclass(frozen=True)
@@ -189,13 +195,23 @@ def point_name(values: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "-", name)
 
 
-def expand_grid(base: dict[str, Any], grid: dict[str, Any], where: str = "sweep", *, progress: bool = True) -> list[SweepPoint]:
-    """Every point of the grid over ``base``, validated, controls deduplicated.
+def _data_matched_twin(values: dict[str, Any], cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The data-matched control of a repeated point: f -> 0 with ``data_matched = f``, E dropped."""
+    f = cfg["mixture"]["repeated_fraction"]
+    twin = {DM_KEY: f, **{k: v for k, v in values.items() if k not in (F_KEY, E_KEY, DM_KEY)}}
+    return twin, merge(cfg, {"mixture": {"repeated_fraction": 0.0, "repeat_count": 1, "data_matched": f}})
+
+
+def expand_grid(
+    base: dict[str, Any], grid: dict[str, Any], where: str = "sweep", *, data_matched_controls: bool = False, progress: bool = True
+) -> list[SweepPoint]:
+    """Every point of the grid over ``base``, validated, controls deduplicated; with
+    ``data_matched_controls``, each f > 0 point followed by its data-matched control.
 
     Raises:
         ConfigError: a grid entry is not a non-empty list, the grid has more than
-            :data:`MAX_POINTS` points, or a point is not a valid config (the message names
-            the point and the field).
+            :data:`MAX_POINTS` points (twins included), or a point is not a valid config
+            (the message names the point and the field).
     """
     size = 1
     for key, values in grid.items():
@@ -204,27 +220,24 @@ def expand_grid(base: dict[str, Any], grid: dict[str, Any], where: str = "sweep"
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}: grid.{shorten(key)} = {shorten(repr(values))}: expected a non-empty list of values")
         size *= len(values)
-    if size > MAX_POINTS:
-        lengths = " x ".join(str(len(v)) for v in grid.values())
-        raise ConfigError(f"{where}: grid: {lengths} = {size:,} points; expected at most {MAX_POINTS:,} (split the sweep)")
+    if size * (2 if data_matched_controls else 1) > MAX_POINTS:
+        lengths = " x ".join(str(len(v)) for v in grid.values()) + (" x 2 (data-matched controls)" if data_matched_controls else "")
+        total = size * (2 if data_matched_controls else 1)
+        raise ConfigError(f"{where}: grid: {lengths} = {total:,} points; expected at most {MAX_POINTS:,} (split the sweep)")
     from tqdm.auto import tqdm
 
     keys = list(grid)
     points: list[SweepPoint] = []
     seen: set[str] = set()
     names: set[str] = set()
-    combos = tqdm(itertools.product(*(grid[k] for k in keys)), total=size, desc="checking grid points", unit="point",
-                  disable=not progress or size < PROGRESS_POINTS)
-    for combo in combos:
-        values = dict(zip(keys, combo))
-        name = point_name(values)
-        cfg = merge(base, _nest(values, where=f"{where}: point {name}"))
+
+    def add(values: dict[str, Any], cfg: dict[str, Any]) -> None:
         mixture = cfg.get("mixture")
         if isinstance(mixture, dict) and _is_zero(mixture.get("repeated_fraction", 0.0)):
             cfg = merge(cfg, {"mixture": {"repeat_count": 1}})  # the control: E means nothing
             if E_KEY in values:
                 values[E_KEY] = 1
-                name = point_name(values)
+        name = point_name(values)
         validated = config_from_dict(cfg, where=f"{where}: point {name}")
         try:  # an impossible repetition spec fails here, before anything trains
             plan_mixture(validated.mixture, validated.data.seq_len)
@@ -233,19 +246,27 @@ def expand_grid(base: dict[str, Any], grid: dict[str, Any], where: str = "sweep"
         cfg = validated.model_dump(mode="json")
         key = json.dumps(cfg, sort_keys=True)
         if key in seen:
-            continue
+            return
         seen.add(key)
         unique, i = name, 2
         while unique in names:
             unique, i = f"{name}_{i}", i + 1
         names.add(unique)
         points.append(SweepPoint(unique, values, cfg))
+        if data_matched_controls and cfg["mixture"]["repeated_fraction"] > 0:
+            add(*_data_matched_twin(values, cfg))
+
+    combos = tqdm(itertools.product(*(grid[k] for k in keys)), total=size, desc="checking grid points", unit="point",
+                  disable=not progress or size < PROGRESS_POINTS)
+    for combo in combos:
+        values = dict(zip(keys, combo))
+        add(values, merge(base, _nest(values, where=f"{where}: point {point_name(values)}")))
     return points
 
 
 def _is_zero(value: Any) -> bool:
     """Whether a (not yet validated) repeated_fraction is 0; a value of another type is left to the validation."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0)
 
 
 def load_sweep(path: str | Path, *, progress: bool = True) -> SweepSpec:
@@ -286,7 +307,10 @@ def load_sweep(path: str | Path, *, progress: bool = True) -> SweepSpec:
         options = AnalyzeOptions.model_validate(analyze)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, str(path), section="analyze")) from None
-    points = expand_grid(base, grid, where=str(path), progress=progress)
+    dm = raw.get("data_matched_controls", False)
+    if not isinstance(dm, bool):
+        raise ConfigError(f"{path}: field 'data_matched_controls' = {shorten(repr(dm))}: expected true or false")
+    points = expand_grid(base, grid, where=str(path), data_matched_controls=dm, progress=progress)
     _check_analyze_options(options, points, path)
     return SweepSpec(base=base, grid=grid, analyze=options.model_dump(exclude_unset=True), points=points, source=path)
 

@@ -109,3 +109,69 @@ def test_not_enough_unique_data_is_an_error(tmp_path) -> None:
     with pytest.raises(DataError, match=r"data.source 'shakespeare': has [\d,]+ sequences of 32 tokens, but the spec needs"):
         prepare_run(cfg, tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------ where the repeated subset comes from
+
+MIXED = {"source": "shakespeare", "vocab_size": 300, "seq_len": 32, "synthetic_fraction": 0.75, "test_sequences": 16}
+
+
+@pytest.mark.parametrize("source", ["corpus", "synthetic"])
+def test_repeated_source_draws_the_repeated_subset_from_one_source(tmp_path, source: str) -> None:
+    """mixture.repeated_source: the repeated rows all come from the named source, the unique
+    rows keep data.synthetic_fraction (round(0.75 * n_unique) synthetic), the test rows are
+    those of every other run of the seed."""
+    mix = {"total_tokens": 32 * 400, "repeated_fraction": 0.25, "repeat_count": 5, "repeated_source": source}
+    run = prepare_run(tiny_config(data=MIXED, mixture=mix), tmp_path / "r", progress=False)
+    man, syn = run.manifest(), np.load(run.is_synthetic_path)
+    rep = syn[man.n_test : man.n_test + man.n_repeated]
+    uni = syn[man.n_test + man.n_repeated :]
+    assert man.n_repeated == 20 and len(uni) == man.n_unique == 300
+    assert (not rep.any()) if source == "corpus" else rep.all()
+    assert uni.sum() == round(0.75 * 300)
+    control = prepare_run(tiny_config(data=MIXED, mixture={"total_tokens": 32 * 400, "repeated_fraction": 0.0}), tmp_path / "c", progress=False)
+    np.testing.assert_array_equal(run.test_tokens(), control.test_tokens())
+    sched = np.load(run.schedule_path)
+    counts = Counter(sched.tolist())
+    assert all(counts[r] == 5 for r in man.repeated_ids) and len(sched) == 400
+
+
+def test_repeated_source_any_mixes_the_subset_like_every_row(tmp_path) -> None:
+    mix = {"total_tokens": 32 * 400, "repeated_fraction": 0.25, "repeat_count": 2}
+    run = prepare_run(tiny_config(data=MIXED, mixture=mix), tmp_path / "r", progress=False)
+    man, syn = run.manifest(), np.load(run.is_synthetic_path)
+    rep = syn[man.n_test : man.n_test + man.n_repeated]
+    assert 0 < rep.sum() < len(rep), "'any' (the default) draws repeated rows from both sources"
+
+
+def test_data_matched_control_trains_on_the_unique_tokens_of_a_run_at_f(tmp_path) -> None:
+    from repeatlens.results.store import run_coordinates
+
+    D = 32 * 400
+    plan = plan_mixture(MixtureConfig(total_tokens=D, data_matched=0.25), 32)
+    assert (plan.n_total, plan.n_unique, plan.n_repeated) == (300, 300, 0)
+    rep = plan_mixture(MixtureConfig(total_tokens=D, repeated_fraction=0.25, repeat_count=4), 32)
+    assert rep.n_unique == plan.n_unique
+    dm = prepare_run(tiny_config(mixture={"total_tokens": D, "repeated_fraction": 0.0, "repeat_count": 1, "data_matched": 0.25}), tmp_path / "dm", progress=False)
+    full = prepare_run(tiny_config(mixture={"total_tokens": D, "repeated_fraction": 0.0, "repeat_count": 1}), tmp_path / "full", progress=False)
+    r = prepare_run(tiny_config(mixture={"total_tokens": D, "repeated_fraction": 0.25, "repeat_count": 4}), tmp_path / "r", progress=False)
+    np.testing.assert_array_equal(dm.test_tokens(), full.test_tokens())
+    coords = {name: run_coordinates(run) for name, run in (("dm", dm), ("full", full), ("r", r))}
+    assert [coords[n]["control"] for n in ("dm", "full", "r")] == ["data_matched", "full", "none"]
+    assert coords["dm"]["unique_tokens"] == coords["r"]["unique_tokens"] == 300 * 32
+    assert coords["dm"]["total_tokens"] == 300 * 32 and coords["full"]["total_tokens"] == D
+
+
+@pytest.mark.parametrize(
+    "sections,match",
+    [
+        ({"mixture": {"repeated_fraction": 0.1, "repeat_count": 2, "data_matched": 0.1}}, r"data_matched = 0.1 is a control .* expected repeated_fraction = 0"),
+        ({"mixture": {"repeated_fraction": 0.0, "data_matched": 1.0}}, r"mixture.data_matched"),
+        ({"mixture": {"repeated_fraction": 0.1, "repeat_count": 2, "repeated_source": "corpus"}}, r"repeated_source = 'corpus' but the data are synthetic only"),
+        ({"data": {**MIXED, "synthetic_fraction": 0.0}, "mixture": {"repeated_source": "synthetic", "total_tokens": 32 * 40}}, r"repeated_source = 'synthetic' but data.synthetic_fraction = 0"),
+        ({"mixture": {"repeated_source": "text"}}, r"mixture.repeated_source"),
+    ],
+)
+def test_impossible_sources_and_controls_are_one_line_errors(sections: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        tiny_config(**sections)

@@ -10,8 +10,10 @@ of ``seq_len`` tokens (BOS included):
 * the schedule is a seeded uniform permutation of those n_total slots, so repeats are
   spread over the whole run, not bunched at the start.
 
-f = 0 is the control. A repeated subset that rounds to zero sequences while f > 0 is an
-error, never a silent change of spec. The held-out test sequences live in the same pool
+f = 0 is the control. A data-matched control (``data_matched = f``, with f = 0 itself)
+trains on n_total − round(f · n_total) unique sequences: the unique data a run at f sees.
+A repeated subset that rounds to zero sequences while f > 0 is an error, never a silent
+change of spec. The held-out test sequences live in the same pool
 but never appear in the schedule.
 """
 
@@ -73,10 +75,17 @@ def plan_mixture(mix: MixtureConfig, seq_len: int) -> MixturePlan:
     >>> plan = plan_mixture(MixtureConfig(total_tokens=128_000, repeated_fraction=0.1, repeat_count=10), seq_len=128)
     >>> plan.n_total, plan.n_repeated, plan.n_unique, plan.repeated_tokens
     (1000, 10, 900, 1280)
+    >>> plan_mixture(MixtureConfig(total_tokens=128_000, data_matched=0.1), seq_len=128).n_unique   # 900 = 1000 - 100
+    900
     """
     n_total = mix.total_tokens // seq_len
     if n_total < 1:
         raise ConfigError(f"mixture.total_tokens = {mix.total_tokens} is below one sequence of data.seq_len = {seq_len} tokens")
+    if mix.data_matched is not None:
+        n_matched = n_total - int(round(mix.data_matched * n_total))
+        if n_matched < 1:
+            raise ConfigError(f"mixture.data_matched = {mix.data_matched}: leaves no unique sequence of the {n_total} in D")
+        return MixturePlan(seq_len=seq_len, repeat_count=1, n_total=n_matched, n_repeated=0, n_unique=n_matched)
     f, e = mix.repeated_fraction, mix.repeat_count
     n_rep = int(round(f * n_total / e)) if f > 0 else 0
     if f > 0 and n_rep < 1:

@@ -178,8 +178,16 @@ def _split(n: int, frac: float) -> tuple[int, int]:
     return n - n_syn, n_syn
 
 
-def build_pool(data: DataConfig, plan: MixturePlan, corpus: Corpus, seed: int) -> Pool:
+def build_pool(data: DataConfig, plan: MixturePlan, corpus: Corpus, seed: int, source: str = "any") -> Pool:
     """Draw a run's test, repeated and unique sequences from ``corpus`` and the synthetic source.
+
+    ``source`` (``mixture.repeated_source``) says where the repeated subset comes from:
+    ``"any"`` draws it like every training row (in proportion to the synthetic share);
+    ``"corpus"`` takes it from the corpus only and ``"synthetic"`` from the synthetic
+    source only, while the unique rows keep ``data.synthetic_fraction``. Corpus rows are
+    taken in the order of one seeded permutation (test rows first), so runs that differ in
+    f, E or source share their test rows, and a run's corpus rows start with the same
+    chunks as every other run's of the seed.
 
     Raises:
         DataError: when the corpus has fewer sequences than the spec needs (naming the
@@ -189,6 +197,10 @@ def build_pool(data: DataConfig, plan: MixturePlan, corpus: Corpus, seed: int) -
     n_train = plan.n_repeated + plan.n_unique
     test_corp, test_syn = _split(data.test_sequences, frac)
     train_corp, train_syn = _split(n_train, frac)
+    if source != "any" and plan.n_repeated:  # the repeated subset from one source, the unique rows keep the share
+        uni_corp, uni_syn = _split(plan.n_unique, frac)
+        rep_corp, rep_syn = (plan.n_repeated, 0) if source == "corpus" else (0, plan.n_repeated)
+        train_corp, train_syn = rep_corp + uni_corp, rep_syn + uni_syn
     need = test_corp + train_corp
     if need > corpus.n_chunks:
         raise DataError(
@@ -222,7 +234,13 @@ def build_pool(data: DataConfig, plan: MixturePlan, corpus: Corpus, seed: int) -
     syn_test = np.arange(len(test)) >= len(test) - test_syn
     syn_train = np.arange(len(train)) >= len(train) - train_syn
     order_test = rng(seed, "test_rows").permutation(len(test))
-    order_train = rng(seed, "train_rows").permutation(len(train))
+    if source == "any" or not plan.n_repeated:
+        order_train = rng(seed, "train_rows").permutation(len(train))
+    else:  # rows [0, train_corp) are corpus, the rest synthetic; the repeated subset first, then the shuffled unique rows
+        corp, syn_rows = np.arange(train_corp), np.arange(train_corp, len(train))
+        rep = corp[: plan.n_repeated] if source == "corpus" else syn_rows[: plan.n_repeated]
+        uni = np.setdiff1d(np.arange(len(train)), rep)
+        order_train = np.concatenate([rep, uni[rng(seed, "train_rows").permutation(len(uni))]])
     return Pool(
         tokens=np.concatenate([test[order_test], train[order_train]]),
         n_test=len(test),

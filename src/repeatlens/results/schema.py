@@ -9,7 +9,7 @@ A scores table is long: one row per (run, checkpoint, metric, head, offset, prob
     duplicate_of (string, NA: other people's revisions only, the earlier revision with identical weights)
 
 A sweep's (and a loaded run's) table adds the run's coordinates, :data:`RUN_COLUMNS`. The
-training-metrics table is ``step, tokens_seen, split, loss`` per run (``run_id`` and the
+training-metrics table is ``step, tokens_seen, split, loss, loss_se`` per run (``run_id`` and the
 run columns added when joined). A run's ``manifest.json`` is the typed :class:`Manifest`.
 This module imports neither torch nor pandas.
 """
@@ -58,21 +58,31 @@ SCORE_DTYPES = {
     "duplicate_of": "string",
 }
 
-RUN_COLUMNS = ["repeated_fraction", "repeat_count", "total_tokens", "model_preset", "n_params", "n_params_nonembedding", "seed"]
-"""A run's coordinates, joined into sweep tables: f (as requested), E, D, model preset,
-trainable parameters N, non-embedding parameters (Kaplan et al. 2020's N) and seed."""
+RUN_COLUMNS = [
+    "repeated_fraction", "repeat_count", "total_tokens", "unique_tokens", "control",
+    "model_preset", "n_params", "n_params_nonembedding", "seed",
+]
+"""A run's coordinates, joined into sweep tables: f (as requested), E, D (tokens trained
+on), the unique tokens among them, which control the run is (``none`` for a repeated run,
+``full`` for f = 0 on D, ``data_matched`` for f = 0 on the (1-f)·D unique tokens of a run
+at f), model preset, trainable parameters N, non-embedding parameters (Kaplan et al.
+2020's N) and seed."""
 RUN_DTYPES = {
     "repeated_fraction": "float64",
     "repeat_count": "int64",
     "total_tokens": "int64",
+    "unique_tokens": "int64",
+    "control": "str",
     "model_preset": "str",
     "n_params": "int64",
     "n_params_nonembedding": "int64",
     "seed": "int64",
 }
 
-METRIC_COLUMNS = ["step", "tokens_seen", "split", "loss"]
-METRIC_DTYPES = {"step": "int64", "tokens_seen": "int64", "split": "str", "loss": "float64"}
+METRIC_COLUMNS = ["step", "tokens_seen", "split", "loss", "loss_se"]
+"""``loss_se``: the standard error of an evaluation's loss over its sequences (NaN for the
+``train`` rows, and for every row of runs trained before it was recorded)."""
+METRIC_DTYPES = {"step": "int64", "tokens_seen": "int64", "split": "str", "loss": "float64", "loss_se": "float64"}
 
 
 def probe_key(probe: str, copy_len: object, batch: object, seed: object) -> str:

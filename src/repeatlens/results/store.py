@@ -207,6 +207,8 @@ def run_coordinates(run: "RunDir") -> dict[str, Any]:
         "repeated_fraction": man.requested_fraction,
         "repeat_count": man.repeat_count,
         "total_tokens": man.total_tokens,
+        "unique_tokens": man.n_unique * man.seq_len,
+        "control": cfg.mixture.control,
         "model_preset": cfg.model.preset or "custom",
         "n_params": man.n_params or cfg.model.n_params(man.vocab_size),
         "n_params_nonembedding": man.n_params_nonembedding or cfg.model.n_params(man.vocab_size, embeddings=False),
@@ -264,6 +266,8 @@ def _join_sweep_tables(path: Path, runs: list["RunDir"]) -> list[Path]:
         if table is not None and len(table.df):
             scores.append(table.df.assign(**info))
         met = run.metrics()
+        if len(met) and "loss_se" not in met.columns:  # trained before loss_se was recorded
+            met = met.assign(loss_se=float("nan"))
         if len(met):
             metrics.append(met.assign(run_id=run.run_id, **info))
     score_df = pd.concat(scores, ignore_index=True) if scores else empty_scores().assign(**{c: [] for c in RUN_COLUMNS})
