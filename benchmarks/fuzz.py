@@ -107,6 +107,8 @@ def _run_kind(kind: str, seed: int, n: int, tmp: Path) -> dict:
     while start < n:
         proc = subprocess.run([sys.executable, __file__, "--worker", kind, "--seed", str(seed), "--start", str(start), "--n", str(n),
                                "--tmp", str(tmp), "--log", str(log)], capture_output=True, text=True)
+        if not log.is_file():
+            raise SystemExit(f"{kind} worker failed before its first case (rc {proc.returncode}):\n{proc.stderr[-2000:]}")
         done, running = {}, None
         for line in log.read_text().splitlines():
             rec = json.loads(line)
