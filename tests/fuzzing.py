@@ -13,7 +13,7 @@ and is judged by one oracle (:func:`judge`), whatever produced it:
 * ``silent mismatch``: a file whose content the run directory vouches for (the files its
   manifest records, the manifest itself, checkpoint weights and training state) was
   changed, and ``verify`` found nothing, or another command read the run and exited 0;
-* ``left a directory``: a command that failed on a config left its ``--out`` behind
+* ``left a directory``: a command that failed on a config left its ``--out`` behind without a checkpoint
   (half-written, or empty).
 
 :func:`config_cases`, :func:`run_dir_cases` and :func:`sweep_cases` draw the cases from a
@@ -180,7 +180,8 @@ def judge(case: Case) -> Outcome:
         return Outcome(case, "traceback", code, err[-400:])
     if code == 2 and (len(lines) != 1 or not lines[0].startswith("error: ")):
         return Outcome(case, "not one line", code, " | ".join(lines)[:600])
-    if code != 0 and case.out is not None and case.out.exists():
+    if code != 0 and case.out is not None and case.out.exists() and not any((case.out / "checkpoints").glob("step_*.json")):
+        # (a run that trained and then stopped, on a NaN loss, keeps its checkpoints by design)
         return Outcome(case, "left a directory", code, f"{case.out} after: {lines[0] if lines else ''}")
     if case.run is not None:
         after = _snapshot(case.run)
@@ -431,10 +432,10 @@ def sweep_cases(rng: random.Random, n: int, base: dict[str, Any], tmp: Path, sec
         spec: dict[str, Any] = {"base": json.loads(json.dumps(base)), "grid": {"mixture.repeated_fraction": [0.0, 0.25]}, "analyze": {}}
         for _ in range(rng.randint(0, 3)):
             op = rng.random()
-            if op < 0.35:
+            if op < 0.35 and isinstance(spec.get("analyze"), dict):
                 key = rng.choice(analyze_keys)
                 spec["analyze"][key] = rng.choice(NASTY + ["induction", "induction,test_loss", ["synthetic"], "text", "uniform,train"])
-            elif op < 0.65:
+            elif op < 0.65 and isinstance(spec.get("grid"), dict):
                 values = rng.choice(NASTY + [[0.0, 0.1], list(range(rng.randint(1, 40)))])
                 spec["grid"][rng.choice(grid_keys)] = values
             elif op < 0.8:

@@ -112,7 +112,7 @@ def _bad_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("huge synthetic lengths", ["train", c, "--set", f"data.synthetic.max_len={10**21}", "--set", f"data.synthetic.min_len={10**20}"],
          f"field 'data.synthetic.min_len' = {10**20}: Input should be less than or equal to 9007199254740992"),
         ("huge D", ["train", c, "--set", f"mixture.total_tokens={10**23}"], "Input should be less than or equal to 9007199254740992"),
-        ("model too big for memory", ["train", c, "--set", "model.d_model=400000000"], "GiB of memory ("),
+        ("model too big for memory", ["train", c, "--set", "model.d_model=400000000"], "GiB of memory (the model's weights, gradients and AdamW moments (model)"),
         # case 10
         ("empty data.source", ["train", c, "--set", "data.source=''"], "field 'data.source' = '': empty; expected a bundled corpus name"),
         ("min_len > seq_len", ["train", c, "--set", "data.synthetic.min_len=40", "--set", "data.synthetic.max_len=40"],
@@ -412,3 +412,29 @@ def test_damaged_run_files_are_one_line_naming_the_file_in_every_command(
         assert line.startswith(f"error: {named}: "), (command, line)
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and not p.name.startswith(".")}
     assert after == before  # nothing rewritten, nothing lost, no report or score table written
+
+
+def test_memory_and_os_limits_are_one_line_and_our_own_bugs_keep_their_traceback(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import repeatlens.cli as cli
+
+    def raising(exc):
+        def summary(run_dir):
+            raise exc
+        return summary
+
+    for exc, expected in (
+        (MemoryError(), "error: out of memory (MemoryError); lower the sizes in the config"),
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 10 bytes"),
+         "error: out of memory ([enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"),
+        (OSError(errno.EMFILE, "Too many open files", str(tmp_path / "f.npy")), f"error: {tmp_path / 'f.npy'}: too many open files"),
+        (PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x")), f"error: {tmp_path / 'x'}: permission denied"),
+    ):
+        monkeypatch.setattr(cli, "run_summary", raising(exc))
+        code, _, err = _run(["info", str(tmp_path)], capsys)
+        assert _one_line_error(code, err).startswith(expected), err
+    for bug in (KeyError("step"), FileNotFoundError(errno.ENOENT, "No such file", "x"), TypeError("bad operand")):
+        monkeypatch.setattr(cli, "run_summary", raising(bug))
+        with pytest.raises(type(bug)):  # not turned into "unreadable input": it surfaces, with its traceback
+            main(["info", str(tmp_path)])

@@ -170,7 +170,9 @@ class RunDir:
 
     def completion(self) -> Optional[dict[str, Any]]:
         """``complete.json`` (how the run finished: steps, time, environment), or None while it is unfinished."""
-        return read_json_object(self.complete_path, "completion record") if self.is_complete() else None
+        if not self.is_complete():
+            return None
+        return _check_fields(self.complete_path, read_json_object(self.complete_path, "completion record"), _COMPLETION_FIELDS, "completion record")
 
     def pool(self) -> np.ndarray:
         return load_npy(self.pool_path, mmap=True)
@@ -222,19 +224,19 @@ class RunDir:
 
         if not self.metrics_path.is_file():
             return pd.DataFrame({"step": [], "tokens_seen": [], "split": [], "loss": [], "loss_se": []})
-        return read_parquet_table(self.metrics_path, ("step", "tokens_seen", "split", "loss"), "training-metrics table")
+        df = read_parquet_table(self.metrics_path, ("step", "tokens_seen", "split", "loss"), "training-metrics table")
+        kinds = {"step": "iu", "tokens_seen": "iu", "loss": "fiu"}
+        wrong = [c for c, k in kinds.items() if df[c].dtype.kind not in k] + ([] if df["split"].map(lambda v: isinstance(v, str)).all() else ["split"])
+        if wrong:
+            raise CheckpointError(f"{self.metrics_path}: training-metrics table with column {wrong[0]} of type {df[wrong[0]].dtype}; "
+                                  "expected whole steps and tokens, text splits, numeric losses")
+        return df
 
     # checkpoints
     def checkpoints(self) -> list[CheckpointInfo]:
         """Every complete checkpoint (sidecar present), sorted by step. Reads sidecars only."""
-        out = []
-        for side in sorted(self.ckpt_dir.glob("step_*.json")):
-            meta = read_json_object(side, "checkpoint sidecar")
-            try:
-                out.append(CheckpointInfo(self.path, int(meta["step"]), int(meta["tokens_seen"]), meta))
-            except (ValueError, KeyError, TypeError) as e:
-                raise CheckpointError(f"{side}: unreadable checkpoint sidecar (no whole step and tokens_seen: {first_line(e)})") from None
-        return sorted(out, key=lambda c: c.step)
+        out = [read_sidecar(side) for side in sorted(self.ckpt_dir.glob("step_*.json"))]
+        return sorted((CheckpointInfo(self.path, meta["step"], meta["tokens_seen"], meta) for meta in out), key=lambda c: c.step)
 
     def checkpoint(self, step: Optional[int] = None) -> CheckpointInfo:
         """The checkpoint at ``step`` (default: the last one)."""
@@ -529,6 +531,45 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: unreadable {what} (a JSON {type(raw).__name__}; expected an object)")
     return raw
+
+
+#: A sidecar's fields that readers use, and the JSON types they must have (None: may be absent).
+_SIDECAR_FIELDS: dict[str, tuple[type, bool]] = {
+    "step": (int, True), "tokens_seen": (int, True), "sha256": (str, True), "train_state": (dict, False),
+    "environment": (dict, False), "versions": (dict, False), "config_sha256": (str, False), "manifest_sha256": (str, False),
+}
+
+
+#: ``complete.json``'s fields that readers use.
+_COMPLETION_FIELDS: dict[str, tuple[type, bool]] = {"step": (int, True), "tokens_seen": (int, True), "environment": (dict, False)}
+
+
+def _check_fields(path: Path, meta: dict[str, Any], fields: dict[str, tuple[type, bool]], what: str) -> dict[str, Any]:
+    """``meta`` if each of ``fields`` (name -> (JSON type, required)) has its type, else a one-line CheckpointError."""
+    for key, (kind, required) in fields.items():
+        value = meta.get(key)
+        if value is None and not required:
+            continue
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            got = "missing" if value is None else shorten(repr(value), 60)
+            expected = "a whole number >= 0" if kind is int else "a JSON " + {str: "string", dict: "object"}[kind]
+            raise CheckpointError(f"{path}: unreadable {what} (field '{key}': {got}; expected {expected})")
+    return meta
+
+
+def read_sidecar(side: Path) -> dict[str, Any]:
+    """A checkpoint's JSON sidecar, its fields checked (:data:`_SIDECAR_FIELDS`) and its step
+    the one its name gives, or a one-line CheckpointError naming the file and field."""
+    meta = _check_fields(side, read_json_object(side, "checkpoint sidecar"), _SIDECAR_FIELDS, "checkpoint sidecar")
+    ts = meta.get("train_state")
+    if ts is not None and not isinstance(ts.get("sha256"), str):
+        raise CheckpointError(f"{side}: unreadable checkpoint sidecar (field 'train_state.sha256': missing or not a string)")
+    groups = ts.get("param_groups") if ts is not None else []
+    if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups):
+        raise CheckpointError(f"{side}: unreadable checkpoint sidecar (field 'train_state.param_groups': expected the optimizer's parameter groups)")
+    if side.name != f"{step_name(meta['step'])}.json":
+        raise CheckpointError(f"{side}: sidecar says step {meta['step']}; expected its name to be {step_name(meta['step'])}.json")
+    return meta
 
 
 def load_npy(path: Path, *, mmap: bool = False) -> np.ndarray:

@@ -182,6 +182,7 @@ def _tables(path: Path):
     """The scores and (when there is one) metrics table under ``path``, after checking that
     the runs they come from still agree with their files (:meth:`~repeatlens.checkpoints.RunDir.check`)."""
     from repeatlens.checkpoints import RunDir
+    from repeatlens.errors import CheckpointError
     from repeatlens.results.store import METRICS_FILE, load_metrics, load_scores, sweep_runs
 
     run = RunDir(path)
@@ -190,6 +191,8 @@ def _tables(path: Path):
     for r in [run] if run.is_run() else sweep_runs(path):
         r.check()
     scores = load_scores(path)
+    if scores.empty:
+        raise CheckpointError(f"{path}: its scores table holds no scores; run `repeatlens analyze {path}` first")
     has_metrics = (Path(path) / METRICS_FILE).is_file() if Path(path).is_dir() else False
     return scores, load_metrics(path) if has_metrics else None
 

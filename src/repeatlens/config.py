@@ -93,7 +93,7 @@ class ModelConfig(BaseModel):
     positional_embedding: Literal["standard", "rotary", "shortformer"] = "standard"
     normalization: Optional[Literal["LN", "LNPre", "RMS", "RMSPre"]] = "LN"
     init_mode: Literal["gpt2", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"] = "gpt2"
-    init_range: Optional[float] = Field(None, gt=0, description="default 0.8/sqrt(d_model) (gpt2 init)")
+    init_range: Optional[float] = Field(None, gt=0, le=10, description="default 0.8/sqrt(d_model) (gpt2 init); at most 10")
 
     @model_validator(mode="before")
     @classmethod

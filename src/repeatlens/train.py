@@ -155,24 +155,22 @@ def draw_data(cfg: RunConfig, *, progress: bool = True) -> DrawnData:
 def check_memory(cfg: RunConfig, plan: MixturePlan, vocab_size: int) -> None:
     """Refuse a run that cannot fit in this machine's memory, before anything is drawn.
 
-    The estimate (bytes): the pool drawn in memory (``rows x seq_len x 16``: the synthetic
-    source draws int64 tokens, the pool is concatenated twice), the schedule (``slots x 24``),
-    and on the training device the model (``4 x 4 x parameters``: weights, gradients and
-    AdamW's two moments in float32) plus one step's activations (``batch x seq_len x
-    (layers x (12 d_model + 3 heads x seq_len) + 3 vocab) x 4``). It is refused only when
-    larger than the machine's whole memory (or the training GPU's), so it never stops a run
-    that would have fit; one that nearly fills it may still fail later, as one line.
+    Only what must be in memory at once is counted, so the estimate is a lower bound and a
+    run that would have fit is never refused (one that nearly fills the machine may still
+    fail later, as one line): the pool (``rows x seq_len`` ids of 2 or 4 bytes), the schedule
+    (``slots x 8`` bytes), and on the training device the model's weights, gradients and
+    AdamW's two moments (``4 x 4`` bytes a parameter) and one step's logits (``batch x seq_len
+    x vocab x 4`` bytes).
 
     Raises:
-        ResourceError: naming the part that does not fit, its estimate and what there is.
+        ResourceError: naming the largest part, the total and what the machine (or GPU) has.
     """
     m, d, t = cfg.model, cfg.data, cfg.train
     rows = plan.n_repeated + plan.n_unique + d.test_sequences
-    host = {"the pool of sequences (mixture.total_tokens, data.seq_len, data.test_sequences)": rows * d.seq_len * 16,
-            "the schedule (mixture.total_tokens / data.seq_len slots)": plan.n_total * 24}
+    host = {"the pool of sequences (mixture.total_tokens, data.seq_len, data.test_sequences)": rows * d.seq_len * (2 if vocab_size <= 2**16 else 4),
+            "the schedule (mixture.total_tokens / data.seq_len slots)": plan.n_total * 8}
     model = {"the model's weights, gradients and AdamW moments (model)": 16 * m.n_params(vocab_size),
-             "one step's activations (train.batch_size, data.seq_len, model)":
-                 t.batch_size * d.seq_len * (m.n_layers * (12 * m.d_model + 3 * m.n_heads * d.seq_len) + 3 * vocab_size) * 4}
+             "one step's logits (train.batch_size x data.seq_len x vocabulary)": t.batch_size * d.seq_len * vocab_size * 4}
     device = resolve_device(t.device)
     gpu = _device_memory(device)
     budgets = [(host if gpu is not None else {**host, **model}, _host_memory(), "this machine has")]
@@ -183,7 +181,7 @@ def check_memory(cfg: RunConfig, plan: MixturePlan, vocab_size: int) -> None:
         if available is not None and need > available:
             largest = max(parts, key=parts.get)
             raise ResourceError(
-                f"the run needs about {need / 2**30:,.1f} GiB of memory ({largest}: {parts[largest] / 2**30:,.1f} GiB), "
+                f"the run needs at least {need / 2**30:,.1f} GiB of memory ({largest}: {parts[largest] / 2**30:,.1f} GiB), "
                 f"but {has} {available / 2**30:,.1f} GiB; lower those sizes"
             )
 

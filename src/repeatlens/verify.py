@@ -27,7 +27,6 @@ Only a replay imports torch and TransformerLens; the hash checks read files and 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 
-from repeatlens.checkpoints import CKPT_DIR, CheckpointInfo, RunDir, load_run, run_file_problems, step_name
+from repeatlens.checkpoints import CKPT_DIR, CheckpointInfo, RunDir, load_run, read_sidecar, run_file_problems, step_name
 from repeatlens.errors import CheckpointError, RepeatlensError
 from repeatlens.io import sha256_file
 from repeatlens.results.schema import Manifest
@@ -144,17 +143,11 @@ def _read_sidecars(run: RunDir) -> tuple[list[dict[str, Any]], list[Finding]]:
     sidecars, found = [], []
     for side in sorted(run.ckpt_dir.glob("step_*.json")):
         try:
-            meta = json.loads(side.read_text())
-            step = int(meta["step"])
-            int(meta["tokens_seen"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            found.append(Finding(str(side), f"unreadable checkpoint sidecar ({type(e).__name__}: {e})"))
-            continue
-        if side.name != f"{step_name(step)}.json":
-            found.append(Finding(str(side), f"sidecar says step {step}; expected {step_name(step)}.json"))
-            continue
-        sidecars.append(meta)
-    return sorted(sidecars, key=lambda m: int(m["step"])), found
+            sidecars.append(read_sidecar(side))
+        except CheckpointError as e:
+            where, _, problem = str(e).partition(": ")
+            found.append(Finding(where, problem))
+    return sorted(sidecars, key=lambda m: m["step"]), found
 
 
 def _check_checkpoints(run: RunDir, man: Manifest, sidecars: list[dict[str, Any]]) -> list[Finding]:
