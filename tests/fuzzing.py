@@ -171,7 +171,8 @@ def judge(case: Case) -> Outcome:
     """Run ``case`` and classify what happened (see the module docstring)."""
     before = _snapshot(case.run)
     code, out, err = run_cli(case.argv, case.seconds)
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith(("warning: ", "note: "))]
+    # progress bars (tqdm's "..%|..| n/N") may precede the error line; warnings and notes are lines of their own
+    lines = [ln for ln in err.strip().splitlines() if ln.strip() and not ln.startswith(("warning: ", "note: ")) and "%|" not in ln]
     if code == "traceback" or code not in (0, 1, 2, 130, "hang"):
         return Outcome(case, "traceback", code, err.strip().splitlines()[-1] if err.strip() else "")
     if code == "hang":

@@ -22,6 +22,21 @@ no run directory left behind):
 | bad --set syntax                            | ``expected key=value``                             |
 | run dir written by another config           | ``different config``                               |
 | cuda asked for on a CPU-only machine        | ``train.device 'cuda'``                            |
+| AdamW beta >= 1, seed < 0 or >= 2**32       | ``field 'train.betas' = [0.9, 1.5]`` …              |
+| odd d_head with rotary positions            | ``d_head = 7 with positional_embedding rotary``    |
+| device meta, lr 1e300 or NaN                | ``field 'train.device' = 'meta'`` …                 |
+| wandb online without a key                  | ``no W&B API key is configured``                   |
+| --set value that is not YAML                | ``the value is not valid YAML``                    |
+| a preset that is a list                     | ``unknown preset ['a']``                           |
+| a 5,000-character path or value             | cut to 200 characters, the line to 600             |
+| BPE vocab 1e9, lengths past 2**53           | ``less than or equal to 16777216`` …               |
+| a model larger than the machine's memory    | ``GiB of memory (the model's weights …``           |
+| empty data.source, min_len > seq_len        | ``field 'data.source' = ''`` …                      |
+| token_ids on a synthetic-only run           | ``applies to a run mixing a corpus``               |
+
+Issue 26 adds the command line's own usage errors, damaged run files in every command
+(:data:`DAMAGED_FILES`), permissions and the umask, memory and OS limits; the seeded fuzz
+of all of these is tests/test_fuzz.py.
 """
 
 from __future__ import annotations
@@ -384,7 +399,21 @@ DAMAGED_FILES = [
     ("checkpoints/step_0000005.json", _sidecar_as_list, ["info", "analyze", "report", "train", "score"]),
     ("scores.parquet", _scores_with_other_columns, ["analyze", "report"]),
     ("config.yaml", lambda p: p.unlink(), ["report", "info", "train", "analyze"]),
+    # found by the full fuzz run (benchmarks/fuzz.py)
+    ("checkpoints/step_0000005.json", lambda p: _retype(p, "environment", "x"), ["info", "train", "score"]),
+    ("checkpoints/step_0000005.json", lambda p: _retype(p, "train_state", 1.5), ["info", "analyze", "train"]),
+    ("complete.json", lambda p: _retype(p, "environment", -1), ["info", "train"]),
+    ("manifest.json", lambda p: _retype(p, "n_test", 10**19), ["info", "analyze", "train", "score"]),
+    ("scores.parquet", lambda p: __import__("pandas").read_parquet(p).iloc[:0].to_parquet(p), ["report"]),
 ]
+
+
+def _retype(path: Path, key: str, value) -> None:
+    import json
+
+    meta = json.loads(path.read_text())
+    meta[key] = value
+    path.write_text(json.dumps(meta))
 
 
 @pytest.mark.parametrize("target, damage, commands", DAMAGED_FILES, ids=[f"{t}:{i}" for i, (t, _, _) in enumerate(DAMAGED_FILES)])

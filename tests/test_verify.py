@@ -194,3 +194,12 @@ def test_a_checkpoint_trained_under_another_config_or_manifest_is_found(mixed_ru
     code, out, _ = _run(["verify", str(run.path)], capsys)
     assert code == 1 and out.splitlines()[0].startswith(f"{run.manifest_path}: differs from the manifest.json step_0000000.json was trained under"), out
     assert _run(["info", str(run.path)], capsys)[0] == 2
+
+
+def test_metrics_without_a_checkpoints_test_loss_are_found(copy: RunDir, capsys) -> None:
+    """The metrics table is not hashed (it grows with every checkpoint), but each saved checkpoint's test loss must be in it."""
+    met = copy.metrics()
+    met[met.step != 5].to_parquet(copy.metrics_path)
+    code, out, _ = _run(["verify", str(copy.path)], capsys)
+    assert code == 1 and out.splitlines()[0] == (
+        f"{copy.metrics_path}: no test loss at checkpoint step(s) 5; every checkpoint is evaluated before it is saved"), out

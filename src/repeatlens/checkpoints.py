@@ -226,7 +226,7 @@ class RunDir:
             return pd.DataFrame({"step": [], "tokens_seen": [], "split": [], "loss": [], "loss_se": []})
         df = read_parquet_table(self.metrics_path, ("step", "tokens_seen", "split", "loss"), "training-metrics table")
         kinds = {"step": "iu", "tokens_seen": "iu", "loss": "fiu"}
-        wrong = [c for c, k in kinds.items() if df[c].dtype.kind not in k] + ([] if df["split"].map(lambda v: isinstance(v, str)).all() else ["split"])
+        wrong = [c for c, k in kinds.items() if df[c].dtype.kind not in k] + ([] if all(isinstance(v, str) for v in df["split"]) else ["split"])
         if wrong:
             raise CheckpointError(f"{self.metrics_path}: training-metrics table with column {wrong[0]} of type {df[wrong[0]].dtype}; "
                                   "expected whole steps and tokens, text splits, numeric losses")
@@ -343,7 +343,8 @@ def run_file_problems(run: RunDir, *, full: bool = True) -> tuple[list[tuple[str
     * ``config.yaml`` parses, was not cut short, and agrees with ``manifest.json``
       (seed, mixture, sequence length, batch size, source, parameter count);
     * the ``.npy`` files have the shapes the manifest's counts give;
-    * every checkpoint sidecar that records the config it was trained under names this one.
+    * every checkpoint sidecar that records the config and manifest it was trained under
+      (format 3) names these.
 
     Returns:
         ``(problems, unchecked)``: ``unchecked`` says what could not be checked (files an

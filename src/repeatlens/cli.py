@@ -183,7 +183,7 @@ def _tables(path: Path):
     the runs they come from still agree with their files (:meth:`~repeatlens.checkpoints.RunDir.check`)."""
     from repeatlens.checkpoints import RunDir
     from repeatlens.errors import CheckpointError
-    from repeatlens.results.store import METRICS_FILE, load_metrics, load_scores, sweep_runs
+    from repeatlens.results.store import METRICS_FILE, SCORES_FILE, load_metrics, load_scores, sweep_runs
 
     run = RunDir(path)
     if run.looks_like_run():
@@ -192,7 +192,8 @@ def _tables(path: Path):
         r.check()
     scores = load_scores(path)
     if scores.empty:
-        raise CheckpointError(f"{path}: its scores table holds no scores; run `repeatlens analyze {path}` first")
+        table = Path(path) / SCORES_FILE if Path(path).is_dir() else Path(path)
+        raise CheckpointError(f"{table}: holds no scores; run `repeatlens analyze {path}` first")
     has_metrics = (Path(path) / METRICS_FILE).is_file() if Path(path).is_dir() else False
     return scores, load_metrics(path) if has_metrics else None
 

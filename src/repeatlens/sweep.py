@@ -256,7 +256,7 @@ def expand_grid(
         if data_matched_controls and cfg["mixture"]["repeated_fraction"] > 0:
             add(*_data_matched_twin(values, cfg))
 
-    combos = tqdm(itertools.product(*(grid[k] for k in keys)), total=size, desc="checking grid points", unit="point",
+    combos = tqdm(itertools.product(*(grid[k] for k in keys)), total=size, desc="checking grid points", unit="point", leave=False,
                   disable=not progress or size < PROGRESS_POINTS)
     for combo in combos:
         values = dict(zip(keys, combo))

@@ -93,9 +93,9 @@ def verify_run(path: str | Path, replay_steps: Sequence[int] = ()) -> VerifyResu
     res.findings += [Finding(where, problem) for where, problem in problems]
     if not any(f.where in (str(run.schedule_path), str(run.config_path)) for f in res.findings):
         res.findings += _check_schedule_regenerates(run, man)
-    res.findings += _check_records(run)
     res.checked.append("config, manifest and data files")
     sidecars, found = _read_sidecars(run)
+    res.findings += _check_records(run, sidecars)
     res.findings += found
     res.findings += _check_checkpoints(run, man, sidecars)
     res.checked.append(f"{len(sidecars)} checkpoint(s)")
@@ -123,8 +123,9 @@ def _check_schedule_regenerates(run: RunDir, man: Manifest) -> list[Finding]:
     return []
 
 
-def _check_records(run: RunDir) -> list[Finding]:
-    """``metrics.parquet`` and ``complete.json`` (when present) are readable and hold what they should."""
+def _check_records(run: RunDir, sidecars: list[dict[str, Any]]) -> list[Finding]:
+    """``metrics.parquet`` and ``complete.json`` (when present) are readable, and the metrics
+    hold the test loss evaluated at every saved checkpoint (written before its sidecar)."""
     out = []
     for read in (run.metrics, run.completion):
         try:
@@ -132,6 +133,14 @@ def _check_records(run: RunDir) -> list[Finding]:
         except RepeatlensError as e:
             where, _, problem = str(e).partition(": ")
             out.append(Finding(where, problem))
+    if out:
+        return out
+    met = run.metrics()
+    evaluated = set(met.loc[met["split"] == "test", "step"].astype(int))
+    missing = [m["step"] for m in sidecars if m["step"] not in evaluated]
+    if missing:
+        out.append(Finding(str(run.metrics_path), f"no test loss at checkpoint step(s) {', '.join(map(str, missing[:5]))}"
+                                                  f"{' …' if len(missing) > 5 else ''}; every checkpoint is evaluated before it is saved"))
     return out
 
 
