@@ -76,3 +76,19 @@ def induction_run(tmp_path_factory: pytest.TempPathFactory):
     from repeatlens.train import train
 
     return train(config_from_dict(INDUCTION_RUN, where="INDUCTION_RUN"), tmp_path_factory.mktemp("induction") / "run")
+
+
+#: A seconds-fast run mixing the bundled corpus (its own BPE tokenizer.json) with the synthetic source.
+TINY_MIXED: dict[str, Any] = merge(TINY_SYNTHETIC, {
+    "data": {"source": "shakespeare", "vocab_size": 300, "synthetic_fraction": 0.5, "synthetic": {"token_ids": 20}},
+    "mixture": {"total_tokens": 32 * 8 * 6},
+})
+
+
+@pytest.fixture(scope="session")
+def mixed_run(tmp_path_factory: pytest.TempPathFactory):
+    """A complete TINY_MIXED run (every kind of file a run directory holds), trained once per session;
+    tests that damage it work on a copy."""
+    from repeatlens.train import train
+
+    return train(config_from_dict(TINY_MIXED, where="TINY_MIXED"), tmp_path_factory.mktemp("mixed") / "run")

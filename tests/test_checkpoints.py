@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -24,7 +25,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
 
 def test_the_manifest_is_typed_and_names_its_quantities_as_the_config_does(run: RunDir) -> None:
     man = run.manifest()
-    assert isinstance(man, Manifest) and man.format_version == 2
+    assert isinstance(man, Manifest) and man.format_version == 3
+    assert set(man.files) == {"config.yaml", "data/pool.npy", "data/schedule.npy", "data/is_synthetic.npy"}  # no tokenizer: synthetic
+    for rel, record in man.files.items():
+        data = (run.path / rel).read_bytes()
+        assert (record.sha256, record.bytes) == (hashlib.sha256(data).hexdigest(), len(data))
     cfg = run.config()
     assert (man.total_tokens, man.repeat_count, man.requested_fraction) == (cfg.mixture.total_tokens, 4, 0.25)
     assert man.repeated_tokens == man.n_repeated * man.seq_len and man.n_params == cfg.model.n_params(man.vocab_size)

@@ -22,10 +22,26 @@ no run directory left behind):
 | bad --set syntax                            | ``expected key=value``                             |
 | run dir written by another config           | ``different config``                               |
 | cuda asked for on a CPU-only machine        | ``train.device 'cuda'``                            |
+| AdamW beta >= 1, seed < 0 or >= 2**32       | ``field 'train.betas' = [0.9, 1.5]`` …              |
+| odd d_head with rotary positions            | ``d_head = 7 with positional_embedding rotary``    |
+| device meta, lr 1e300 or NaN                | ``field 'train.device' = 'meta'`` …                 |
+| wandb online without a key                  | ``no W&B API key is configured``                   |
+| --set value that is not YAML                | ``the value is not valid YAML``                    |
+| a preset that is a list                     | ``unknown preset ['a']``                           |
+| a 5,000-character path or value             | cut to 200 characters, the line to 600             |
+| BPE vocab 1e9, lengths past 2**53           | ``less than or equal to 16777216`` …               |
+| a model larger than the machine's memory    | ``GiB of memory (the model's weights …``           |
+| empty data.source, min_len > seq_len        | ``field 'data.source' = ''`` …                      |
+| token_ids on a synthetic-only run           | ``applies to a run mixing a corpus``               |
+
+Issue 26 adds the command line's own usage errors, damaged run files in every command
+(:data:`DAMAGED_FILES`), permissions and the umask, memory and OS limits; the seeded fuzz
+of all of these is tests/test_fuzz.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -92,10 +108,39 @@ def _bad_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("non-UTF-8 corpus", ["train", c] + [a.format("latin1.txt") for a in corpus], "latin1.txt"),
         ("missing tokenizer", ["train", c, "--set", "data.source=shakespeare", "--set", f"data.tokenizer={tmp}/nope.json"], "nope.json"),
         ("bad --set", ["train", c, "--set", "train.lr"], "expected key=value"),
+        # issue 26, case 5: found only at train time before, with a traceback and a run directory left behind
+        ("beta >= 1", ["train", c, "--set", "train.betas=[0.9,1.5]"], "field 'train.betas' = [0.9, 1.5]: AdamW needs each beta in [0, 1)"),
+        ("negative seed", ["train", c, "--set", "seed=-1"], "field 'seed' = -1: Input should be greater than or equal to 0"),
+        ("seed 2**63", ["train", c, "--set", f"seed={2**63}"], f"field 'seed' = {2**63}: Input should be less than or equal to 4294967295"),
+        ("odd rotary d_head", ["train", c, "--set", "model.positional_embedding=rotary", "--set", "model.d_head=7"],
+         "d_head = 7 with positional_embedding rotary: rotary embeddings turn pairs of dimensions; expected an even d_head"),
+        ("meta device", ["train", c, "--set", "train.device=meta"], "field 'train.device' = 'meta': expected auto, cpu, cuda, cuda:N or mps"),
+        ("lr 1e300", ["train", c, "--set", "train.lr=1e300"], "field 'train.lr' = '1e300': Input should be less than or equal to 10"),
+        ("nan lr", ["train", c, "--set", "train.lr=.nan"], "field 'train.lr' = nan: Input should be a finite number"),
+        ("wandb online, no key", ["train", c, "--set", "train.wandb.enabled=true", "--set", "train.wandb.mode=online"],
+         "train.wandb.mode = 'online' but no W&B API key is configured"),
+        ("--set not YAML", ["train", c, "--set", "data.seq_len=["], "--set 'data.seq_len=[': the value is not valid YAML"),
+        ("preset a list", ["train", c, "--set", "model.preset=[a]"], "field 'model': unknown preset ['a']; expected one of attn1-tiny"),
+        ("5,000-char path", ["train", str(tmp / ("x" * 5000))], "xxx: file name too long"),
+        ("BPE vocab 1e9", ["train", c, "--set", "data.source=shakespeare", "--set", "data.vocab_size=1000000000"],
+         "field 'data.vocab_size' = 1000000000: Input should be less than or equal to 16777216"),
+        ("huge synthetic lengths", ["train", c, "--set", f"data.synthetic.max_len={10**21}", "--set", f"data.synthetic.min_len={10**20}"],
+         f"field 'data.synthetic.min_len' = {10**20}: Input should be less than or equal to 9007199254740992"),
+        ("huge D", ["train", c, "--set", f"mixture.total_tokens={10**23}"], "Input should be less than or equal to 9007199254740992"),
+        ("model too big for memory", ["train", c, "--set", "model.d_model=400000000"], "GiB of memory (the model's weights, gradients and AdamW moments (model)"),
+        # case 10
+        ("empty data.source", ["train", c, "--set", "data.source=''"], "field 'data.source' = '': empty; expected a bundled corpus name"),
+        ("min_len > seq_len", ["train", c, "--set", "data.synthetic.min_len=40", "--set", "data.synthetic.max_len=40"],
+         "data.synthetic.min_len = 40 leaves no room for a segment and its copy in data.seq_len = 32"),
+        ("token_ids, synthetic only", ["train", c, "--set", "data.synthetic.token_ids=10"],
+         "data.synthetic.token_ids applies to a run mixing a corpus with the synthetic source"),
+        ("a 5,000-character value", ["train", c, "--set", "model.act_fn=" + "g" * 5000], "field 'model.act_fn' = 'ggg"),
     ]
 
 
-def test_bad_inputs_get_one_line_errors_and_exit_2(cfg_file: Path, tmp_path: Path, capsys) -> None:
+def test_bad_inputs_get_one_line_errors_and_exit_2(cfg_file: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # no W&B login on this machine, whatever ~/.netrc holds
     for name, argv, expected in _bad_cases(tmp_path):
         out_dir = tmp_path / f"out_{name.replace(' ', '_')}"
         code, out, err = _run(argv + ["--out", str(out_dir), "-q"], capsys)
@@ -103,6 +148,7 @@ def test_bad_inputs_get_one_line_errors_and_exit_2(cfg_file: Path, tmp_path: Pat
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, err)
         assert expected in lines[0], (name, lines[0])
+        assert len(lines[0]) <= 620, (name, len(lines[0]))  # values cut to 200 characters, the line to 600
         assert "Traceback" not in err
         assert not out_dir.exists(), f"{name}: left a run directory behind"
 
@@ -218,3 +264,206 @@ def test_fit_prints_the_peaks_alpha_and_effective_sizes_and_writes_json(tmp_path
     ):
         code, _, err = _run(argv, capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(expected), (argv, err)
+
+
+# ------------------------------------------------------------------- issue 26: one error path
+
+
+def _one_line_error(code: int, err: str) -> str:
+    """The one ``error:`` line of a failed command (asserting there is exactly one and no traceback)."""
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, err)
+    assert "Traceback" not in err and len(lines[0]) <= 620
+    return lines[0]
+
+
+def test_usage_errors_of_the_command_line_are_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    """Issue 26, case 4: typer 0.29 raises its vendored click's exceptions, which main() used to miss (45-75-line tracebacks)."""
+    for argv, expected in (
+        (["info"], "error: Missing argument 'RUN_DIR'. (see `repeatlens info --help`)"),
+        (["bogus"], "error: No such command 'bogus'. (see `repeatlens --help`)"),
+        (["score", str(tmp_path), "--step", "abc"], "error: Invalid value for '--step': Input should be a valid integer"),
+        (["analyze", str(tmp_path), "--probe-batch", "0"], "error: Invalid value for '--probe-batch': Input should be greater than or equal to 1"),
+        (["train", "c.yaml", "--out"], "error: Option '--out' requires an argument."),
+    ):
+        code, out, err = _run(argv, capsys)
+        assert _one_line_error(code, err).lower().startswith(expected.lower()), (argv, err)  # typer versions differ in case
+    code, out, err = _run([], capsys)  # no command: the help, as `--help` gives it
+    assert "Usage: repeatlens" in out + err and "Traceback" not in err
+
+
+def test_a_long_out_path_is_one_shortened_line(cfg_file: Path, tmp_path: Path, capsys) -> None:
+    long_out = tmp_path / ("o" * 5000)
+    line = _one_line_error(*_run(["train", str(cfg_file), "--out", str(long_out), "-q"], capsys)[::2])
+    assert line.endswith(": file name too long") and "…" in line
+
+
+@pytest.fixture
+def shared_dir():
+    """A folder every user may enter (pytest's own are the owner's only), for the tests that act as another user."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="repeatlens-perm-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _as_another_user():
+    """Run the block as user ``nobody`` when the tests run as root (who reads every file), else as is."""
+    if os.geteuid() != 0:
+        yield
+        return
+    try:
+        os.setegid(65534)
+        os.seteuid(65534)
+    except PermissionError:
+        pytest.skip("running as root without the right to change the effective user")
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_permissions_are_one_line_errors_and_runs_are_written_with_the_umask(shared_dir: Path, capsys) -> None:
+    """Issue 26, case 9: an unreadable corpus, an unwritable cache or --out, another user's run."""
+    _run(["--help"], capsys)  # every module the commands below need is imported before the effective user changes
+    old_umask = os.umask(0o022)
+    try:
+        cfg = _write_cfg(shared_dir / "c.yaml", TINY_SYNTHETIC)
+        code, _, err = _run(["train", str(cfg), "--out", str(shared_dir / "run"), "-q"], capsys)
+        assert code == 0, err
+    finally:
+        os.umask(old_umask)
+    run = shared_dir / "run"
+    modes = {p.relative_to(run).as_posix(): p.stat().st_mode & 0o777 for p in run.rglob("*") if not p.name.startswith(".")}
+    assert modes and all(m == (0o755 if (run / p).is_dir() else 0o644) for p, m in modes.items()), modes  # 0600 before
+
+    corpus, secret = shared_dir / "corpus.txt", shared_dir / "secret.txt"
+    for path in (corpus, secret):
+        path.write_text("some text to tokenize, " * 200)
+    secret.chmod(0o000)
+    cache = shared_dir / "cache"
+    cache.mkdir(mode=0o555)
+    cache.chmod(0o555)
+    read_only = shared_dir / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    text = ["--set", "data.synthetic_fraction=0.0", "--set", "data.vocab_size=300", "--set", "mixture.repeated_fraction=0.0",
+            "--set", "mixture.repeat_count=1"]
+    with _as_another_user():
+        unreadable = _run(["train", str(cfg), "--out", str(shared_dir / "a"), "-q", "--set", f"data.source={secret}",
+                           "--set", f"data.cache_dir={shared_dir}", *text], capsys)
+        no_cache = _run(["train", str(cfg), "--out", str(shared_dir / "b"), "-q", "--set", f"data.source={corpus}",
+                         "--set", f"data.cache_dir={cache}", *text], capsys)
+        no_out = _run(["train", str(cfg), "--out", str(read_only / "run"), "-q"], capsys)
+        info = _run(["info", str(run)], capsys)  # another user's run: readable, as the user's other files are
+        resume = _run(["train", str(cfg), "--out", str(run), "-q"], capsys)
+        analyze = _run(["analyze", str(run), "-m", "test_loss", "-q"], capsys)
+    assert f"error: data.source: {secret}: permission denied" == _one_line_error(*unreadable[::2])
+    assert "could not be written (Permission denied)" in _one_line_error(*no_cache[::2]) and str(cache) in no_cache[2]
+    assert _one_line_error(*no_out[::2]).startswith(f"error: {read_only / 'run'}: could not be written (Permission denied)")
+    assert info[0] == 0 and "(complete)" in info[1]
+    assert "could not be written (Permission denied)" in _one_line_error(*resume[::2])
+    assert "could not be written (Permission denied)" in _one_line_error(*analyze[::2])
+    assert not (shared_dir / "a").exists() and not (shared_dir / "b").exists()
+
+
+def _scores_with_other_columns(path: Path) -> None:
+    import pandas as pd
+
+    pd.DataFrame({"a": [1]}).to_parquet(path)
+
+
+def _sidecar_as_list(path: Path) -> None:
+    path.write_text("[1, 2]")
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+#: (file of a run, damage, commands that read it): each command must end in one line naming the file.
+DAMAGED_FILES = [
+    ("manifest.json", lambda p: p.write_bytes(b"\xff\xfe{}"), ["info", "analyze", "report", "train", "score"]),
+    ("tokenizer.json", lambda p: p.write_bytes(b"\xff\xfe{}"), ["info", "analyze", "report", "train", "score"]),
+    ("complete.json", lambda p: p.write_text("{not json"), ["info", "train"]),
+    ("metrics.parquet", _truncate, ["info", "report", "train"]),
+    ("data/pool.npy", lambda p: p.unlink(), ["info", "analyze", "report", "train", "score"]),
+    ("data/pool.npy", _truncate, ["info", "analyze", "train"]),
+    ("data/schedule.npy", _truncate, ["info", "analyze", "train"]),
+    ("data/is_synthetic.npy", lambda p: p.unlink(), ["info", "analyze", "train"]),
+    ("checkpoints/step_0000005.json", _sidecar_as_list, ["info", "analyze", "report", "train", "score"]),
+    ("scores.parquet", _scores_with_other_columns, ["analyze", "report"]),
+    ("config.yaml", lambda p: p.unlink(), ["report", "info", "train", "analyze"]),
+    # found by the full fuzz run (benchmarks/fuzz.py)
+    ("checkpoints/step_0000005.json", lambda p: _retype(p, "environment", "x"), ["info", "train", "score"]),
+    ("checkpoints/step_0000005.json", lambda p: _retype(p, "train_state", 1.5), ["info", "analyze", "train"]),
+    ("complete.json", lambda p: _retype(p, "environment", -1), ["info", "train"]),
+    ("manifest.json", lambda p: _retype(p, "n_test", 10**19), ["info", "analyze", "train", "score"]),
+    ("scores.parquet", lambda p: __import__("pandas").read_parquet(p).iloc[:0].to_parquet(p), ["report"]),
+]
+
+
+def _retype(path: Path, key: str, value) -> None:
+    import json
+
+    meta = json.loads(path.read_text())
+    meta[key] = value
+    path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("target, damage, commands", DAMAGED_FILES, ids=[f"{t}:{i}" for i, (t, _, _) in enumerate(DAMAGED_FILES)])
+def test_damaged_run_files_are_one_line_naming_the_file_in_every_command(
+    mixed_run, tmp_path: Path, capsys, target: str, damage, commands: list[str]
+) -> None:
+    """Issue 26, case 6: each of these was a traceback in some command; now one line naming the file, exit 2, nothing written."""
+    import shutil
+
+    from tests.conftest import TINY_MIXED
+
+    run = tmp_path / "run"
+    shutil.copytree(mixed_run.path, run)
+    cfg = _write_cfg(tmp_path / "m.yaml", TINY_MIXED)
+    assert _run(["analyze", str(run), "-m", "test_loss", "-q"], capsys)[0] == 0  # a scores table to damage, and to keep
+    damage(run / target)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    argv = {"info": ["info", str(run)], "analyze": ["analyze", str(run), "-m", "test_loss", "-q", "--force"],
+            "report": ["report", str(run)], "train": ["train", str(cfg), "--out", str(run), "-q"],
+            "score": ["score", str(run), "--step", "5", "-m", "test_loss"]}
+    for command in commands:
+        code, out, err = _run(argv[command], capsys)
+        line = _one_line_error(code, err)
+        named = run / target
+        assert line.startswith(f"error: {named}: "), (command, line)
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    assert after == before  # nothing rewritten, nothing lost, no report or score table written
+
+
+def test_memory_and_os_limits_are_one_line_and_our_own_bugs_keep_their_traceback(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import repeatlens.cli as cli
+
+    def raising(exc):
+        def summary(run_dir):
+            raise exc
+        return summary
+
+    for exc, expected in (
+        (MemoryError(), "error: out of memory (MemoryError); lower the sizes in the config"),
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 10 bytes"),
+         "error: out of memory ([enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"),
+        (OSError(errno.EMFILE, "Too many open files", str(tmp_path / "f.npy")), f"error: {tmp_path / 'f.npy'}: too many open files"),
+        (PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x")), f"error: {tmp_path / 'x'}: permission denied"),
+    ):
+        monkeypatch.setattr(cli, "run_summary", raising(exc))
+        code, _, err = _run(["info", str(tmp_path)], capsys)
+        assert _one_line_error(code, err).startswith(expected), err
+    for bug in (KeyError("step"), FileNotFoundError(errno.ENOENT, "No such file", "x"), TypeError("bad operand")):
+        monkeypatch.setattr(cli, "run_summary", raising(bug))
+        with pytest.raises(type(bug)):  # not turned into "unreadable input": it surfaces, with its traceback
+            main(["info", str(tmp_path)])

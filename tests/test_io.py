@@ -101,3 +101,18 @@ def test_file_lock_without_fcntl_warns_and_runs_unlocked(tmp_path: Path, monkeyp
         with io.file_lock(tmp_path / io.LOCK_FILE):
             with io.file_lock(tmp_path / io.LOCK_FILE):  # nothing to exclude with
                 pass
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_written_files_get_the_mode_open_would_give_them(tmp_path: Path, umask: int) -> None:
+    """Issue 26, case 9: mkstemp's temporaries are 0600, and every file repeatlens wrote stayed so:
+    a run shared on a cluster was unreadable by collaborators. Now 0666 less the umask, like open()."""
+    old = os.umask(umask)
+    try:
+        assert io.current_umask() == umask
+        io.atomic_write_text(tmp_path / "a.txt", "x")
+        with open(tmp_path / "plain.txt", "w") as fh:
+            fh.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o666 & ~umask

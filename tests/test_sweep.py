@@ -98,12 +98,41 @@ def test_other_config_keys_name_points_too() -> None:
         ({**SWEEP, "analyze": {"metrics": ["nope"]}}, "analyze.metrics: unknown 'nope'"),
         ({**SWEEP, "analyze": {"metricz": []}}, "unknown field 'analyze.metricz'"),
         ({"grid": SWEEP["grid"]}, "no base config"),
+        # issue 26, case 8: checked only after every point had trained, three with tracebacks; malformed grids crashed
+        ({**SWEEP, "analyze": {"max_sequences": "abc"}}, "field 'analyze.max_sequences' = 'abc': Input should be a valid integer"),
+        ({**SWEEP, "analyze": {"probes": "bogus"}}, "analyze: probe 'bogus': unknown family; expected one of uniform, train, synthetic, text"),
+        ({**SWEEP, "analyze": {"batch_size": 0}}, "field 'analyze.batch_size' = 0: Input should be greater than or equal to 1"),
+        ({**SWEEP, "analyze": {"device": "meta"}}, "field 'analyze.device' = 'meta': expected auto, cpu, cuda, cuda:N or mps"),
+        ({**SWEEP, "analyze": {"probes": ["text"]}}, "analyze: --probe text: does not apply here: no held-out natural text is known"),
+        ({**SWEEP, "analyze": {"probe_len": 40}}, "analyze: probe length L = 40: [BOS, r, r] needs 1 + 2L = 81 positions"),
+        ({**SWEEP, "grid": ["abc"]}, "field 'grid': expected a mapping of dotted keys to lists, got list"),
+        ({**SWEEP, "base_config": 123}, "field 'base_config' = 123: expected the path of a config file"),
+        ({**SWEEP, "grid": {"mixture": [1, 2]}}, "point mixture1: field 'mixture' = 1: Input should be a valid dictionary"),
+        ({**SWEEP, "grid": {"seed": [0, 1], "seed.x": [1]}}, "grid.seed.x: 'seed' is also a grid key with values; it cannot have fields"),
+        ({**SWEEP, "grid": {f"train.{k}": list(range(1, 7)) if k != "lr" else [1e-3] * 6
+                            for k in ("batch_size", "log_every", "eval_sequences", "warmup_steps", "eval_every", "lr", "min_lr_ratio")}},
+         "grid: 6 x 6 x 6 x 6 x 6 x 6 x 6 = 279,936 points; expected at most 10,000 (split the sweep)"),
     ],
 )
 def test_bad_sweep_files_are_one_line_errors(tmp_path: Path, spec, match: str) -> None:
-    with pytest.raises(ConfigError, match=match) as exc:
+    with pytest.raises(ConfigError, match=re.escape(match)) as exc:
         load_sweep(write_sweep(tmp_path, spec))
     assert "\n" not in str(exc.value)
+
+
+def test_analyze_options_are_read_as_the_command_line_reads_them(tmp_path: Path) -> None:
+    """``metrics: induction`` (a string) was read letter by letter; it is one name, and commas separate several."""
+    spec = load_sweep(write_sweep(tmp_path, {**SWEEP, "analyze": {"metrics": "induction, test_loss", "probes": "synthetic"}}))
+    assert spec.analyze == {"metrics": ["induction", "test_loss"], "probes": ["synthetic"]}
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks a device this machine lacks")
+def test_a_device_this_machine_lacks_stops_the_sweep_before_any_point_trains(tmp_path: Path) -> None:
+    for analyze, train_device, where in (({"device": "cuda"}, "auto", "analyze.device"), ({}, "cuda", "point f0_E1: train.device")):
+        spec = {**SWEEP, "base": merge(SWEEP["base"], {"train": {"device": train_device}}), "analyze": analyze}
+        with pytest.raises(ConfigError, match=re.escape(f"{where} 'cuda': CUDA is not available on this machine")):
+            run_sweep(write_sweep(tmp_path, spec), tmp_path / "out", workers=1, progress=False)
+        assert not (tmp_path / "out").exists()
 
 
 def test_base_config_path_is_relative_to_the_sweep_file(tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ def test_run_dir_written_by_another_config_is_refused(tmp_path) -> None:
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path) -> None:
     with pytest.raises(TrainingError, match=r"(loss became (nan|inf)|weights became non-finite) at step \d+; stopped, last good checkpoint is step \d+"):
-        train(tiny_config(train={"lr": 1e30, "warmup_steps": 0, "grad_clip": None}), tmp_path / "run")
+        train(tiny_config(train={"lr": 10, "weight_decay": 10, "warmup_steps": 0, "grad_clip": None}), tmp_path / "run")  # the largest allowed
     run = RunDir(tmp_path / "run")
     assert not run.is_complete()
     last = run.checkpoints()[-1].load_state_dict()
@@ -184,3 +184,110 @@ def test_a_mixed_run_evaluates_natural_text_and_synthetic_sequences_separately(t
     assert per_seq.mean() == pytest.approx(step0["test_text"], rel=1e-6) and met[met.split == "train"].loss_se.isna().all()
     # a run without a synthetic share has only the plain splits
     assert set(train(tiny_config(), tmp_path / "plain").metrics().split) == {"train", "test", "repeated"}
+
+
+# ------------------------------------------------------------ issue 26: the run directory as a contract
+
+
+def _files(path) -> dict[str, bytes]:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")}
+
+
+def test_the_train_lock_is_taken_before_anything_is_written(tmp_path) -> None:
+    """Issue 26, case 1 (deterministically): while another process holds a new run's train
+    lock, ``train`` writes nothing at all into it (prepare_run ran before the lock was taken)."""
+    from repeatlens.errors import LockTimeout
+    from repeatlens.io import file_lock
+    from repeatlens.train import TRAIN_LOCK
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with file_lock(out / TRAIN_LOCK):
+        with pytest.raises(LockTimeout, match="another process is training this run already"):
+            train(tiny_config(seed=1), out)
+        assert [p.name for p in out.iterdir()] == [TRAIN_LOCK]
+
+
+def test_a_trainer_that_finishes_while_another_draws_its_data_wins_and_the_run_agrees_with_itself(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 26, case 1: ``train C --out D --set seed=0 & train C --out D --set seed=1`` left
+    config and manifest of one seed with the other seed's step-0 weights (3 trials of 3).
+
+    The interleaving made explicit: trainer 1 (seed 1) runs to the end while trainer 0
+    (seed 0) is still drawing its data. Before, trainer 0 then wrote seed 0's config, manifest
+    and pool over the finished seed-1 run and exited 0; now it finds a run of another config
+    under the lock and is refused, and the run is seed 1's throughout."""
+    import repeatlens.train as train_mod
+    from repeatlens import model as adapter
+    from repeatlens.verify import verify_run
+
+    out = tmp_path / "run"
+    draw = train_mod.load_corpus
+
+    def slow_draw(*args, **kwargs):
+        monkeypatch.setattr(train_mod, "load_corpus", draw)
+        train(tiny_config(seed=1), out)  # the other process, start to finish
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "load_corpus", slow_draw)
+    with pytest.raises(ConfigError, match=r"run: run directory was written by a different config \(seed = 1 there, 0 now\)"):
+        train(tiny_config(seed=0), out)
+    run = load_run(out)
+    assert run.config().seed == run.manifest().seeds["seed"] == 1
+    model = adapter.build_model(run.config().model, d_vocab=run.manifest().vocab_size, device="cpu", seed=1)
+    saved = run.checkpoint(0).load_state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items() if k in saved)
+    assert verify_run(out).ok
+
+
+def test_a_lost_config_and_a_retrain_never_rewrite_the_runs_data(tmp_path) -> None:
+    """Issue 26, case 2: ``rm RUN/config.yaml; train C --out RUN --set seed=1`` rewrote the pool,
+    schedule and manifest and kept the old checkpoints and complete.json."""
+    run = train(tiny_config(), tmp_path / "run")
+    run.config_path.unlink()
+    before = _files(run.path)
+    with pytest.raises(CheckpointError, match=r"run/config\.yaml: missing, but the run directory holds complete\.json, "
+                                              r"metrics\.parquet, 6 checkpoint\(s\); its data is not rewritten"):
+        train(tiny_config(seed=1), run.path)
+    assert _files(run.path) == before
+
+
+def test_resume_refuses_a_pool_edited_since_the_run_was_written(tmp_path) -> None:
+    """Issue 26, case 3: edited ids in an interrupted run's data/pool.npy were trained on to the end."""
+    cfg = tiny_config()
+    run = train(cfg, tmp_path / "run", stop_after=3)
+    pool = np.load(run.pool_path)
+    pool[:, 1:] = 1  # every id after BOS the same: an easy, different dataset
+    np.save(run.pool_path, pool)
+    before = _files(run.path)
+    with pytest.raises(CheckpointError, match=r"run/data/pool\.npy: sha256 does not match manifest\.json"):
+        train(cfg, run.path)
+    assert _files(run.path) == before and not run.is_complete()
+
+
+def test_a_failed_set_up_leaves_no_directory_and_a_lost_out_parent_is_created(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails while a new run is set up removes the directory it created (the
+    fixed config then trains there); an existing folder's other files are refused, untouched."""
+    import repeatlens.train as train_mod
+    from repeatlens.errors import WriteError
+
+    def full_disk(path, text):
+        raise WriteError(f"{path}: could not be written (No space left on device)")
+
+    monkeypatch.setattr(train_mod, "atomic_write_text", full_disk)
+    with pytest.raises(WriteError):
+        train(tiny_config(), tmp_path / "a" / "run")
+    assert not (tmp_path / "a" / "run").exists()
+    monkeypatch.undo()
+    assert train(tiny_config(), tmp_path / "a" / "run").is_complete()
+    from repeatlens.train import prepare_run
+
+    unstarted = prepare_run(tiny_config(train={"lr": 3e-3}), tmp_path / "unstarted", progress=False)  # set up, never trained
+    assert train(tiny_config(), unstarted.path).config().train.lr == 1e-3  # set up again for the fixed config, not blocked by it
+    assert load_run(unstarted.path).is_complete()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep")
+    with pytest.raises(CheckpointError, match=r"notes: directory exists and holds files that are not a repeatlens run's \(mine\.txt\)"):
+        train(tiny_config(), tmp_path / "notes")
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep"

@@ -42,7 +42,7 @@ def test_a_sound_run_verifies_clean_and_replays_bit_identical(trained: RunDir, c
     code, out, err = _run(["verify", str(trained.path), "--replay", "10", "--replay", "12"], capsys)
     assert code == 0, out + err
     assert out.splitlines() == [
-        f"verified {trained.path}: pool and schedule, 6 checkpoint(s), replay of step 10 bit-identical, "
+        f"verified {trained.path}: config, manifest and data files, 6 checkpoint(s), replay of step 10 bit-identical, "
         "replay of step 12 bit-identical: no findings"
     ]
 
@@ -52,7 +52,7 @@ def test_a_sound_run_verifies_clean_and_replays_bit_identical(trained: RunDir, c
     [
         ("checkpoints/step_0000005.safetensors", "sha256 does not match its sidecar (corrupted or truncated file)"),
         ("checkpoints/step_0000010.train.safetensors", "sha256 does not match its sidecar's train_state (corrupted or truncated file)"),
-        ("data/pool.npy", "sha256 does not match manifest.json pool.sha256"),
+        ("data/pool.npy", "sha256 does not match manifest.json (changed after the run was written)"),
     ],
 )
 def test_a_flipped_byte_is_one_finding_naming_the_file(copy: RunDir, capsys, target: str, problem: str) -> None:
@@ -71,8 +71,7 @@ def test_a_reordered_schedule_is_found(copy: RunDir, capsys) -> None:
     np.save(copy.schedule_path, schedule)
     code, out, _ = _run(["verify", str(copy.path)], capsys)
     assert code == 1
-    assert out.splitlines()[0] == f"{copy.schedule_path}: schedule hash does not match manifest.json schedule.sha256 " \
-                                  f"({copy.manifest().schedule['sha256'][:16]}…)"
+    assert out.splitlines()[0] == f"{copy.schedule_path}: sha256 does not match manifest.json (changed after the run was written)"
     assert len(out.splitlines()) == 2
 
 
@@ -117,3 +116,90 @@ def test_replays_that_cannot_be_carried_out_are_one_line_errors(trained: RunDir,
     assert code == 2 and err.strip() == f"error: {trained.path}: --replay 0: no checkpoint with training state before step 0 to replay from"
     code, _, err = _run(["verify", str(tmp_path)], capsys)
     assert code == 2 and err.strip() == f"error: {tmp_path}: not a repeatlens run directory (no config.yaml and manifest.json)"
+
+
+# ------------------------------------------------------------- issue 26: what verify used to miss
+
+
+def _edit_config(path: Path, section: str, key: str, value) -> None:
+    import yaml
+
+    cfg = yaml.safe_load(path.read_text())
+    cfg[section][key] = value
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def _half(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    "target, damage, problem",
+    [
+        ("config.yaml", _half, "bytes, but manifest.json records"),  # parsed, with defaults filling the lost half
+        ("config.yaml", lambda p: _edit_config(p, "train", "lr", 0.5), "bytes, but manifest.json records"),
+        ("config.yaml", lambda p: _edit_config(p, "model", "n_heads", 4), "sha256 does not match manifest.json (changed after the run was written)"),
+        ("tokenizer.json", _half, "bytes, but manifest.json records"),
+        ("data/is_synthetic.npy", lambda p: np.save(p, ~np.load(p)), "sha256 does not match manifest.json (changed after the run was written)"),
+    ],
+    ids=["config cut in half", "lr edited", "n_heads edited", "tokenizer truncated", "is_synthetic inverted"],
+)
+def test_what_verify_missed_is_found_and_every_reader_refuses(mixed_run: RunDir, tmp_path: Path, capsys, target: str, damage, problem: str) -> None:
+    """Issue 26, case 7: each of these verified "no findings", and info, analyze and report read the damaged run."""
+    run = RunDir(shutil.copytree(mixed_run.path, tmp_path / "run"))
+    damage(run.path / target)
+    code, out, _ = _run(["verify", str(run.path)], capsys)
+    assert code == 1
+    assert out.splitlines()[0].startswith(f"{run.path / target}: ") and problem in out.splitlines()[0], out
+    for argv in (["info", str(run.path)], ["analyze", str(run.path), "-m", "test_loss", "-q"], ["report", str(run.path)]):
+        code, out, err = _run(argv, capsys)
+        assert code == 2 and err.startswith(f"error: {run.path / target}: ") and len(err.strip().splitlines()) == 1, (argv, err)
+    assert not (run.path / "scores.parquet").exists() and not (run.path / "report.html").exists()
+
+
+def test_a_run_written_before_the_manifest_recorded_every_file_still_loads_and_says_what_was_not_checked(
+    mixed_run: RunDir, tmp_path: Path, capsys
+) -> None:
+    run = RunDir(shutil.copytree(mixed_run.path, tmp_path / "run"))
+    raw = json.loads(run.manifest_path.read_text())
+    raw.pop("files")
+    raw["format_version"] = 2
+    run.manifest_path.write_text(json.dumps(raw))
+    for side in run.ckpt_dir.glob("step_*.json"):  # older sidecars recorded neither hash
+        meta = json.loads(side.read_text())
+        meta.pop("config_sha256"), meta.pop("manifest_sha256")
+        side.write_text(json.dumps(meta))
+    assert _run(["info", str(run.path)], capsys)[0] == 0
+    code, out, _ = _run(["verify", str(run.path)], capsys)
+    assert code == 0 and out.splitlines()[0] == (
+        "not checked: config.yaml, tokenizer.json, data/is_synthetic.npy: no sha256 recorded (manifest format < 3); "
+        "config.yaml checked for truncation and against manifest.json"
+    ), out
+    text = run.config_path.read_text()
+    run.config_path.write_text(text[: text.index("\ntrain:") + 1])  # cut short at a line: still valid YAML; caught without a hash too
+    code, out, _ = _run(["verify", str(run.path)], capsys)
+    assert code == 1 and out.startswith(f"{run.config_path}: cut short: no train.wandb.mode, which every version writes last"), out
+    shutil.copyfile(mixed_run.config_path, run.config_path)
+    _edit_config(run.config_path, "model", "positional_embedding", "rotary")  # a change of shape: the parameter count differs
+    code, out, _ = _run(["verify", str(run.path)], capsys)
+    assert code == 1 and "model (parameter count) = " in out and "but manifest.json was written for" in out, out
+
+
+def test_a_checkpoint_trained_under_another_config_or_manifest_is_found(mixed_run: RunDir, tmp_path: Path, capsys) -> None:
+    run = RunDir(shutil.copytree(mixed_run.path, tmp_path / "run"))
+    raw = json.loads(run.manifest_path.read_text())
+    raw["corpus"]["fingerprint"] = "0" * 16  # a field nothing else cross-checks
+    run.manifest_path.write_text(json.dumps(raw, indent=2))
+    code, out, _ = _run(["verify", str(run.path)], capsys)
+    assert code == 1 and out.splitlines()[0].startswith(f"{run.manifest_path}: differs from the manifest.json step_0000000.json was trained under"), out
+    assert _run(["info", str(run.path)], capsys)[0] == 2
+
+
+def test_metrics_without_a_checkpoints_test_loss_are_found(copy: RunDir, capsys) -> None:
+    """The metrics table is not hashed (it grows with every checkpoint), but each saved checkpoint's test loss must be in it."""
+    met = copy.metrics()
+    met[met.step != 5].to_parquet(copy.metrics_path)
+    code, out, _ = _run(["verify", str(copy.path)], capsys)
+    assert code == 1 and out.splitlines()[0] == (
+        f"{copy.metrics_path}: no test loss at checkpoint step(s) 5; every checkpoint is evaluated before it is saved"), out

@@ -54,12 +54,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from repeatlens.checkpoints import RunDir
-from repeatlens.errors import CheckpointError, ConfigError, DataError, RepeatlensError
+from repeatlens.errors import CheckpointError, ConfigError, DataError, RepeatlensError, first_line
 from repeatlens.results.schema import SCORE_COLUMNS
 from repeatlens.results.store import SCORES_FILE, ScoreTable, empty_scores, run_coordinates, say_waiting, sweep_runs, write_sweep_tables
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from repeatlens.config import RunConfig
 
     from repeatlens.scores.probes import ProbeSource, ProbeSpec
 
@@ -340,7 +342,7 @@ def _special_from_tokenizer_json(path: Path) -> tuple[int, ...]:
         return ()
     try:
         added = json.loads(path.read_text(encoding="utf-8")).get("added_tokens", [])
-    except (OSError, json.JSONDecodeError, AttributeError):
+    except (OSError, ValueError, AttributeError):  # ValueError: not JSON, or not UTF-8
         return ()
     return tuple(int(t["id"]) for t in added if isinstance(t, dict) and t.get("special") and isinstance(t.get("id"), int))
 
@@ -389,6 +391,33 @@ def run_probe_source(run: RunDir) -> "ProbeSource":
     )
 
 
+def check_run_options(cfg: "RunConfig", metrics: Optional[Iterable[str]] = None, **options: Any) -> None:
+    """Check the :func:`analyze` options a run of ``cfg`` will be scored with, before it is
+    trained (a sweep's ``analyze:`` section): the metric names, the probe settings, that
+    each probe family asked for applies to such a run and that the copy length fits its context.
+
+    The families that apply follow :func:`run_probe_source`: ``uniform`` and ``train``
+    always, ``synthetic`` with a synthetic share, ``text`` when some test rows come from a corpus.
+
+    Raises:
+        ConfigError: the same one line :func:`analyze` would give once the run is trained.
+    """
+    from repeatlens.data.pools import _split
+    from repeatlens.scores import resolve_metrics
+    from repeatlens.scores.probes import ProbeSource
+
+    if metrics is not None:
+        resolve_metrics(metrics)
+    data = cfg.data
+    share = 1.0 if data.synthetic_only else data.synthetic_fraction
+    source = ProbeSource(
+        d_vocab=2, n_ctx=int(cfg.model.n_ctx), train_counts=np.ones(2), synthetic_ids=(1, 2) if share > 0 else None,
+        text=np.zeros((_split(data.test_sequences, share)[0], 2)) if not data.synthetic_only else None,
+        longest_repeat=int(data.synthetic.max_len) if share > 0 else None,
+    )
+    _specs(source, _options(**options))
+
+
 def _run_source(run: RunDir, max_sequences: int, device: str) -> _Source:
     from repeatlens.model import model_from_state_dict
 
@@ -431,8 +460,10 @@ def _mask_tensor(mask: Optional[np.ndarray]):
     return None if mask is None or len(mask) == 0 else torch.from_numpy(np.asarray(mask, dtype=bool))
 
 
-def _analyze_run(path: Path, metrics: Optional[Iterable[str]], opts: _Options, *, wait: bool = True) -> AnalysisResult:
+def _analyze_run(path: Path, metrics: Optional[Iterable[str]], opts: _Options, *, wait: bool = True, check: bool = True) -> AnalysisResult:
     run = RunDir(path).require()
+    if check:
+        run.check(full=True)  # every file hashed before its data is scored
     return _score_source(_run_source(run, opts.max_sequences, opts.device), metrics, opts, wait=wait)
 
 
@@ -498,15 +529,21 @@ def _analyze_sweep(path: Path, metrics: Optional[Iterable[str]], opts: _Options)
 
     runs = sweep_runs(path)
     result = AnalysisResult(path, "sweep")
-    busy = []
-    for run in runs:  # first the runs no other process is scoring …
+    sound = []
+    for run in runs:  # a run whose files disagree is listed as a failure; the others are scored
         try:
-            result.merge(_analyze_run(run.path, metrics, opts, wait=False))
+            sound.append(run.check(full=True))
+        except CheckpointError as e:
+            result.failures.append(Failure.from_error(run.path, e))
+    busy = []
+    for run in sound:  # first the runs no other process is scoring …
+        try:
+            result.merge(_analyze_run(run.path, metrics, opts, wait=False, check=False))
         except LockTimeout:
             busy.append(run)
     for run in busy:  # … then wait for the others, and score what they left
-        result.merge(_analyze_run(run.path, metrics, opts))
-    result.tables += write_sweep_tables(path, runs, lock_timeout=opts.lock_timeout)
+        result.merge(_analyze_run(run.path, metrics, opts, check=False))
+    result.tables += write_sweep_tables(path, sound, lock_timeout=opts.lock_timeout)
     return result
 
 
@@ -570,7 +607,7 @@ def _read_tokens(path: str | Path, max_sequences: Optional[int]) -> np.ndarray:
     try:
         arr = np.load(p, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise DataError(f"{p}: unreadable token file ({str(e).splitlines()[0]}); expected a .npy of token ids [n, seq]") from None
+        raise DataError(f"{p}: unreadable token file ({first_line(e)}); expected a .npy of token ids [n, seq]") from None
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer) or arr.shape[1] < 2 or (arr.size and arr.min() < 0):
         raise DataError(f"{p}: expected non-negative integer token ids of shape [n, seq >= 2], got {arr.dtype} {arr.shape}")
     return arr if max_sequences is None else arr[: max(int(max_sequences), 0)]
@@ -676,6 +713,8 @@ def analyze(
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p}: no such directory")
+    if RunDir(p).looks_like_run():
+        RunDir(p).require()  # a run directory that lost its config or manifest: say which
     if RunDir(p).is_run() or sweep_runs(p):
         if out is not None or revisions is not None or download:
             raise ConfigError(f"{p}: --out, --revisions and --download are for other people's checkpoints; runs keep their tables inside")

@@ -29,13 +29,13 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 from pydantic import ValidationError
 
 from repeatlens.config import RunConfig, config_from_dict, read_yaml
-from repeatlens.errors import CheckpointError, RepeatlensError
+from repeatlens.errors import ENVIRONMENT_ERRNOS, CheckpointError, RepeatlensError, first_line, os_error_message, shorten
 from repeatlens.io import atomic_path, atomic_write_json, sha256_file
 from repeatlens.results.schema import Manifest
 
@@ -94,7 +94,7 @@ def _load_verified(path: Path, sha: Optional[str]) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: unreadable safetensors file ({str(e).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: unreadable safetensors file ({first_line(e)})") from None
 
 
 class RunDir:
@@ -124,9 +124,35 @@ class RunDir:
     def is_complete(self) -> bool:
         return self.complete_path.is_file()
 
+    def looks_like_run(self) -> bool:
+        """Whether this folder holds any part of a run directory's description (a damaged run is still one)."""
+        return self.config_path.is_file() or self.manifest_path.is_file()
+
     def require(self) -> "RunDir":
+        """This run directory, or a one-line CheckpointError: not a run, or one that lost config.yaml or manifest.json."""
         if not self.is_run():
+            if self.looks_like_run():
+                lost = self.manifest_path if self.config_path.is_file() else self.config_path
+                raise CheckpointError(f"{lost}: missing; {self.path} holds the rest of a run directory (restore the file)")
             raise CheckpointError(f"{self.path}: not a repeatlens run directory (no config.yaml and manifest.json)")
+        return self
+
+    def check(self, full: bool = False) -> "RunDir":
+        """Refuse a run whose files disagree with each other (:func:`run_file_problems`).
+
+        Args:
+            full: hash every file (before training on or scoring its data); else only the
+                files up to :data:`QUICK_HASH_BYTES`, the larger ones by size and layout.
+
+        Raises:
+            CheckpointError: one line naming the first file that disagrees (and how many
+                others do; ``repeatlens verify`` lists them all).
+        """
+        problems, _ = run_file_problems(self, full=full)
+        if problems:
+            where, what = problems[0]
+            more = f" (and {len(problems) - 1} more problem(s); `repeatlens verify {self.path}` lists them)" if len(problems) > 1 else ""
+            raise CheckpointError(f"{where}: {what}{more}")
         return self
 
     def config(self) -> RunConfig:
@@ -134,18 +160,26 @@ class RunDir:
 
     def manifest(self) -> Manifest:
         """The run's typed :class:`~repeatlens.results.schema.Manifest`."""
+        raw = read_json_object(self.manifest_path, "manifest")
         try:
-            raw = json.loads(self.manifest_path.read_text())
             return Manifest.model_validate(raw)
-        except (OSError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{self.manifest_path}: unreadable manifest ({e})") from None
         except ValidationError as e:
             err = e.errors()[0]
             field = ".".join(str(x) for x in err["loc"])
-            raise CheckpointError(f"{self.manifest_path}: field '{field}': {err['msg']}") from None
+            raise CheckpointError(f"{self.manifest_path}: field '{field}': {shorten(err['msg'])}") from None
+
+    def completion(self) -> Optional[dict[str, Any]]:
+        """``complete.json`` (how the run finished: steps, time, environment), or None while it is unfinished."""
+        if not self.is_complete():
+            return None
+        return _check_fields(self.complete_path, read_json_object(self.complete_path, "completion record"), _COMPLETION_FIELDS, "completion record")
 
     def pool(self) -> np.ndarray:
-        return np.load(self.pool_path, mmap_mode="r")
+        return load_npy(self.pool_path, mmap=True)
+
+    def schedule(self) -> np.ndarray:
+        """``data/schedule.npy``: the pool row trained on at each slot."""
+        return load_npy(self.schedule_path)
 
     def test_tokens(self) -> np.ndarray:
         return self.pool()[: self.manifest().n_test]
@@ -158,7 +192,7 @@ class RunDir:
         """Per pool row, whether it came from the synthetic source; None for a run written
         before this was recorded (unless it has no synthetic share, or nothing else)."""
         if self.is_synthetic_path.is_file():
-            return np.load(self.is_synthetic_path)
+            return load_npy(self.is_synthetic_path)
         data = self.config().data
         if data.synthetic_only or data.synthetic_fraction == 0:
             return np.full(len(self.pool()), data.synthetic_only)
@@ -177,7 +211,7 @@ class RunDir:
         """How often each id occurs in the tokens the run trains on (every scheduled
         sequence, a repeated one as often as it is repeated), ``[vocab_size]`` int64."""
         vocab = int(vocab_size or self.manifest().vocab_size)
-        pool, schedule = self.pool(), np.load(self.schedule_path)
+        pool, schedule = self.pool(), self.schedule()
         rows, seen = np.unique(schedule, return_counts=True)
         counts = np.zeros(vocab, dtype=np.int64)
         for start in range(0, len(rows), 4096):  # bounded memory for large pools
@@ -190,19 +224,19 @@ class RunDir:
 
         if not self.metrics_path.is_file():
             return pd.DataFrame({"step": [], "tokens_seen": [], "split": [], "loss": [], "loss_se": []})
-        return pd.read_parquet(self.metrics_path)
+        df = read_parquet_table(self.metrics_path, ("step", "tokens_seen", "split", "loss"), "training-metrics table")
+        kinds = {"step": "iu", "tokens_seen": "iu", "loss": "fiu"}
+        wrong = [c for c, k in kinds.items() if df[c].dtype.kind not in k] + ([] if all(isinstance(v, str) for v in df["split"]) else ["split"])
+        if wrong:
+            raise CheckpointError(f"{self.metrics_path}: training-metrics table with column {wrong[0]} of type {df[wrong[0]].dtype}; "
+                                  "expected whole steps and tokens, text splits, numeric losses")
+        return df
 
     # checkpoints
     def checkpoints(self) -> list[CheckpointInfo]:
         """Every complete checkpoint (sidecar present), sorted by step. Reads sidecars only."""
-        out = []
-        for side in sorted(self.ckpt_dir.glob("step_*.json")):
-            try:
-                meta = json.loads(side.read_text())
-                out.append(CheckpointInfo(self.path, int(meta["step"]), int(meta["tokens_seen"]), meta))
-            except (OSError, ValueError, KeyError) as e:
-                raise CheckpointError(f"{side}: unreadable checkpoint sidecar ({e})") from None
-        return sorted(out, key=lambda c: c.step)
+        out = [read_sidecar(side) for side in sorted(self.ckpt_dir.glob("step_*.json"))]
+        return sorted((CheckpointInfo(self.path, meta["step"], meta["tokens_seen"], meta) for meta in out), key=lambda c: c.step)
 
     def checkpoint(self, step: Optional[int] = None) -> CheckpointInfo:
         """The checkpoint at ``step`` (default: the last one)."""
@@ -251,9 +285,325 @@ class RunDir:
             del model
 
 
-def load_run(path: str | Path) -> RunDir:
-    """Open a run directory (raises a one-line CheckpointError if it is not one)."""
-    return RunDir(path).require()
+def load_run(path: str | Path, *, check: bool = True) -> RunDir:
+    """Open a run directory.
+
+    Args:
+        check: also check that its files agree with each other (:meth:`RunDir.check`, the
+            quick level: every small file hashed, the large ones' sizes and layouts).
+
+    Raises:
+        CheckpointError: not a run directory, or (with ``check``) one whose files disagree:
+            one line naming the file.
+    """
+    run = RunDir(path).require()
+    if check:
+        run.check()
+    return run
+
+
+# --------------------------------------------------------------- the run directory's contract
+
+#: Format of the manifest :func:`repeatlens.train.prepare_run` writes: 3 records every file
+#: the run was written with (:attr:`~repeatlens.results.schema.Manifest.files`).
+MANIFEST_FORMAT = 3
+
+#: Files up to this size are hashed whenever a run is opened (``info``, ``report``, ``plot``,
+#: ``score``); larger ones (the pool and schedule of a big run) are checked there by size
+#: and ``.npy`` layout only, and hashed when their data is about to be used (``train``
+#: resuming, ``analyze``) and by ``verify``. Hashing runs at about 1 GB/s.
+QUICK_HASH_BYTES = 16 * 2**20
+
+#: Every file of a run directory that the manifest records (the data files only when present).
+RECORDED_FILES = ("config.yaml", "tokenizer.json", "data/pool.npy", "data/schedule.npy", "data/is_synthetic.npy")
+
+#: The last field every version of repeatlens writing manifests before format 3 put in
+#: ``config.yaml`` (``train.wandb.mode``): a file without it was cut short.
+_LAST_WRITTEN = ("train", "wandb", "mode")
+
+
+def file_record(path: Path, data: Optional[bytes] = None) -> dict[str, Any]:
+    """What the manifest records of a file (``data``: its bytes, when already in memory)."""
+    if data is not None:
+        import hashlib
+
+        return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def run_file_problems(run: RunDir, *, full: bool = True) -> tuple[list[tuple[str, str]], list[str]]:
+    """Whether the files of ``run`` agree with each other and with what was written.
+
+    Checks, each failure one ``(file, problem)``:
+
+    * every file the manifest records (:data:`RECORDED_FILES`, format 3) exists with its
+      recorded size and sha256 (files over :data:`QUICK_HASH_BYTES` are hashed only with
+      ``full``); a run written before format 3 has its pool and schedule checked against
+      the manifest's ``pool.sha256`` and ``schedule.sha256`` instead;
+    * ``config.yaml`` parses, was not cut short, and agrees with ``manifest.json``
+      (seed, mixture, sequence length, batch size, source, parameter count);
+    * the ``.npy`` files have the shapes the manifest's counts give;
+    * every checkpoint sidecar that records the config and manifest it was trained under
+      (format 3) names these.
+
+    Returns:
+        ``(problems, unchecked)``: ``unchecked`` says what could not be checked (files an
+        older run did not record, large files without ``full``).
+
+    Raises:
+        CheckpointError / ConfigError: ``manifest.json`` or ``config.yaml`` cannot be read at all.
+    """
+    man = run.manifest()
+    problems: list[tuple[str, str]] = []
+    unchecked: list[str] = []
+    recorded = dict(man.files)
+
+    def hashed(path: Path, sha: str, size: Optional[int], what: str) -> None:
+        """The file at ``path`` against its record (``size`` None: not recorded)."""
+        try:
+            actual = path.stat().st_size
+        except FileNotFoundError:
+            problems.append((str(path), f"missing ({what} records it)"))
+            return
+        except OSError as e:
+            problems.append((str(path), os_error_message(e, path).split(": ", 1)[-1]))
+            return
+        if size is not None and actual != size:
+            problems.append((str(path), f"{actual:,} bytes, but {what} records {size:,} (truncated, extended or replaced)"))
+            return
+        if not full and actual > QUICK_HASH_BYTES:
+            unchecked.append(f"{path.name}: sha256 ({actual / 2**20:,.0f} MiB; hashed on resume, analyze and verify)")
+            return
+        try:
+            digest = sha256_file(path)
+        except OSError as e:
+            problems.append((str(path), os_error_message(e, path).split(": ", 1)[-1]))
+            return
+        if digest != sha:
+            problems.append((str(path), f"sha256 does not match {what} (changed after the run was written)"))
+
+    for rel in RECORDED_FILES:
+        if rel in recorded:
+            hashed(run.path / rel, recorded[rel].sha256, recorded[rel].bytes, "manifest.json")
+    if not recorded:  # a run written before format 3
+        unchecked.append("config.yaml, tokenizer.json, data/is_synthetic.npy: no sha256 recorded (manifest format < 3); "
+                         "config.yaml checked for truncation and against manifest.json")
+        hashed(run.pool_path, man.pool["sha256"], None, "manifest.json pool.sha256")
+        if full or _size(run.schedule_path) <= QUICK_HASH_BYTES:
+            from repeatlens.data.mixture import schedule_hash
+
+            try:
+                if schedule_hash(load_npy(run.schedule_path)) != man.schedule["sha256"]:
+                    problems.append((str(run.schedule_path), "schedule hash does not match manifest.json schedule.sha256"))
+            except CheckpointError as e:
+                problems.append((str(run.schedule_path), str(e).split(": ", 1)[-1]))
+    if (man.tokenizer is not None) != run.tokenizer_path.is_file():
+        problems.append((str(run.tokenizer_path), "missing (manifest.json names it)" if man.tokenizer else "present, but manifest.json names no tokenizer"))
+    if any(where == str(run.config_path) for where, _ in problems):
+        return problems, unchecked  # a changed config.yaml: comparing its fields would only repeat that
+    problems += _config_problems(run, man, old_run=not recorded)
+    problems += [p for p in _layout_problems(run, man) if p[0] not in {where for where, _ in problems}]
+    problems += _sidecar_problems(run, recorded)
+    return problems, unchecked
+
+
+def _sidecar_problems(run: RunDir, recorded: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every checkpoint sidecar that records the config and manifest it was trained under
+    (format 3) against this run's: a checkpoint of another run, or a manifest edited since."""
+    if "config.yaml" not in recorded:
+        return []
+    expected = {"config_sha256": (recorded["config.yaml"].sha256, "config.yaml"), "manifest_sha256": (sha256_file(run.manifest_path), "manifest.json")}
+    out = []
+    for side in sorted(run.ckpt_dir.glob("step_*.json")):
+        try:
+            meta = read_json_object(side, "checkpoint sidecar")
+        except CheckpointError as e:
+            out.append((str(side), str(e).split(": ", 1)[-1]))
+            continue
+        for key, (sha, name) in expected.items():
+            if meta.get(key) is not None and meta[key] != sha:
+                where = run.manifest_path if name == "manifest.json" else side
+                out.append((str(where), f"differs from the {name} {side.name} was trained under ({key}); changed after training, "
+                                        "or the checkpoint is another run's"))
+    return list(dict.fromkeys(out))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _config_problems(run: RunDir, man: Manifest, *, old_run: bool) -> list[tuple[str, str]]:
+    """``config.yaml`` against the manifest written with it (and, for an old run, against truncation)."""
+    import math
+
+    where = str(run.config_path)
+    raw = read_yaml(run.config_path)
+    if old_run:
+        node: Any = raw
+        for key in _LAST_WRITTEN:
+            if not isinstance(node, dict) or key not in node:
+                return [(where, f"cut short: no {'.'.join(_LAST_WRITTEN)}, which every version writes last; restore the file")]
+            node = node[key]
+    cfg = config_from_dict(raw, where=where)
+    mixture = cfg.mixture.model_dump(mode="json")
+    expected = {
+        "seed": (man.seeds.get("seed"), cfg.seed),
+        "data.seq_len": (man.seq_len, cfg.data.seq_len),
+        "train.batch_size": (man.batch_size, cfg.train.batch_size),
+        "data.source": (man.corpus.get("source"), cfg.data.source),
+        **{f"mixture.{k}": (v, mixture.get(k)) for k, v in man.requested.items()},
+    }
+    if man.n_params is not None:
+        expected["model (parameter count)"] = (man.n_params, cfg.model.n_params(man.vocab_size))
+    if cfg.data.synthetic_only:
+        expected["data.synthetic.vocab_size"] = (man.vocab_size, cfg.data.synthetic.vocab_size)
+    out = []
+    for field, (written, now) in expected.items():
+        same = math.isclose(written, now) if isinstance(written, float) and isinstance(now, (int, float)) else written == now
+        if not same:
+            out.append((where, f"{field} = {shorten(repr(now))}, but manifest.json was written for {shorten(repr(written))}; "
+                               "the config was edited after the run was written"))
+    if math.ceil(man.schedule["slots"] / man.batch_size) != man.total_steps:
+        out.append((str(run.manifest_path), f"total_steps = {man.total_steps} disagrees with {man.schedule['slots']} slots in batches of {man.batch_size}"))
+    return out
+
+
+def _layout_problems(run: RunDir, man: Manifest) -> list[tuple[str, str]]:
+    """The ``.npy`` files' shapes and dtypes against the manifest's counts (headers only)."""
+    rows = man.n_test + man.n_repeated + man.n_unique
+    expect = {run.pool_path: ((rows, man.seq_len), "u"), run.schedule_path: ((int(man.schedule["slots"]),), "i")}
+    if run.is_synthetic_path.is_file() or "data/is_synthetic.npy" in man.files:
+        expect[run.is_synthetic_path] = ((rows,), "b")
+    out = []
+    for path, (shape, kind) in expect.items():
+        try:
+            got_shape, dtype = npy_header(path)
+        except CheckpointError as e:
+            out.append((str(path), str(e).split(": ", 1)[-1]))
+            continue
+        if got_shape != shape or dtype.kind != kind:
+            out.append((str(path), f"holds {dtype} {got_shape}; manifest.json's counts give {'uint' if kind == 'u' else dtype.name} {shape}"))
+    return out
+
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a ``.npy`` file declares (its header only), or a one-line CheckpointError."""
+    from numpy.lib import format as npy
+
+    try:
+        with open(path, "rb") as fh:
+            version = npy.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = npy.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = npy.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f".npy format {version[0]}.{version[1]}; repeatlens writes 1.0")
+            data_bytes = path.stat().st_size - fh.tell()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except OSError as e:
+        raise CheckpointError(os_error_message(e, path)) from None
+    except (ValueError, EOFError, SyntaxError, TypeError) as e:
+        raise CheckpointError(f"{path}: not a .npy file ({first_line(e)})") from None
+    if dtype.hasobject or data_bytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+        raise CheckpointError(f"{path}: {data_bytes:,} bytes of data where its header declares {dtype} {tuple(shape)} (truncated?)")
+    return tuple(int(x) for x in shape), dtype
+
+
+# ------------------------------------------------------------------------ reading safely
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object (a dict) from ``path``, or a one-line CheckpointError naming the file."""
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: {what} is missing") from None
+    except OSError as e:
+        raise CheckpointError(os_error_message(e, path)) from None
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{path}: unreadable {what} (not UTF-8 text at byte {e.start})") from None
+    except ValueError as e:  # json.JSONDecodeError, or a number too long to convert
+        raise CheckpointError(f"{path}: unreadable {what} (not JSON: {first_line(e)})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: unreadable {what} (a JSON {type(raw).__name__}; expected an object)")
+    return raw
+
+
+#: A sidecar's fields that readers use, and the JSON types they must have (None: may be absent).
+_SIDECAR_FIELDS: dict[str, tuple[type, bool]] = {
+    "step": (int, True), "tokens_seen": (int, True), "sha256": (str, True), "train_state": (dict, False),
+    "environment": (dict, False), "versions": (dict, False), "config_sha256": (str, False), "manifest_sha256": (str, False),
+}
+
+
+#: ``complete.json``'s fields that readers use.
+_COMPLETION_FIELDS: dict[str, tuple[type, bool]] = {"step": (int, True), "tokens_seen": (int, True), "environment": (dict, False)}
+
+
+def _check_fields(path: Path, meta: dict[str, Any], fields: dict[str, tuple[type, bool]], what: str) -> dict[str, Any]:
+    """``meta`` if each of ``fields`` (name -> (JSON type, required)) has its type, else a one-line CheckpointError."""
+    for key, (kind, required) in fields.items():
+        value = meta.get(key)
+        if value is None and not required:
+            continue
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            got = "missing" if value is None else shorten(repr(value), 60)
+            expected = "a whole number >= 0" if kind is int else "a JSON " + {str: "string", dict: "object"}[kind]
+            raise CheckpointError(f"{path}: unreadable {what} (field '{key}': {got}; expected {expected})")
+    return meta
+
+
+def read_sidecar(side: Path) -> dict[str, Any]:
+    """A checkpoint's JSON sidecar, its fields checked (:data:`_SIDECAR_FIELDS`) and its step
+    the one its name gives, or a one-line CheckpointError naming the file and field."""
+    meta = _check_fields(side, read_json_object(side, "checkpoint sidecar"), _SIDECAR_FIELDS, "checkpoint sidecar")
+    ts = meta.get("train_state")
+    if ts is not None and not isinstance(ts.get("sha256"), str):
+        raise CheckpointError(f"{side}: unreadable checkpoint sidecar (field 'train_state.sha256': missing or not a string)")
+    groups = ts.get("param_groups") if ts is not None else []
+    if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups):
+        raise CheckpointError(f"{side}: unreadable checkpoint sidecar (field 'train_state.param_groups': expected the optimizer's parameter groups)")
+    if side.name != f"{step_name(meta['step'])}.json":
+        raise CheckpointError(f"{side}: sidecar says step {meta['step']}; expected its name to be {step_name(meta['step'])}.json")
+    return meta
+
+
+def load_npy(path: Path, *, mmap: bool = False) -> np.ndarray:
+    """A run's ``.npy`` file (never unpickled), or a one-line CheckpointError naming the file."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except OSError as e:
+        if e.errno in (None, 0):  # numpy's own "failed to interpret file as a pickle" etc.
+            raise CheckpointError(f"{path}: unreadable .npy file ({first_line(e)})") from None
+        raise CheckpointError(os_error_message(e, path)) from None
+    except (ValueError, EOFError) as e:  # a truncated or malformed .npy
+        raise CheckpointError(f"{path}: unreadable .npy file ({first_line(e)})") from None
+
+
+def read_parquet_table(path: Path, columns: Sequence[str], what: str):
+    """A parquet table holding at least ``columns``, or a one-line CheckpointError naming the file."""
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        df = pd.read_parquet(path)
+    except OSError as e:
+        if e.errno in ENVIRONMENT_ERRNOS:
+            raise CheckpointError(os_error_message(e, path)) from None
+        raise CheckpointError(f"{path}: unreadable {what} ({first_line(e)})") from None
+    except (ValueError, pa.ArrowException) as e:
+        raise CheckpointError(f"{path}: unreadable {what} ({first_line(e)})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise CheckpointError(f"{path}: {what} lacks column(s) {', '.join(missing)}; expected {', '.join(columns)}")
+    return df
 
 
 # ----------------------------------------------------------------------------- writing

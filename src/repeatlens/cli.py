@@ -6,6 +6,7 @@ Expected faults (a bad config, a missing corpus, a corrupt checkpoint) print one
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from repeatlens.errors import RepeatlensError
+from repeatlens.errors import ENVIRONMENT_ERRNOS, RepeatlensError, first_line, os_error_message, shorten
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mechanistic interpretability of repeated training data.")
 data_app = typer.Typer(no_args_is_help=True, help="Prepare corpora and tokenizers.")
@@ -81,6 +82,8 @@ def verify(
     res = verify_run(run_dir, replay or ())
     for finding in res.findings:
         typer.echo(str(finding))
+    for note in res.unchecked:
+        typer.echo(f"not checked: {note}")
     typer.echo(res.summary())
     if not res.ok:
         sys.exit(1)
@@ -176,15 +179,23 @@ def report(
 
 
 def _tables(path: Path):
+    """The scores and (when there is one) metrics table under ``path``, after checking that
+    the runs they come from still agree with their files (:meth:`~repeatlens.checkpoints.RunDir.check`)."""
+    from repeatlens.checkpoints import RunDir
     from repeatlens.errors import CheckpointError
-    from repeatlens.results.store import load_metrics, load_scores
+    from repeatlens.results.store import METRICS_FILE, SCORES_FILE, load_metrics, load_scores, sweep_runs
 
+    run = RunDir(path)
+    if run.looks_like_run():
+        run.require()  # a run directory that lost its config or manifest: say which
+    for r in [run] if run.is_run() else sweep_runs(path):
+        r.check()
     scores = load_scores(path)
-    try:
-        metrics = load_metrics(path)
-    except CheckpointError:
-        metrics = None
-    return scores, metrics
+    if scores.empty:
+        table = Path(path) / SCORES_FILE if Path(path).is_dir() else Path(path)
+        raise CheckpointError(f"{table}: holds no scores; run `repeatlens analyze {path}` first")
+    has_metrics = (Path(path) / METRICS_FILE).is_file() if Path(path).is_dir() else False
+    return scores, load_metrics(path) if has_metrics else None
 
 
 @app.command()
@@ -338,12 +349,9 @@ def run_summary(run_dir: Path) -> str:
 
 def _environment_lines(run, ckpts) -> list[str]:
     """What the run's result depends on (threads, device, versions, deterministic mode), from its records."""
-    import json
-
     from repeatlens.determinism import run_environment_lines
 
-    complete = json.loads(run.complete_path.read_text()) if run.is_complete() else None
-    return run_environment_lines(complete, [c.sidecar for c in ckpts])
+    return run_environment_lines(run.completion(), [c.sidecar for c in ckpts])
 
 
 def _one_line_warnings() -> None:
@@ -367,29 +375,39 @@ def _one_line_warnings() -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """Entry point: runs the typer app, turning RepeatlensError into one line and exit 2."""
+    """Entry point: runs the typer app; every fault a user can cause ends as one line and a non-zero exit.
+
+    * :class:`~repeatlens.errors.RepeatlensError` (bad config, file or run directory):
+      ``error: <message>``, its exit code (2);
+    * a usage error of the command line (missing argument, unknown command, ``--step abc``):
+      ``error: <what click says>``, exit 2;
+    * the operating system refusing a file (permission, read-only or full disk, a name too
+      long, too many open files) or running out of memory: ``error: <file>: <reason>``, exit 2;
+    * Ctrl-C: ``interrupted; …``, exit 130.
+
+    Anything else is a bug of repeatlens and keeps its traceback.
+    """
     from repeatlens.determinism import prepare_process
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     prepare_process()  # before torch starts CUDA: deterministic cuBLAS
     _one_line_warnings()
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="repeatlens", standalone_mode=False)
     except RepeatlensError as e:
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(e.exit_code)
+        _fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         _interrupted()
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):  # how plain click wraps Ctrl-C
-            _interrupted()
+    except MemoryError as e:
+        _fail(_out_of_memory(e), 2)
+    except OSError as e:
+        if e.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        _fail(os_error_message(e), 2)
+    except Exception as e:
+        _framework_exit(e)
+        if _is_out_of_memory(e):
+            _fail(_out_of_memory(e), 2)
         raise
     # Outside standalone mode typer returns an Exit's code instead of exiting; it turns
     # Ctrl-C into Exit(130) itself (so the KeyboardInterrupt above is only a fallback).
@@ -397,6 +415,58 @@ def main(argv: Optional[List[str]] = None) -> None:
         _interrupted()
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+#: The longest line an error prints (values inside it are cut at 200 characters already).
+MESSAGE_CHARS = 600
+
+
+def _fail(message: str, code: int) -> None:
+    """``error: <message>`` on one line (cut to :data:`MESSAGE_CHARS`) and exit ``code``."""
+    typer.echo(f"error: {shorten(message, MESSAGE_CHARS)}", err=True)
+    sys.exit(code)
+
+
+def _framework_types(name: str) -> tuple[type, ...]:
+    """The exception class ``name`` (ClickException, Exit, Abort) of the CLI framework in use:
+    typer >= 0.23 vendors its own click (``typer._click``), older typer raises click's."""
+    found = []
+    for module in ("typer._click.exceptions", "typer.exceptions", "click.exceptions"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        if isinstance(getattr(mod, name, None), type):
+            found.append(getattr(mod, name))
+    return tuple(found)
+
+
+def _framework_exit(e: Exception) -> None:
+    """Exit as the CLI framework meant for its own exceptions (usage errors, Exit, Abort); return otherwise."""
+    if isinstance(e, _framework_types("Exit")):
+        sys.exit(e.exit_code)
+    if isinstance(e, _framework_types("Abort")):  # how click wraps Ctrl-C
+        _interrupted()
+    if isinstance(e, _framework_types("ClickException")):
+        if type(e).__name__ == "NoArgsIsHelpError":  # `repeatlens` or `repeatlens data` alone: the help
+            e.show()
+            sys.exit(e.exit_code)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None and getattr(ctx, "command_path", None) else ""
+        _fail(f"{e.format_message()}{hint}", e.exit_code or 2)
+
+
+def _is_out_of_memory(e: Exception) -> bool:
+    """torch's allocator failures: ``torch.OutOfMemoryError`` (CUDA) and the CPU allocator's RuntimeError."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(e, getattr(torch, "OutOfMemoryError", ())):
+        return True
+    return isinstance(e, RuntimeError) and "can't allocate memory" in str(e)
+
+
+def _out_of_memory(e: BaseException) -> str:
+    return (f"out of memory ({first_line(e)}); lower the sizes in the config (model, data.seq_len, train.batch_size, "
+            "mixture.total_tokens) or the --max-sequences / --probe-batch of a scoring command")
 
 
 def _interrupted() -> None:

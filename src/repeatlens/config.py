@@ -16,15 +16,39 @@ what was expected. Everything after this boundary trusts its inputs.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from repeatlens.errors import ConfigError
+from repeatlens.errors import ConfigError, os_error_message, shorten
 
-_STRICT = ConfigDict(extra="forbid", validate_assignment=True)
+# allow_inf_nan=False: a .nan or .inf in YAML is a one-line error, not a NaN loss at step 1
+_STRICT = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+#: Largest seed: TransformerLens seeds NumPy's legacy generator with it, which takes 32 bits.
+MAX_SEED = 2**32 - 1
+#: Largest count of tokens, sequences or ids a config may name: 2**53, so that f·D and the
+#: other products of the plan are exact in floating point and never overflow int64.
+MAX_COUNT = 2**53
+#: Largest BPE vocabulary: the `tokenizers` trainer aborts the process (a Rust allocation
+#: failure, no exception) far above it (measured at 1e9; 1e8 trains).
+MAX_BPE_VOCAB = 2**24
+#: Device names a config may hold (whether this machine has the device is checked when training starts).
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _device_name(device: str) -> str:
+    if not DEVICE_PATTERN.fullmatch(device):
+        raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+#: A torch device name as a config or sweep file may give it (:data:`DEVICE_PATTERN`).
+DeviceName = Annotated[str, AfterValidator(_device_name)]
+
 
 # Named shapes. CPU presets train in minutes on 2 cores; GPU presets are for a real study.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -69,17 +93,25 @@ class ModelConfig(BaseModel):
     positional_embedding: Literal["standard", "rotary", "shortformer"] = "standard"
     normalization: Optional[Literal["LN", "LNPre", "RMS", "RMSPre"]] = "LN"
     init_mode: Literal["gpt2", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"] = "gpt2"
-    init_range: Optional[float] = Field(None, gt=0, description="default 0.8/sqrt(d_model) (gpt2 init)")
+    init_range: Optional[float] = Field(None, gt=0, le=10, description="default 0.8/sqrt(d_model) (gpt2 init); at most 10")
 
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("preset") is not None:
             name = data["preset"]
-            if name not in PRESETS:
-                raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+            if not isinstance(name, str) or name not in PRESETS:
+                raise ValueError(f"unknown preset {shorten(repr(name))}; expected one of {', '.join(PRESETS)}")
             return {**PRESETS[name], **data}
         return data
+
+    @model_validator(mode="after")
+    def _rotary_pairs(self) -> "ModelConfig":
+        if self.positional_embedding == "rotary" and self.d_head % 2:
+            raise ValueError(
+                f"d_head = {self.d_head} with positional_embedding rotary: rotary embeddings turn pairs of dimensions; expected an even d_head"
+            )
+        return self
 
     def n_params(self, d_vocab: Optional[int] = None, *, embeddings: bool = True) -> int:
         """Trainable parameters of the ``HookedTransformer`` this config builds, counted
@@ -126,15 +158,15 @@ class SyntheticConfig(BaseModel):
     """
 
     model_config = _STRICT
-    min_len: int = Field(6, ge=1)
-    max_len: int = Field(20, ge=1)
-    min_repeats: int = Field(2, ge=2)
-    max_repeats: int = Field(4, ge=2)
-    max_gap: int = Field(8, ge=0)
-    max_prefix: Optional[int] = Field(None, ge=0, description="random tokens before the first block; default seq_len//4")
-    vocab_size: int = Field(512, ge=8, description="vocabulary when the source is synthetic only")
+    min_len: int = Field(6, ge=1, le=MAX_COUNT)
+    max_len: int = Field(20, ge=1, le=MAX_COUNT)
+    min_repeats: int = Field(2, ge=2, le=MAX_COUNT)
+    max_repeats: int = Field(4, ge=2, le=MAX_COUNT)
+    max_gap: int = Field(8, ge=0, le=MAX_COUNT)
+    max_prefix: Optional[int] = Field(None, ge=0, le=MAX_COUNT, description="random tokens before the first block; default seq_len//4")
+    vocab_size: int = Field(512, ge=8, le=2**32, description="vocabulary when the source is synthetic only")
     token_ids: Optional[int] = Field(
-        None, ge=2,
+        None, ge=2, le=2**32,
         description="mixed with a corpus: draw synthetic tokens from only the first N non-special ids "
         "(default: the whole vocabulary); fewer ids means each is seen more often, so copying circuits form sooner",
     )
@@ -156,15 +188,22 @@ class DataConfig(BaseModel):
     format: Literal["auto", "text", "jsonl", "parquet", "hf", "bin"] = "auto"
     text_field: str = "text"
     bin_dtype: Literal["uint16", "uint32"] = "uint16"
-    bin_vocab_size: Optional[int] = Field(None, ge=2, description="vocabulary of a pre-tokenized .bin corpus; default max id + 1")
-    bin_bos_id: int = Field(0, ge=0, description="id used as BOS at the start of each sequence cut from a .bin corpus")
+    bin_vocab_size: Optional[int] = Field(None, ge=2, le=2**32, description="vocabulary of a pre-tokenized .bin corpus; default max id + 1")
+    bin_bos_id: int = Field(0, ge=0, lt=2**32, description="id used as BOS at the start of each sequence cut from a .bin corpus")
     tokenizer: Optional[str] = Field(None, description="path to a tokenizer.json; default: train a BPE on the corpus")
-    vocab_size: int = Field(2048, ge=258, description="BPE vocabulary size when a tokenizer is trained")
-    seq_len: int = Field(128, ge=4, description="tokens per training sequence, BOS included")
+    vocab_size: int = Field(2048, ge=258, le=MAX_BPE_VOCAB, description="BPE vocabulary size when a tokenizer is trained")
+    seq_len: int = Field(128, ge=4, le=MAX_COUNT, description="tokens per training sequence, BOS included")
     synthetic_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of sequences from the synthetic source")
     synthetic: SyntheticConfig = SyntheticConfig()
-    test_sequences: int = Field(64, ge=1, description="held-out sequences, disjoint from every training pool")
+    test_sequences: int = Field(64, ge=1, le=MAX_COUNT, description="held-out sequences, disjoint from every training pool")
     cache_dir: Optional[str] = Field(None, description="tokenized-corpus cache; default $REPEATLENS_CACHE or ~/.cache/repeatlens")
+
+    @field_validator("source")
+    @classmethod
+    def _named_source(cls, source: str) -> str:
+        if not source.strip():
+            raise ValueError("empty; expected a bundled corpus name (shakespeare), a file, folder or glob, or 'synthetic'")
+        return source
 
     @property
     def synthetic_only(self) -> bool:
@@ -180,9 +219,9 @@ class MixtureConfig(BaseModel):
     """
 
     model_config = _STRICT
-    total_tokens: int = Field(..., ge=1)
+    total_tokens: int = Field(..., ge=1, le=MAX_COUNT)
     repeated_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-    repeat_count: int = Field(1, ge=1)
+    repeat_count: int = Field(1, ge=1, le=MAX_COUNT)
     repeated_source: Literal["any", "corpus", "synthetic"] = Field(
         "any",
         description="where the repeated subset's sequences come from when a corpus is mixed with the synthetic source: "
@@ -223,7 +262,7 @@ class CheckpointSchedule(BaseModel):
     """
 
     model_config = _STRICT
-    log_count: int = Field(12, ge=0)
+    log_count: int = Field(12, ge=0, le=10_000)
     every: Optional[int] = Field(None, ge=1, description="linear spacing; default T/8")
     include_zero: bool = True
 
@@ -252,15 +291,15 @@ class TrainConfig(BaseModel):
     """Optimiser, schedule, evaluation and checkpointing."""
 
     model_config = _STRICT
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(32, ge=1, le=MAX_COUNT)
+    lr: float = Field(1e-3, gt=0, le=10, description="peak learning rate, at most 10 (AdamW moves every weight by about lr a step)")
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    weight_decay: float = Field(0.05, ge=0)
-    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = Field(0.05, ge=0, le=10)
+    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW's moment decay rates, each in [0, 1)")
     warmup_steps: int = Field(100, ge=0)
     decay: Literal["cosine", "linear", "constant"] = "cosine"
     grad_clip: Optional[float] = Field(1.0, gt=0)
-    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, mps")
+    device: DeviceName = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, mps")
     eval_every: Optional[int] = Field(None, ge=1, description="default: at checkpoints only")
     eval_sequences: int = Field(64, ge=1, description="test / repeated sequences per eval")
     log_every: int = Field(10, ge=1)
@@ -271,12 +310,19 @@ class TrainConfig(BaseModel):
     progress: bool = True
     wandb: WandbConfig = WandbConfig()
 
+    @field_validator("betas")
+    @classmethod
+    def _betas_below_one(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError("AdamW needs each beta in [0, 1)")
+        return betas
+
 
 class RunConfig(BaseModel):
     """One training run: data, repetition mixture, model, training."""
 
     model_config = _STRICT
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     data: DataConfig = DataConfig()
     mixture: MixtureConfig
     model: ModelConfig = ModelConfig()
@@ -297,6 +343,20 @@ class RunConfig(BaseModel):
             raise ValueError(
                 "mixture.repeated_source = 'synthetic' but data.synthetic_fraction = 0; expected a synthetic share, or 'any'/'corpus'"
             )
+        data, syn = self.data, self.data.synthetic
+        if data.synthetic_only or data.synthetic_fraction > 0:
+            if 1 + 2 * syn.min_len > data.seq_len:
+                raise ValueError(
+                    f"data.synthetic.min_len = {syn.min_len} leaves no room for a segment and its copy in data.seq_len = "
+                    f"{data.seq_len} (BOS + 2 x min_len tokens); expected min_len <= {(data.seq_len - 1) // 2}"
+                )
+            if syn.max_len > data.seq_len - 1:
+                raise ValueError(f"data.synthetic.max_len = {syn.max_len} is longer than a sequence after BOS; expected at most {data.seq_len - 1}")
+        if data.synthetic_only and syn.token_ids is not None:
+            raise ValueError(
+                "data.synthetic.token_ids applies to a run mixing a corpus with the synthetic source; "
+                "a synthetic-only run draws from data.synthetic.vocab_size ids"
+            )
         return self
 
     def to_yaml(self) -> str:
@@ -306,32 +366,45 @@ class RunConfig(BaseModel):
 # --------------------------------------------------------------------------- loading
 
 
-def _format_error(err: ValidationError, where: str) -> str:
+def format_validation_error(err: ValidationError, where: str, section: str = "") -> str:
+    """One line for pydantic's first error: ``<where>: field '<section>.<dotted.name>' = <value>: <what was expected>``."""
     e = err.errors()[0]
-    loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-after"))
+    loc = ".".join([section] * bool(section) + [str(x) for x in e["loc"] if not str(x).startswith("function-after")])
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         return f"{where}: unknown field '{loc}'"
     if e["type"] == "missing":
         return f"{where}: field '{loc}' is required"
     value = e.get("input")
-    shown = "" if isinstance(value, dict) or not loc else f" = {value!r}"
+    shown = "" if isinstance(value, dict) or not loc else f" = {shorten(repr(value))}"
     field = f" field '{loc}'{shown}:" if loc else ""
     return f"{where}:{field} {msg}"
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["train.lr=3e-4", "mixture.repeat_count=10"]`` -> nested dict (values parsed as YAML)."""
+    """``["train.lr=3e-4", "mixture.repeat_count=10"]`` -> nested dict (values parsed as YAML).
+
+    Raises:
+        ConfigError: an item is not ``dotted.key=value``, or its value is not YAML.
+    """
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=3e-4")
+            raise ConfigError(f"--set {shorten(repr(item))}: expected key=value, e.g. train.lr=3e-4")
         key, raw = item.split("=", 1)
-        node = out
         parts = key.strip().split(".")
-        for p in parts[:-1]:
+        if not all(p.strip() for p in parts):
+            raise ConfigError(f"--set {shorten(repr(item))}: expected a dotted field name before '=', e.g. train.lr=3e-4")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {shorten(repr(item))}: the value is not valid YAML ({getattr(e, 'problem', None) or 'parse error'})") from None
+        node = out
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {shorten(repr(item))}: '{'.'.join(parts[: i + 1])}' is set to a value above; it cannot also have fields")
+        node[parts[-1]] = value
     return out
 
 
@@ -350,22 +423,26 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(d)
     except ValidationError as err:
-        raise ConfigError(_format_error(err, where)) from None
+        raise ConfigError(format_validation_error(err, where)) from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with one-line errors naming the file."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: no such config file")
     try:
+        if not p.is_file():
+            raise ConfigError(f"{p}: no such config file")
         d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as e:  # unreadable (permissions), a name too long …
+        raise ConfigError(os_error_message(e, p)) from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{p}: not UTF-8 text (byte {e.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to be a config") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{p}:{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        raise ConfigError(f"{p}:{line}: invalid YAML ({shorten(str(getattr(e, 'problem', None) or e))})") from None
     if d is None:
         raise ConfigError(f"{p}: empty config; expected at least a 'mixture' section")
     if not isinstance(d, dict):

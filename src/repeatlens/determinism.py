@@ -41,7 +41,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
-from repeatlens.errors import ConfigError
+from repeatlens.errors import ConfigError, first_line
 
 __all__ = [
     "ReproducibilityWarning",
@@ -110,7 +110,7 @@ def deterministic_algorithms(enabled: bool, device: str) -> Iterator[bool]:
     except RuntimeError as e:
         msg = str(e)
         if enabled and "deterministic" in msg:
-            op = msg.split(", but you set")[0].splitlines()[0]
+            op = first_line(msg.split(", but you set")[0])
             raise ConfigError(
                 f"train.deterministic = true: {op} on {device}; set train.deterministic: false to train without the "
                 f"bit-reproducibility promise"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from repeatlens.errors import ConfigError
+from repeatlens.errors import ConfigError, first_line
 
 __all__ = ["resolve_device"]
 
@@ -25,7 +25,7 @@ def resolve_device(name: str, where: str = "--device") -> str:
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"{where} {name!r}: not a torch device ({str(e).splitlines()[0]}); expected auto, cpu, cuda, cuda:N or mps") from None
+        raise ConfigError(f"{where} {name!r}: not a torch device ({first_line(e)}); expected auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{where} {name!r}: CUDA is not available on this machine; expected auto or cpu")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

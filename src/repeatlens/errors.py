@@ -8,6 +8,8 @@ without a traceback. Programming errors stay ordinary exceptions.
 
 from __future__ import annotations
 
+import errno
+
 
 class RepeatlensError(Exception):
     """A fault in the user's input, reported in one line."""
@@ -35,5 +37,69 @@ class DiskFullError(WriteError):
     """The disk (or the user's quota) filled up while a file was being written."""
 
 
+class ResourceError(RepeatlensError):
+    """The machine lacks the memory (or another resource) that what was asked for needs."""
+
+
 class LockTimeout(RepeatlensError):
     """Another repeatlens process held a folder's lock for longer than we were willing to wait."""
+
+
+#: OS error numbers that describe the machine or the user's files, never a bug of ours: a
+#: path the user may not read or write, a full or read-only disk, a name too long, too many
+#: open files, no memory, a file over the size limit, a failing device.
+ENVIRONMENT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "ENAMETOOLONG", "EMFILE", "ENFILE", "ENOMEM", "EFBIG", "ELOOP", "EIO")
+    if hasattr(errno, name)
+)
+
+#: Longest value (or quoted reason) a one-line message repeats; longer ones are cut in the middle.
+SHOWN_CHARS = 200
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` on one line, at most about ``limit`` characters: its start and end kept,
+    the middle replaced by ``…`` (a 5,000-character path still shows where it starts and ends).
+
+    >>> shorten("a" * 300, 20)
+    'aaaaaaaaaaaaa…aaaaaa'
+    >>> shorten("two\\nlines")
+    'two lines'
+    """
+    flat = " ".join(str(text).split())
+    if len(flat) <= limit:
+        return flat
+    head = (limit * 2) // 3
+    return f"{flat[:head]}…{flat[len(flat) - (limit - head - 1):]}"
+
+
+def first_line(err: BaseException | str, limit: int = SHOWN_CHARS) -> str:
+    """The first non-blank line of an exception's message (its type's name when the message
+    is empty), shortened to ``limit`` characters: what a one-line error quotes of a library's reason.
+
+    >>> first_line(ValueError(""))
+    'ValueError'
+    >>> first_line(OSError("\\n  bad header\\nmore detail"))
+    'bad header'
+    """
+    text = str(err)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return type(err).__name__ if isinstance(err, BaseException) else ""
+    return shorten(lines[0], limit)
+
+
+def os_error_message(err: OSError, path: object = None) -> str:
+    """One line for an operating-system failure on a user's file: the file, then the
+    system's reason (``permission denied``, ``file name too long`` …).
+
+    >>> import errno
+    >>> os_error_message(PermissionError(errno.EACCES, "Permission denied", "/data/run/config.yaml"))
+    '/data/run/config.yaml: permission denied'
+    """
+    import os
+
+    where = path if path is not None else (err.filename if err.filename is not None else None)
+    reason = os.strerror(err.errno).lower() if err.errno else first_line(err)
+    return f"{shorten(str(where))}: {reason}" if where is not None else reason

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Optional, Sequence
 
-from repeatlens.errors import CheckpointError, ConfigError
+from repeatlens.errors import CheckpointError, ConfigError, first_line
 
 __all__ = [
     "ForeignCheckpoint",
@@ -294,8 +294,7 @@ def load_pt(path: str | Path, *, mmap: bool = False) -> Any:
             glob = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
             what = f"it refers to {glob.group(1)}" if glob else "it holds more than tensors"
             raise ValueError(f"refused to unpickle: not plain weights ({what}; only torch.load(weights_only=True) is used)") from None
-        first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-        raise ValueError(f"unreadable or truncated .pt file ({first[:200]})") from None
+        raise ValueError(f"unreadable or truncated .pt file ({first_line(e)})") from None
 
 
 def load_tl_state_dict(path: str | Path) -> dict[str, Any]:

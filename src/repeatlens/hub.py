@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from repeatlens.errors import ConfigError
+from repeatlens.errors import ConfigError, first_line
 
 __all__ = ["PREFIX", "HubRevisions", "parse_source", "cache_dir", "repo_dir", "cached_refs", "snapshot", "find_revisions", "download", "DOWNLOAD_PATTERNS"]
 
@@ -176,8 +176,7 @@ def download(repo: str, revisions: Sequence[str], cache: Optional[Path] = None) 
                 path = huggingface_hub.snapshot_download(repo, revision=rev, cache_dir=str(cache or cache_dir()), allow_patterns=DOWNLOAD_PATTERNS)
                 out[rev] = Path(path)
             except Exception as e:  # noqa: BLE001 - no network, no such revision, gated repo: each is one line
-                text = str(e).strip().splitlines()
-                out[rev] = f"download failed ({type(e).__name__}: {(text[0] if text else '')[:200]})"
+                out[rev] = f"download failed ({type(e).__name__}: {first_line(e)})"
     finally:
         constants.HF_HUB_OFFLINE = was_offline
     return out

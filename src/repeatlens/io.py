@@ -1,7 +1,8 @@
 """Atomic file writes, folder locks and hashing.
 
 Every file repeatlens writes goes to a temporary file in the same folder, is flushed and
-fsynced, then renamed over the target: a crash never leaves a file that looks complete but
+fsynced, then renamed over the target (with the mode a plain ``open()`` would give it,
+``0666`` less the umask, so a run shared on a cluster is as readable as the user's other files): a crash never leaves a file that looks complete but
 is not, and a failed write (e.g. a full disk) leaves the previous version intact. A write
 that fails for lack of space raises :class:`~repeatlens.errors.DiskFullError`, any other
 I/O failure :class:`~repeatlens.errors.WriteError`; both name the target file in one line.
@@ -26,7 +27,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from repeatlens.errors import DiskFullError, LockTimeout, RepeatlensError, WriteError
+from repeatlens.errors import DiskFullError, LockTimeout, RepeatlensError, WriteError, first_line
 
 try:
     import fcntl
@@ -58,6 +59,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.close(fd)
         tmp_path = Path(tmp)
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp made it 0600: give it the mode open() would
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
@@ -72,6 +74,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
                 tmp_path.unlink(missing_ok=True)
 
 
+def current_umask() -> int:
+    """The process's umask, read from ``/proc/self/status`` where Linux shows it (setting
+    and restoring it, the only portable way, races with other threads' file creation).
+
+    >>> 0 <= current_umask() <= 0o777
+    True
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_failure(path: str | Path, err: BaseException) -> Optional[WriteError]:
     """The one-line error for a failed write of ``path``, or None when ``err`` is no I/O failure.
 
@@ -84,7 +105,7 @@ def write_failure(path: str | Path, err: BaseException) -> Optional[WriteError]:
     if not isinstance(err, OSError) and match is None:
         return None
     code = err.errno if isinstance(err, OSError) and err.errno else (int(match.group(1)) if match else None)
-    reason = os.strerror(code) if code else (str(err).splitlines() or [type(err).__name__])[0]
+    reason = os.strerror(code) if code else first_line(err)
     if code in _DISK_FULL:
         return DiskFullError(
             f"{path}: the disk is full ({reason}) while writing this file; its previous version, if any, is intact; "

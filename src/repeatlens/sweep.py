@@ -58,14 +58,55 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from repeatlens.config import config_from_dict, merge, read_yaml
-from repeatlens.data.mixture import plan_mixture
-from repeatlens.errors import ConfigError, RepeatlensError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["SweepSpec", "SweepPoint", "SweepResult", "load_sweep", "expand_grid", "run_sweep", "run_point", "available_cores"]
+from repeatlens.config import MAX_COUNT, DeviceName, RunConfig, config_from_dict, format_validation_error, merge, read_yaml
+from repeatlens.data.mixture import plan_mixture
+from repeatlens.errors import ENVIRONMENT_ERRNOS, ConfigError, RepeatlensError, first_line, os_error_message, shorten
+
+__all__ = ["SweepSpec", "SweepPoint", "AnalyzeOptions", "MAX_POINTS", "SweepResult", "load_sweep", "expand_grid", "run_sweep", "run_point", "available_cores"]
 
 SWEEP_KEYS = {"base", "base_config", "grid", "analyze", "data_matched_controls"}
-ANALYZE_KEYS = {"metrics", "max_sequences", "batch_size", "seed", "device", "probes", "probe_len", "probe_batch", "probe_seed"}
+#: The most points a sweep may have: a grid's size is the product of its lists' lengths, and
+#: one more list can multiply it past what anyone means to train (expanding 10,000 points
+#: and validating each takes about 10 s).
+MAX_POINTS = 10_000
+#: Grids larger than this show a progress bar while their points are expanded and validated.
+PROGRESS_POINTS = 1_000
+
+
+def _comma_list(value: Any) -> Any:
+    """``"induction, test_loss"`` -> ``["induction", "test_loss"]`` (as on the command line); anything else as is."""
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+
+class AnalyzeOptions(BaseModel):
+    """A sweep file's ``analyze:`` section: the arguments of :func:`repeatlens.analysis.analyze`,
+    type-checked when the sweep is read (and, per point, checked to apply to its runs)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    metrics: Optional[list[str]] = None
+    max_sequences: int = Field(64, ge=0, le=MAX_COUNT)
+    batch_size: int = Field(32, ge=1, le=MAX_COUNT)
+    seed: Optional[int] = Field(None, ge=0, le=MAX_COUNT, description="deprecated name of probe_seed")
+    device: DeviceName = "auto"
+    probes: Optional[list[str]] = None
+    probe_len: Optional[int] = Field(None, ge=2, le=MAX_COUNT)
+    probe_batch: int = Field(16, ge=1, le=MAX_COUNT)
+    probe_seed: int = Field(0, ge=0, le=MAX_COUNT)
+
+    @field_validator("metrics", "probes", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        return _comma_list(value)
+
+    def probe_options(self) -> dict[str, Any]:
+        """The probe settings as :func:`repeatlens.analysis.analyze` takes them."""
+        out = self.model_dump(include={"probes", "probe_len", "probe_batch", "probe_seed"}, exclude_unset=True)
+        if self.seed is not None and "probe_seed" not in out:
+            out["probe_seed"] = self.seed
+        return out
 F_KEY, E_KEY = "mixture.repeated_fraction", "mixture.repeat_count"
 DM_KEY = "mixture.data_matched"
 _SHORT = {F_KEY: "f", E_KEY: "E", "mixture.total_tokens": "D", "model.preset": "", "seed": "s", DM_KEY: "dm"}
@@ -125,13 +166,15 @@ class SweepResult:
 # ------------------------------------------------------------------------------ parsing
 
 
-def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
+def _nest(dotted: dict[str, Any], where: str = "sweep") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in dotted.items():
         node = out
         parts = key.split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{where}: grid.{shorten(key)}: '{'.'.join(parts[: i + 1])}' is also a grid key with values; it cannot have fields")
         node[parts[-1]] = value
     return out
 
@@ -160,27 +203,37 @@ def _data_matched_twin(values: dict[str, Any], cfg: dict[str, Any]) -> tuple[dic
 
 
 def expand_grid(
-    base: dict[str, Any], grid: dict[str, Any], where: str = "sweep", *, data_matched_controls: bool = False
+    base: dict[str, Any], grid: dict[str, Any], where: str = "sweep", *, data_matched_controls: bool = False, progress: bool = True
 ) -> list[SweepPoint]:
     """Every point of the grid over ``base``, validated, controls deduplicated; with
     ``data_matched_controls``, each f > 0 point followed by its data-matched control.
 
     Raises:
-        ConfigError: a grid entry is not a non-empty list, or a point is not a valid config
+        ConfigError: a grid entry is not a non-empty list, the grid has more than
+            :data:`MAX_POINTS` points (twins included), or a point is not a valid config
             (the message names the point and the field).
     """
+    size = 1
     for key, values in grid.items():
-        if not isinstance(key, str) or not key:
-            raise ConfigError(f"{where}: grid key {key!r}: expected a dotted config key such as mixture.repeat_count")
+        if not isinstance(key, str) or not key or not all(part.strip() for part in key.split(".")):
+            raise ConfigError(f"{where}: grid key {shorten(repr(key))}: expected a dotted config key such as mixture.repeat_count")
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: grid.{key} = {values!r}: expected a non-empty list of values")
+            raise ConfigError(f"{where}: grid.{shorten(key)} = {shorten(repr(values))}: expected a non-empty list of values")
+        size *= len(values)
+    if size * (2 if data_matched_controls else 1) > MAX_POINTS:
+        lengths = " x ".join(str(len(v)) for v in grid.values()) + (" x 2 (data-matched controls)" if data_matched_controls else "")
+        total = size * (2 if data_matched_controls else 1)
+        raise ConfigError(f"{where}: grid: {lengths} = {total:,} points; expected at most {MAX_POINTS:,} (split the sweep)")
+    from tqdm.auto import tqdm
+
     keys = list(grid)
     points: list[SweepPoint] = []
     seen: set[str] = set()
     names: set[str] = set()
 
     def add(values: dict[str, Any], cfg: dict[str, Any]) -> None:
-        if float(cfg.get("mixture", {}).get("repeated_fraction", 0.0) or 0.0) == 0.0:
+        mixture = cfg.get("mixture")
+        if isinstance(mixture, dict) and _is_zero(mixture.get("repeated_fraction", 0.0)):
             cfg = merge(cfg, {"mixture": {"repeat_count": 1}})  # the control: E means nothing
             if E_KEY in values:
                 values[E_KEY] = 1
@@ -203,21 +256,38 @@ def expand_grid(
         if data_matched_controls and cfg["mixture"]["repeated_fraction"] > 0:
             add(*_data_matched_twin(values, cfg))
 
-    for combo in itertools.product(*(grid[k] for k in keys)):
+    combos = tqdm(itertools.product(*(grid[k] for k in keys)), total=size, desc="checking grid points", unit="point", leave=False,
+                  disable=not progress or size < PROGRESS_POINTS)
+    for combo in combos:
         values = dict(zip(keys, combo))
-        add(values, merge(base, _nest(values)))
+        add(values, merge(base, _nest(values, where=f"{where}: point {point_name(values)}")))
     return points
 
 
-def load_sweep(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep YAML (see the module docstring for its fields)."""
+def _is_zero(value: Any) -> bool:
+    """Whether a (not yet validated) repeated_fraction is 0; a value of another type is left to the validation."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0)
+
+
+def load_sweep(path: str | Path, *, progress: bool = True) -> SweepSpec:
+    """Read and validate a sweep YAML (see the module docstring for its fields).
+
+    Everything is checked here, before any point trains: the fields, every grid point's
+    config and repetition spec, and the ``analyze:`` options against every point (metric
+    names, probe families that apply to its runs, copy lengths that fit its context).
+
+    Args:
+        progress: a progress bar while a large grid (over :data:`PROGRESS_POINTS` points) is checked.
+    """
     path = Path(path)
     raw = read_yaml(path)
-    unknown = sorted(set(raw) - SWEEP_KEYS)
+    unknown = sorted(set(map(str, raw)) - SWEEP_KEYS)
     if unknown:
-        raise ConfigError(f"{path}: unknown field '{unknown[0]}'; expected {', '.join(sorted(SWEEP_KEYS))}")
+        raise ConfigError(f"{path}: unknown field {shorten(repr(unknown[0]))}; expected {', '.join(sorted(SWEEP_KEYS))}")
     base: dict[str, Any] = {}
     if raw.get("base_config") is not None:
+        if not isinstance(raw["base_config"], str) or not raw["base_config"].strip():
+            raise ConfigError(f"{path}: field 'base_config' = {shorten(repr(raw['base_config']))}: expected the path of a config file")
         base_path = Path(raw["base_config"])
         base_path = base_path if base_path.is_absolute() else path.parent / base_path
         base = read_yaml(base_path)
@@ -229,25 +299,52 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise ConfigError(f"{path}: no base config; give 'base:' (config fields) or 'base_config:' (a config file)")
     grid = raw.get("grid") or {}
     if not isinstance(grid, dict):
-        raise ConfigError(f"{path}: field 'grid': expected a mapping of dotted keys to lists")
+        raise ConfigError(f"{path}: field 'grid': expected a mapping of dotted keys to lists, got {type(grid).__name__}")
     analyze = raw.get("analyze") or {}
     if not isinstance(analyze, dict):
-        raise ConfigError(f"{path}: field 'analyze': expected a mapping")
-    bad = sorted(set(analyze) - ANALYZE_KEYS)
-    if bad:
-        raise ConfigError(f"{path}: unknown field 'analyze.{bad[0]}'; expected {', '.join(sorted(ANALYZE_KEYS))}")
-    if analyze.get("metrics") is not None:
+        raise ConfigError(f"{path}: field 'analyze': expected a mapping, got {type(analyze).__name__}")
+    try:
+        options = AnalyzeOptions.model_validate(analyze)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, str(path), section="analyze")) from None
+    dm = raw.get("data_matched_controls", False)
+    if not isinstance(dm, bool):
+        raise ConfigError(f"{path}: field 'data_matched_controls' = {shorten(repr(dm))}: expected true or false")
+    points = expand_grid(base, grid, where=str(path), data_matched_controls=dm, progress=progress)
+    _check_analyze_options(options, points, path)
+    return SweepSpec(base=base, grid=grid, analyze=options.model_dump(exclude_unset=True), points=points, source=path)
+
+
+def _check_analyze_options(options: AnalyzeOptions, points: list[SweepPoint], path: Path) -> None:
+    """The ``analyze:`` options against every distinct kind of point (:func:`repeatlens.analysis.check_run_options`).
+
+    Without metric names and probe settings there is nothing a point could refuse (the
+    default families are those that apply, the default copy length fits), and the check,
+    which imports torch, is skipped: reading a sweep file stays light.
+    """
+    if options.metrics is None and not {"probes", "probe_len"} & options.model_fields_set:
+        return
+    from repeatlens.analysis import check_run_options
+
+    if options.metrics is not None:
         from repeatlens.scores import resolve_metrics
 
         try:
-            resolve_metrics(analyze["metrics"])
+            resolve_metrics(options.metrics)
         except ConfigError as e:
             raise ConfigError(f"{path}: analyze.{e}") from None
-    dm = raw.get("data_matched_controls", False)
-    if not isinstance(dm, bool):
-        raise ConfigError(f"{path}: field 'data_matched_controls' = {dm!r}: expected true or false")
-    points = expand_grid(base, grid, where=str(path), data_matched_controls=dm)
-    return SweepSpec(base=base, grid=grid, analyze=analyze, points=points, source=path)
+    checked: set[str] = set()
+    for p in points:
+        cfg = RunConfig.model_validate(p.config)
+        kind = json.dumps([cfg.data.synthetic_only, cfg.data.synthetic_fraction, cfg.data.test_sequences, cfg.model.n_ctx,
+                           cfg.data.synthetic.max_len])  # all the options are checked against
+        if kind in checked:
+            continue
+        checked.add(kind)
+        try:
+            check_run_options(cfg, **options.probe_options())
+        except ConfigError as e:
+            raise ConfigError(f"{path}: analyze: {e}" + (f" (point {p.name})" if len(points) > 1 else "")) from None
 
 
 # ----------------------------------------------------------------------------- one point
@@ -291,6 +388,13 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
         out["failures"] = [[f.path, f.reason] for f in res.failures]
     except RepeatlensError as e:
         out.update(ok=False, error=str(e))
+    except OSError as e:
+        if e.errno not in ENVIRONMENT_ERRNOS:
+            out.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        else:  # a permission, a full disk, a name too long: the user's machine, one line
+            out.update(ok=False, error=os_error_message(e))
+    except MemoryError as e:
+        out.update(ok=False, error=f"out of memory ({first_line(e)})")
     except Exception as e:  # noqa: BLE001 - reported by the parent with its traceback
         out.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     out["seconds"] = time.perf_counter() - t0
@@ -436,6 +540,21 @@ def _check_devices_for_ray_gpus(points: list[SweepPoint], gpus: float) -> None:
             )
 
 
+def _check_this_machine(spec: SweepSpec) -> None:
+    """Before any point trains: this machine has every device the points train and score on,
+    and what their wandb settings need (:func:`repeatlens.train.check_wandb`)."""
+    from repeatlens.devices import resolve_device
+    from repeatlens.train import check_wandb
+
+    devices = {spec.analyze.get("device", "auto"): "analyze.device"}
+    for p in spec.points:
+        devices.setdefault(p.config["train"]["device"], f"point {p.name}: train.device")
+    for device, where in devices.items():
+        resolve_device(device, where=where)
+    for p in spec.points:
+        check_wandb(RunConfig.model_validate(p.config))
+
+
 # ------------------------------------------------------------------------------- driver
 
 
@@ -491,6 +610,8 @@ def run_sweep(
         spec = load_sweep(spec)
     if gpus_per_run:
         _check_devices_for_ray_gpus(spec.points, gpus_per_run)
+    if executor == "local":  # Ray's workers may have devices this driver lacks
+        _check_this_machine(spec)
     out = Path(out).resolve()
     t0 = time.perf_counter()
     result = SweepResult(out)

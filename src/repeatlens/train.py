@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import shutil
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -27,13 +31,22 @@ from tqdm.auto import tqdm
 
 from repeatlens import determinism
 from repeatlens import model as adapter
-from repeatlens.checkpoints import RunDir, load_train_state, restore_optimizer, save_checkpoint
+from repeatlens.checkpoints import (
+    CKPT_DIR,
+    MANIFEST_FORMAT,
+    RECORDED_FILES,
+    RunDir,
+    file_record,
+    load_train_state,
+    restore_optimizer,
+    save_checkpoint,
+)
 from repeatlens.config import RunConfig
-from repeatlens.data.mixture import build_schedule, plan_mixture, schedule_hash
-from repeatlens.data.pools import build_pool, load_corpus
+from repeatlens.data.mixture import MixturePlan, build_schedule, plan_mixture, schedule_hash
+from repeatlens.data.pools import Corpus, Pool, build_pool, load_corpus
 from repeatlens.data.seeds import manifest_seeds
-from repeatlens.errors import CheckpointError, ConfigError, LockTimeout, RepeatlensError
-from repeatlens.io import atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, sha256_file
+from repeatlens.errors import CheckpointError, ConfigError, LockTimeout, RepeatlensError, ResourceError, first_line, shorten
+from repeatlens.io import LOCK_FILE, atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, sha256_file, write_failure
 from repeatlens.losses import next_token_loss, token_losses
 from repeatlens.results.schema import Manifest
 
@@ -111,29 +124,137 @@ def eval_sets(run: RunDir, n: int) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------------ set-up
 
 
-def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> RunDir:
-    """Draw the data for ``cfg`` and write a run directory's config, manifest and pool.
+@dataclass
+class DrawnData:
+    """A run's data, drawn in memory from its config (nothing written yet)."""
 
-    All validation (config, repetition spec, corpus size) happens before anything is
-    written; ``config.yaml`` is written after the data files, so a directory without it is
-    not a run and is set up again on the next call.
+    plan: MixturePlan
+    corpus: Corpus
+    pool: Pool
+    schedule: np.ndarray
+    total_steps: int
+
+
+def draw_data(cfg: RunConfig, *, progress: bool = True) -> DrawnData:
+    """Plan the mixture, load (or tokenize into the cache) the corpus, check that this
+    machine has the memory for the run, and draw the pool and schedule, writing nothing
+    into the run directory.
+
+    Raises:
+        ConfigError / DataError: an impossible spec, a corpus that is missing or too small.
+        ResourceError: the pool, schedule or model would not fit in this machine's memory.
     """
-    run = RunDir(out)
     plan = plan_mixture(cfg.mixture, cfg.data.seq_len)
     corpus = load_corpus(cfg.data, progress=progress)
+    check_memory(cfg, plan, corpus.vocab_size)
     pool = build_pool(cfg.data, plan, corpus, cfg.seed, source=cfg.mixture.repeated_source)
     schedule = build_schedule(plan, first_repeated=pool.first_repeated, first_unique=pool.first_unique, seed=cfg.seed)
-    total_steps = math.ceil(plan.n_total / cfg.train.batch_size)
+    return DrawnData(plan, corpus, pool, schedule, math.ceil(plan.n_total / cfg.train.batch_size))
 
-    if run.path.exists() and any(run.path.iterdir()) and not (run.path / "data").exists() and not run.manifest_path.exists():
-        raise CheckpointError(f"{run.path}: directory exists, is not empty and is not a repeatlens run; choose another --out")
-    run.path.mkdir(parents=True, exist_ok=True)
+
+def check_memory(cfg: RunConfig, plan: MixturePlan, vocab_size: int) -> None:
+    """Refuse a run that cannot fit in this machine's memory, before anything is drawn.
+
+    Only what must be in memory at once is counted, so the estimate is a lower bound and a
+    run that would have fit is never refused (one that nearly fills the machine may still
+    fail later, as one line): the pool (``rows x seq_len`` ids of 2 or 4 bytes), the schedule
+    (``slots x 8`` bytes), and on the training device the model's weights, gradients and
+    AdamW's two moments (``4 x 4`` bytes a parameter) and one step's logits (``batch x seq_len
+    x vocab x 4`` bytes).
+
+    Raises:
+        ResourceError: naming the largest part, the total and what the machine (or GPU) has.
+    """
+    m, d, t = cfg.model, cfg.data, cfg.train
+    rows = plan.n_repeated + plan.n_unique + d.test_sequences
+    host = {"the pool of sequences (mixture.total_tokens, data.seq_len, data.test_sequences)": rows * d.seq_len * (2 if vocab_size <= 2**16 else 4),
+            "the schedule (mixture.total_tokens / data.seq_len slots)": plan.n_total * 8}
+    model = {"the model's weights, gradients and AdamW moments (model)": 16 * m.n_params(vocab_size),
+             "one step's logits (train.batch_size x data.seq_len x vocabulary)": t.batch_size * d.seq_len * vocab_size * 4}
+    device = resolve_device(t.device)
+    gpu = _device_memory(device)
+    budgets = [(host if gpu is not None else {**host, **model}, _host_memory(), "this machine has")]
+    if gpu is not None:
+        budgets.append((model, gpu, f"{device} has"))
+    for parts, available, has in budgets:
+        need = sum(parts.values())
+        if available is not None and need > available:
+            largest = max(parts, key=parts.get)
+            raise ResourceError(
+                f"the run needs at least {need / 2**30:,.1f} GiB of memory ({largest}: {parts[largest] / 2**30:,.1f} GiB), "
+                f"but {has} {available / 2**30:,.1f} GiB; lower those sizes"
+            )
+
+
+def _host_memory() -> Optional[int]:
+    """Bytes of memory this process may use: the machine's, or its cgroup's limit if lower."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            total = min(total, int(Path(limit_file).read_text().strip()))
+    return total
+
+
+def _device_memory(device: str) -> Optional[int]:
+    """Bytes of memory of a CUDA device; None for the CPU (and MPS, which shares the host's)."""
+    if not device.startswith("cuda"):
+        return None
+    return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+
+
+def check_wandb(cfg: RunConfig) -> None:
+    """``train.wandb`` can start: the package is installed and, for ``mode: online``, a
+    W&B API key is configured (``WANDB_API_KEY``, or a ``wandb login`` entry in ~/.netrc).
+
+    Raises:
+        ConfigError: naming the field and what to do instead.
+    """
+    w = cfg.train.wandb
+    if not w.enabled:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is None:
+        raise ConfigError("train.wandb.enabled = true but wandb is not installed; pip install 'repeatlens[wandb]'")
+    if w.mode != "online" or os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return
+    import netrc
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    with contextlib.suppress(OSError, netrc.NetrcParseError):
+        if netrc.netrc(os.environ.get("NETRC")).authenticators(host or ""):
+            return
+    raise ConfigError(
+        f"train.wandb.mode = 'online' but no W&B API key is configured for {host} (WANDB_API_KEY or `wandb login`); "
+        "log in, or set train.wandb.mode: offline"
+    )
+
+
+def _write_run(cfg: RunConfig, run: RunDir, drawn: DrawnData) -> RunDir:
+    """Write a run directory's data, manifest and (last) config, under the run's train lock.
+
+    ``config.yaml`` is written after everything else, so a directory without it is not a
+    run (and has no checkpoints: :func:`_refuse_to_rewrite`); the manifest records the
+    sha256 and size of every file, ``config.yaml``'s included (manifest format 3).
+    """
+    plan, corpus, pool, schedule = drawn.plan, drawn.corpus, drawn.pool, drawn.schedule
+    _remove_temporaries(run)
     atomic_save_npy(run.pool_path, pool.tokens)
     atomic_save_npy(run.is_synthetic_path, pool.is_synthetic)
     atomic_save_npy(run.schedule_path, schedule)
     if corpus.tokenizer_json is not None:
         atomic_write_text(run.tokenizer_path, corpus.tokenizer_json)
+    else:
+        run.tokenizer_path.unlink(missing_ok=True)  # left by an earlier, unfinished set-up from a text corpus
+    config_text = cfg.to_yaml()
+    files = {rel: file_record(run.path / rel) for rel in RECORDED_FILES if rel != "config.yaml" and (run.path / rel).is_file()}
+    files["config.yaml"] = file_record(run.config_path, config_text.encode("utf-8"))
     manifest = Manifest(
+        format_version=MANIFEST_FORMAT,
         run_id=run.run_id,
         total_tokens=plan.total_tokens,
         repeated_fraction=plan.repeated_fraction,
@@ -153,22 +274,123 @@ def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> Ru
         repeated_ids=list(range(pool.first_repeated, pool.first_unique)),
         test_ids=[0, pool.n_test],
         schedule={"file": "data/schedule.npy", "sha256": schedule_hash(schedule), "slots": int(len(schedule))},
-        pool={"file": "data/pool.npy", "sha256": sha256_file(run.pool_path), "dtype": str(pool.tokens.dtype),
+        pool={"file": "data/pool.npy", "sha256": files["data/pool.npy"]["sha256"], "dtype": str(pool.tokens.dtype),
               "is_synthetic": "data/is_synthetic.npy"},
         seeds=manifest_seeds(cfg.seed),
         corpus={"source": cfg.data.source, "fingerprint": corpus.fingerprint},
         tokenizer="tokenizer.json" if corpus.tokenizer_json is not None else None,
         batch_size=cfg.train.batch_size,
-        total_steps=total_steps,
-        checkpoint_steps=cfg.train.checkpoints.steps(total_steps),
+        total_steps=drawn.total_steps,
+        checkpoint_steps=cfg.train.checkpoints.steps(drawn.total_steps),
+        files=files,
     ).to_json()
     atomic_write_json(run.manifest_path, manifest)
-    atomic_write_text(run.config_path, cfg.to_yaml())
+    atomic_write_text(run.config_path, config_text)
     return run
 
 
-#: Fields that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {"train.progress", "train.device"}
+def _remove_temporaries(run: RunDir) -> None:
+    """Remove the temporaries of writes a crash interrupted (see :mod:`repeatlens.io`); under the train lock."""
+    for tmp in run.path.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def _unstarted_run_of_another_config(run: RunDir, cfg: RunConfig) -> bool:
+    """Whether ``run`` was set up for another config but never trained (no checkpoint,
+    metrics or completion record: it failed before step 0); it is then set up again for ``cfg``
+    rather than blocking it, and says so on stderr. Under the train lock."""
+    if run.complete_path.exists() or run.metrics_path.exists() or any(run.ckpt_dir.glob("step_*")):
+        return False
+    try:
+        _check_same_config(run, cfg)
+        return False
+    except RepeatlensError as e:  # another config, or one that no longer reads
+        print(f"note: {run.path} held a run set up for another config that never trained; setting it up again ({shorten(str(e), 300)})",
+              file=sys.stderr, flush=True)
+        run.config_path.unlink()  # first: a directory without config.yaml is not a run, whatever happens next
+        return True
+
+
+def _refuse_to_rewrite(run: RunDir) -> None:
+    """Before (re)writing a run directory's data: refuse one that holds a run's results
+    (checkpoints, metrics, a completion record: its config.yaml was lost) or is not a run at all.
+
+    Raises:
+        CheckpointError: one line naming the directory and what it holds.
+    """
+    if not run.path.is_dir():
+        return
+    results = [p.name for p in (run.complete_path, run.metrics_path) if p.exists()]
+    results += [f"{len(list(run.ckpt_dir.glob('step_*.json')))} checkpoint(s)"] if any(run.ckpt_dir.glob("step_*")) else []
+    if results:
+        raise CheckpointError(
+            f"{run.config_path}: missing, but the run directory holds {', '.join(results)}; its data is not rewritten "
+            "without the config it was trained with: restore config.yaml, or train into another --out"
+        )
+    ours = {"data", "config.yaml", "manifest.json", "tokenizer.json", TRAIN_LOCK, LOCK_FILE, CKPT_DIR}
+    others = sorted(p.name for p in run.path.iterdir() if p.name not in ours)
+    if others:
+        raise CheckpointError(
+            f"{run.path}: directory exists and holds files that are not a repeatlens run's ({shorten(', '.join(others[:5]))}); choose another --out"
+        )
+
+
+def _make_run_dir(run: RunDir) -> bool:
+    """Create the run directory (and its parents); True when this call created it."""
+    try:
+        run.path.mkdir(parents=True)
+        return True
+    except FileExistsError:
+        if not run.path.is_dir():
+            raise CheckpointError(f"{run.path}: exists and is not a directory; choose another --out") from None
+        return False
+    except OSError as e:
+        raise (write_failure(run.path, e) or e) from None
+
+
+@contextlib.contextmanager
+def _train_lock(run: RunDir, created: bool) -> Iterator[None]:
+    """Hold the run's train lock (one trainer per run directory); a directory this call
+    created is removed again if the block fails before ``config.yaml`` is written."""
+    try:
+        with file_lock(run.path / TRAIN_LOCK, timeout=0):
+            try:
+                yield
+            except BaseException:
+                if created and not run.config_path.is_file():
+                    shutil.rmtree(run.path, ignore_errors=True)
+                raise
+    except LockTimeout as e:
+        raise LockTimeout(f"{run.path}: another process is training this run already; wait for it or stop it ({e})") from None
+
+
+def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> RunDir:
+    """Draw the data for ``cfg`` and write a run directory's config, manifest and pool (no training).
+
+    Every check (config, memory, repetition spec, corpus) happens before anything is
+    written, and the writing happens under the run's train lock. A directory that already
+    holds a run (or its results) is refused.
+
+    Raises:
+        CheckpointError: ``out`` holds a run, a run's results, or other files.
+        LockTimeout: another process is setting up or training ``out``.
+    """
+    run = RunDir(out)
+    if run.config_path.is_file():
+        raise CheckpointError(f"{run.path}: already a run directory; choose another --out")
+    _refuse_to_rewrite(run)
+    drawn = draw_data(cfg, progress=progress)
+    created = _make_run_dir(run)
+    with _train_lock(run, created):
+        if run.config_path.is_file():
+            raise CheckpointError(f"{run.path}: already a run directory; choose another --out")
+        _refuse_to_rewrite(run)
+        return _write_run(cfg, run, drawn)
+
+
+#: Fields that may change between an interrupted run and its resumption (they change how it
+#: is run, watched or logged, not what it computes).
+_RESUMABLE_CHANGES = {"train.progress", "train.device", "train.wandb.enabled", "train.wandb.mode", "train.wandb.project"}
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -183,8 +405,8 @@ def _check_same_config(run: RunDir, cfg: RunConfig) -> None:
     for field in sorted(set(old) | set(new)):
         if old.get(field) != new.get(field) and field not in _RESUMABLE_CHANGES:
             raise ConfigError(
-                f"{run.path}: run directory was written by a different config ({field} = {old.get(field)!r} there, "
-                f"{new.get(field)!r} now); use another --out or the same config"
+                f"{run.path}: run directory was written by a different config ({field} = {shorten(repr(old.get(field)))} there, "
+                f"{shorten(repr(new.get(field)))} now); use another --out or the same config"
             )
 
 
@@ -197,6 +419,12 @@ TRAIN_LOCK = ".repeatlens.train.lock"
 def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, stop_after: Optional[int] = None) -> RunDir:
     """Train ``cfg`` into run directory ``out`` (resuming it if it was interrupted).
 
+    Before anything is written: the device and wandb settings are checked against this
+    machine, and for a new run the data is drawn (the spec, the corpus, the memory it
+    needs). Then, under the run's train lock, a new run directory is written, or an existing
+    one is checked: the same config, and every file hashed against the manifest
+    (:meth:`RunDir.check` with ``full``), so a resume never trains on data that changed.
+
     Args:
         cfg: the validated run config.
         out: run directory.
@@ -206,32 +434,42 @@ def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, s
     Raises:
         LockTimeout: another process is training the same run directory (one trainer per
             run: ``.repeatlens.train.lock``, an ``flock`` the kernel drops when its holder dies).
+        CheckpointError: ``out`` holds another config's run, a run whose files disagree, or
+            a run's results without its config.yaml.
     """
+    show = progress if progress is not None else cfg.train.progress
+    resolve_device(cfg.train.device)
+    check_wandb(cfg)
     run = RunDir(out)
-    if run.config_path.is_file():
-        _check_same_config(run, cfg)
-    else:  # validates the inputs before anything is written; every file it writes is atomic
-        run = prepare_run(cfg, out, progress=progress if progress is not None else cfg.train.progress)
-    with contextlib.ExitStack() as held:
-        try:
-            held.enter_context(file_lock(run.path / TRAIN_LOCK, timeout=0))
-        except LockTimeout as e:
-            raise LockTimeout(f"{run.path}: another process is training this run already; wait for it or stop it ({e})") from None
+    drawn = None
+    if not run.config_path.is_file():  # a new run: draw its data before creating anything
+        _refuse_to_rewrite(run)
+        drawn = draw_data(cfg, progress=show)
+    created = _make_run_dir(run)
+    with _train_lock(run, created):
+        if run.config_path.is_file() and not _unstarted_run_of_another_config(run, cfg):
+            run.check(full=True)
+            _check_same_config(run, cfg)
+        else:
+            _refuse_to_rewrite(run)
+            _write_run(cfg, run, drawn if drawn is not None else draw_data(cfg, progress=show))
         with determinism.deterministic_algorithms(cfg.train.deterministic, resolve_device(cfg.train.device)):
             return _train(cfg, run, progress, stop_after)
 
 
 def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Optional[int]) -> RunDir:
     """The loop, for the one process holding the run's train lock."""
-    for tmp in run.path.rglob(".*.tmp"):  # temporaries of a write a crash interrupted (see repeatlens.io)
-        tmp.unlink(missing_ok=True)
+    _remove_temporaries(run)
     if run.is_complete():
         return run
     t = cfg.train
     man = run.manifest()
     device = resolve_device(t.device)
     env = determinism.environment(device)  # what bit-identity is promised for: sidecars and complete.json record it
-    pool, schedule = run.pool(), np.load(run.schedule_path)
+    sidecar_extra: dict[str, Any] = {"environment": env}
+    if "config.yaml" in man.files:  # which config and manifest each checkpoint was trained under (RunDir.check compares)
+        sidecar_extra.update(config_sha256=man.files["config.yaml"].sha256, manifest_sha256=sha256_file(run.manifest_path))
+    pool, schedule = run.pool(), run.schedule()
     total_steps, ckpt_steps = man.total_steps, set(man.checkpoint_steps)
     b, seq_len = t.batch_size, man.seq_len
     evals = eval_sets(run, t.eval_sequences)
@@ -274,7 +512,7 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
     def checkpoint(step: int, tokens_seen: int) -> None:
         evaluate(step, tokens_seen)
         _write_metrics(run, rows)  # before the sidecar: a counted checkpoint always has its metrics
-        save_checkpoint(run, model, step, tokens_seen, opt, extra={"environment": env})
+        save_checkpoint(run, model, step, tokens_seen, opt, extra=sidecar_extra)
 
     if not done and 0 in ckpt_steps:
         checkpoint(0, 0)
@@ -356,12 +594,15 @@ def _wandb_init(cfg: RunConfig, run: RunDir, start: int):
         import wandb
     except ImportError:
         raise ConfigError("train.wandb.enabled = true but wandb is not installed; pip install 'repeatlens[wandb]'") from None
-    return wandb.init(
-        project=cfg.train.wandb.project,
-        mode=cfg.train.wandb.mode,
-        dir=str(run.path),
-        name=run.run_id,
-        id=run.run_id.replace("/", "_"),
-        resume="allow",
-        config=cfg.model_dump(mode="json"),
-    )
+    try:
+        return wandb.init(
+            project=cfg.train.wandb.project,
+            mode=cfg.train.wandb.mode,
+            dir=str(run.path),
+            name=run.run_id,
+            id=run.run_id.replace("/", "_"),
+            resume="allow",
+            config=cfg.model_dump(mode="json"),
+        )
+    except wandb.errors.Error as e:  # no credentials after all, a refused login …: before the first step
+        raise ConfigError(f"train.wandb: wandb could not start ({first_line(e)}); set train.wandb.mode: offline or fix the W&B set-up") from None

@@ -2,10 +2,16 @@
 
 Checks, each failure one :class:`Finding` (one line, naming the file):
 
-* ``data/pool.npy`` against the sha256 in ``manifest.json``;
-* ``data/schedule.npy``: its hash (:func:`repeatlens.data.mixture.schedule_hash`) and slot
-  count against the manifest, and the schedule ``config.yaml``'s mixture gives with today's
-  code (:func:`~repeatlens.data.mixture.build_schedule`) against the same hash;
+* every file the manifest records (``config.yaml``, ``tokenizer.json``, ``data/pool.npy``,
+  ``data/schedule.npy``, ``data/is_synthetic.npy``) against its sha256 and size, the
+  config against the manifest's seed, mixture, lengths and parameter count, the ``.npy``
+  files' shapes against its counts (:func:`repeatlens.checkpoints.run_file_problems`); a
+  run written before the manifest recorded every file has its pool and schedule checked
+  against their recorded hashes and its config for truncation, and ``unchecked`` says what
+  could not be checked;
+* the schedule ``config.yaml``'s mixture gives with today's code
+  (:func:`~repeatlens.data.mixture.build_schedule`) against the manifest's schedule hash;
+* ``metrics.parquet`` and ``complete.json`` are readable;
 * every checkpoint: its sidecar is readable and names its own step, its weights and its
   training state hash to the sidecar's sha256s; every step the manifest declares (up to the
   last one saved, all of them for a complete run) has a checkpoint;
@@ -21,7 +27,6 @@ Only a replay imports torch and TransformerLens; the hash checks read files and 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -29,9 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-import numpy as np
 
-from repeatlens.checkpoints import CKPT_DIR, CheckpointInfo, RunDir, load_run, step_name
+from repeatlens.checkpoints import CKPT_DIR, CheckpointInfo, RunDir, load_run, read_sidecar, run_file_problems, step_name
 from repeatlens.errors import CheckpointError, RepeatlensError
 from repeatlens.io import sha256_file
 from repeatlens.results.schema import Manifest
@@ -57,6 +61,7 @@ class VerifyResult:
     run: Path
     findings: list[Finding] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -64,7 +69,7 @@ class VerifyResult:
 
     def summary(self) -> str:
         verdict = "no findings" if self.ok else f"{len(self.findings)} finding(s)"
-        return f"verified {self.run}: {', '.join(self.checked)}: {verdict}"
+        return f"verified {self.run}: {', '.join(self.checked) or 'nothing'}: {verdict}"
 
 
 def verify_run(path: str | Path, replay_steps: Sequence[int] = ()) -> VerifyResult:
@@ -75,12 +80,22 @@ def verify_run(path: str | Path, replay_steps: Sequence[int] = ()) -> VerifyResu
             checkpoint with an earlier checkpoint to start from (a request that cannot be
             carried out, not a finding).
     """
-    run = load_run(path)
+    run = load_run(path, check=False)
     res = VerifyResult(run.path)
-    man = run.manifest()
-    res.findings += _check_data(run, man)
-    res.checked.append("pool and schedule")
+    try:
+        man = run.manifest()
+        problems, res.unchecked = run_file_problems(run, full=True)
+    except RepeatlensError as e:  # manifest.json or config.yaml unreadable: nothing else can be compared
+        where, _, problem = str(e).partition(": ")
+        res.findings.append(Finding(where, problem))
+        res.checked.append("config and manifest")
+        return res
+    res.findings += [Finding(where, problem) for where, problem in problems]
+    if not any(f.where in (str(run.schedule_path), str(run.config_path)) for f in res.findings):
+        res.findings += _check_schedule_regenerates(run, man)
+    res.checked.append("config, manifest and data files")
     sidecars, found = _read_sidecars(run)
+    res.findings += _check_records(run, sidecars)
     res.findings += found
     res.findings += _check_checkpoints(run, man, sidecars)
     res.checked.append(f"{len(sidecars)} checkpoint(s)")
@@ -95,30 +110,37 @@ def verify_run(path: str | Path, replay_steps: Sequence[int] = ()) -> VerifyResu
 # --------------------------------------------------------------------------- data files
 
 
-def _check_data(run: RunDir, man: Manifest) -> list[Finding]:
+def _check_schedule_regenerates(run: RunDir, man: Manifest) -> list[Finding]:
+    """The schedule ``config.yaml``'s mixture gives with today's code, against the manifest's hash."""
     from repeatlens.data.mixture import build_schedule, plan_mixture, schedule_hash
 
-    out = []
-    pool = man.pool
-    if not run.pool_path.is_file():
-        out.append(Finding(str(run.pool_path), "missing"))
-    elif pool.get("sha256") and sha256_file(run.pool_path) != pool["sha256"]:
-        out.append(Finding(str(run.pool_path), f"sha256 does not match manifest.json pool.sha256 ({pool['sha256'][:16]}…)"))
-    sched = man.schedule
-    try:
-        schedule = np.load(run.schedule_path)
-    except (OSError, ValueError) as e:
-        return out + [Finding(str(run.schedule_path), f"unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})")]
-    if schedule_hash(schedule) != sched["sha256"]:
-        out.append(Finding(str(run.schedule_path), f"schedule hash does not match manifest.json schedule.sha256 ({sched['sha256'][:16]}…)"))
-    if len(schedule) != sched["slots"]:
-        out.append(Finding(str(run.schedule_path), f"{len(schedule)} slots, manifest.json says {sched['slots']}"))
     cfg = run.config()
     plan = plan_mixture(cfg.mixture, cfg.data.seq_len)
     first = man.n_test
     now = build_schedule(plan, first_repeated=first, first_unique=first + man.n_repeated, seed=cfg.seed)
-    if schedule_hash(now) != sched["sha256"]:
-        out.append(Finding(str(run.config_path), "its mixture now gives a different schedule than manifest.json records (the schedule code changed?)"))
+    if schedule_hash(now) != man.schedule["sha256"]:
+        return [Finding(str(run.config_path), "its mixture now gives a different schedule than manifest.json records (the schedule code changed?)")]
+    return []
+
+
+def _check_records(run: RunDir, sidecars: list[dict[str, Any]]) -> list[Finding]:
+    """``metrics.parquet`` and ``complete.json`` (when present) are readable, and the metrics
+    hold the test loss evaluated at every saved checkpoint (written before its sidecar)."""
+    out = []
+    for read in (run.metrics, run.completion):
+        try:
+            read()
+        except RepeatlensError as e:
+            where, _, problem = str(e).partition(": ")
+            out.append(Finding(where, problem))
+    if out:
+        return out
+    met = run.metrics()
+    evaluated = set(met.loc[met["split"] == "test", "step"].astype(int))
+    missing = [m["step"] for m in sidecars if m["step"] not in evaluated]
+    if missing:
+        out.append(Finding(str(run.metrics_path), f"no test loss at checkpoint step(s) {', '.join(map(str, missing[:5]))}"
+                                                  f"{' …' if len(missing) > 5 else ''}; every checkpoint is evaluated before it is saved"))
     return out
 
 
@@ -130,17 +152,11 @@ def _read_sidecars(run: RunDir) -> tuple[list[dict[str, Any]], list[Finding]]:
     sidecars, found = [], []
     for side in sorted(run.ckpt_dir.glob("step_*.json")):
         try:
-            meta = json.loads(side.read_text())
-            step = int(meta["step"])
-            int(meta["tokens_seen"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            found.append(Finding(str(side), f"unreadable checkpoint sidecar ({type(e).__name__}: {e})"))
-            continue
-        if side.name != f"{step_name(step)}.json":
-            found.append(Finding(str(side), f"sidecar says step {step}; expected {step_name(step)}.json"))
-            continue
-        sidecars.append(meta)
-    return sorted(sidecars, key=lambda m: int(m["step"])), found
+            sidecars.append(read_sidecar(side))
+        except CheckpointError as e:
+            where, _, problem = str(e).partition(": ")
+            found.append(Finding(where, problem))
+    return sorted(sidecars, key=lambda m: m["step"]), found
 
 
 def _check_checkpoints(run: RunDir, man: Manifest, sidecars: list[dict[str, Any]]) -> list[Finding]:
@@ -206,7 +222,7 @@ def replay(run: RunDir, k: int, ckpts: Sequence[CheckpointInfo]) -> list[Finding
     cfg = cfg.model_copy(update={"train": train_cfg})
 
     with tempfile.TemporaryDirectory(prefix="repeatlens-replay-") as tmp, _torch_threads(recorded.get("threads")):
-        copy = _scratch_copy(run, start, Path(tmp) / run.run_id, cfg.to_yaml())
+        copy = _scratch_copy(run, start, Path(tmp) / run.run_id)
         try:
             train(cfg, copy.path, progress=False, stop_after=k - start.step)
             redone = copy.checkpoint(k)
@@ -243,8 +259,10 @@ def _torch_threads(n: Optional[int]) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _scratch_copy(run: RunDir, start: CheckpointInfo, dest: Path, config_yaml: str) -> RunDir:
-    """A run directory at ``dest`` that holds ``run``'s data (symlinked) and only checkpoint ``start``."""
+def _scratch_copy(run: RunDir, start: CheckpointInfo, dest: Path) -> RunDir:
+    """A run directory at ``dest`` that holds ``run``'s data (symlinked), its config and
+    manifest as they are (the replay's changes of device, progress and wandb are ones a
+    resume may make), and only checkpoint ``start``."""
     copy = RunDir(dest)
     (dest / "data").mkdir(parents=True)
     (dest / CKPT_DIR).mkdir()
@@ -252,10 +270,10 @@ def _scratch_copy(run: RunDir, start: CheckpointInfo, dest: Path, config_yaml: s
                      (start.weights_path, dest / CKPT_DIR / start.weights_path.name),
                      (start.train_state_path, dest / CKPT_DIR / start.train_state_path.name)):
         os.symlink(src.resolve(), dst)  # read only: the trainer writes new files, never into these
-    for src in (run.manifest_path, run.tokenizer_path, run.metrics_path, run.ckpt_dir / f"{step_name(start.step)}.json"):
+    for src in (run.config_path, run.manifest_path, run.tokenizer_path, run.is_synthetic_path, run.metrics_path,
+                run.ckpt_dir / f"{step_name(start.step)}.json"):
         if src.is_file():
             shutil.copyfile(src, dest / src.relative_to(run.path))
-    copy.config_path.write_text(config_yaml)
     return copy
 
 

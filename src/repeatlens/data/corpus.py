@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 
 from repeatlens.data.tokenizer import BOS_TOKEN
-from repeatlens.errors import DataError
+from repeatlens.errors import DataError, first_line, os_error_message
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
@@ -57,8 +57,7 @@ _CHUNK_BYTES = 1 << 20
 _GLOB_CHARS = "*?["
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+_first_line = first_line
 
 
 @contextmanager
@@ -252,6 +251,8 @@ def _read(path: Path | Traversable, fmt: str, text_field: str) -> Iterator[str]:
             yield from _iter_hf(path, text_field)  # type: ignore[arg-type]
     except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
         raise DataError(f"'{path}' is not a valid gzip file ({_first_line(exc)})") from None
+    except OSError as exc:  # unreadable: permissions, a failing disk …
+        raise DataError(f"data.source: {os_error_message(exc, path)}") from None
 
 
 def _stream(source: str | os.PathLike, plan: list[tuple[Path | Traversable, str]], text_field: str) -> Iterator[str]:

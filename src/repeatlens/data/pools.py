@@ -111,8 +111,7 @@ def corpus_tokenizer(data: DataConfig, corpus_fp: str) -> Tokenizer:
     if tok_path.is_file():
         return tok_mod.load_tokenizer(tok_path)
     tok = tok_mod.train_bpe(corpus_mod.iter_documents(data.source, data.format, data.text_field), data.vocab_size)
-    tok_dir.mkdir(parents=True, exist_ok=True)
-    tok_mod.save_tokenizer(tok, tok_path)
+    tok_mod.save_tokenizer(tok, tok_path)  # creates tok_dir; an unwritable cache is a one-line WriteError
     return tok
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -21,7 +20,8 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm.auto import tqdm
 
-from repeatlens.errors import ConfigError, DataError
+from repeatlens.errors import ConfigError, DataError, first_line
+from repeatlens.io import atomic_write_text
 
 @runtime_checkable
 class HasVocabSize(Protocol):
@@ -98,7 +98,7 @@ def bos_id(tok: Tokenizer) -> int:
 
 
 def save_tokenizer(tok: Tokenizer, path: str | os.PathLike) -> Path:
-    """Write ``tok`` as tokenizers JSON, atomically (temp file, then ``os.replace``).
+    """Write ``tok`` as tokenizers JSON, atomically (:func:`repeatlens.io.atomic_write_text`).
 
     Args:
         tok: The tokenizer.
@@ -108,17 +108,7 @@ def save_tokenizer(tok: Tokenizer, path: str | os.PathLike) -> Path:
         The destination path.
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(tok.to_str())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(dest, tok.to_str())
     return dest
 
 
@@ -134,7 +124,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     try:
         tok = Tokenizer.from_file(str(src))
     except Exception as exc:  # tokenizers raises a bare Exception for every parse error
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
         raise DataError(f"tokenizer: '{src}' is not a valid tokenizer JSON file ({reason})") from None
     if tok.token_to_id(BOS_TOKEN) is None:
         raise DataError(f"tokenizer: '{src}' has no {BOS_TOKEN} token; train it with repeatlens")

@@ -23,6 +23,7 @@ from typing import Any, Iterator, Optional
 
 import torch
 
+from repeatlens.errors import first_line
 from repeatlens.model._tl import HookedTransformer, HookedTransformerConfig, quiet_tl as _quiet_tl
 from repeatlens.model.archs import ARCHITECTURES, HookedSpec, UnsupportedArchitecture, hooked_spec, nanogpt_spec
 from repeatlens.model.build import _DERIVED_CFG_KEYS, hooked_config_from_dict
@@ -74,7 +75,7 @@ def hooked_config_from_json(d: dict[str, Any]) -> HookedTransformerConfig:
     try:
         return hooked_config_from_dict(d)
     except (TypeError, ValueError, AssertionError, AttributeError) as e:
-        raise ValueError(f"TransformerLens rejects it ({_first_line(e)})") from None
+        raise ValueError(f"TransformerLens rejects it ({first_line(e)})") from None
 
 
 def model_from_foreign_state_dict(
@@ -114,7 +115,7 @@ def model_from_foreign_state_dict(
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln]
-        raise ValueError(f"weights do not match the config: {lines[0] if lines else _first_line(e)}") from None
+        raise ValueError(f"weights do not match the config: {lines[0] if lines else first_line(e)}") from None
     buffers = {name for name, _ in model.named_buffers()}
     missing = [k for k in missing if k not in buffers]
     if missing or unexpected:
@@ -151,7 +152,7 @@ def read_hf_config(folder: Any) -> Any:
         with _quiet_hf():
             return transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
     except Exception as e:  # an unreadable config.json, in whatever way transformers reports it
-        raise ValueError(f"unreadable config.json ({_first_line(e)})") from None
+        raise ValueError(f"unreadable config.json ({first_line(e)})") from None
 
 
 def hooked_config_from_spec(spec: HookedSpec) -> HookedTransformerConfig:
@@ -160,7 +161,7 @@ def hooked_config_from_spec(spec: HookedSpec) -> HookedTransformerConfig:
         with _quiet_tl():
             return HookedTransformerConfig(**spec.kwargs)
     except (TypeError, ValueError, AssertionError) as e:
-        raise UnsupportedArchitecture(f"TransformerLens rejects the mapped config ({_first_line(e)})") from None
+        raise UnsupportedArchitecture(f"TransformerLens rejects the mapped config ({first_line(e)})") from None
 
 
 def hf_hooked_config(hf_config: Any) -> HookedTransformerConfig:
@@ -207,7 +208,7 @@ def model_from_hf_folder(folder: Any, device: str = "cpu", hf_config: Any = None
                 output_loading_info=True, ignore_mismatched_sizes=True,
             )
     except Exception as e:  # missing / truncated weight files, in whatever way transformers reports it
-        raise ValueError(f"unreadable Hugging Face weights ({_first_line(e)})") from None
+        raise ValueError(f"unreadable Hugging Face weights ({first_line(e)})") from None
     mismatched = sorted(info.get("mismatched_keys") or [], key=lambda t: str(t[0]))
     if mismatched:
         key, got, want = mismatched[0]
@@ -251,11 +252,7 @@ def model_from_nanogpt(ckpt: dict[str, Any], device: str = "cpu") -> HookedTrans
     except KeyError as e:
         raise ValueError(f"model_args disagree with the weights: {e.args[0]} is not in the weights") from None
     except (RuntimeError, ValueError) as e:  # einops: shapes that do not split into model_args' heads
-        raise ValueError(f"model_args disagree with the weights ({_first_line(e)})") from None
+        raise ValueError(f"model_args disagree with the weights ({first_line(e)})") from None
     state_dict = {k: v for k, v in state_dict.items() if not k.endswith(".IGNORE")}
     return model_from_foreign_state_dict(hcfg, state_dict, device=device, zero_fill=True)  # nanoGPT's lm_head has no bias
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:300]

@@ -16,9 +16,9 @@ This module imports neither torch nor pandas.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "SCORE_COLUMNS",
@@ -31,6 +31,7 @@ __all__ = [
     "METRIC_DTYPES",
     "probe_key",
     "Manifest",
+    "FileRecord",
 ]
 
 PROBE_COLUMNS = ["probe", "probe_len", "probe_batch", "probe_seed"]
@@ -95,6 +96,22 @@ def probe_key(probe: str, copy_len: object, batch: object, seed: object) -> str:
 # ------------------------------------------------------------------------------ the manifest
 
 
+#: A count a manifest records (tokens, sequences, steps, ids): whole, >= 0, and small enough
+#: (2**53, as the config's limit) that arrays of it and products with it cannot overflow.
+Count = Annotated[int, Field(ge=0, le=2**53)]
+#: A :data:`Count` that cannot be 0 (a sequence length, a batch size, E).
+Positive = Annotated[int, Field(ge=1, le=2**53)]
+
+
+class FileRecord(BaseModel):
+    """What a file of a run directory was when the run was written: its sha256 and size."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
 class Manifest(BaseModel):
     """A run's ``manifest.json``, typed: the repetition spec as realised, the pool's layout,
     the seeds, the schedule's hash and the model's size, written once when the run is
@@ -109,20 +126,20 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
 
-    format_version: int = 2
+    format_version: int = 2  # prepare_run writes 3 (files recorded); older manifests lack the key or say 2
     run_id: str
-    total_tokens: int = Field(validation_alias=AliasChoices("total_tokens", "D"))
+    total_tokens: Count = Field(validation_alias=AliasChoices("total_tokens", "D"))
     repeated_fraction: float = Field(validation_alias=AliasChoices("repeated_fraction", "f"))
-    repeat_count: int = Field(validation_alias=AliasChoices("repeat_count", "E"))
-    repeated_tokens: int = Field(validation_alias=AliasChoices("repeated_tokens", "S"))
+    repeat_count: Positive = Field(validation_alias=AliasChoices("repeat_count", "E"))
+    repeated_tokens: Count = Field(validation_alias=AliasChoices("repeated_tokens", "S"))
     requested: dict[str, Any]
     plan: dict[str, Any]
-    seq_len: int
-    vocab_size: int
-    n_test: int
-    n_repeated: int
-    n_unique: int
-    n_synthetic: int = 0
+    seq_len: Positive
+    vocab_size: Positive
+    n_test: Count
+    n_repeated: Count
+    n_unique: Count
+    n_synthetic: Count = 0
     synthetic_ids: Optional[tuple[int, int]] = None
     n_params: Optional[int] = None
     n_params_nonembedding: Optional[int] = None
@@ -133,9 +150,21 @@ class Manifest(BaseModel):
     seeds: dict[str, Any]
     corpus: dict[str, Any]
     tokenizer: Optional[str] = None
-    batch_size: int
-    total_steps: int
-    checkpoint_steps: list[int]
+    batch_size: Positive
+    total_steps: Count
+    checkpoint_steps: list[Count]
+    files: dict[str, FileRecord] = Field(default_factory=dict)
+    """Format 3: the sha256 and size of every file the run was written with, by path in the
+    run directory (``config.yaml``, ``tokenizer.json``, ``data/*.npy``); empty in older manifests."""
+
+    @model_validator(mode="after")
+    def _records_complete(self) -> "Manifest":
+        for name, keys in (("schedule", {"sha256": str, "slots": int}), ("pool", {"sha256": str})):
+            record = getattr(self, name)
+            for key, kind in keys.items():
+                if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
+                    raise ValueError(f"{name}.{key}: missing or not a {kind.__name__}")
+        return self
 
     @property
     def requested_fraction(self) -> float:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import pandas as pd
 
-from repeatlens.errors import CheckpointError
+from repeatlens.errors import CheckpointError, first_line
 from repeatlens.results.schema import (
     METRIC_COLUMNS,
     METRIC_DTYPES,
@@ -132,10 +132,17 @@ class ScoreTable:
             meta = json.loads(raw) if raw else {}
             df = table.to_pandas()
         except (OSError, ValueError, pa.ArrowException) as e:
-            raise CheckpointError(f"{path}: unreadable scores table ({str(e).splitlines()[0]}); delete it to score again") from None
-        if meta.get("format", 1) < TABLE_FORMAT:
+            raise CheckpointError(f"{path}: unreadable scores table ({first_line(e)}); delete it to score again") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("done", {}), dict) or not isinstance(meta.get("run", {}), dict):
+            raise CheckpointError(f"{path}: scores table with unreadable bookkeeping (its repeatlens metadata); delete it to score again")
+        old = not isinstance(meta.get("format", 1), int) or meta.get("format", 1) < TABLE_FORMAT
+        _require_score_columns(path, df, old)
+        if old:
             df, meta = _from_format_1(df, meta)
-        return cls(path, tidy_scores(df), meta)
+        try:
+            return cls(path, tidy_scores(df), meta)
+        except (ValueError, TypeError) as e:  # a column of the wrong type
+            raise CheckpointError(f"{path}: scores table with a column of the wrong type ({first_line(e)}); delete it to score again") from None
 
     def done_version(self, metric: str, key: str, step: int) -> Optional[int]:
         return self.meta["done"].get(metric, {}).get(key, {}).get(str(step))
@@ -157,6 +164,14 @@ class ScoreTable:
     def write(self) -> None:
         order = ["step", "metric", "probe", "probe_len", "probe_batch", "probe_seed", "layer", "head", "offset"]
         write_parquet(self.path, self.df.sort_values(order, kind="stable"), self.meta)
+
+
+def _require_score_columns(path: Path, df: pd.DataFrame, format_1: bool) -> None:
+    """A scores table read from ``path`` holds the columns its format has (one-line CheckpointError otherwise)."""
+    later = {"duplicate_of"} | ({"offset", *PROBE_COLUMNS} if format_1 else set())
+    missing = [c for c in SCORE_COLUMNS if c not in later and c not in df.columns]
+    if missing:
+        raise CheckpointError(f"{path}: not a repeatlens scores table (no column {', '.join(missing)}); delete it to score again")
 
 
 def _from_format_1(df: pd.DataFrame, meta: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -307,10 +322,15 @@ def _load_table(path: str | Path, name: str) -> pd.DataFrame:
     file = p / name if p.is_dir() else p
     if not file.is_file():
         raise CheckpointError(f"{p}: no {name} yet; run `repeatlens analyze {p}` first")
-    try:
-        df = pd.read_parquet(file)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{file}: unreadable table ({str(e).splitlines()[0]})") from None
+    from repeatlens.checkpoints import read_parquet_table
+
+    df = read_parquet_table(file, (), "table")
+    if name == SCORES_FILE:
+        _require_score_columns(file, df, "probe" not in df.columns)
+    else:
+        missing = [c for c in METRIC_COLUMNS if c not in df.columns]
+        if missing:
+            raise CheckpointError(f"{file}: not a repeatlens metrics table (no column {', '.join(missing)})")
     if name == SCORES_FILE and "probe" not in df.columns:  # a table written before probes were recorded
         meta = {"done": {}}
         df, _ = _from_format_1(df, meta)
