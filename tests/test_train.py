@@ -18,7 +18,7 @@ def test_run_directory_layout_and_checkpoint_schedule(tmp_path) -> None:
     cfg = tiny_config()
     run = train(cfg, tmp_path / "run")
     assert run.is_complete()
-    for name in ("config.yaml", "manifest.json", "metrics.parquet", "data/pool.npy", "data/schedule.npy", "complete.json"):
+    for name in ("config.yaml", "manifest.json", "metrics.parquet", "data/rows.npy", "data/is_synthetic.npy", "data/schedule.npy", "complete.json"):
         assert (run.path / name).is_file(), name
     man = run.manifest()
     steps = [c.step for c in run.checkpoints()]

@@ -22,7 +22,8 @@ from tests.test_cli import _run
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
-    return train(tiny_config(), tmp_path_factory.mktemp("verify") / "run")
+    """Every checkpoint keeps its training state, so that any step can be replayed."""
+    return train(tiny_config(train={"keep_optimizer": "all"}), tmp_path_factory.mktemp("verify") / "run")
 
 
 @pytest.fixture
@@ -52,7 +53,8 @@ def test_a_sound_run_verifies_clean_and_replays_bit_identical(trained: RunDir, c
     [
         ("checkpoints/step_0000005.safetensors", "sha256 does not match its sidecar (corrupted or truncated file)"),
         ("checkpoints/step_0000010.train.safetensors", "sha256 does not match its sidecar's train_state (corrupted or truncated file)"),
-        ("data/pool.npy", "sha256 does not match manifest.json pool.sha256"),
+        ("data/rows.npy", "sha256 does not match manifest.json pool.rows_sha256"),
+        ("data/is_synthetic.npy", "sha256 does not match manifest.json pool.is_synthetic_sha256"),
     ],
 )
 def test_a_flipped_byte_is_one_finding_naming_the_file(copy: RunDir, capsys, target: str, problem: str) -> None:

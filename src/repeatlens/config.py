@@ -157,13 +157,29 @@ class DataConfig(BaseModel):
     bin_dtype: Literal["uint16", "uint32"] = "uint16"
     bin_vocab_size: Optional[int] = Field(None, ge=2, description="vocabulary of a pre-tokenized .bin corpus; default max id + 1")
     bin_bos_id: int = Field(0, ge=0, description="id used as BOS at the start of each sequence cut from a .bin corpus")
-    tokenizer: Optional[str] = Field(None, description="path to a tokenizer.json; default: train a BPE on the corpus")
+    tokenizer: Optional[str] = Field(None, description="path to a tokenizer.json (any layout); default: train a BPE on the corpus")
+    bos_token: Optional[str] = Field(
+        None, min_length=1,
+        description="the token of data.tokenizer that opens every sequence; default the first of <|endoftext|>, "
+        "<|begin_of_text|>, <|startoftext|>, <s>, <bos>, <BOS>, [BOS] it holds",
+    )
+    extensions: Optional[list[str]] = Field(
+        None, min_length=1,
+        description="a folder source: the file name endings to read, e.g. [.py, .txt]; default .txt, .md, .jsonl, .jsonl.gz, .parquet",
+    )
     vocab_size: int = Field(2048, ge=258, description="BPE vocabulary size when a tokenizer is trained")
     seq_len: int = Field(128, ge=4, description="tokens per training sequence, BOS included")
     synthetic_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of sequences from the synthetic source")
     synthetic: SyntheticConfig = SyntheticConfig()
     test_sequences: int = Field(64, ge=1, description="held-out sequences, disjoint from every training pool")
     cache_dir: Optional[str] = Field(None, description="tokenized-corpus cache; default $REPEATLENS_CACHE or ~/.cache/repeatlens")
+
+    @model_validator(mode="after")
+    def _extensions(self) -> "DataConfig":
+        for ext in self.extensions or []:
+            if not ext.startswith(".") or len(ext) < 2 or "/" in ext or any(c in ext for c in "*?["):
+                raise ValueError(f"extensions: {ext!r} is not a file name ending; expected e.g. .py or .jsonl.gz (a glob goes in data.source)")
+        return self
 
     @property
     def synthetic_only(self) -> bool:
@@ -252,6 +268,18 @@ class TrainConfig(BaseModel):
 
     model_config = _STRICT
     batch_size: int = Field(32, ge=1)
+    micro_batch_size: Optional[int] = Field(
+        None, ge=1, description="gradient accumulation: forward and backward this many sequences at a time; default the whole batch"
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast dtype of the forward pass (fp32 master weights and checkpoints; fp16 adds a gradient scaler)"
+    )
+    tf32: bool = Field(True, description="on CUDA, let fp32 matmuls and convolutions use TF32 tensor cores")
+    keep_optimizer: Literal["last", "all"] = Field(
+        "last",
+        description="which checkpoints keep the optimizer and RNG state: 'last' (the latest, to resume, and the one before it, "
+        "for verify --replay) or 'all'; weights are kept at every checkpoint either way",
+    )
     lr: float = Field(1e-3, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     weight_decay: float = Field(0.05, ge=0)
@@ -269,6 +297,12 @@ class TrainConfig(BaseModel):
     deterministic: bool = Field(True, description="torch deterministic algorithms: bit-identical reruns at a fixed thread count and device")
     progress: bool = True
     wandb: WandbConfig = WandbConfig()
+
+    @model_validator(mode="after")
+    def _micro(self) -> "TrainConfig":
+        if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
+            raise ValueError(f"micro_batch_size = {self.micro_batch_size} exceeds batch_size = {self.batch_size}; expected at most the batch")
+        return self
 
 
 class RunConfig(BaseModel):

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from repeatlens import determinism
 from repeatlens import model as adapter
-from repeatlens.checkpoints import RunDir, load_train_state, restore_optimizer, save_checkpoint
+from repeatlens.checkpoints import RunDir, load_train_state, prune_train_states, restore_optimizer, restore_rng, save_checkpoint
 from repeatlens.config import RunConfig
 from repeatlens.data.mixture import build_schedule, plan_mixture, schedule_hash
 from repeatlens.data.pools import build_pool, load_corpus
@@ -35,6 +35,7 @@ from repeatlens.data.seeds import manifest_seeds
 from repeatlens.errors import CheckpointError, ConfigError, LockTimeout, RepeatlensError
 from repeatlens.io import atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, sha256_file
 from repeatlens.losses import next_token_loss, token_losses
+from repeatlens.precision import Precision, matmul_settings, micro_batches
 from repeatlens.results.schema import Manifest
 
 
@@ -104,10 +105,15 @@ def eval_sets(run: RunDir, n: int) -> dict[str, np.ndarray]:
 def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> RunDir:
     """Draw the data for ``cfg`` and write a run directory's config, manifest and pool.
 
-    All validation (config, repetition spec, corpus size) happens before anything is
-    written; ``config.yaml`` is written after the data files, so a directory without it is
-    not a run and is set up again on the next call.
+    The pool is stored by reference (:mod:`repeatlens.data.pools`): ``data/rows.npy`` and
+    ``data/is_synthetic.npy`` (a few bytes per row), the corpus stream's location and
+    sha256, and the synthetic rows' seeds, settings and sha256 (the rows themselves go to
+    the cache). All validation (config, repetition spec, corpus size, special ids) happens
+    before anything is written; ``config.yaml`` is written after the data files, so a
+    directory without it is not a run and is set up again on the next call.
     """
+    from repeatlens.data.pools import cache_root
+
     run = RunDir(out)
     plan = plan_mixture(cfg.mixture, cfg.data.seq_len)
     corpus = load_corpus(cfg.data, progress=progress)
@@ -118,7 +124,11 @@ def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> Ru
     if run.path.exists() and any(run.path.iterdir()) and not (run.path / "data").exists() and not run.manifest_path.exists():
         raise CheckpointError(f"{run.path}: directory exists, is not empty and is not a repeatlens run; choose another --out")
     run.path.mkdir(parents=True, exist_ok=True)
-    atomic_save_npy(run.pool_path, pool.tokens)
+    if pool.synthetic is not None:  # the shared cache keeps the rows; the run keeps how to regenerate them
+        cached = cache_root(cfg.data) / pool.synthetic.cache_name
+        if not cached.is_file():
+            atomic_save_npy(cached, pool.synthetic_tokens)
+    atomic_save_npy(run.rows_path, pool.rows)
     atomic_save_npy(run.is_synthetic_path, pool.is_synthetic)
     atomic_save_npy(run.schedule_path, schedule)
     if corpus.tokenizer_json is not None:
@@ -143,11 +153,15 @@ def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> Ru
         repeated_ids=list(range(pool.first_repeated, pool.first_unique)),
         test_ids=[0, pool.n_test],
         schedule={"file": "data/schedule.npy", "sha256": schedule_hash(schedule), "slots": int(len(schedule))},
-        pool={"file": "data/pool.npy", "sha256": sha256_file(run.pool_path), "dtype": str(pool.tokens.dtype),
-              "is_synthetic": "data/is_synthetic.npy"},
+        pool={"layout": "reference", "rows": "data/rows.npy", "rows_sha256": sha256_file(run.rows_path),
+              "is_synthetic": "data/is_synthetic.npy", "is_synthetic_sha256": sha256_file(run.is_synthetic_path),
+              "n_rows": int(len(pool.rows)), "dtype": str(corpus.dtype),
+              "synthetic": pool.synthetic.to_json() if pool.synthetic is not None else None},
         seeds=manifest_seeds(cfg.seed),
-        corpus={"source": cfg.data.source, "fingerprint": corpus.fingerprint},
+        corpus={"source": cfg.data.source, "fingerprint": corpus.fingerprint,
+                "stream": corpus.stream.to_json() if corpus.stream is not None else None},
         tokenizer="tokenizer.json" if corpus.tokenizer_json is not None else None,
+        special_ids=corpus.special.to_json(),
         batch_size=cfg.train.batch_size,
         total_steps=total_steps,
         checkpoint_steps=cfg.train.checkpoints.steps(total_steps),
@@ -158,7 +172,7 @@ def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> Ru
 
 
 #: Fields that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {"train.progress", "train.device"}
+_RESUMABLE_CHANGES = {"train.progress", "train.device", "train.keep_optimizer"}
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -207,7 +221,8 @@ def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, s
             held.enter_context(file_lock(run.path / TRAIN_LOCK, timeout=0))
         except LockTimeout as e:
             raise LockTimeout(f"{run.path}: another process is training this run already; wait for it or stop it ({e})") from None
-        with determinism.deterministic_algorithms(cfg.train.deterministic, resolve_device(cfg.train.device)):
+        device = resolve_device(cfg.train.device)
+        with determinism.deterministic_algorithms(cfg.train.deterministic, device), matmul_settings(device, cfg.train.tf32):
             return _train(cfg, run, progress, stop_after)
 
 
@@ -237,14 +252,17 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
     if t.compile:
         fwd = torch.compile(fwd)
 
+    numerics = Precision(t.precision, device)
+
     start, rows = 0, []
     done = run.checkpoints()
     if done:  # resume from the last complete checkpoint
         last = done[-1]
         model.load_state_dict(last.load_state_dict(), strict=False)
         tensors, groups = load_train_state(last)
-        restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items()}, groups)
-        torch.set_rng_state(tensors["rng.torch"])
+        restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items() if k.startswith("opt.")}, groups)
+        restore_rng(tensors)
+        numerics.load_state(tensors)
         start = last.step
         determinism.warn_if_changed(last.sidecar.get("environment"), env, f"{run.path}: resuming from step {start}")
         rows = [r for r in run.metrics().to_dict("records") if r["step"] <= start]
@@ -264,7 +282,9 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
     def checkpoint(step: int, tokens_seen: int) -> None:
         evaluate(step, tokens_seen)
         _write_metrics(run, rows)  # before the sidecar: a counted checkpoint always has its metrics
-        save_checkpoint(run, model, step, tokens_seen, opt, extra={"environment": env})
+        save_checkpoint(run, model, step, tokens_seen, opt, extra={"environment": env}, state=numerics.state())
+        if t.keep_optimizer == "last":  # resume needs the latest; verify --replay of the last interval the one before
+            prune_train_states(run, keep=2)
 
     if not done and 0 in ckpt_steps:
         checkpoint(0, 0)
@@ -278,11 +298,20 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
         lr = lr_at(step, total_steps, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = next_token_loss(fwd(model, tokens), tokens)
-        loss.backward()
+        loss: Tensor = torch.zeros((), device=device)
+        for part, share in micro_batches(tokens, t.micro_batch_size):
+            with numerics.autocast():
+                part_loss = next_token_loss(fwd(model, part), part)
+            if share == 1.0:  # the whole batch at once: the loss as it always was
+                numerics.backward(part_loss)
+                loss = part_loss.detach()
+            else:
+                numerics.backward(part_loss * share)
+                loss = loss + part_loss.detach() * share
+        numerics.unscale(opt)
         if t.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        opt.step()
+        numerics.step(opt)
         opt.zero_grad(set_to_none=True)
 
         s, tokens_seen = step + 1, min((step + 1) * b, len(schedule)) * seq_len

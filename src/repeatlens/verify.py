@@ -2,7 +2,12 @@
 
 Checks, each failure one :class:`Finding` (one line, naming the file):
 
-* ``data/pool.npy`` against the sha256 in ``manifest.json``;
+* the pool: for a run stored by reference, ``data/rows.npy`` and ``data/is_synthetic.npy``
+  against their sha256s in ``manifest.json``, the corpus stream's tokens against
+  ``corpus.stream.sha256`` (missing: one line saying how to rebuild it), and the synthetic
+  rows regenerated from the manifest's seeds and settings (and any cached copy) against
+  ``pool.synthetic.sha256``; for a run written before, ``data/pool.npy`` against
+  ``pool.sha256``;
 * ``data/schedule.npy``: its hash (:func:`repeatlens.data.mixture.schedule_hash`) and slot
   count against the manifest, and the schedule ``config.yaml``'s mixture gives with today's
   code (:func:`~repeatlens.data.mixture.build_schedule`) against the same hash;
@@ -100,7 +105,9 @@ def _check_data(run: RunDir, man: Manifest) -> list[Finding]:
 
     out = []
     pool = man.pool
-    if not run.pool_path.is_file():
+    if pool.get("layout") == "reference":
+        out += _check_references(run, man)
+    elif not run.pool_path.is_file():
         out.append(Finding(str(run.pool_path), "missing"))
     elif pool.get("sha256") and sha256_file(run.pool_path) != pool["sha256"]:
         out.append(Finding(str(run.pool_path), f"sha256 does not match manifest.json pool.sha256 ({pool['sha256'][:16]}…)"))
@@ -119,6 +126,50 @@ def _check_data(run: RunDir, man: Manifest) -> list[Finding]:
     now = build_schedule(plan, first_repeated=first, first_unique=first + man.n_repeated, seed=cfg.seed)
     if schedule_hash(now) != sched["sha256"]:
         out.append(Finding(str(run.config_path), "its mixture now gives a different schedule than manifest.json records (the schedule code changed?)"))
+    return out
+
+
+def _check_references(run: RunDir, man: Manifest) -> list[Finding]:
+    """A pool stored by reference: its row files, the corpus stream's tokens and the
+    synthetic rows (regenerated from the manifest, and any cached copy) against their sha256s."""
+    from repeatlens.data.pools import StreamRef, SyntheticRows, cache_root, token_sha256
+
+    pool, data, where = man.pool, run.config().data, str(run.path)
+    out = []
+    for key in ("rows", "is_synthetic"):
+        path = run.path / pool[key]
+        if not path.is_file():
+            out.append(Finding(str(path), "missing"))
+        elif sha256_file(path) != pool.get(f"{key}_sha256"):
+            out.append(Finding(str(path), f"sha256 does not match manifest.json pool.{key}_sha256 ({str(pool.get(f'{key}_sha256'))[:16]}…)"))
+    if man.corpus.get("stream") is not None:
+        ref = StreamRef.from_json(man.corpus["stream"])
+        path = ref.locate(data)
+        remedy = f"rebuild it with: repeatlens data prepare {where}" if ref.kind == "cache" else "put the run's token file back"
+        if not path.is_file():
+            out.append(Finding(str(path), f"missing: the run's corpus stream; {remedy}"))
+        else:
+            try:
+                stream = ref.open(data, where)
+            except RepeatlensError as e:
+                out.append(Finding(str(path), str(e)))
+            else:
+                if token_sha256(stream) != ref.sha256:
+                    out.append(Finding(str(path), f"its tokens' sha256 does not match manifest.json corpus.stream.sha256 ({ref.sha256[:16]}…); "
+                                                  + ("delete it and " if ref.kind == "cache" else "") + remedy))
+                elif run.rows_path.is_file():
+                    refs, kinds = np.load(run.rows_path), np.load(run.is_synthetic_path)
+                    n_chunks = ref.n_tokens // (man.seq_len - 1)
+                    if len(refs) and (~kinds).any() and int(refs[~kinds].max()) >= n_chunks:
+                        out.append(Finding(str(run.rows_path), f"names corpus row {int(refs[~kinds].max())}; the stream has {n_chunks}"))
+    if pool.get("synthetic") is not None:
+        spec = SyntheticRows.from_json(pool["synthetic"])
+        if token_sha256(spec.generate()) != spec.sha256:
+            out.append(Finding(str(run.manifest_path), "its synthetic rows, regenerated from pool.synthetic's seeds and settings, hash to "
+                                                       "another sha256 (the synthetic source's code changed?)"))
+        cached = cache_root(data) / spec.cache_name
+        if cached.is_file() and token_sha256(np.load(cached, mmap_mode="r")) != spec.sha256:
+            out.append(Finding(str(cached), "cached synthetic rows do not match their sha256; delete the file (it is regenerated)"))
     return out
 
 
@@ -194,7 +245,10 @@ def replay(run: RunDir, k: int, ckpts: Sequence[CheckpointInfo]) -> list[Finding
     target = by_step[k]
     starts = [c for c in ckpts if c.step < k and c.sidecar.get("train_state")]
     if not starts:
-        raise CheckpointError(f"{run.path}: --replay {k}: no checkpoint with training state before step {k} to replay from")
+        kept = [c.step for c in ckpts if c.sidecar.get("train_state")]
+        why = (f" (train.keep_optimizer: last keeps it at the last two checkpoints only, steps {', '.join(map(str, kept))}: replay step "
+               f"{kept[-1]}, or train with train.keep_optimizer: all to replay any step)" if kept and any(c.sidecar.get("train_state_dropped") for c in ckpts) else "")
+        raise CheckpointError(f"{run.path}: --replay {k}: no checkpoint with training state before step {k} to replay from{why}")
     start = starts[-1]
     where = f"replay step {k} from step {start.step}"
     recorded = target.sidecar.get("environment") or {}
@@ -248,8 +302,8 @@ def _scratch_copy(run: RunDir, start: CheckpointInfo, dest: Path, config_yaml: s
     copy = RunDir(dest)
     (dest / "data").mkdir(parents=True)
     (dest / CKPT_DIR).mkdir()
-    for src, dst in ((run.pool_path, copy.pool_path), (run.schedule_path, copy.schedule_path),
-                     (start.weights_path, dest / CKPT_DIR / start.weights_path.name),
+    data_files = [(f, dest / "data" / f.name) for f in (run.path / "data").iterdir() if f.is_file()]
+    for src, dst in (*data_files, (start.weights_path, dest / CKPT_DIR / start.weights_path.name),
                      (start.train_state_path, dest / CKPT_DIR / start.train_state_path.name)):
         os.symlink(src.resolve(), dst)  # read only: the trainer writes new files, never into these
     for src in (run.manifest_path, run.tokenizer_path, run.metrics_path, run.ckpt_dir / f"{step_name(start.step)}.json"):

@@ -131,6 +131,7 @@ class Manifest(BaseModel):
     seeds: dict[str, Any]
     corpus: dict[str, Any]
     tokenizer: Optional[str] = None
+    special_ids: Optional[dict[str, Any]] = None
     batch_size: int
     total_steps: int
     checkpoint_steps: list[int]
@@ -139,6 +140,13 @@ class Manifest(BaseModel):
     def requested_fraction(self) -> float:
         """f as configured (before rounding to whole sequences): the sweep's coordinate."""
         return float(self.requested.get("repeated_fraction", self.repeated_fraction))
+
+    def special(self):
+        """The run's :class:`~repeatlens.data.special.SpecialIds` (BOS 0 for a manifest
+        written before they were recorded, as those runs were trained)."""
+        from repeatlens.data.special import SpecialIds
+
+        return SpecialIds.from_json(self.special_ids)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to ``manifest.json`` (format 2 names)."""
