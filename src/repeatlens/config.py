@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from repeatlens.errors import ConfigError
 
@@ -174,12 +174,13 @@ class DataConfig(BaseModel):
     test_sequences: int = Field(64, ge=1, description="held-out sequences, disjoint from every training pool")
     cache_dir: Optional[str] = Field(None, description="tokenized-corpus cache; default $REPEATLENS_CACHE or ~/.cache/repeatlens")
 
-    @model_validator(mode="after")
-    def _extensions(self) -> "DataConfig":
-        for ext in self.extensions or []:
+    @field_validator("extensions")
+    @classmethod
+    def _endings(cls, extensions: Optional[list[str]]) -> Optional[list[str]]:
+        for ext in extensions or []:
             if not ext.startswith(".") or len(ext) < 2 or "/" in ext or any(c in ext for c in "*?["):
-                raise ValueError(f"extensions: {ext!r} is not a file name ending; expected e.g. .py or .jsonl.gz (a glob goes in data.source)")
-        return self
+                raise ValueError(f"{ext!r} is not a file name ending; expected e.g. .py or .jsonl.gz (a glob goes in data.source)")
+        return extensions
 
     @property
     def synthetic_only(self) -> bool:

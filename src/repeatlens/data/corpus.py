@@ -364,9 +364,19 @@ def load_token_bin(path: str | os.PathLike, dtype: str | np.dtype | type = "uint
     if size % itemsize:
         raise DataError(f"token file '{file}' has {size} bytes, not a multiple of {itemsize}; is it really {name}?")
     tokens = np.memmap(file, dtype=np.dtype(name), mode="r")
-    if vocab_size is not None and (top := int(tokens.max())) >= vocab_size:
+    if vocab_size is not None and (top := max_token(file, name)) >= vocab_size:
         raise DataError(f"token file '{file}' holds id {top} >= vocab size {vocab_size}; is it really {name}?")
     return tokens
+
+
+def max_token(path: str | os.PathLike, dtype: str, chunk: int = 1 << 24) -> int:
+    """The largest id of a flat token file, read in chunks (no memory map: the file's pages
+    never count towards the process's resident memory)."""
+    top = 0
+    with open(path, "rb") as fh:
+        while len(part := np.fromfile(fh, dtype=np.dtype(dtype), count=chunk)):
+            top = max(top, int(part.max()))
+    return top
 
 
 def token_file_fingerprint(path: str | os.PathLike, dtype: str) -> str:

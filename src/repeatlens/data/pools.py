@@ -282,7 +282,7 @@ def _load_bin(data: DataConfig) -> Corpus:
     vocab = data.bin_vocab_size or (tok.get_vocab_size() if tok is not None else None)
     stream = corpus_mod.load_token_bin(data.source, data.bin_dtype, vocab)
     if vocab is None:
-        vocab = int(stream.max()) + 1
+        vocab = corpus_mod.max_token(data.source, data.bin_dtype) + 1
     bos = int(data.bin_bos_id)
     if bos >= vocab:
         raise DataError(f"data.bin_bos_id = {bos} is outside the vocabulary of {data.source} ({vocab} ids)")
