@@ -298,16 +298,7 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
         lr = lr_at(step, total_steps, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss: Tensor = torch.zeros((), device=device)
-        for part, share in micro_batches(tokens, t.micro_batch_size):
-            with numerics.autocast():
-                part_loss = next_token_loss(fwd(model, part), part)
-            if share == 1.0:  # the whole batch at once: the loss as it always was
-                numerics.backward(part_loss)
-                loss = part_loss.detach()
-            else:
-                numerics.backward(part_loss * share)
-                loss = loss + part_loss.detach() * share
+        loss = accumulate_gradients(fwd, model, tokens, numerics, t.micro_batch_size)
         numerics.unscale(opt)
         if t.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
@@ -358,6 +349,26 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
     if wandb_run:
         wandb_run.finish()
     return run
+
+
+def accumulate_gradients(fwd: Callable, model, tokens: Int[Tensor, "batch pos"], numerics: Precision, micro: Optional[int]) -> Tensor:
+    """Forward and backward ``tokens`` in micro-batches of at most ``micro`` rows (all at once
+    when None), in ``numerics``' precision, adding each micro-batch's mean loss times its share
+    of the rows into the gradients: those of the whole batch's mean loss, up to float rounding.
+
+    Returns:
+        The batch's mean next-token loss, detached.
+    """
+    loss: Tensor = torch.zeros((), device=tokens.device)
+    for part, share in micro_batches(tokens, micro):
+        with numerics.autocast():
+            part_loss = next_token_loss(fwd(model, part), part)
+        if share == 1.0:  # the whole batch at once: the loss as it always was
+            numerics.backward(part_loss)
+            return part_loss.detach()
+        numerics.backward(part_loss * share)
+        loss = loss + part_loss.detach() * share
+    return loss
 
 
 def _write_metrics(run: RunDir, rows: list[dict[str, Any]]) -> None:
