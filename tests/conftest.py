@@ -32,6 +32,16 @@ def tiny_config(**sections: Any) -> RunConfig:
     return config_from_dict(merge(TINY_SYNTHETIC, sections), where="tiny_config")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` need a CUDA device: skipped without one (``pytest -m cuda`` runs them)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["REPEATLENS_CACHE"] = str(tmp_path_factory.mktemp("cache"))

@@ -154,3 +154,17 @@ def test_a_run_written_before_the_pool_was_referenced_reads_as_before(tmp_path: 
     model = old.load_model()
     assert int(model.to_tokens("to be")[0, 0]) == 0
     assert old.is_synthetic().sum() == old.manifest().n_synthetic
+
+
+@pytest.mark.cuda
+def test_restore_rng_puts_back_the_cuda_generator() -> None:
+    import torch
+
+    from repeatlens.checkpoints import restore_rng
+
+    torch.cuda.manual_seed(1)
+    saved = {"rng.torch": torch.get_rng_state(), "rng.cuda": torch.cuda.get_rng_state()}
+    expected = torch.rand(4, device="cuda")
+    torch.cuda.manual_seed(2)
+    restore_rng(saved)
+    assert torch.equal(torch.rand(4, device="cuda"), expected)

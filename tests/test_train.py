@@ -172,3 +172,27 @@ def test_a_mixed_run_evaluates_natural_text_and_synthetic_sequences_separately(t
     assert step0["test"] == pytest.approx(eval_loss(model, np.asarray(pool[:n]), 8, "cpu"), rel=1e-6)
     # a run without a synthetic share has only the plain splits
     assert set(train(tiny_config(), tmp_path / "plain").metrics().split) == {"train", "test", "repeated"}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_run_trains_on_cuda_and_resumes_bit_identically(tmp_path, precision: str) -> None:
+    """Device placement, autocast on CUDA, the CUDA RNG state saved and restored, TF32 set only while training."""
+    cfg = tiny_config(train={"device": "cuda", "precision": precision})
+    tf32_before = torch.backends.cuda.matmul.allow_tf32
+    full = train(cfg, tmp_path / "full")
+    assert torch.backends.cuda.matmul.allow_tf32 == tf32_before
+    train(cfg, tmp_path / "part", stop_after=7)
+    resumed = train(cfg, tmp_path / "part")
+    a, b = full.checkpoints()[-1].load_state_dict(), resumed.checkpoints()[-1].load_state_dict()
+    assert all(v.device.type == "cpu" and (not v.is_floating_point() or v.dtype == torch.float32) for v in a.values())
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert full.metrics().to_dict("records") == resumed.metrics().to_dict("records")
+    side = full.checkpoints()[-1].sidecar
+    assert side["environment"]["device"] == "cuda" and side["environment"]["deterministic"]
+    from repeatlens.checkpoints import load_train_state
+
+    assert "rng.cuda" in load_train_state(full.checkpoints()[-1])[0]
+    # the CPU loads what the GPU trained
+    tokens = torch.from_numpy(full.test_tokens()[:2].astype(np.int64))
+    torch.testing.assert_close(full.load_model(device="cpu")(tokens), full.load_model(device="cuda")(tokens.cuda()).cpu(), rtol=1e-3, atol=1e-3)
