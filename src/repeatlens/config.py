@@ -35,10 +35,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "attn2-base": dict(n_layers=2, d_model=128, n_heads=8, d_head=16, n_ctx=256, attn_only=True),
     "mlp2-small": dict(n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=128, attn_only=False),
     # the natural-text scaling study (analyses/repeated_data_scaling): 2 attention-only layers,
-    # 4 rotary heads, context 128, widths 32 / 64 / 128
-    "rot2-d32": dict(n_layers=2, d_model=32, n_heads=4, d_head=8, n_ctx=128, attn_only=True, positional_embedding="rotary"),
-    "rot2-d64": dict(n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=128, attn_only=True, positional_embedding="rotary"),
-    "rot2-d128": dict(n_layers=2, d_model=128, n_heads=4, d_head=32, n_ctx=128, attn_only=True, positional_embedding="rotary"),
+    # 4 rotary heads of d_model/4, context 128, widths 16 to 128
+    **{
+        f"rot2-d{d}": dict(n_layers=2, d_model=d, n_heads=4, d_head=d // 4, n_ctx=128, attn_only=True, positional_embedding="rotary")
+        for d in (16, 24, 32, 48, 64, 96, 128)
+    },
     # GPU
     "attn2-gpu": dict(n_layers=2, d_model=256, n_heads=8, d_head=32, n_ctx=512, attn_only=True),
     "mlp4-gpu": dict(n_layers=4, d_model=512, n_heads=8, d_head=64, n_ctx=1024, attn_only=False),
