@@ -48,7 +48,7 @@ def data_prepare(
     Given a run directory: rebuild the cached token stream and synthetic rows it references
     (after the cache was deleted or on another machine), checked against its sha256s."""
     from repeatlens.config import load_config
-    from repeatlens.data.pools import cache_root, load_corpus
+    from repeatlens.data.streams import cache_root, load_corpus
 
     if config.is_dir():
         from repeatlens.checkpoints import load_run

@@ -30,7 +30,8 @@ from repeatlens import model as adapter
 from repeatlens.checkpoints import RunDir, load_train_state, prune_train_states, restore_optimizer, restore_rng, save_checkpoint
 from repeatlens.config import RunConfig
 from repeatlens.data.mixture import build_schedule, plan_mixture, schedule_hash
-from repeatlens.data.pools import build_pool, load_corpus
+from repeatlens.data.pools import build_pool
+from repeatlens.data.streams import load_corpus
 from repeatlens.data.seeds import manifest_seeds
 from repeatlens.errors import CheckpointError, ConfigError, LockTimeout, RepeatlensError
 from repeatlens.io import atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, sha256_file
@@ -112,7 +113,7 @@ def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> Ru
     before anything is written; ``config.yaml`` is written after the data files, so a
     directory without it is not a run and is set up again on the next call.
     """
-    from repeatlens.data.pools import cache_root
+    from repeatlens.data.streams import cache_root
 
     run = RunDir(out)
     plan = plan_mixture(cfg.mixture, cfg.data.seq_len)

@@ -132,7 +132,8 @@ def _check_data(run: RunDir, man: Manifest) -> list[Finding]:
 def _check_references(run: RunDir, man: Manifest) -> list[Finding]:
     """A pool stored by reference: its row files, the corpus stream's tokens and the
     synthetic rows (regenerated from the manifest, and any cached copy) against their sha256s."""
-    from repeatlens.data.pools import StreamRef, SyntheticRows, cache_root, token_sha256
+    from repeatlens.data.pools import SyntheticRows
+    from repeatlens.data.streams import StreamRef, cache_root, token_sha256
 
     pool, data, where = man.pool, run.config().data, str(run.path)
     out = []

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from repeatlens.checkpoints import RunDir
-from repeatlens.data.pools import cache_root, token_sha256
+from repeatlens.data.streams import cache_root, token_sha256
 from repeatlens.errors import DataError
 from repeatlens.train import prepare_run, train
 from repeatlens.verify import verify_run

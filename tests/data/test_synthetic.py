@@ -46,7 +46,8 @@ def test_token_ids_restrict_synthetic_tokens_in_a_corpus_mix() -> None:
 
     from repeatlens.config import DataConfig
     from repeatlens.data.mixture import MixturePlan
-    from repeatlens.data.pools import Corpus, _BosView, build_pool
+    from repeatlens.data.pools import build_pool
+    from repeatlens.data.streams import Corpus, _BosView
     from repeatlens.errors import DataError
 
     rng = np.random.default_rng(0)
