@@ -7,6 +7,10 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from repeatlens.determinism import prepare_process  # noqa: E402
+
+prepare_process()  # cuBLAS' workspace pinned before any test starts CUDA (pytest -m cuda trains deterministically)
+
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
