@@ -73,8 +73,8 @@ def test_run_table_is_tidy_complete_and_uses_the_runs_data(run_dir: Path) -> Non
         "run_id": "str", "step": "int64", "tokens_seen": "int64", "metric": "str",
         "layer": "Int64", "head": "Int64", "offset": "Int64", "probe": "str", "probe_len": "Int64", "probe_batch": "Int64",
         "probe_seed": "Int64", "value": "float64", "score_version": "int64", "duplicate_of": "string",
-        "repeated_fraction": "float64", "repeat_count": "int64", "total_tokens": "int64", "model_preset": "str",
-        "n_params": "int64", "n_params_nonembedding": "int64", "seed": "int64",
+        "repeated_fraction": "float64", "repeat_count": "int64", "total_tokens": "int64", "unique_tokens": "int64",
+        "control": "str", "model_preset": "str", "n_params": "int64", "n_params_nonembedding": "int64", "seed": "int64",
     }
     man = repeatlens.load_run(run_dir).manifest()
     assert (df.repeated_fraction == man.requested_fraction).all() and (df.repeat_count == man.repeat_count).all()
@@ -179,18 +179,18 @@ def test_sweep_root_tables_join_each_runs_coordinates(trained: Path, tmp_path: P
     embedding = sum(p.numel() for name, p in model.named_parameters() if name.split(".")[0] in ("embed", "pos_embed", "unembed"))
     sizes = {"n_params": expected_params, "n_params_nonembedding": expected_params - embedding}
     assert runs.loc["f0.25_E4"].to_dict() == {
-        "repeated_fraction": 0.25, "repeat_count": 4, "total_tokens": 32 * 8 * 12,
+        "repeated_fraction": 0.25, "repeat_count": 4, "total_tokens": 32 * 8 * 12, "unique_tokens": 2304, "control": "none",
         "model_preset": "attn2-tiny", **sizes, "seed": 0,
     }
     assert runs.loc["control"].to_dict() == {
-        "repeated_fraction": 0.0, "repeat_count": 1, "total_tokens": 32 * 8 * 12,
+        "repeated_fraction": 0.0, "repeat_count": 1, "total_tokens": 32 * 8 * 12, "unique_tokens": 32 * 8 * 12, "control": "full",
         "model_preset": "attn2-tiny", **sizes, "seed": 1,
     }
     per_run = pd.concat([load_scores(sweep / r) for r in ("control", "f0.25_E4")])
     assert len(df) == len(per_run)
 
     met = load_metrics(sweep)
-    assert list(met.columns) == ["run_id", "step", "tokens_seen", "split", "loss"] + RUN_COLUMNS
+    assert list(met.columns) == ["run_id", "step", "tokens_seen", "split", "loss", "loss_se"] + RUN_COLUMNS
     assert len(met) == sum(len(repeatlens.load_run(sweep / r).metrics()) for r in ("control", "f0.25_E4"))
     assert set(met.split) == {"train", "test", "repeated"}
 

@@ -119,3 +119,13 @@ def test_gpu_check_knows_the_bf16_peaks_and_refuses_to_run_without_a_gpu(capsys:
     if not torch.cuda.is_available():
         assert bench.main([]) == 2
         assert "run with --cpu --tiny" in capsys.readouterr().err
+
+
+def test_fit_coverage_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """The bootstrap coverage script end to end on two sweeps (its numbers: benchmarks/README.md)."""
+    bench = _load("fit_coverage")
+    monkeypatch.setattr(sys, "argv", ["fit_coverage.py", "--sims", "2", "--boot", "5"])
+    assert bench.main() == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("2 simulated sweeps") and lines[1].startswith("t        : peak centre")
+    assert re.fullmatch(r"coverage=\d\.\d{3}", lines[-1]), lines[-1]

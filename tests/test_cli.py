@@ -178,25 +178,43 @@ def test_probe_options_that_cannot_apply_are_one_line_errors(cfg_file: Path, tmp
     assert code == 0 and "probes synthetic:L10:B16:s0" in out, err
 
 
-def test_fit_prints_where_the_damage_peaks_per_size_and_the_effective_sizes(tmp_path: Path, capsys) -> None:
-    """`repeatlens fit` on a sweep's tables: a hand-made sweep whose peak moves as N^-0.5."""
+def test_fit_prints_the_peaks_alpha_and_effective_sizes_and_writes_json(tmp_path: Path, capsys) -> None:
+    """`repeatlens fit` on a sweep's tables (a simulated sweep whose peak moves as N^-0.5, 6 sizes over 64x)
+    and on a per-run CSV (the committed study's, whose design does not identify alpha)."""
+    import json
+
+    import numpy as np
     import pandas as pd
 
     from repeatlens.results.schema import SCORE_COLUMNS, SCORE_DTYPES
-    from tests.results.test_reduce import _scaling_table
+    from tests.results.test_fits import simulate
 
-    final = _scaling_table(-0.5)
+    final = simulate(np.random.default_rng(0)).rename(columns={"N": "n_params_nonembedding"}).drop(columns=["N_total"])
+    final["run_id"] = [f"r{i}" for i in range(len(final))]
     rows = final.assign(step=100, tokens_seen=1000, metric="test_loss", layer=pd.NA, head=pd.NA, offset=pd.NA, probe="", probe_len=pd.NA,
                         probe_batch=pd.NA, probe_seed=pd.NA, value=final.test_loss, score_version=1, duplicate_of=pd.NA,
-                        total_tokens=1000, model_preset=final.n_params_nonembedding.map(lambda n: f"N{n:g}"), n_params=final.n_params_nonembedding * 3)
+                        model_preset=final.n_params_nonembedding.map(lambda n: f"N{n:g}"), n_params=final.n_params_nonembedding * 3)
     rows = rows.astype(SCORE_DTYPES)[SCORE_COLUMNS + ["repeated_fraction", "repeat_count", "total_tokens", "model_preset", "n_params",
                                                        "n_params_nonembedding", "seed"]]
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     rows.to_parquet(sweep / "scores.parquet")
-    code, out, err = _run(["fit", str(sweep), "--bootstrap", "50"], capsys)
+    code, out, err = _run(["fit", str(sweep), "--json", str(tmp_path / "fit.json")], capsys)
     assert code == 0, err
-    assert out.startswith("T5 held: test loss per size: N = 10,000: E* = 600") and "alpha = -0.500" in out
-    assert "T6 held: controls' test loss" in out and "N_eff / N" in out and "per run (N: non-embedding parameters" in out
-    code, _, err = _run(["fit", str(sweep), "--loss", "test_text"], capsys)
-    assert code == 2 and err.startswith("error: --loss test_text: not in this sweep's tables")
+    assert out.startswith("Scaling fit of test_loss at f = 0.25, D = 8,000,000 tokens: 6 model sizes")
+    assert "alpha = -0.497 (95% -0.545 to -0.449; weighted least squares of log10 E* on log10 N, t at 4 dof)" in out
+    assert "Effective model size on the full-data controls' law" in out and "N_total: L = " in out
+    assert json.loads((tmp_path / "fit.json").read_text())["identified"] is True
+    code, out, err = _run(["fit", "analyses/repeated_data_scaling/results/final_runs.csv", "--size", "N_total"], capsys)
+    assert code == 0, err
+    assert "alpha: not identified: 3 model sizes with a fitted peak; alpha needs at least 4" in out and "N = 75,200" in out
+    for argv, expected in (
+        (["fit", str(sweep), "--loss", "test_text"], "error: --loss test_text: not in"),
+        (["fit", str(tmp_path / "none.csv")], f"error: {tmp_path / 'none.csv'}: no such file"),
+        (["fit", "README.md"], "error: README.md: expected a .csv or .parquet table of runs, or a sweep directory"),
+        (["fit", "analyses/repeated_data_scaling/results/final_runs.csv", "--fraction", "0.5"],
+         "error: fraction 0.5: no runs at it; the table has f = 0.25"),
+        (["fit", "analyses/repeated_data_scaling/results/final_runs.csv", "--size", "params"], "error: size must be one of N, N_total"),
+    ):
+        code, _, err = _run(argv, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(expected), (argv, err)

@@ -22,7 +22,7 @@ def test_tiny_demo_trains_scores_prints_targets_and_writes_the_report(tmp_path: 
     text = proc.stdout
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["control", "f0.25_E1", "f0.25_E16", "f0.25_E4"]
     for t in ("T1", "T2", "T3", "T4"):
-        assert re.search(rf"^{t} (held|did not hold|not measured): ", text, re.M), text
+        assert re.search(rf"^{t} (held|did not hold|not identified|cannot judge): ", text, re.M), text
     assert "natural-text test loss" in text and "probe synthetic:L14:B16:s0" in text  # T1/T2 on the text, T2 names its probe
     scores = pd.read_parquet(out / "scores.parquet")
     assert set(scores.probe) == {"synthetic", "uniform", ""}  # the probes the demo scores, and the rows that read none

@@ -11,73 +11,99 @@ import pytest
 from repeatlens.study import chance_levels, evaluate_targets, final_table, point_table, targets_markdown
 
 
-def _tables(test_loss: dict[int, float], abilities: dict[int, float], noise: float = 0.01, seeds: int = 3,
-            step0_induction: float = 0.03, rising: bool = True):
-    """A sweep: control (E=0 key) + f=0.1 at the given E; final checkpoint values per point.
+DM = -1
+"""Key of the data-matched control in the ``test_loss`` dicts (0 is the full-data control)."""
 
-    ``test_loss[E]`` / ``abilities[E]`` give each point's mean; seeds add +-noise. Key 0 is the control.
+
+def _tables(test_loss: dict[int, float], abilities: dict[int, float], noise: float = 0.01, seeds: int = 3,
+            step0_induction: float = 0.03, rising: bool = True, loss_se: float | None = 0.02, zero_at: int = 60):
+    """A sweep: full-data control (key 0), data-matched control (key DM, when given) + f = 0.1 at
+    the given E; final checkpoint values per point.
+
+    ``test_loss[E]`` / ``abilities[E]`` give each point's mean; seeds add +-noise. Training
+    metrics every 20 steps: the controls' test loss falls as 0.3 exp(-step / 10) onto the
+    final value (flattened, by :data:`repeatlens.study.FLAT_FRACTION`, at step 40); the
+    repeated runs' rises by 0.2 from step 40 to 60 (``rising``) and comes back; their
+    repeated-subset loss reaches a tenth of its start at step ``zero_at``. ``loss_se``: the
+    evaluations' standard error (None: a table from before it was recorded).
     """
     rows, mrows = [], []
     for (e, base), s in itertools.product(test_loss.items(), range(seeds)):
-        f, E = (0.0, 1) if e == 0 else (0.1, e)
-        run = f"f{f}_E{E}_s{s}"
+        f, E, control = {0: (0.0, 1, "full"), DM: (0.0, 1, "data_matched")}.get(e, (0.1, e, "none"))
+        run = {0: "control", DM: "matched"}.get(e, f"f{f}_E{E}") + f"_s{s}"
         eps = noise * (s - (seeds - 1) / 2)
-        common = dict(run_id=run, repeated_fraction=f, repeat_count=E, seed=s, total_tokens=1000, model_preset="t", n_params=10)
+        common = dict(run_id=run, repeated_fraction=f, repeat_count=E, seed=s, total_tokens=1000, model_preset="t", n_params=10,
+                      control=control, unique_tokens=900 if control != "full" else 1000)
+        ab = abilities.get(e, abilities[0])
         for step, scale in ((0, None), (100, 1.0)):
             vals = {
                 "test_loss": (4.2 if scale is None else base + eps, None),
                 "repeated_loss": (4.2 if scale is None else 0.05, None),
-                "copying_gain": (0.0 if scale is None else abilities[e] + eps, None),
+                "copying_gain": (0.0 if scale is None else ab + eps, None),
             }
             for m, (v, _) in vals.items():
                 rows.append(dict(common, step=step, tokens_seen=step * 10, metric=m, layer=np.nan, head=np.nan, value=v))
             for layer, head in itertools.product(range(2), range(2)):
                 best = layer == 1 and head == 0
-                ind = step0_induction if scale is None else (abilities[e] if best else 0.01)
-                pm = step0_induction if scale is None else (abilities[e] if best else 0.01)
+                ind = step0_induction if scale is None else (ab if best else 0.01)
+                pm = step0_induction if scale is None else (ab if best else 0.01)
                 for m, v in (("induction", ind), ("prefix_matching", pm), ("previous_token", 0.05)):
                     rows.append(dict(common, step=step, tokens_seen=step * 10, metric=m, layer=layer, head=head, value=v))
         bump = {0: 0.3, 20: 0.1, 40: 0.0, 60: 0.2, 80: 0.15, 100: 0.0}  # up from 40 to 60, down again after
         for step in range(0, 101, 20):
             t = base + eps
-            test = t + (bump[step] if rising and f > 0 else 0.3 * (1 - step / 100))
-            rep = 4.2 * (1 - step / 100) + 0.05  # 3/4 of the start last at step 20, 1/4 first at step 80
-            mrows += [dict(common, step=step, tokens_seen=step * 10, split="test", loss=test),
-                      dict(common, step=step, tokens_seen=step * 10, split="repeated", loss=rep)]
+            test = t + (bump[step] if rising and f > 0 else 0.3 * np.exp(-step / 10))
+            rep = max(4.25 - 4.2 * step / zero_at, 0.05)  # at most a tenth of its start (0.425) from step zero_at
+            extra = {} if loss_se is None else {"loss_se": loss_se}
+            mrows += [dict(common, step=step, tokens_seen=step * 10, split="test", loss=test, **extra),
+                      dict(common, step=step, tokens_seen=step * 10, split="repeated", loss=rep, **extra)]
     return pd.DataFrame(rows), pd.DataFrame(mrows)
 
 
 CHANCE = {"induction": 0.03, "prefix_matching": 0.03, "previous_token": 0.05, "duplicate_token": 0.03}
-PEAKED = {0: 2.50, 1: 2.50, 10: 2.70, 100: 3.00, 1000: 2.60}
+PEAKED = {0: 2.50, DM: 2.69, 1: 2.50, 10: 2.70, 100: 3.00, 1000: 2.60}
 ABIL = {0: 0.80, 1: 0.80, 10: 0.50, 100: 0.10, 1000: 0.70}
 
 
 def test_all_targets_hold_on_a_paper_like_sweep() -> None:
+    from repeatlens.study import Verdict
+
     scores, metrics = _tables(PEAKED, ABIL)
     t1, t2, t3, t4 = evaluate_targets(scores, metrics, chance=CHANCE)
     assert [t.name for t in (t1, t2, t3, t4)] == ["T1", "T2", "T3", "T4"]
-    assert t1.held and t1.numbers["peak_E"] == 100
-    assert t1.numbers["peak_loss"] == pytest.approx(3.0) and t1.numbers["loss"] == "test_loss"  # no natural-text split here
-    # relative rise in test loss 0.5/2.5 = 20%; induction drops (0.8-0.1)/0.8 = 87.5%
-    assert t2.held and t2.numbers["loss_rise"] == pytest.approx(0.2)
-    assert t2.numbers["drops"]["induction"] == pytest.approx(0.875)
-    assert t3.held and t3.numbers["E1_minus_control"] == pytest.approx(0.0)
-    assert t4.held and t4.numbers["f0.1_E100_s0"]["rise"] == pytest.approx(0.2)
-    assert t4.numbers["f0.1_E100_s0"]["rise_steps"] == [40, 60] and t4.numbers["f0.1_E100_s0"]["phase_steps"] == [20, 80]
-    assert t4.numbers["f0.1_E100_s0"]["control_change"] == pytest.approx(-0.06)
+    assert [t.verdict for t in (t1, t2, t3, t4)] == [Verdict.HELD] * 4
+    # T1: the bump fitted to all 12 runs, centred between the grid points 10 and 1000, its amplitude above 0
+    p = t1.numbers["peak"]
+    assert 10 < p["e_star"] < 1000 and p["interior"] and p["amplitude_ci95"][0] > 0 and p["dof"] == 8
+    assert t1.numbers["loss"] == "test_loss" and t1.numbers["runs"] == 12
+    # T2 at the grid point nearest E* (100): relative rise in test loss 0.5/2.5 = 20%; induction drops (0.8-0.1)/0.8
+    assert t2.numbers["repeat_count"] == 100 and t2.numbers["loss_rise"] == pytest.approx(0.2)
+    assert t2.numbers["drops"]["induction"] == pytest.approx(0.875) and t2.numbers["basis"] == "relative drops"
+    assert "cannot be applied: full-data controls at 1 model size; the laws need at least 4" in t2.detail
+    # T3: E = 10 against the data-matched control, 2.70 - 2.69 within the seed spread 0.02; E = 1 is a consistency check
+    assert t3.numbers["repeat_count"] == 10 and t3.numbers["minus_data_matched"] == pytest.approx(0.01)
+    assert t3.numbers["spread_data_matched"] == pytest.approx(0.02) and t3.numbers["minus_full"] == pytest.approx(0.2)
+    assert t3.numbers["e1_minus_control"] == pytest.approx(0.0) and "consistency check, not a finding" in t3.detail
+    # T4: the controls flattened at step 40; the rise 40 -> 60 is 0.2 over se 0.02 each (z = 0.2 / sqrt(2 * 0.02^2) = 7.1)
+    r = t4.numbers["runs"]["f0.1_E100_s0"]
+    assert r["flat_step"] == 40 and r["rise_steps"] == [40, 60] and r["rise"] == pytest.approx(0.2)
+    assert r["rise_z"] == pytest.approx(0.2 / np.sqrt(2 * 0.02**2)) and r["significant"]
+    assert r["damage_step"] == 60 and r["zero_step"] == 60 and r["coincide"] and r["chance"] == pytest.approx(3 / 6)
     text = targets_markdown([t1, t2, t3, t4])
     assert [line.split(":")[0] for line in text.split("\n\n")] == ["T1 held", "T2 held", "T3 held", "T4 held"]
 
 
-def test_t1_fails_when_the_maximum_is_at_an_end_or_within_seed_spread() -> None:
+def test_t1_fails_when_the_maximum_is_at_an_end_or_within_noise() -> None:
+    from repeatlens.study import Verdict
+
     monotone = {0: 2.5, 1: 2.5, 10: 2.6, 100: 2.7, 1000: 2.9}
     t1 = evaluate_targets(*_tables(monotone, ABIL), chance=CHANCE)[0]
-    assert t1.held is False and "end-point" in t1.detail and t1.numbers["peak_E"] == 1000
-    # an interior peak 0.02 above the ends, but seeds spread 0.2: not significant
+    assert t1.verdict == Verdict.DID_NOT_HOLD and not t1.numbers["peak"]["interior"]
+    # an interior bump 0.02 high under seed noise of +-0.1: its amplitude's interval reaches 0
     flat = {0: 2.5, 1: 2.5, 10: 2.5, 100: 2.52, 1000: 2.5}
     t1 = evaluate_targets(*_tables(flat, ABIL, noise=0.1), chance=CHANCE)[0]
-    assert t1.held is False and t1.numbers["peak_E"] == 100
-    assert t1.numbers["margins"]["control"][1] == pytest.approx(0.2)
+    assert t1.held is not True
+    assert t1.numbers["peak"]["amplitude_ci95"] is None or t1.numbers["peak"]["amplitude_ci95"][0] <= 0
 
 
 def test_t2_fails_when_abilities_drop_less_than_the_loss_rises() -> None:
@@ -86,28 +112,69 @@ def test_t2_fails_when_abilities_drop_less_than_the_loss_rises() -> None:
     assert t2.held is False and t2.numbers["drops"]["induction"] == pytest.approx(0.0625)
 
 
-def test_t3_fails_on_e1_mismatch_and_on_a_non_random_init() -> None:
-    off = {**PEAKED, 1: 2.9}
+def test_t2_in_the_papers_yardstick_across_four_sizes() -> None:
+    """Four sizes whose controls follow L = 3 + (2e3/N)^0.3 (test) and 1 + (1e4/N)^0.5 (copying):
+    at the peak the copying loss is that of a control 5x smaller, the test loss that of one 2x smaller."""
+    from repeatlens.study import Verdict, _t2
+
+    rows = []
+    for n in (1e4, 3e4, 1e5, 3e5):
+        test = lambda m: 3 + (2e3 / m) ** 0.3  # noqa: E731
+        copy = lambda m: 1 + (1e4 / m) ** 0.5  # noqa: E731
+        for s, eps in enumerate((0.002, -0.002)):
+            rows.append(dict(run_id=f"c{n:g}{s}", N=n, repeated_fraction=0.0, repeat_count=1, seed=s, control="full",
+                             test_loss=test(n) + eps, copying_loss=copy(n) + eps))
+            rows.append(dict(run_id=f"p{n:g}{s}", N=n, repeated_fraction=0.1, repeat_count=100, seed=s, control="none",
+                             test_loss=test(n / 2) + eps, copying_loss=copy(n / 5) + eps))
+    table = pd.DataFrame(rows)
+    at = table[table.N == 1e5]
+    t2 = _t2(at, table, 1e5, 0.1, 100.0, None, "test_loss")
+    y = t2.numbers["yardstick"]
+    # N = 1e5: copying like a control of 2e4, the loss like one of 5e4
+    assert y["copying"]["ratio"] == pytest.approx(0.2, rel=0.05) and y["loss"]["ratio"] == pytest.approx(0.5, rel=0.05)
+    assert t2.verdict == Verdict.HELD and t2.numbers["basis"] == "effective size" and "paper's yardstick" in t2.detail
+
+
+def test_t3_against_the_data_matched_control_and_a_non_random_init() -> None:
+    from repeatlens.study import Verdict
+
+    off = {**PEAKED, DM: 2.5}  # the data-matched control sits 0.2 below E = 10: a few repeats cost more than the spread
     t3 = evaluate_targets(*_tables(off, ABIL), chance=CHANCE)[2]
-    assert t3.held is False and t3.numbers["E1_minus_control"] == pytest.approx(0.4)
+    assert t3.verdict == Verdict.DID_NOT_HOLD and t3.numbers["minus_data_matched"] == pytest.approx(0.2)
     t3 = evaluate_targets(*_tables(PEAKED, ABIL, step0_induction=0.5), chance=CHANCE)[2]
     assert t3.held is False and t3.numbers["random_init_max_deviation"]["induction"] == pytest.approx(0.47)
+    no_dm = {k: v for k, v in PEAKED.items() if k != DM}
+    t3 = evaluate_targets(*_tables(no_dm, ABIL), chance=CHANCE)[2]
+    assert t3.verdict == Verdict.CANNOT_JUDGE and "no data-matched control" in t3.detail
+    assert t3.line.startswith("T3 cannot judge: ")
 
 
-def test_t4_fails_when_test_loss_never_rises_and_is_unmeasured_without_metrics() -> None:
+def test_t4_needs_a_rise_beyond_noise_and_says_when_it_cannot_judge() -> None:
+    from repeatlens.study import Verdict
+
     scores, metrics = _tables(PEAKED, ABIL, rising=False)
-    assert evaluate_targets(scores, metrics, chance=CHANCE)[3].held is False
+    assert evaluate_targets(scores, metrics, chance=CHANCE)[3].verdict == Verdict.DID_NOT_HOLD
+    scores, metrics = _tables(PEAKED, ABIL, loss_se=0.2)  # the same rise, now within 2 standard errors
+    t4 = evaluate_targets(scores, metrics, chance=CHANCE)[3]
+    assert t4.verdict == Verdict.DID_NOT_HOLD and not t4.numbers["runs"]["f0.1_E100_s0"]["significant"]
+    scores, metrics = _tables(PEAKED, ABIL, zero_at=100)  # held, but the repeated loss approaches zero 2 checkpoints later
+    r = evaluate_targets(scores, metrics, chance=CHANCE)[3].numbers["runs"]["f0.1_E100_s0"]
+    assert r["significant"] and r["zero_step"] == 100 and r["coincide"] is False
+    old_scores, old_metrics = _tables(PEAKED, ABIL, loss_se=None)  # metrics from before loss_se
+    t4 = evaluate_targets(old_scores, old_metrics, chance=CHANCE)[3]
+    assert t4.verdict == Verdict.CANNOT_JUDGE and "no loss_se" in t4.detail
     t4 = evaluate_targets(scores, None, chance=CHANCE)[3]
-    assert t4.held is None and t4.line.startswith("T4 not measured")
+    assert t4.held is None and t4.line.startswith("T4 cannot judge: ")
 
 
 def test_tables_and_a_missing_control_is_an_error() -> None:
     scores, _ = _tables(PEAKED, ABIL)
     final = final_table(scores)
-    assert len(final) == 15 and set(final.step) == {100}
+    assert len(final) == 18 and set(final.step) == {100}
     pts = point_table(final)
     row = pts[(pts.repeat_count == 100)].iloc[0]
     assert row.seeds == 3 and row.test_loss == pytest.approx(3.0) and row.test_loss_spread == pytest.approx(0.02)
+    assert set(pts.control) == {"full", "data_matched", "none"}
     with pytest.raises(ValueError, match="control"):
         evaluate_targets(scores[scores.repeated_fraction > 0])
 
@@ -123,15 +190,13 @@ def test_chance_levels_match_uniform_attention_by_hand() -> None:
     assert levels["duplicate_token"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_memorization_phase_and_largest_rise_by_hand() -> None:
-    from repeatlens.study import _largest_rise, _memorization_phase
+def test_flattening_and_the_largest_rise_by_hand() -> None:
+    from repeatlens.study import _flat_index, _largest_z_rise
 
-    rep = pd.Series([4.0, 3.9, 3.1, 2.0, 0.9, 0.5])  # >= 3.0 last at index 2, <= 1.0 first at index 4
-    assert _memorization_phase(rep) == (2, 4)
-    assert _memorization_phase(pd.Series([4.0, 3.0, 2.0])) is None  # never below a quarter
-    assert _largest_rise(np.array([4.2, 4.1, 4.3, 4.0, 4.25])) == (pytest.approx(0.25), 3, 4)
-    rise, _, _ = _largest_rise(np.array([4.2, 4.1, 4.0]))
-    assert rise < 0  # monotone fall: no rise
+    # total fall 1.0; from index 2 on it falls by at most 0.1 more
+    assert _flat_index(np.array([4.0, 3.5, 3.08, 3.05, 3.0, 3.02])) == 2
+    rise, z, a, b = _largest_z_rise(np.array([4.2, 4.1, 4.3, 4.0, 4.25]), np.array([0.1, 0.1, 0.1, 0.1, 0.01]))
+    assert (a, b) == (3, 4) and rise == pytest.approx(0.25) and z == pytest.approx(0.25 / np.sqrt(0.1**2 + 0.01**2))
 
 
 def test_the_natural_text_loss_is_the_loss_when_the_runs_have_it() -> None:
@@ -141,23 +206,35 @@ def test_the_natural_text_loss_is_the_loss_when_the_runs_have_it() -> None:
     text_scores, text_metrics = _tables(flat, ABIL)
     text_metrics = text_metrics.assign(split=text_metrics.split.map({"test": "test_text", "repeated": "repeated_text"}))
     t1 = evaluate_targets(text_scores, pd.concat([metrics, text_metrics]), chance=CHANCE)[0]
-    assert t1.numbers["loss"] == "test_text" and not t1.held and "natural-text test loss" in t1.detail
+    assert t1.numbers["loss"] == "test_text" and t1.held is not True and "natural-text test loss" in t1.detail
     assert evaluate_targets(text_scores, pd.concat([metrics, text_metrics]), chance=CHANCE, loss="test_loss")[0].numbers["loss"] == "test_loss"
 
 
-def test_scaling_targets_on_a_sweep_whose_region_moves() -> None:
-    from repeatlens.study import evaluate_scaling
-    from tests.results.test_reduce import _scaling_table
+def test_scaling_targets_from_fit_scaling() -> None:
+    """T5 and T6 on a sweep that identifies alpha (6 sizes over 64x, factor-2 grid) and on the committed design."""
+    from repeatlens.study import Verdict, evaluate_scaling
+    from tests.results.test_fits import simulate
 
-    t5, t6 = evaluate_scaling(_scaling_table(-0.5), loss="test_loss", bootstrap=100)
-    assert t5.held and t5.numbers["alpha"] == pytest.approx(-0.5, abs=1e-6) and "fewer repeats" in t5.detail
-    assert t6.held and t6.numbers["control_law"]["slope"] == pytest.approx(-0.1, abs=1e-6)
-    assert all(r < 1 for _, r in t6.numbers["at_peak"].values())
-    still = _scaling_table(0.0)  # the peak stays at E* = 300 for every size
-    assert evaluate_scaling(still, loss="test_loss", bootstrap=100)[0].held is False
-    worse_big = _scaling_table(-0.5)
-    worse_big.loc[(worse_big.repeated_fraction == 0) & (worse_big.n_params_nonembedding == 1.6e5), "test_loss"] += 1.0
-    assert evaluate_scaling(worse_big, loss="test_loss", bootstrap=100)[1].held is False
+    sweep = simulate(np.random.default_rng(0)).rename(columns={"N": "n_params_nonembedding"})
+    t5, t6 = evaluate_scaling(sweep, loss="test_loss")
+    assert t5.verdict == Verdict.HELD and t5.numbers["alpha"] == pytest.approx(-0.5, abs=0.05)
+    assert t5.numbers["alpha_ci95"][1] < 0 and "weighted least squares" in t5.detail
+    assert t6.verdict == Verdict.HELD and all(r["ratio_hi"] is None or r["ratio_hi"] < 1 for r in t6.numbers["at_peak"].values())
+    committed = pd.read_csv("analyses/repeated_data_scaling/results/final_runs.csv")
+    t5, t6 = evaluate_scaling(committed)
+    assert t5.verdict == Verdict.NOT_IDENTIFIED and t5.numbers["alpha"] is None and "No exponent is given" in t5.detail
+    assert t6.verdict == Verdict.NOT_IDENTIFIED and "needs at least 4" in t6.detail
+    assert t5.line.startswith("T5 not identified: natural-text test loss per size: N = 8,640: E* = 822")
+
+
+def test_fit_sweep_reads_a_runs_table_and_names_a_missing_loss(tmp_path) -> None:
+    from repeatlens.errors import ConfigError
+    from repeatlens.study import fit_sweep
+
+    fit = fit_sweep("analyses/repeated_data_scaling/results/final_runs.csv")
+    assert fit.loss == "test_text" and not fit.identified and len(fit.peaks) == 3
+    with pytest.raises(ConfigError, match="--loss test_foo: not in"):
+        fit_sweep("analyses/repeated_data_scaling/results/final_runs.csv", loss="test_foo")
 
 
 def test_circuit_table_names_each_runs_circuit_and_when_it_formed() -> None:
@@ -179,3 +256,23 @@ def test_circuit_table_names_each_runs_circuit_and_when_it_formed() -> None:
     assert table.loc["none", "kind"] == "none" and np.isnan(table.loc["none", "formed_at"])
     text = circuits_markdown(table.reset_index())
     assert "| shifted | induction shifted by 6 | L1.H0 | L0.H1 | 0.90 | 10 |" in text and "| none | none |" in text
+
+
+def test_the_scaling_study_script_imports_and_reads_its_committed_table() -> None:
+    """analyses/repeated_data_scaling/run_study.py against this API: it imports, and its T5/T6 path
+    (fit_scaling on the study's loss, scaling_targets, the targets' JSON) runs on the committed table."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from repeatlens.results.fits import fit_scaling
+    from repeatlens.study import scaling_targets
+
+    path = Path("analyses/repeated_data_scaling/run_study.py")
+    spec = importlib.util.spec_from_file_location("_run_study", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fit = fit_scaling(pd.read_csv(path.parent / "results" / "final_runs.csv"), mod.LOSS)
+    targets = scaling_targets(fit)
+    assert [t.name for t in targets] == ["T5", "T6"] and json.dumps([mod._target_json(t) for t in targets])
+    assert "## The scaling fit" in path.read_text() and "scaling_fit.json" in path.read_text()

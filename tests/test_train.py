@@ -170,6 +170,16 @@ def test_a_mixed_run_evaluates_natural_text_and_synthetic_sequences_separately(t
     n = cfg.train.eval_sequences  # 8: the plain split reads the first 8 test rows, each kind its first 8
     assert len(text_rows) == len(syn_rows) == n
     assert step0["test"] == pytest.approx(eval_loss(model, np.asarray(pool[:n]), 8, "cpu"), rel=1e-6)
+    # loss_se: the standard error of the per-sequence mean losses, recomputed by hand
+    from repeatlens import model as adapter
+    from repeatlens.losses import token_losses
+
+    with torch.no_grad():
+        t = torch.from_numpy(text_rows.astype(np.int64))
+        per_seq = token_losses(adapter.logits(model, t), t).double().mean(dim=1).numpy()
+    se0 = met[met.step == 0].set_index("split").loss_se
+    assert se0["test_text"] == pytest.approx(per_seq.std(ddof=1) / np.sqrt(len(per_seq)), rel=1e-5)
+    assert per_seq.mean() == pytest.approx(step0["test_text"], rel=1e-6) and met[met.split == "train"].loss_se.isna().all()
     # a run without a synthetic share has only the plain splits
     assert set(train(tiny_config(), tmp_path / "plain").metrics().split) == {"train", "test", "repeated"}
 

@@ -36,7 +36,9 @@ from repeatlens.plots import available_figures, effective_model_size, loss_vs_re
 from repeatlens.results.reduce import check_scores  # noqa: E402
 from repeatlens.results.store import write_sweep_tables  # noqa: E402
 from repeatlens.scores import ProbeSpec, build_probes, chance_levels  # noqa: E402
-from repeatlens.study import SIZE, circuit_table, circuits_markdown, evaluate_scaling, evaluate_targets, final_table, point_table, targets_markdown  # noqa: E402
+from repeatlens.plots import UnsupportedFigureError  # noqa: E402
+from repeatlens.results.fits import fit_scaling  # noqa: E402
+from repeatlens.study import SIZE, circuit_table, circuits_markdown, evaluate_targets, final_table, point_table, scaling_targets, targets_markdown  # noqa: E402
 from repeatlens.sweep import available_cores, load_sweep  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -54,7 +56,8 @@ def main() -> None:
     p.add_argument("--results", type=Path, default=HERE, help="where results/ and RESULTS.md go")
     p.add_argument("--workers", type=int, default=None, help="parallel runs (default: one per core)")
     p.add_argument("--formats", default="png,svg", help="static figure formats (kaleido + Chromium)")
-    p.add_argument("--bootstrap", type=int, default=2000, help="seed resamples for T5's interval")
+    p.add_argument("--bootstrap", type=int, default=0, help="residual-bootstrap refits per size for the peaks' intervals "
+                   "(0: the fits' t intervals, whose coverage tests/results/test_fits.py checks)")
     args = p.parse_args()
 
     t0 = time.perf_counter()
@@ -69,7 +72,8 @@ def main() -> None:
     sizes = sorted(final[SIZE].unique())
     per_size = {n: evaluate_targets(scores, metrics, chance=chance, probe=PROBE, loss=LOSS, size=n) for n in sizes}
     middle = sorted(sizes)[len(sizes) // 2]
-    targets = per_size[middle] + evaluate_scaling(final, loss=LOSS, bootstrap=args.bootstrap)
+    fit = fit_scaling(final, LOSS, bootstrap=args.bootstrap)
+    targets = per_size[middle] + scaling_targets(fit)
 
     res = args.results / "results"
     res.mkdir(parents=True, exist_ok=True)
@@ -81,6 +85,7 @@ def main() -> None:
     traj = metrics[metrics.split.isin(["test_text", "test_synthetic", "repeated"])].dropna(subset=["loss"])
     traj[["run_id", "model_preset", "n_params_nonembedding", "repeated_fraction", "repeat_count", "seed", "step", "tokens_seen",
           "split", "loss"]].to_csv(res / "loss_trajectories.csv", index=False, float_format="%.5g")
+    fit.to_json(res / "scaling_fit.json")  # what `repeatlens fit results/final_runs.csv --json` writes
     (res / "targets.json").write_text(json.dumps(
         {"middle_size": middle, "targets": [_target_json(t) for t in targets],
          "per_size": {str(n): [_target_json(t) for t in ts] for n, ts in per_size.items()}}, indent=2, default=float) + "\n")
@@ -88,14 +93,17 @@ def main() -> None:
     s = check_scores(scores, PROBE)
     figs = {k: v for k, v in available_figures(s, metrics).items() if k in FIGURES}
     figs["loss_vs_repeat_count_by_size"] = loss_vs_repeat_count(final, loss=LOSS, by="size")
-    figs["effective_model_size"] = effective_model_size(final, loss=LOSS, size=SIZE)
+    try:
+        figs["effective_model_size"] = effective_model_size(final, loss=LOSS, size=SIZE)
+    except UnsupportedFigureError as e:  # N_eff needs controls at 4 or more sizes
+        print(f"no effective_model_size figure: {e}")
     shifted = named[(named.kind == "shifted") & (named.repeated_fraction == 0)]
     for run_id in list(dict.fromkeys(shifted.run_id))[:1]:
         figs["offset_profile_shifted_control"] = offset_profile(s, run_id)
     formats = [f for f in args.formats.split(",") if f]
     written = write_figures(figs, res / "figures", formats=formats) if formats else {}
     elapsed = time.perf_counter() - t0
-    write_results_md(args, sweeps, targets, per_size, middle, points, named, chance, written, elapsed)
+    write_results_md(args, sweeps, targets, per_size, middle, points, named, chance, written, elapsed, fit)
     print(targets_markdown(targets))
     print(f"\nwrote {args.results / 'RESULTS.md'} and {res} in {elapsed / 60:.1f} min")
 
@@ -125,7 +133,7 @@ def _points_markdown(points: pd.DataFrame) -> str:
     return head + "\n".join(rows)
 
 
-def write_results_md(args, sweeps, targets, per_size, middle, points, named, chance, written, elapsed: float) -> None:
+def write_results_md(args, sweeps, targets, per_size, middle, points, named, chance, written, elapsed: float, fit) -> None:
     rel = lambda p: os.path.relpath(p, args.results)  # noqa: E731
     figs = "\n\n".join(f"![{name}]({rel(paths[0])})" for name, paths in written.items() if paths and paths[0].suffix == ".png")
     notes = (HERE / "NOTES.md").read_text() if (args.results == HERE and (HERE / "NOTES.md").exists()) else ""
@@ -158,6 +166,14 @@ T1-T4 at the middle size (N = {middle:,.0f}, three seeds); T5-T6 across the size
 ### T1-T4 at every size
 
 {sizes}
+
+## The scaling fit
+
+`repeatlens fit results/final_runs.csv` (also `results/scaling_fit.json`):
+
+```
+{chr(10).join(fit.lines())}
+```
 
 ## Final checkpoint, per grid point
 

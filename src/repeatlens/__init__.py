@@ -9,10 +9,11 @@ below is imported (with torch) on first use::
     scores = repeatlens.load_scores("sweeps/tiny", probe="synthetic")   # tidy DataFrame, one probe
     metrics = repeatlens.load_metrics("sweeps/tiny")             # training losses
     repeatlens.run_sweep("analyses/configs/tiny_sweep.yaml", "sweeps/tiny")
+    fit = repeatlens.fit_scaling(runs_table)                      # E* per size, alpha, N_eff (no torch)
 
     >>> import repeatlens
     >>> sorted(repeatlens.__all__)
-    ['analyze', 'load_metrics', 'load_run', 'load_scores', 'load_sweep', 'run_sweep']
+    ['analyze', 'fit_scaling', 'load_metrics', 'load_run', 'load_scores', 'load_sweep', 'run_sweep']
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["load_run", "load_scores", "load_metrics", "analyze", "run_sweep", "load_sweep"]
+__all__ = ["load_run", "load_scores", "load_metrics", "analyze", "run_sweep", "load_sweep", "fit_scaling"]
 
 _LAZY = {
     "load_run": ("repeatlens.checkpoints", "load_run"),
@@ -29,6 +30,7 @@ _LAZY = {
     "load_metrics": ("repeatlens.results.store", "load_metrics"),
     "run_sweep": ("repeatlens.sweep", "run_sweep"),
     "load_sweep": ("repeatlens.sweep", "load_sweep"),
+    "fit_scaling": ("repeatlens.results.fits", "fit_scaling"),
 }
 
 

@@ -229,7 +229,7 @@ class RunDir:
         import pandas as pd
 
         if not self.metrics_path.is_file():
-            return pd.DataFrame({"step": [], "tokens_seen": [], "split": [], "loss": []})
+            return pd.DataFrame({"step": [], "tokens_seen": [], "split": [], "loss": [], "loss_se": []})
         return pd.read_parquet(self.metrics_path)
 
     # checkpoints

@@ -248,17 +248,23 @@ def analyze(
 
 @app.command()
 def fit(
-    path: Path = typer.Argument(..., help="An analysed sweep (runs of two or more model sizes, with f = 0 controls)"),
+    path: Path = typer.Argument(..., help="An analysed sweep directory, or a per-run table (.csv / .parquet) with N (or "
+                                "n_params_nonembedding), repeated_fraction, repeat_count, seed and the loss"),
     loss: Optional[str] = typer.Option(None, "--loss", help="test_text (natural text; the default when the runs have it) or test_loss"),
     fraction: Optional[float] = typer.Option(None, "--fraction", help="The repeated fraction f to fit (default: the largest)"),
-    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Seed resamples for the exponent's interval"),
+    size: str = typer.Option("N", "--size", help="Size convention of the peaks and alpha: N (non-embedding) or N_total"),
+    bootstrap: int = typer.Option(0, "--bootstrap", min=0, help="Residual-bootstrap refits per size for the peaks' intervals "
+                                  "(0: the fits' t intervals)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the fit as JSON (format repeatlens-scaling-fit/1)"),
 ) -> None:
-    """Scaling fits of a sweep: where the poor-performance region peaks per model size, E* ~ N^alpha,
-    and each repeated run's effective model size on the controls' loss-vs-N power law (T5, T6)."""
+    """Scaling fits: the peak per model size (a bump fitted to every run), E* ~ N^alpha with a 95% interval
+    or why the design cannot identify it, and effective model sizes on the controls' law L_inf + (N_c/N)^a."""
     from repeatlens.study import fit_sweep
 
-    result = fit_sweep(path, loss=loss, fraction=fraction, bootstrap=bootstrap)
+    result = fit_sweep(path, loss=loss, fraction=fraction, bootstrap=bootstrap, size=size)
     typer.echo("\n".join(result.lines()))
+    if json_out is not None:
+        typer.echo(f"wrote {result.to_json(json_out)}")
 
 
 @app.command()

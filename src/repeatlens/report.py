@@ -28,8 +28,8 @@ CAPTIONS: dict[str, str] = {
     "phase_diagram_induction": "Relative drop of the strongest induction head's score against the control.",
     "phase_diagram_copying": "Relative rise of the copying loss (worse copying) against the control.",
     "disproportionate_damage": "Points above y = x: induction or copying is damaged more than the test loss.",
-    "effective_model_size": "Degraded test loss mapped onto the controls' loss-vs-parameters power law: "
-    "N_eff / N = 1 means undamaged.",
+    "effective_model_size": "Degraded test loss mapped onto the full-data controls' law L = L∞ + (N_c/N)^a (4 or more "
+    "control sizes): N_eff / N = 1 means undamaged; bars are 95% intervals, points outside the controls' N range are left out.",
     "displacement": "The most damaged run over training, against its control: where the repeated-subset loss "
     "keeps falling while test loss, induction and copying get worse.",
 }

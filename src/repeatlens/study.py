@@ -2,43 +2,76 @@
 
 Hernandez et al. 2022, "Scaling Laws and Interpretability of Learning from Repeated Data",
 report that at a fixed repeated fraction f, test loss against the repeat count E has an
-interior maximum (the "poor performance region"), that near it induction heads and copying
-degrade more than the loss does, that repeated-subset loss falls while test loss rises
-(double descent over training), and, across model sizes, where that region sits and how
-many parameters the damage costs (an 800M model performing like a 400M one).
-:func:`evaluate_targets` checks T1-T4 at one model size and :func:`evaluate_scaling` T5-T6
-across sizes, on any sweep with controls (f = 0), one f > 0 and several E and seeds; each
-returns a :class:`Target` per statement with the numbers behind its verdict.
-:func:`fit_sweep` is T5/T6's fits for any sweep (``repeatlens fit``).
+interior maximum (the "poor performance region"), that near it copying degrades more than
+the loss does (in effective model size: up to 3x on copying against at most 1.15x on test
+loss), that a few repeats cost nothing, that test loss can rise while the repeated subset is
+memorized (double descent in time, "the peak performance hit coincides with where the train
+loss on the repeated data approaches zero"), and, across model sizes, where that region
+sits and how many parameters the damage costs (an 800M model performing like a 400M one).
+
+Each target is a typed verdict first (a dataclass per target with its numbers and a
+:class:`Verdict`: held / did not hold / not identified / cannot judge); its prose is rendered
+from those fields. :func:`evaluate_targets` checks T1-T4 at one model size,
+:func:`evaluate_scaling` T5-T6 across sizes from :func:`repeatlens.fit_scaling`, and
+:func:`fit_sweep` is that fit for any sweep or runs table (``repeatlens fit``).
+
+* **T1** (a peak): the bump fitted to every run of the size (:func:`repeatlens.results.fits.fit_peak`)
+  is interior and its amplitude's 95% interval lies above 0.
+* **T2** (copying damaged more than the loss): at the grid point nearest the fitted E*, in the
+  paper's yardstick where the controls' laws allow (N_eff / N on the copying loss against
+  N_eff / N on the test loss, both on ``L = L_inf + (N_c/N)^a`` over 4 or more control
+  sizes), else the relative drop of every ability against the relative rise of the loss.
+* **T3** (a few repeats cost nothing): the smallest E > 1 of the grid against the
+  data-matched control (same unique tokens): held when its loss exceeds that control's by no
+  more than the seed spread; plus the random-init chance check. E = 1 uses the control's own
+  data (same pool, slots and permutation seed), so it is reported as a consistency check.
+* **T4** (double descent in time): at the grid point nearest E*, test loss rises by more than
+  two standard errors of the evaluation (over test sequences, ``loss_se`` in the metrics)
+  after the same-seed control's loss has flattened (:data:`FLAT_FRACTION`), in every seed;
+  beside it whether the damage peak coincides with the repeated-subset loss approaching zero
+  (:data:`ZERO_FRACTION`), with the chance level of that coincidence.
+* **T5** (the region moves with N): alpha identified and its 95% interval excludes 0.
+* **T6** (effective model size): at every size's peak, the upper end of N_eff / N's 95%
+  interval below 1 (this follows from T1 wherever the law is monotone; the number to read is
+  the ratio and its interval).
 
 The loss is the natural-text test loss (split ``test_text`` of the training metrics) when
 the runs mix a corpus with the synthetic source, so that "repetition damages copying more
-than loss" is not circular; the plain ``test_loss`` score otherwise. "Spread over seeds" is
-the range (max - min) of a quantity across the seeds of one grid point; where two points
-are compared, the larger of their two ranges. Induction, shifted induction and
-prefix-matching are the best head's score (max over layers and heads) on one probe
+than loss" is not circular; the plain ``test_loss`` score otherwise. "Seed spread" is the
+range (max - min) of a quantity across the seeds of one grid point; where two points are
+compared, the larger of their two ranges. Induction, shifted induction and prefix-matching
+are the best head's score (max over layers and heads) on one probe
 (:func:`repeatlens.results.select_probe`); copying is the model's in-context copying gain.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 
 from repeatlens.errors import ConfigError, RepeatlensError
-from repeatlens.results import reduce
+from repeatlens.results import fits, reduce
 
 __all__ = [
+    "Verdict",
     "Target",
-    "SweepFit",
+    "PeakTarget",
+    "DamageTarget",
+    "FewRepeatsTarget",
+    "DoubleDescentTarget",
+    "AlphaTarget",
+    "EffectiveSizeTarget",
     "final_table",
     "point_table",
     "chance_levels",
     "evaluate_targets",
     "evaluate_scaling",
+    "scaling_targets",
     "fit_sweep",
     "targets_markdown",
     "circuit_table",
@@ -54,27 +87,92 @@ ABILITIES = ("induction", "shifted_induction", "prefix_matching", "copying_gain"
 SIZE = "n_params_nonembedding"
 """The model-size coordinate of the scaling targets: Kaplan et al. 2020's non-embedding N."""
 LITERATURE_ALPHA = {
-    "Chudnovsky et al. 2026 (peak repeat count, R_peak ~ N^-0.96; from notes on the paper, not checked against it)": -0.96,
-    "a secondary summary of Hernandez et al. 2022 (edges E ~ N^-0.5; unverified)": -0.5,
+    "Chudnovsky et al. 2026 (peak repeat count at a fixed overtraining ratio, R_peak ~ N^-0.96; from notes on the paper, "
+    "not checked against it)": -0.96,
+    "Hernandez et al. 2022 (half-maximum edges at D = 100B, E ~ N^-0.56 and N^-0.50, as a secondary source quotes them)": -0.5,
 }
-"""How the poor-performance region moves with model size elsewhere, for T5's comparison.
-Hernandez et al. 2022's own text, as far as it could be read here, gives no exponent."""
+"""How the poor-performance region moves with model size elsewhere, for T5's comparison."""
+FLAT_FRACTION = 0.1
+"""T4: the control's loss has *flattened* at the first checkpoint after which it falls by no
+more than this fraction of its total fall (its first checkpoint's loss minus its minimum)."""
+ZERO_FRACTION = 0.1
+"""T4: the repeated-subset loss *approaches zero* at the first checkpoint where it is at most
+this fraction of its value at the first checkpoint."""
+RISE_SE = 2.0
+"""T4: a rise counts when it exceeds this many standard errors of the difference of two
+evaluations, sqrt(se_a^2 + se_b^2) (conservative: both read the same test sequences)."""
+
+
+class Verdict(str, Enum):
+    """A target's outcome."""
+
+    HELD = "held"
+    DID_NOT_HOLD = "did not hold"
+    NOT_IDENTIFIED = "not identified"
+    CANNOT_JUDGE = "cannot judge"
 
 
 @dataclass
 class Target:
-    """One study target's verdict: ``held`` is True, False, or None (not measurable here)."""
+    """A target's verdict and numbers; subclasses add their fields and :meth:`render` the prose.
+
+    ``held`` is True / False for held / did not hold and None otherwise; ``detail`` and
+    ``line`` are rendered from the fields; ``numbers`` is the fields as JSON-able data.
+    """
 
     name: str
     statement: str
-    held: Optional[bool]
-    detail: str
-    numbers: dict[str, Any] = field(default_factory=dict)
+    verdict: Verdict
+    where: str = ""
+
+    def render(self) -> str:  # pragma: no cover - every target overrides it
+        raise NotImplementedError
+
+    @property
+    def held(self) -> Optional[bool]:
+        return {Verdict.HELD: True, Verdict.DID_NOT_HOLD: False}.get(self.verdict)
+
+    @property
+    def detail(self) -> str:
+        return self.where + self.render()
 
     @property
     def line(self) -> str:
-        verdict = {True: "held", False: "did not hold", None: "not measured"}[self.held]
-        return f"{self.name} {verdict}: {self.detail}"
+        return f"{self.name} {self.verdict.value}: {self.detail}"
+
+    @property
+    def numbers(self) -> dict[str, Any]:
+        skip = {"name", "statement", "verdict", "where"}
+        return {k: _jsonable(v) for k, v in asdict(self).items() if k not in skip}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.floating, float)):
+        return None if not math.isfinite(float(v)) else float(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, Enum):
+        return v.value
+    return v
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
+def _loss_name(loss: str) -> str:
+    return {"test_text": "natural-text test loss", "test_loss": "test loss"}.get(loss, loss.replace("_", " "))
+
+
+def _ci(pair: Optional[tuple[float, float]] | Optional[list[float]], fmt: str = "{:.3g}") -> str:
+    return "no interval" if pair is None else f"95% {fmt.format(pair[0])} to {fmt.format(pair[1])}"
+
+
+# ------------------------------------------------------------------------------ the tables
 
 
 def final_table(scores: pd.DataFrame, metrics: Optional[pd.DataFrame] = None, probe: Optional[str] = None, at: str = "last") -> pd.DataFrame:
@@ -96,6 +194,8 @@ def point_table(final: pd.DataFrame, by_size: bool = False) -> pd.DataFrame:
     max - min) and seed count of every quantity."""
     cols = [c for c in STUDY_QUANTITIES + LOSS_SPLITS if c in final]
     keys = ([SIZE] if by_size else []) + ["repeated_fraction", "repeat_count"]
+    if "control" in final.columns:
+        keys.append("control")
     return reduce.seed_stats(final, keys, cols)
 
 
@@ -110,19 +210,6 @@ def chance_levels(d_vocab: int, n_ctx: int) -> dict[str, float]:
     return levels(get_probes(d_vocab, n_ctx))
 
 
-def _seeds(n: int) -> str:
-    return f"{n} seed" + ("" if n == 1 else "s")
-
-
-def _spread(*rows: pd.Series, col: str) -> float:
-    """The seed spread that two (or more) compared grid points must be told apart by: the larger range."""
-    return float(max(r[f"{col}_spread"] for r in rows))
-
-
-def _default_loss(final: pd.DataFrame) -> str:
-    return "test_text" if "test_text" in final and final["test_text"].notna().all() else "test_loss"
-
-
 def _one_size(final: pd.DataFrame, size: Optional[float]) -> tuple[pd.DataFrame, Optional[float]]:
     """``final`` restricted to one model size: ``size``, or the size with the most runs."""
     if SIZE not in final or final[SIZE].nunique() <= 1:
@@ -133,8 +220,387 @@ def _one_size(final: pd.DataFrame, size: Optional[float]) -> tuple[pd.DataFrame,
     return final[final[SIZE] == size], size
 
 
-def _loss_name(loss: str) -> str:
-    return {"test_text": "natural-text test loss", "test_loss": "test loss"}.get(loss, loss.replace("_", " "))
+def _with_control(final: pd.DataFrame) -> pd.DataFrame:
+    """``final`` with a ``control`` column (tables written before data-matched controls: f = 0 is ``full``)."""
+    if "control" in final.columns and (final["control"].astype(str) != "").all():
+        return final
+    f = final["repeated_fraction"].astype(float)
+    return final.assign(control=np.where(f == 0, "full", "none"))
+
+
+def _nearest(grid: Any, e: float) -> float:
+    g = np.asarray(sorted(set(float(x) for x in grid)))
+    return float(g[np.argmin(np.abs(np.log10(g) - math.log10(e)))])
+
+
+# ------------------------------------------------------------------------------ T1
+
+
+@dataclass
+class PeakTarget(Target):
+    """T1: the peak of one size's loss-vs-E curve, from the bump fitted to every run."""
+
+    loss: str = "test_loss"
+    fraction: float = float("nan")
+    peak: Optional[dict[str, Any]] = None
+    runs: int = 0
+    seeds: tuple[int, int] = (0, 0)
+    reason: Optional[str] = None
+
+    def render(self) -> str:
+        if self.peak is None:
+            return f"at f = {self.fraction:g}, no peak fit of the {_loss_name(self.loss)}: {self.reason}."
+        p = self.peak
+        lo, hi = self.seeds
+        seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
+        amp = f"{p['amplitude']:+.3f} nats ({_ci(p['amplitude_ci95'], '{:+.3f}')})"
+        e_ci = _ci(p["e_star_ci95"], "{:,.0f}")
+        where = "interior" if p["interior"] else "not interior"
+        note = f" ({p['note']})" if p.get("note") else ""
+        return (f"at f = {self.fraction:g}, the {_loss_name(self.loss)} fitted as a bump in log10 E over a baseline "
+                f"({self.runs} runs, {seeds} seeds per point, t at {p['dof']} dof) peaks at E* = {p['e_star']:,.0f} ({e_ci}), "
+                f"{where}{note}, amplitude {amp}. Held means the peak is interior (its interval inside the grid) and the "
+                "amplitude's interval lies above 0.")
+
+
+def _t1(runs: pd.DataFrame, f: float, loss: str) -> tuple[PeakTarget, Optional[fits.Peak]]:
+    curve = runs[(runs["control"] == "none") & np.isclose(runs["repeated_fraction"], f)]
+    counts = curve.groupby("repeat_count").size()
+    statement = f"interior maximum of the {_loss_name(loss)} over E, its amplitude above noise"
+    base = dict(name="T1", statement=statement, loss=loss, fraction=f, runs=len(curve),
+                seeds=(int(counts.min()), int(counts.max())) if len(counts) else (0, 0))
+    try:
+        peak = fits.fit_peak(curve["repeat_count"].to_numpy(), curve[loss].to_numpy())
+    except fits.ScalingDataError as e:
+        return PeakTarget(verdict=Verdict.NOT_IDENTIFIED, reason=str(e), **base), None
+    numbers = {**peak.to_json(), "width": peak.width, "dof": peak.dof, "note": peak.note}
+    if peak.amplitude <= 0 or not peak.grid[0] < peak.e_star < peak.grid[-1]:
+        verdict = Verdict.DID_NOT_HOLD  # a dip, or a maximum beyond the grid's ends
+    elif peak.e_star_ci95 is None or peak.amplitude_ci95 is None:
+        verdict = Verdict.NOT_IDENTIFIED
+    elif peak.interior and peak.amplitude_ci95[0] > 0:
+        verdict = Verdict.HELD
+    else:
+        verdict = Verdict.DID_NOT_HOLD
+    return PeakTarget(verdict=verdict, peak=numbers, **base), peak
+
+
+# ------------------------------------------------------------------------------ T2
+
+
+@dataclass
+class DamageTarget(Target):
+    """T2: damage to copying against damage to the loss at the grid point nearest E*."""
+
+    loss: str = "test_loss"
+    fraction: float = float("nan")
+    repeat_count: float = float("nan")
+    loss_control: float = float("nan")
+    loss_at_peak: float = float("nan")
+    loss_rise: float = float("nan")
+    abilities: dict[str, tuple[float, float]] = field(default_factory=dict)
+    drops: dict[str, float] = field(default_factory=dict)
+    probe: Optional[str] = None
+    basis: str = "relative drops"
+    yardstick: Optional[dict[str, Any]] = None
+    yardstick_reason: Optional[str] = None
+
+    def render(self) -> str:
+        parts = ", ".join(f"{a} {c:.3f} -> {v:.3f} ({-self.drops[a]:+.0%})" for a, (c, v) in self.abilities.items())
+        text = (f"at the grid point nearest the fitted peak (f = {self.fraction:g}, E = {self.repeat_count:g}) against the "
+                f"full-data control: {_loss_name(self.loss)} {self.loss_control:.3f} -> {self.loss_at_peak:.3f} "
+                f"({self.loss_rise:+.1%}); {parts}.")
+        if self.yardstick is not None:
+            y = self.yardstick
+            text += (f" In the paper's yardstick (effective model size on the controls' laws L = L_inf + (N_c/N)^a): "
+                     f"N_eff / N = {_ratio(y['copying'])} on the copying loss against {_ratio(y['loss'])} on the "
+                     f"{_loss_name(self.loss)} (Hernandez et al. 2022: up to 3x lost on copying, at most 1.15x on test loss). "
+                     "Held means the copying ratio's interval lies wholly below the loss ratio's; overlapping intervals are "
+                     "not identified.")
+        else:
+            text += (f" The paper's yardstick (effective size lost on copying against on the loss) cannot be applied: "
+                     f"{self.yardstick_reason}. Judged on relative drops instead: held means every ability dropped, by more "
+                     f"than the {self.loss_rise:.1%} rise in {_loss_name(self.loss)}.")
+        return text + (f" Attention and copying read the probe {self.probe}." if self.probe else "")
+
+
+def _ratio(r: dict[str, Any]) -> str:
+    if r.get("ratio") is None:
+        return f"({r.get('note')})"
+    lo = f"{r['ratio_lo']:.3g}" if r.get("ratio_lo") is not None else "<range"
+    hi = f"{r['ratio_hi']:.3g}" if r.get("ratio_hi") is not None else ">range"
+    return f"{r['ratio']:.3g} (95% {lo} to {hi})"
+
+
+def _effective_row(final: pd.DataFrame, loss: str, n: Optional[float], f: float, e: float) -> tuple[Optional[dict], Optional[str]]:
+    """The effective-size row of the point (n, f, E) on the controls' law of ``loss`` (N convention), or the reason there is none."""
+    if n is None:
+        return None, "one model size"
+    if loss not in final.columns or final[loss].isna().all():
+        return None, f"no {loss} values"
+    laws, eff = fits.effective_sizes(final.dropna(subset=[loss]), loss)
+    law = laws.get("N")
+    if not isinstance(law, fits.ControlLaw):
+        return None, f"{loss}: {law}"
+    rows = eff[(eff["size_column"] == "N") & (eff["N"] == n) & np.isclose(eff["repeated_fraction"], f) & (eff["repeat_count"] == e)
+               & (eff["control"] == "none")]
+    if rows.empty:
+        return None, f"no {loss} point at N = {n:,.0f}, f = {f:g}, E = {e:g}"
+    r = rows.iloc[0]
+    fin = lambda v: float(v) if math.isfinite(v) else None  # noqa: E731
+    return {"ratio": fin(r["ratio"]), "ratio_lo": fin(r["ratio_lo"]), "ratio_hi": fin(r["ratio_hi"]), "note": r["note"]}, None
+
+
+def _t2(runs: pd.DataFrame, all_sizes: pd.DataFrame, n: Optional[float], f: float, e: float, probe: Optional[str], loss: str) -> DamageTarget:
+    ctrl = runs[runs["control"] == "full"]
+    at = runs[(runs["control"] == "none") & np.isclose(runs["repeated_fraction"], f) & (runs["repeat_count"] == e)]
+    c_loss, p_loss = float(ctrl[loss].mean()), float(at[loss].mean())
+    rise = (p_loss - c_loss) / c_loss
+    abilities, drops = {}, {}
+    for a in ABILITIES:
+        if a in runs.columns and runs[a].notna().any():
+            c, v = float(ctrl[a].mean()), float(at[a].mean())
+            abilities[a] = (c, v)
+            drops[a] = (c - v) / abs(c) if c != 0 else float("nan")
+    statement = (f"near the peak, copying is damaged more than the {_loss_name(loss)} (effective model size lost on each, "
+                 "where the controls' laws allow; else relative drops)")
+    size_col = SIZE if SIZE in all_sizes.columns else "N"
+    k = all_sizes.loc[all_sizes["control"] == "full", size_col].nunique() if size_col in all_sizes.columns else 1
+    if k < fits.MIN_CONTROL_SIZES:
+        copy_row = loss_row = None
+        why_loss = f"full-data controls at {k} model size{'s' if k != 1 else ''}; the laws need at least {fits.MIN_CONTROL_SIZES}"
+    else:
+        copy_row, why = _effective_row(all_sizes, "copying_loss", n, f, e)
+        loss_row, why_loss = _effective_row(all_sizes, loss, n, f, e) if copy_row is not None else (None, why)
+    base = dict(name="T2", statement=statement, loss=loss, fraction=f, repeat_count=e, loss_control=c_loss, loss_at_peak=p_loss,
+                loss_rise=rise, abilities=abilities, drops=drops, probe=probe)
+    if copy_row is not None and loss_row is not None:
+        y = {"copying": copy_row, "loss": loss_row}
+        if copy_row["ratio_hi"] is not None and loss_row["ratio_lo"] is not None and copy_row["ratio_hi"] < loss_row["ratio_lo"]:
+            verdict = Verdict.HELD
+        elif copy_row["ratio"] is not None and loss_row["ratio"] is not None and copy_row["ratio"] >= loss_row["ratio"]:
+            verdict = Verdict.DID_NOT_HOLD
+        else:
+            verdict = Verdict.NOT_IDENTIFIED
+        return DamageTarget(verdict=verdict, basis="effective size", yardstick=y, **base)
+    held = bool(drops) and all(d > 0 and d > rise for d in drops.values())
+    return DamageTarget(verdict=Verdict.HELD if held else Verdict.DID_NOT_HOLD, yardstick_reason=why_loss, **base)
+
+
+# ------------------------------------------------------------------------------ T3
+
+
+@dataclass
+class FewRepeatsTarget(Target):
+    """T3: a few repeats cost no more than the seed spread against the data-matched control."""
+
+    loss: str = "test_loss"
+    fraction: float = float("nan")
+    repeat_count: Optional[float] = None
+    loss_few: Optional[float] = None
+    seeds_few: int = 0
+    data_matched: Optional[float] = None
+    seeds_data_matched: int = 0
+    minus_data_matched: Optional[float] = None
+    spread_data_matched: Optional[float] = None
+    minus_full: Optional[float] = None
+    spread_full: Optional[float] = None
+    e1_minus_control: Optional[float] = None
+    random_init_max_deviation: Optional[dict[str, float]] = None
+    random_init_levels: Optional[dict[str, tuple[float, float]]] = None
+    chance_tolerance: float = 0.05
+    init_runs: int = 0
+    reason: Optional[str] = None
+
+    def render(self) -> str:
+        name = _loss_name(self.loss)
+        parts = []
+        if self.repeat_count is None:
+            parts.append(f"no repeat count above 1 at f = {self.fraction:g}")
+        else:
+            few = f"E = {self.repeat_count:g} ({_seeds(self.seeds_few)}) {name} {self.loss_few:.3f}"
+            if self.data_matched is not None:
+                parts.append(f"{few} against the data-matched control ({_seeds(self.seeds_data_matched)}) "
+                             f"{self.data_matched:.3f}: {self.minus_data_matched:+.3f} (seed spread {self.spread_data_matched:.3f})")
+            else:
+                parts.append(f"{few}: no data-matched control at this size, so a few repeats cannot be told from fewer unique "
+                             "tokens")
+            if self.minus_full is not None:
+                parts.append(f"against the full-data control {self.minus_full:+.3f} (seed spread {self.spread_full:.3f})")
+        if self.random_init_max_deviation is None:
+            parts.append("random-init scores not measured (no step-0 checkpoint or no chance levels)")
+        else:
+            parts.append("step-0 (random init) best heads, " + ", ".join(
+                f"{m} max {hi:.3f} vs chance {c:.3f}" for m, (hi, c) in (self.random_init_levels or {}).items())
+                + f" (tolerance {self.chance_tolerance:g}) over {self.init_runs} runs")
+        if self.e1_minus_control is not None:
+            parts.append(f"consistency check, not a finding: E = 1 trains on the control's own data and differs from it by "
+                         f"{self.e1_minus_control:+.4f}")
+        return ("; ".join(parts) + ". Held means the smallest E > 1 costs no more than the seed spread against the "
+                "data-matched control and the initial scores sit at chance.")
+
+
+def _spread(*groups: pd.Series) -> float:
+    return float(max(g.max() - g.min() for g in groups))
+
+
+def _t3(runs: pd.DataFrame, scores: pd.DataFrame, f: float, chance: Optional[dict[str, float]], tol: float, loss: str) -> FewRepeatsTarget:
+    curve = runs[(runs["control"] == "none") & np.isclose(runs["repeated_fraction"], f)]
+    full = runs[runs["control"] == "full"][loss]
+    out: dict[str, Any] = dict(name="T3", statement="a few repeats cost nothing beyond the seed spread against the data-matched "
+                               "control, and a randomly initialised model scores at chance", loss=loss, fraction=f,
+                               chance_tolerance=tol)
+    checks: list[Optional[bool]] = []
+    e1 = curve[curve["repeat_count"] == 1][loss]
+    if len(e1) and len(full):
+        out["e1_minus_control"] = float(e1.mean() - full.mean())
+    grid = sorted(e for e in curve["repeat_count"].unique() if e > 1)
+    if grid:
+        few = curve[curve["repeat_count"] == grid[0]][loss]
+        out.update(repeat_count=float(grid[0]), loss_few=float(few.mean()), seeds_few=len(few))
+        if len(full):
+            out.update(minus_full=float(few.mean() - full.mean()), spread_full=_spread(few, full))
+        dm = runs[runs["control"] == "data_matched"]
+        if "unique_tokens" in runs.columns and len(dm) and curve["unique_tokens"].notna().any():
+            want = float(curve["unique_tokens"].median())
+            dm = dm[np.isclose(dm["unique_tokens"], want, rtol=0.02)]
+        if len(dm):
+            out.update(data_matched=float(dm[loss].mean()), seeds_data_matched=len(dm),
+                       minus_data_matched=float(few.mean() - dm[loss].mean()), spread_data_matched=_spread(few, dm[loss]))
+            checks.append(out["minus_data_matched"] <= out["spread_data_matched"])
+        else:
+            checks.append(None)
+    else:
+        checks.append(None)
+    first = reduce.final_table(scores, STUDY_QUANTITIES, at="first")
+    first = first[first.step == 0]
+    if chance is not None and len(first):
+        ms = [m for m in ("induction", "prefix_matching") if m in first]
+        out["random_init_max_deviation"] = {m: float((first[m] - chance[m]).abs().max()) for m in ms}
+        out["random_init_levels"] = {m: (float(first[m].max()), float(chance[m])) for m in ms}
+        out["init_runs"] = len(first)
+        checks.append(all(d <= tol for d in out["random_init_max_deviation"].values()))
+    else:
+        checks.append(None)
+    if any(c is False for c in checks):
+        verdict = Verdict.DID_NOT_HOLD
+    elif all(c is True for c in checks):
+        verdict = Verdict.HELD
+    else:
+        verdict = Verdict.CANNOT_JUDGE
+    return FewRepeatsTarget(verdict=verdict, **out)
+
+
+# ------------------------------------------------------------------------------ T4
+
+
+@dataclass
+class DoubleDescentTarget(Target):
+    """T4: test loss rising beyond its evaluation noise after the control has flattened."""
+
+    loss: str = "test_loss"
+    fraction: float = float("nan")
+    repeat_count: float = float("nan")
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reason: Optional[str] = None
+
+    def render(self) -> str:
+        rule = (f" Held means in every seed the {_loss_name(self.loss)} rose by more than {RISE_SE:g} standard errors of the "
+                f"evaluation (sqrt(se_a^2 + se_b^2), se over test sequences) between two checkpoints after the same-seed "
+                f"control's loss had flattened (the first checkpoint after which it falls by at most {FLAT_FRACTION:.0%} of "
+                f"its total fall); 'approaches zero' is the first checkpoint at which the repeated-subset loss is at most "
+                f"{ZERO_FRACTION:.0%} of its first value.")
+        if self.reason:
+            return f"at f = {self.fraction:g}, E = {self.repeat_count:g}: {self.reason}." + rule
+        rows = []
+        for run, r in self.runs.items():
+            if r.get("reason"):
+                rows.append(f"{run}: {r['reason']}")
+                continue
+            rise = (f"largest rise after the control flattened (step {r['flat_step']}): {r['rise']:+.3f} over steps "
+                    f"{r['rise_steps'][0]}-{r['rise_steps'][1]} ({r['rise_z']:.1f} standard errors)")
+            zero = (f"repeated-subset loss approaches zero at step {r['zero_step']}" if r["zero_step"] is not None
+                    else "repeated-subset loss never approaches zero")
+            same = ("coincide" if r["coincide"] else "do not coincide") if r["coincide"] is not None else "cannot be compared"
+            rows.append(f"{run}: {rise}; damage against the control peaks at step {r['damage_step']} ({r['damage']:+.3f}), "
+                        f"{zero}: they {same} (within one checkpoint; chance {r['chance']:.2f})")
+        return f"at f = {self.fraction:g}, E = {self.repeat_count:g} ({_seeds(len(rows))}): " + "; ".join(rows) + "." + rule
+
+
+def _flat_index(values: np.ndarray) -> int:
+    """The first index after which ``values`` falls by at most FLAT_FRACTION of its total fall."""
+    later_min = np.minimum.accumulate(values[::-1])[::-1]
+    fall = values[0] - values.min()
+    return int(np.flatnonzero(values - later_min <= FLAT_FRACTION * fall)[0])
+
+
+def _largest_z_rise(x: np.ndarray, se: np.ndarray) -> tuple[float, float, int, int]:
+    """(rise, z, a, b) over a < b maximising z = (x[b] - x[a]) / sqrt(se[a]^2 + se[b]^2)."""
+    best = (-np.inf, -np.inf, 0, 0)
+    for a in range(len(x)):
+        for b in range(a + 1, len(x)):
+            z = (x[b] - x[a]) / math.sqrt(se[a] ** 2 + se[b] ** 2)
+            if z > best[1]:
+                best = (float(x[b] - x[a]), float(z), a, b)
+    return best
+
+
+def _t4_run(m: pd.DataFrame, c: pd.DataFrame, split: str) -> dict[str, Any]:
+    """T4's numbers for one repeated run (``m``: its metrics) against its control (``c``)."""
+    if "loss_se" not in m.columns or m.loc[m["split"] == split, "loss_se"].isna().all():
+        return {"reason": "its metrics have no loss_se (evaluation standard error; runs trained before it was recorded)"}
+    test = m[m["split"] == split].dropna(subset=["loss"]).set_index("step").sort_index()
+    ctrl = c[c["split"] == split].dropna(subset=["loss"]).set_index("step")["loss"].sort_index()
+    if len(ctrl) < 3:
+        return {"reason": "its control has fewer than 3 evaluations"}
+    flat = int(ctrl.index[_flat_index(ctrl.to_numpy())])
+    after = test[test.index >= flat]
+    if len(after) < 2:
+        return {"reason": f"the control flattened at step {flat}, with fewer than 2 checkpoints of this run after it", "flat_step": flat}
+    rise, z, a, b = _largest_z_rise(after["loss"].to_numpy(), after["loss_se"].to_numpy())
+    common = test.index.intersection(ctrl.index)
+    damage = test.loc[common, "loss"] - ctrl.loc[common]
+    d_step = int(damage.idxmax())
+    rep = m[m["split"] == "repeated"].dropna(subset=["loss"]).set_index("step")["loss"].sort_index()
+    zero = rep[rep <= ZERO_FRACTION * rep.iloc[0]] if len(rep) else rep
+    z_step = int(zero.index[0]) if len(zero) else None
+    coincide, chance = None, float("nan")
+    if z_step is not None and z_step in common:
+        steps = list(common)
+        i, j = steps.index(d_step), steps.index(z_step)
+        coincide = abs(i - j) <= 1
+        chance = len([k for k in range(len(steps)) if abs(k - j) <= 1]) / len(steps)
+    return {"flat_step": flat, "rise": rise, "rise_z": z, "rise_steps": [int(after.index[a]), int(after.index[b])],
+            "significant": bool(z > RISE_SE), "damage_step": d_step, "damage": float(damage.max()), "zero_step": z_step,
+            "coincide": coincide, "chance": chance}
+
+
+def _t4(runs: pd.DataFrame, metrics: Optional[pd.DataFrame], f: float, e: float, loss: str) -> DoubleDescentTarget:
+    split = "test" if loss == "test_loss" else loss
+    base = dict(name="T4", statement="double descent in time: test loss rises beyond its evaluation noise after the control has "
+                "flattened, near the peak", loss=loss, fraction=f, repeat_count=e)
+    if metrics is None or metrics.empty:
+        return DoubleDescentTarget(verdict=Verdict.CANNOT_JUDGE, reason="no training metrics given", **base)
+    at = runs[(runs["control"] == "none") & np.isclose(runs["repeated_fraction"], f) & (runs["repeat_count"] == e)]
+    controls = runs[runs["control"] == "full"]
+    out = {}
+    for run, seed in zip(at["run_id"], at["seed"]):
+        same = controls[controls["seed"] == seed]
+        ctrl = (same if len(same) else controls)["run_id"]
+        if ctrl.empty:
+            out[run] = {"reason": "no full-data control"}
+            continue
+        out[run] = _t4_run(metrics[metrics["run_id"] == run], metrics[metrics["run_id"] == ctrl.iloc[0]], split)
+    if not out:
+        return DoubleDescentTarget(verdict=Verdict.CANNOT_JUDGE, reason="no runs at this point", **base)
+    if any("reason" in r for r in out.values()):
+        verdict = Verdict.CANNOT_JUDGE
+    else:
+        verdict = Verdict.HELD if all(r["significant"] for r in out.values()) else Verdict.DID_NOT_HOLD
+    return DoubleDescentTarget(verdict=verdict, runs=out, **base)
+
+
+# ------------------------------------------------------------------------------ T1-T4
 
 
 def evaluate_targets(
@@ -151,17 +617,17 @@ def evaluate_targets(
     """Check T1-T4 on a sweep's tables, at one model size.
 
     Args:
-        scores: The sweep's tidy scores (``repeatlens.load_scores``) with a control (f = 0)
-            and, at one f > 0, several repeat counts E; several seeds per point.
+        scores: The sweep's tidy scores (``repeatlens.load_scores``) with a full-data control
+            (f = 0), ideally a data-matched one, and at one f > 0 several repeat counts E;
+            several seeds per point.
         metrics: The training-metrics table (``repeatlens.load_metrics``), for T4's
-            trajectories and the natural-text loss; T4 is "not measured" without it.
+            trajectories (with ``loss_se``) and the natural-text loss; T4 cannot judge without it.
         fraction: The f > 0 to study; default the only (or largest) one in ``scores``.
         chance: Uniform-attention levels (``repeatlens.scores.chance_levels`` of the probe)
             for T3's random-init check.
         chance_tolerance: How far (absolute) a step-0 best-head score may sit from chance.
         probe: The probe the attention and copying scores are read on
             (:func:`repeatlens.results.select_probe`); default the table's default probe.
-            T2 names it.
         loss: The loss column: ``test_text`` (default when the runs have it) or ``test_loss``.
         size: The model size (non-embedding parameters) to evaluate at; default the only
             one, or the size with the most runs.
@@ -170,292 +636,157 @@ def evaluate_targets(
         ``[T1, T2, T3, T4]``.
     """
     scores = reduce.check_scores(scores, probe)
-    final = final_table(scores, metrics)
-    final, size = _one_size(final, size)
+    all_sizes = _with_control(final_table(scores, metrics))
+    final, size = _one_size(all_sizes, size)
     if size is not None:
         scores = scores[scores[SIZE] == size]
-    loss = loss or _default_loss(final)
-    fs = sorted(x for x in final.repeated_fraction.unique() if x > 0)
-    if not fs or not (final.repeated_fraction == 0).any():
-        raise ValueError("the study needs a control (f = 0) and at least one f > 0 in the scores table")
+    loss = loss or fits.default_loss(final)
+    fs = sorted(x for x in final.loc[final["control"] == "none", "repeated_fraction"].unique() if x > 0)
+    if not fs or not (final["control"] == "full").any():
+        raise ValueError("the study needs a full-data control (f = 0) and at least one f > 0 in the scores table")
     f = fraction if fraction is not None else fs[-1]
-    pts = point_table(final)
-    control = pts[pts.repeated_fraction == 0].iloc[0]
-    curve = pts[np.isclose(pts.repeated_fraction, f)].sort_values("repeat_count").reset_index(drop=True)
-    peak_i = int(curve[loss].idxmax())
-    peak, lo, hi = curve.iloc[peak_i], curve.iloc[0], curve.iloc[-1]
-    peak_E = float(peak.repeat_count)
+    t1, peak = _t1(final, f, loss)
+    grid = final.loc[(final["control"] == "none") & np.isclose(final["repeated_fraction"], f), "repeat_count"]
+    e = _nearest(grid, peak.e_star) if peak is not None else float(grid.max())
+    n = size if size is not None else (float(final[SIZE].iloc[0]) if SIZE in final else None)
+    targets = [t1, _t2(final, all_sizes, n, f, e, scores.attrs.get("probe"), loss),
+               _t3(final, scores, f, chance, chance_tolerance, loss), _t4(final, metrics, f, e, loss)]
     where = f"model of N = {size:,.0f} non-embedding parameters: " if size is not None else ""
-    targets = [
-        _t1(curve, peak_i, peak, lo, hi, control, f, loss),
-        _t2(peak, control, f, scores.attrs.get("probe"), loss),
-        _t3(curve, control, scores, f, chance, chance_tolerance, loss),
-        _t4(final, metrics, f, peak_E, "test" if loss == "test_loss" else loss),
-    ]
     for t in targets:
-        t.detail = where + t.detail
+        t.where = where
     return targets
 
 
-def _t1(curve: pd.DataFrame, peak_i: int, peak: pd.Series, lo: pd.Series, hi: pd.Series, control: pd.Series, f: float, loss: str) -> Target:
-    margins = {
-        f"E={lo.repeat_count:g}": (peak[loss] - lo[loss], _spread(peak, lo, col=loss)),
-        f"E={hi.repeat_count:g}": (peak[loss] - hi[loss], _spread(peak, hi, col=loss)),
-        "control": (peak[loss] - control[loss], _spread(peak, control, col=loss)),
-    }
-    interior = 0 < peak_i < len(curve) - 1
-    held = interior and all(m > s for m, s in margins.values())
-    parts = ", ".join(f"{k} by {m:+.3f} (seed spread {s:.3f})" for k, (m, s) in margins.items())
-    where = "an interior" if interior else "an end-point (not interior)"
-    detail = (f"at f = {f:g}, {_loss_name(loss)} peaks at {where} E = {peak.repeat_count:g} "
-              f"({peak[loss]:.3f} nats, {_seeds(int(peak.seeds))}) and exceeds {parts}.")
-    return Target("T1", f"interior maximum of {_loss_name(loss)} over E, above both ends and the control by more than the seed spread",
-                  held, detail, {"loss": loss, "peak_E": float(peak.repeat_count), "peak_loss": float(peak[loss]),
-                                 "margins": {k: [float(m), float(s)] for k, (m, s) in margins.items()}})
-
-
-def _t2(peak: pd.Series, control: pd.Series, f: float, probe: Optional[str], loss: str) -> Target:
-    rise = (peak[loss] - control[loss]) / control[loss]
-    drops = {a: (control[a] - peak[a]) / abs(control[a]) if control[a] != 0 else float("nan") for a in ABILITIES if a in peak}
-    held = all(d > 0 and d > rise for d in drops.values())
-    parts = ", ".join(f"{a} {control[a]:.3f} -> {peak[a]:.3f} ({-d:+.0%})" for a, d in drops.items())
-    detail = (f"at the peak (f = {f:g}, E = {peak.repeat_count:g}) against the control: {_loss_name(loss)} "
-              f"{control[loss]:.3f} -> {peak[loss]:.3f} ({rise:+.1%}); {parts}. "
-              f"Held means every ability dropped, by more than the {rise:.1%} rise in {_loss_name(loss)}."
-              + (f" Attention and copying read the probe {probe}." if probe else ""))
-    return Target("T2", f"near the peak, induction, shifted induction, prefix-matching and copying drop by more (relatively) "
-                  f"than {_loss_name(loss)} rises", held, detail,
-                  {"loss": loss, "loss_rise": float(rise), "drops": {k: float(v) for k, v in drops.items()}, "probe": probe})
-
-
-def _t3(curve: pd.DataFrame, control: pd.Series, scores: pd.DataFrame, f: float, chance: Optional[dict[str, float]], tol: float,
-        loss: str) -> Target:
-    e1 = curve[curve.repeat_count == 1]
-    parts, ok = [], []
-    numbers: dict[str, Any] = {}
-    if e1.empty:
-        parts.append(f"no E = 1 point at f = {f:g}")
-        ok.append(None)
-    else:
-        r = e1.iloc[0]
-        diff = r[loss] - control[loss]
-        spread = _spread(r, control, col=loss)
-        match = abs(diff) <= max(spread, 0.01 * control[loss])
-        ok.append(bool(match))
-        numbers["E1_minus_control"] = float(diff)
-        parts.append(f"E = 1 {_loss_name(loss)} {r[loss]:.3f} vs control {control[loss]:.3f} "
-                     f"(difference {diff:+.3f}, seed spread {spread:.3f})")
-    first = reduce.final_table(scores, STUDY_QUANTITIES, at="first")
-    first = first[first.step == 0]
-    if chance is None or first.empty:
-        parts.append("random-init scores not measured (no step-0 checkpoint or no chance levels)")
-        ok.append(None)
-    else:
-        devs = {m: float((first[m] - chance[m]).abs().max()) for m in ("induction", "prefix_matching") if m in first}
-        ok.append(all(d <= tol for d in devs.values()))
-        numbers["random_init_max_deviation"] = devs
-        parts.append("step-0 (random init) best heads, " + ", ".join(
-            f"{m} max {first[m].max():.3f} vs chance {chance[m]:.3f}" for m in devs) + f" (tolerance {tol:g}) over {len(first)} runs")
-    held = None if any(o is None for o in ok) and not any(o is False for o in ok) else all(bool(o) for o in ok)
-    return Target("T3", "controls: E = 1 matches f = 0, and a randomly initialised model scores at chance", held,
-                  "; ".join(parts) + ".", numbers)
-
-
-def _memorization_phase(rep: pd.Series) -> Optional[tuple[int, int]]:
-    """Positions (into the checkpoint series) where repeated-subset loss falls from above 3/4
-    of its start (last such checkpoint) to below 1/4 of it (first such one); None if it never does."""
-    start = float(rep.iloc[0])
-    below = np.flatnonzero(rep.to_numpy() <= 0.25 * start)
-    if not len(below):
-        return None
-    b = int(below[0])
-    above = np.flatnonzero(rep.to_numpy()[: b + 1] >= 0.75 * start)
-    return (int(above[-1]) if len(above) else 0), b
-
-
-def _largest_rise(x: np.ndarray) -> tuple[float, int, int]:
-    """max over a < b of x[b] - x[a], with (a, b)."""
-    best, pair, low = -np.inf, (0, 0), 0
-    for b in range(1, len(x)):
-        if x[b] - x[low] > best:
-            best, pair = float(x[b] - x[low]), (low, b)
-        if x[b] < x[low]:
-            low = b
-    return best, pair[0], pair[1]
-
-
-def _t4(final: pd.DataFrame, metrics: Optional[pd.DataFrame], f: float, peak_E: float, split: str = "test") -> Target:
-    """Double descent over training at the peak, per seed.
-
-    The memorization phase runs from the last checkpoint where repeated-subset loss is still
-    above 3/4 of its start to the first where it is below 1/4. Held when, in every seed,
-    test loss rises inside that phase (its largest increase between two checkpoints of the
-    phase is positive) while the same-seed control's test loss falls over the same steps,
-    and test loss then descends again (it ends below the top of that rise). ``split``: the
-    metrics split read as test loss (``test``, or ``test_text`` for the natural text).
-    """
-    if metrics is None or metrics.empty:
-        return Target("T4", "double descent over training near the peak", None, "no training metrics given.")
-
-    def curves(run: str) -> pd.DataFrame:
-        return metrics[metrics.run_id == run].pivot_table(index="step", columns="split", values="loss")
-
-    at_peak = final[np.isclose(final.repeated_fraction, f) & (final.repeat_count == peak_E)]
-    controls = final[final.repeated_fraction == 0].set_index("seed").run_id
-    rows, held_runs, numbers = [], [], {}
-    for run, seed in zip(at_peak.run_id, at_peak.seed):
-        m = curves(run).dropna(subset=[split, "repeated"])
-        phase = _memorization_phase(m.repeated)
-        if phase is None:
-            held_runs.append(False)
-            rows.append(f"{run}: repeated loss never fell below a quarter of its start ({m.repeated.iloc[0]:.2f} -> {m.repeated.iloc[-1]:.2f})")
-            continue
-        i0, i1 = phase
-        steps = m.index.to_numpy()
-        test = m[split].to_numpy()
-        rise, a, b = _largest_rise(test[i0 : i1 + 1])
-        sa, sb = int(steps[i0 + a]), int(steps[i0 + b])
-        again = bool(test[-1] < test[i0 + b])
-        ctrl_change = None
-        if seed in controls.index:
-            c = curves(controls[seed])[split].dropna()
-            if sa in c.index and sb in c.index:
-                ctrl_change = float(c[sb] - c[sa])
-        ok = rise > 0 and again and (ctrl_change is None or ctrl_change < 0)
-        held_runs.append(ok)
-        numbers[run] = {"phase_steps": [int(steps[i0]), int(steps[i1])], "rise": rise, "rise_steps": [sa, sb],
-                        "control_change": ctrl_change, "final_test": float(test[-1])}
-        ctrl = f"; same-seed control {ctrl_change:+.3f} over those steps" if ctrl_change is not None else ""
-        rows.append(f"{run}: repeated loss {m.repeated.iloc[i0]:.2f} -> {m.repeated.iloc[i1]:.2f} over steps {steps[i0]}-{steps[i1]}, "
-                    f"{_loss_name('test_text' if split == 'test_text' else 'test_loss')} {test[i0 + a]:.3f} -> {test[i0 + b]:.3f} "
-                    f"({rise:+.3f}) over steps {sa}-{sb}{ctrl}, "
-                    f"then {test[-1]:.3f} at step {steps[-1]}")
-    held = bool(held_runs) and all(held_runs)
-    detail = (f"at f = {f:g}, E = {peak_E:g} ({_seeds(len(rows))}): " + "; ".join(rows) +
-              ". Held means in every seed test loss rose while the repeated loss fell from 3/4 to 1/4 of its start, "
-              "the control's fell over the same steps, and test loss then descended again.")
-    return Target("T4", "near the peak, repeated-subset loss falls towards zero while test loss rises (double descent over training)",
-                  held, detail, numbers)
-
-
 def targets_markdown(targets: list[Target]) -> str:
-    """One paragraph per target, each beginning ``T1 held:`` / ``T1 did not hold:``."""
+    """One paragraph per target, each beginning ``T1 held:`` / ``T1 did not hold:`` / ``T1 not identified:`` ..."""
     return "\n\n".join(t.line for t in targets)
 
 
 # ------------------------------------------------------------------------------- scaling: T5, T6
 
 
-def _sizes_line(peaks: dict[float, reduce.Peak]) -> str:
-    def edge(x: Optional[float]) -> str:
-        return f"{x:.3g}" if x is not None else "beyond the grid"
+@dataclass
+class AlphaTarget(Target):
+    """T5: E* ∝ N^alpha, from :func:`repeatlens.fit_scaling`."""
 
-    return "; ".join(
-        f"N = {n:,.0f}: E* = {p.E:.3g} (grid {p.E_grid:g}{'' if p.interior else ', an end point'}, rise {p.rise:+.3f}, "
-        f"half-maximum edges {edge(p.lower)} and {edge(p.upper)})"
-        for n, p in peaks.items()
-    )
+    loss: str = "test_loss"
+    alpha: Optional[float] = None
+    alpha_ci95: Optional[tuple[float, float]] = None
+    reason: Optional[str] = None
+    peaks: list[dict[str, Any]] = field(default_factory=list)
+    literature: dict[str, float] = field(default_factory=dict)
 
-
-def evaluate_scaling(
-    final: pd.DataFrame, *, loss: Optional[str] = None, fraction: Optional[float] = None, bootstrap: int = 1000
-) -> list[Target]:
-    """T5 and T6 across model sizes, on a final table (:func:`final_table`).
-
-    * **T5**, the poor-performance region moves with model size: per size, the repeat count
-      ``E*`` of the peak of the mean loss (:func:`repeatlens.results.peak_scaling`), and a
-      power law ``E* ∝ N^alpha`` in the non-embedding parameter count. Held when every peak
-      is interior and the seed-bootstrap interval of alpha excludes 0; its sign and size
-      are compared with :data:`LITERATURE_ALPHA`.
-    * **T6**, effective model size: a power law fitted to the controls' loss against N,
-      each repeated run's loss turned into the N a control would need for it, and
-      ``N_eff / N`` at each size's peak (:func:`repeatlens.results.effective_sizes`). Held
-      when the controls' loss falls with N at every step up in size and ``N_eff / N < 1``
-      at every size's peak.
-    """
-    loss = loss or _default_loss(final)
-    name = _loss_name(loss)
-    try:
-        peaks, law = reduce.peak_scaling(final, loss, fraction=fraction, size=SIZE, bootstrap=bootstrap)
-    except reduce.MissingDataError as e:
-        t5 = Target("T5", "the poor-performance region moves with model size", None, f"{e}.")
-    else:
-        lo, hi = law.slope_interval or (float("nan"), float("nan"))
-        interior = all(p.interior for p in peaks.values())
-        moves = lo > 0 or hi < 0
-        sign = "fewer" if law.slope < 0 else "more"
-        refs = "; ".join(f"{ref}: alpha = {a:+.2f}, {'same' if np.sign(a) == np.sign(law.slope) else 'opposite'} sign"
-                         for ref, a in LITERATURE_ALPHA.items())
-        detail = (f"{name} per size: {_sizes_line(peaks)}. Fit E* = {law.a:.3g} N^alpha with alpha = {law.slope:+.3f} "
-                  f"(OLS standard error {law.slope_se:.3f}; seed-bootstrap 16-84% interval {lo:+.3f} to {hi:+.3f}): larger models "
-                  f"peak at {sign} repeats. Compared: {refs}. Held means every peak is interior and the interval excludes 0.")
-        t5 = Target("T5", "the poor-performance region moves with model size", interior and moves, detail,
-                    {"loss": loss, "peaks": {str(n): vars(p) for n, p in peaks.items()}, "alpha": law.slope, "alpha_se": law.slope_se,
-                     "alpha_interval": [lo, hi], "a": law.a})
-    ctrl = final[final.repeated_fraction == 0].groupby(SIZE)[loss].mean().sort_index()
-    if len(ctrl) < 2:
-        return [t5, Target("T6", "effective model size", None, f"controls at {len(ctrl)} model size(s); the fit needs 2 or more.")]
-    falls = bool((np.diff(ctrl.to_numpy()) < 0).all())
-    controls = ", ".join(f"{v:.3f} at N = {n:,.0f}" for n, v in ctrl.items())
-    try:
-        ctrl_law, runs = reduce.effective_sizes(final, loss, size=SIZE)
-    except reduce.MissingDataError as e:  # the fitted loss does not fall with N: no effective size
-        return [t5, Target("T6", "effective model size", False, f"controls' {name} {controls}: {e}.")]
-    at_peak = {}
-    f = fraction if fraction is not None else float(final.loc[final.repeated_fraction > 0, "repeated_fraction"].max())
-    for n, g in runs[np.isclose(runs.repeated_fraction, f)].groupby("N"):
-        e_peak = float(g.groupby("repeat_count")[loss].mean().idxmax())
-        at_peak[float(n)] = (e_peak, float(g[g.repeat_count == e_peak]["ratio"].mean()))
-    held = falls and all(r < 1 for _, r in at_peak.values())
-    detail = (f"controls' {name} {controls} ({'falls' if falls else 'does not fall'} with N); fit L = {ctrl_law.a:.3g} N^{ctrl_law.slope:+.3f}. At each size's peak, "
-              + "; ".join(f"N = {n:,.0f}, E = {e:g}: N_eff / N = {r:.3f}" for n, (e, r) in at_peak.items())
-              + ". Held means the controls' loss falls with N and N_eff / N < 1 at every peak "
-              "(Hernandez et al. 2022: 800M performing like 400M is N_eff / N = 0.5).")
-    t6 = Target("T6", "effective model size: the repeated runs perform like smaller controls", held, detail,
-                {"loss": loss, "control_law": {"a": ctrl_law.a, "slope": ctrl_law.slope}, "at_peak": {str(n): list(v) for n, v in at_peak.items()},
-                 "controls": {str(n): float(v) for n, v in ctrl.items()}})
-    return [t5, t6]
+    def render(self) -> str:
+        sizes = "; ".join(
+            f"N = {p['N']:,.0f}: E* = {p['e_star']:,.0f} ({_ci(p['e_star_ci95'], '{:,.0f}')}{'' if p['interior'] else ', not interior'})"
+            for p in self.peaks)
+        if self.alpha is None:
+            return (f"{_loss_name(self.loss)} per size: {sizes}. alpha is not identified by this design: {self.reason}. "
+                    "No exponent is given.")
+        refs = "; ".join(f"{ref}: {a:+.2f}" for ref, a in self.literature.items())
+        lo, hi = self.alpha_ci95
+        return (f"{_loss_name(self.loss)} per size: {sizes}. alpha = {self.alpha:+.3f} (95% {lo:+.3f} to {hi:+.3f}, weighted "
+                f"least squares of log10 E* on log10 N, t at sizes - 2 dof). Elsewhere: {refs}. Held means the interval "
+                "excludes 0.")
 
 
 @dataclass
-class SweepFit:
-    """:func:`fit_sweep`'s result: the targets and the per-run effective sizes."""
+class EffectiveSizeTarget(Target):
+    """T6: N_eff / N at each size's peak, on the full-data controls' law."""
 
-    targets: list[Target]
-    runs: Optional[pd.DataFrame]
-    loss: str
+    loss: str = "test_loss"
+    law: Optional[str] = None
+    reason: Optional[str] = None
+    at_peak: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def lines(self) -> list[str]:
-        out = [t.line for t in self.targets]
-        if self.runs is not None and len(self.runs):
-            cols = ["run_id", "repeated_fraction", "repeat_count", "seed", "N", self.loss, "N_eff", "ratio"]
-            out += ["", "per run (N: non-embedding parameters; N_eff: the N a control would need for this loss):",
-                    self.runs[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")]
-        return out
+    def render(self) -> str:
+        if self.reason:
+            return f"no effective model size on the {_loss_name(self.loss)}: {self.reason}."
+        rows = "; ".join(f"N = {float(n):,.0f}, E = {r['repeat_count']:g}: N_eff / N = {_ratio(r)}" for n, r in self.at_peak.items())
+        return (f"controls' law {self.law}. At each size's peak (the grid point nearest E*): {rows}. Held means the upper end "
+                "of every interval lies below 1 (which follows from T1 where the law is monotone; Hernandez et al. 2022: 800M "
+                "performing like 400M is N_eff / N = 0.5).")
+
+
+def scaling_targets(fit: fits.ScalingFit) -> list[Target]:
+    """T5 and T6 from a :class:`repeatlens.results.fits.ScalingFit` (N convention of ``fit.size_column``)."""
+    t5 = AlphaTarget(
+        name="T5", statement="the poor-performance region moves with model size (E* ∝ N^alpha)",
+        verdict=(Verdict.NOT_IDENTIFIED if not fit.identified else
+                 Verdict.HELD if fit.alpha_ci95[0] > 0 or fit.alpha_ci95[1] < 0 else Verdict.DID_NOT_HOLD),
+        loss=fit.loss, alpha=fit.alpha, alpha_ci95=fit.alpha_ci95, reason=fit.reason,
+        peaks=[p.to_json() for p in fit.peaks], literature=dict(LITERATURE_ALPHA))
+    statement = "effective model size: the runs at the peak perform like smaller controls"
+    law = fit.laws.get(fit.size_column)
+    if not isinstance(law, fits.ControlLaw):
+        return [t5, EffectiveSizeTarget(name="T6", statement=statement, verdict=Verdict.NOT_IDENTIFIED, loss=fit.loss,
+                                        reason=str(law) if law else "no controls' law")]
+    eff = fit.effective[(fit.effective["size_column"] == fit.size_column) & (fit.effective["control"] == "none")
+                        & np.isclose(fit.effective["repeated_fraction"], fit.repeated_fraction)]
+    at_peak, states = {}, []
+    for p in fit.peaks:
+        g = eff[eff["N"] == p.N]
+        if g.empty:
+            continue
+        e = _nearest(g["repeat_count"], p.e_star)
+        r = g[g["repeat_count"] == e].iloc[0]
+        fin = lambda v: float(v) if math.isfinite(v) else None  # noqa: E731
+        row = {"repeat_count": e, "ratio": fin(r["ratio"]), "ratio_lo": fin(r["ratio_lo"]), "ratio_hi": fin(r["ratio_hi"]),
+               "note": r["note"]}
+        at_peak[str(p.N)] = row
+        if row["ratio_hi"] is not None:
+            states.append(row["ratio_hi"] < 1)
+        elif r["note"].startswith("below the smallest control") and law.n_range[0] <= p.N:
+            states.append(True)  # N_eff < the smallest control <= N
+        else:
+            states.append(None)
+    verdict = (Verdict.HELD if states and all(s is True for s in states) else
+               Verdict.DID_NOT_HOLD if states and all(s is not None for s in states) else Verdict.NOT_IDENTIFIED)
+    return [t5, EffectiveSizeTarget(name="T6", statement=statement, verdict=verdict, loss=fit.loss, law=law.line(),
+                                    at_peak=at_peak)]
+
+
+def evaluate_scaling(final: pd.DataFrame, *, loss: Optional[str] = None, fraction: Optional[float] = None,
+                     bootstrap: int = 0) -> list[Target]:
+    """T5 and T6 across model sizes on a one-row-per-run table (:func:`final_table`), through
+    :func:`repeatlens.fit_scaling` (N: non-embedding parameters)."""
+    try:
+        fit = fits.fit_scaling(final, loss, fraction=fraction, bootstrap=bootstrap)
+    except fits.ScalingDataError as e:
+        name = _loss_name(loss or fits.default_loss(final))
+        return [AlphaTarget(name="T5", statement="the poor-performance region moves with model size", verdict=Verdict.CANNOT_JUDGE,
+                            reason=str(e), where=f"{name}: "),
+                EffectiveSizeTarget(name="T6", statement="effective model size", verdict=Verdict.CANNOT_JUDGE, reason=str(e))]
+    return scaling_targets(fit)
 
 
 def fit_sweep(path, *, loss: Optional[str] = None, fraction: Optional[float] = None, probe: Optional[str] = None,
-              bootstrap: int = 1000) -> SweepFit:
-    """T5/T6's fits on any analysed sweep (``repeatlens fit SWEEP_DIR``): where the
-    poor-performance region sits per model size and how it moves, and the effective model
-    size of every repeated run on the controls' power law."""
+              bootstrap: int = 0, size: str = "N") -> fits.ScalingFit:
+    """:func:`repeatlens.fit_scaling` on an analysed sweep directory, or on a per-run table
+    (``.csv`` / ``.parquet``, e.g. a study's committed ``results/final_runs.csv``):
+    ``repeatlens fit PATH``."""
+    from pathlib import Path
+
     from repeatlens.results.store import load_metrics, load_scores
 
-    scores = load_scores(path)
-    try:
-        metrics = load_metrics(path)
-    except RepeatlensError:
-        metrics = None
-    final = final_table(scores, metrics, probe)
-    loss = loss or _default_loss(final)
+    if Path(path).is_dir():
+        scores = load_scores(path)
+        try:
+            metrics = load_metrics(path)
+        except RepeatlensError:
+            metrics = None
+        final = final_table(scores, metrics, probe)
+    else:
+        final = fits.read_runs_table(path)
+    loss = loss or fits.default_loss(final)
     if loss not in final:
-        raise ConfigError(f"--loss {loss}: not in this sweep's tables; expected one of {', '.join(c for c in ('test_loss',) + LOSS_SPLITS if c in final)}")
-    targets = evaluate_scaling(final, loss=loss, fraction=fraction, bootstrap=bootstrap)
-    try:
-        runs = reduce.effective_sizes(final, loss, size=SIZE)[1]
-    except reduce.MissingDataError:
-        runs = None
-    return SweepFit(targets, runs, loss)
+        present = [c for c in ("test_loss",) + LOSS_SPLITS if c in final]
+        raise ConfigError(f"--loss {loss}: not in {path}'s tables; expected one of {', '.join(present) or '(none)'}")
+    return fits.fit_scaling(final, loss, fraction=fraction, bootstrap=bootstrap, size=size)
+
+
+SweepFit = fits.ScalingFit
+"""Deprecated: :func:`fit_sweep` now returns a :class:`repeatlens.results.fits.ScalingFit`."""
 
 
 # --------------------------------------------------------------------------------- circuits

@@ -72,12 +72,22 @@ def lm_loss(logits: Tensor, tokens: Int[Tensor, "batch pos"]) -> Tensor:
 def eval_loss(model, tokens: np.ndarray, batch_size: int, device: str, fast: bool = True) -> float:
     """Mean next-token loss (nats/token) of ``model`` on ``tokens`` [n, seq_len]
     (:func:`repeatlens.losses.token_losses`, as the ``test_loss`` score reads it)."""
-    total, count = 0.0, 0
+    return eval_loss_se(model, tokens, batch_size, device, fast)[0]
+
+
+def eval_loss_se(model, tokens: np.ndarray, batch_size: int, device: str, fast: bool = True) -> tuple[float, float]:
+    """:func:`eval_loss` and its standard error over the sequences: the sample standard
+    deviation of the per-sequence mean losses over sqrt(n) (NaN for one sequence). Every
+    sequence has the same length, so the mean of the per-sequence means is the mean loss."""
+    per_seq = []
     for i in range(0, len(tokens), batch_size):
         t = torch.from_numpy(np.asarray(tokens[i : i + batch_size]).astype(np.int64)).to(device)
-        total += token_losses(adapter.logits(model, t, fast), t).double().sum().item()
-        count += t.shape[0] * (t.shape[1] - 1)
-    return total / max(count, 1)
+        per_seq.append(token_losses(adapter.logits(model, t, fast), t).detach().double().mean(dim=1).cpu().numpy())
+    seqs = np.concatenate(per_seq) if per_seq else np.zeros(0)
+    if not len(seqs):
+        return 0.0, float("nan")
+    se = float(seqs.std(ddof=1) / np.sqrt(len(seqs))) if len(seqs) > 1 else float("nan")
+    return float(seqs.mean()), se
 
 
 def eval_sets(run: RunDir, n: int) -> dict[str, np.ndarray]:
@@ -274,8 +284,8 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
         model.eval()
         for split, toks in evals.items():
             if len(toks):
-                loss = eval_loss(model, toks, b, device, t.fast_attention)
-                rows.append({"step": step, "tokens_seen": tokens_seen, "split": split, "loss": loss})
+                loss, se = eval_loss_se(model, toks, b, device, t.fast_attention)
+                rows.append({"step": step, "tokens_seen": tokens_seen, "split": split, "loss": loss, "loss_se": se})
                 if wandb_run:
                     wandb_run.log({f"loss/{split}": loss, "tokens_seen": tokens_seen}, step=step)
         model.train()
@@ -375,8 +385,9 @@ def accumulate_gradients(fwd: Callable, model, tokens: Int[Tensor, "batch pos"],
 def _write_metrics(run: RunDir, rows: list[dict[str, Any]]) -> None:
     from repeatlens.io import atomic_write
 
-    df = pd.DataFrame(rows, columns=["step", "tokens_seen", "split", "loss"]).astype(
-        {"step": "int64", "tokens_seen": "int64", "split": "string", "loss": "float64"}
+    # rows of a run resumed from before loss_se was recorded, and the train rows, read NaN there
+    df = pd.DataFrame(rows, columns=["step", "tokens_seen", "split", "loss", "loss_se"]).astype(
+        {"step": "int64", "tokens_seen": "int64", "split": "string", "loss": "float64", "loss_se": "float64"}
     )
     atomic_write(run.metrics_path, lambda p: df.to_parquet(p, index=False))
 

@@ -279,24 +279,36 @@ def test_disproportionate_damage_points_and_identity_line(sweep):
 # ----------------------------------------------------------------------------- 7. N_eff
 
 
-def test_effective_model_size_inverts_the_control_power_law(sweep):
-    fig = plots.effective_model_size(sweep)
+FOUR_SIZES = (("a", 100_000), ("b", 200_000), ("c", 400_000), ("d", 800_000))
+
+
+def test_effective_model_size_inverts_the_controls_law() -> None:
+    """Four sizes whose controls follow 5 (N / 1e5)^-0.1 (the factories' base loss): the law with an
+    irreducible term fits it, and a point's N_eff / N is that law's inverse at its mean loss."""
+    from repeatlens.results.fits import fit_control_law
+
+    scores = make_scores(models=FOUR_SIZES, metrics=("test_loss",), steps=(0, 1600, 3200))
+    fig = plots.effective_model_size(scores)
     fit = fig.layout.meta["repeatlens"]["fit"]
-    test = _final(sweep, "test_loss")
-    runs = sweep.drop_duplicates("run_id").set_index("run_id")
-    ctrl = test[runs.index[runs["repeated_fraction"] == 0]].groupby(runs["n_params"]).mean()
-    slope, icpt = np.polyfit(np.log(ctrl.index.to_numpy(float)), np.log(ctrl.to_numpy()), 1)
-    assert fit["alpha"] == pytest.approx(-slope) and fit["a"] == pytest.approx(math.exp(icpt))
-    line = next(t for t in fig.data if t.name == "f = 10% · small")
-    members = runs.index[(runs["model_preset"] == "small") & (runs["repeated_fraction"] == 0.1)
-                         & (runs["repeat_count"] == 100)]
-    n_eff = (test[members] / fit["a"]) ** (-1 / fit["alpha"])
-    assert line.y[1] == pytest.approx((n_eff / 800_000).mean())
-    assert 0 < line.y[1] < 1  # a degraded run is worth fewer parameters
+    test = _final(scores, "test_loss")
+    runs = scores.drop_duplicates("run_id").set_index("run_id")
+    ctrl = runs.index[runs["repeated_fraction"] == 0]
+    law = fit_control_law(runs.loc[ctrl, "n_params"].to_numpy(float), test[ctrl].to_numpy())
+    assert (fit["loss_inf"], fit["exponent"]) == pytest.approx((law.loss_inf, law.exponent))
+    line = next(t for t in fig.data if t.name == "f = 10% · N = 400k")
+    members = runs.index[(runs["n_params"] == 400_000) & (runs["repeated_fraction"] == 0.1) & (runs["repeat_count"] == 10)]
+    n_eff = 10 ** (law.log10_n_c - math.log10(test[members].mean() - law.loss_inf) / law.exponent)
+    k = list(line.x).index(10)
+    assert line.y[k] == pytest.approx(n_eff / 400_000, rel=1e-6)
+    assert 0 < line.y[k] < 1 and line.error_y.array[k] > 0  # a degraded run is worth fewer parameters, with its interval
+    # E = 100 at f = 10% loses more than the smallest control has: a bound, not a point
+    assert 100 not in list(line.x) and "outside the controls' N range left out" in fig.layout.title.text
 
 
-def test_effective_model_size_needs_two_sizes(one_size):
-    with pytest.raises(plots.UnsupportedFigureError, match="f = 0 controls at 2 or more model sizes; found 1"):
+def test_effective_model_size_needs_four_control_sizes(sweep, one_size):
+    with pytest.raises(plots.UnsupportedFigureError, match=r"controls at 2 model sizes; the law L = L_inf \+ \(N_c/N\)\^a needs at least 4"):
+        plots.effective_model_size(sweep)
+    with pytest.raises(plots.UnsupportedFigureError, match="controls at 1 model size"):
         plots.effective_model_size(one_size)
     assert "effective_model_size" not in plots.available_figures(make_scores(
         models=(("tiny", 100_000),), seeds=(0,), metrics=("test_loss",)))
@@ -309,7 +321,7 @@ def test_available_figures_lists_what_the_data_supports(small_figures):
     figs = small_figures
     assert list(figs) == [
         "loss_vs_repeat_count", "phase_diagram_test_loss", "phase_diagram_induction", "phase_diagram_copying",
-        "disproportionate_damage", "effective_model_size", "displacement",
+        "disproportionate_damage", "displacement",
         "score_trajectories_test_loss", "score_trajectories_repeated_loss", "score_trajectories_copying_loss",
         "score_trajectories_induction", "head_heatmap_induction"]
     assert all(f.layout.meta["repeatlens"]["figure"] == name for name, f in figs.items())
@@ -395,8 +407,5 @@ def test_loss_vs_repeat_count_by_size_and_effective_size_on_a_final_table(sweep)
     assert [t.name for t in curves] == ["tiny (100k params)", "small (800k params)"]
     at_100 = final[(final.repeated_fraction == 0.1) & (final.repeat_count == 100) & (final.model_preset == "small")].test_text.mean()
     assert curves[1].y[list(curves[1].x).index(100)] == pytest.approx(at_100)
-    eff = plots.effective_model_size(final, loss="test_text", size="n_params_nonembedding")
-    assert eff.layout.xaxis.title.text == "non-embedding parameters N"
-    ctrl = final[final.repeated_fraction == 0].groupby("n_params_nonembedding").test_text.mean()
-    slope = np.polyfit(np.log(ctrl.index.to_numpy(float)), np.log(ctrl.to_numpy()), 1)[0]
-    assert eff.layout.meta["repeatlens"]["fit"]["alpha"] == pytest.approx(-slope)
+    with pytest.raises(plots.UnsupportedFigureError, match="controls at 2 model sizes"):  # N_eff needs 4 sizes
+        plots.effective_model_size(final, loss="test_text", size="n_params_nonembedding")

@@ -35,7 +35,7 @@ def test_report_is_self_contained(report, sweep_small):
     text = path.read_text()
     assert text.count("plotly.js v") == 1  # plotly.js embedded exactly once
     assert not re.search(r'<script[^>]+src=', text)  # nothing fetched: no CDN, no MathJax
-    assert text.count('class="plotly-graph-div"') == len(figs) == 12
+    assert text.count('class="plotly-graph-div"') == len(figs) == 11  # no N_eff figure: the two sizes cannot fit its law
     for name in figs:
         assert name.replace("_", " ") in text
     assert text.count("<tr") == 1 + sweep_small["run_id"].nunique()

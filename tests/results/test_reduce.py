@@ -1,4 +1,4 @@
-"""Reductions every consumer shares: probe selection, circuits, finals, seed statistics, fits."""
+"""Reductions every consumer shares: probe selection, circuits, finals, seed statistics (the fits: test_fits.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,10 @@ import pytest
 
 from repeatlens.errors import ConfigError
 from repeatlens.results.reduce import (
-    MissingDataError,
     check_scores,
     circuits,
-    effective_size,
-    effective_sizes,
     final_table,
     final_values,
-    fit_power_law,
-    peak_scaling,
     per_checkpoint,
     probe_keys,
     seed_stats,
@@ -102,52 +97,20 @@ def test_finals_and_seed_statistics() -> None:
     assert st["std"].iloc[0] == pytest.approx(np.std([3.0, 3.4], ddof=1))
 
 
-def test_power_law_fit_recovers_a_known_exponent_and_effective_size_inverts_it() -> None:
-    n = np.array([1e4, 3e4, 1e5, 3e5])
-    law = fit_power_law(n, 7.0 * n ** -0.076)
-    assert (law.a, law.slope) == pytest.approx((7.0, -0.076)) and law.slope_se == pytest.approx(0.0, abs=1e-9)
-    assert effective_size(7.0 * 2e4 ** -0.076, law.a, -law.slope) == pytest.approx(2e4)
+def test_the_old_fit_names_warn_and_give_their_replacements() -> None:
+    """The scaling fits moved to repeatlens.results.fits; the old names are deprecated aliases."""
+    import warnings
 
+    from repeatlens.results import fits, reduce
 
-def _scaling_table(alpha: float = -0.5) -> pd.DataFrame:
-    """Finals of a sweep whose poor-performance region sits at E* = 300 (N / 4e4)^alpha exactly:
-    the rise above the control is 1 - 0.5 (log10 E - log10 E*)^2 (a parabola in log E, so
-    its vertex is read back exactly; half at one decade either side); controls on
-    L(N) = 5 N^-0.1; two seeds at +-0.01 around every mean."""
-    rows = []
-    for n in (1e4, 4e4, 1.6e5):
-        control = 5 * n ** -0.1
-        peak = np.log10(300 * (n / 4e4) ** alpha)
-        for seed, noise in ((0, 0.01), (1, -0.01)):
-            rows.append({"run_id": f"N{n:g}-c-s{seed}", "repeated_fraction": 0.0, "repeat_count": 1, "seed": seed,
-                         "n_params_nonembedding": n, "test_loss": control + noise})
-            for e in (1, 8, 64, 512, 4096, 32768):
-                rise = max(0.0, 1 - 0.5 * (np.log10(e) - peak) ** 2)
-                rows.append({"run_id": f"N{n:g}-E{e}-s{seed}", "repeated_fraction": 0.25, "repeat_count": e, "seed": seed,
-                             "n_params_nonembedding": n, "test_loss": control + rise + noise})
-    return pd.DataFrame(rows)
-
-
-@pytest.mark.parametrize("alpha", [-0.5, -0.96, 0.3])
-def test_peak_scaling_recovers_the_exponent_of_a_hand_made_sweep(alpha: float) -> None:
-    peaks, law = peak_scaling(_scaling_table(alpha), "test_loss", bootstrap=200)
-    for n, p in peaks.items():
-        assert p.E == pytest.approx(300 * (n / 4e4) ** alpha, rel=1e-6) and p.interior and p.rise == pytest.approx(1.0, abs=0.3)
-        assert p.lower < p.E / 3 and p.upper > p.E * 3  # half-maximum edges, about a decade either side
-    assert law.slope == pytest.approx(alpha, abs=1e-6) and law.slope_se == pytest.approx(0.0, abs=1e-6)
-    lo, hi = law.slope_interval
-    assert lo <= alpha + 1e-6 and hi >= alpha - 1e-6  # symmetric seed noise: the interval holds the truth
-
-
-def test_effective_sizes_read_the_controls_power_law_back() -> None:
-    table = _scaling_table()
-    law, runs = effective_sizes(table, "test_loss")
-    assert law.slope == pytest.approx(-0.1, abs=1e-9) and law.a == pytest.approx(5.0)
-    ctrl = runs[runs.repeated_fraction == 0]
-    assert ctrl.groupby("N").ratio.mean().to_numpy() == pytest.approx(1.0, abs=0.05)  # +-0.01 loss noise
-    # a run at the controls' loss of a 4x smaller model has N_eff / N = 1/4
-    worse = pd.DataFrame([{"run_id": "x", "repeated_fraction": 0.25, "n_params_nonembedding": 1.6e5, "test_loss": 5 * 4e4 ** -0.1}])
-    assert effective_sizes(pd.concat([table, worse]), "test_loss")[1].set_index("run_id").loc["x", "ratio"] == pytest.approx(0.25, rel=0.02)
-    flat = table.assign(test_loss=3.0)
-    with pytest.raises(MissingDataError, match="does not fall with model size"):
-        effective_sizes(flat, "test_loss")
+    for old, new in (("peak_scaling", "fit_scaling"), ("effective_sizes", "effective_sizes"), ("peak_of", "fit_peak"),
+                     ("fit_power_law", "fit_loglog"), ("PowerLaw", "LogLogLaw"), ("Peak", "Peak")):
+        with pytest.warns(DeprecationWarning, match=f"reduce.{old} is deprecated"):
+            assert getattr(reduce, old) is getattr(fits, new)
+    with pytest.warns(DeprecationWarning, match="effective_size is deprecated"):
+        inverse = reduce.effective_size
+    assert inverse(7.0 * 2e4 ** -0.076, 7.0, 0.076) == pytest.approx(2e4)  # the old pure power law's inverse
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+            reduce.nothing  # noqa: B018

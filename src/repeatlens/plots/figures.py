@@ -33,7 +33,6 @@ from repeatlens.results.reduce import (
     matching_control,
     metric_rows,
     per_checkpoint,
-    effective_sizes,
     relative_damage,
     require_columns,
     run_table,
@@ -1034,14 +1033,15 @@ def disproportionate_damage(scores: pd.DataFrame, probe: str | None = None) -> g
 
 
 def effective_model_size(scores: pd.DataFrame, loss: str = "test_loss", size: str = "n_params") -> go.Figure:
-    """Degraded test loss mapped onto the controls' loss-vs-parameters power law.
+    """Degraded test loss mapped onto the full-data controls' loss law with an irreducible term.
 
-    The f = 0 controls' final losses (mean over seeds per size) are fitted with
-    L(N) = a · N^(−α); a repeated-data run with loss L has effective size
-    N_eff = (L / a)^(−1/α), reported as N_eff / N (1 = undamaged;
-    :func:`repeatlens.results.effective_sizes`). Left: the fit with the controls and the
-    degraded runs; right: N_eff / N against E per fraction and size (mean ± std over
-    seeds). Needs controls of at least two model sizes.
+    The controls' final losses (every seed) are fitted with L(N) = L_inf + (N_c / N)^a
+    (:func:`repeatlens.results.fits.fit_control_law`: 4 or more control sizes, no lack of
+    fit); every grid point's mean loss gives N_eff = N_c (L - L_inf)^(-1/a), shown as
+    N_eff / N with its 95% interval, only inside the controls' N range
+    (:func:`repeatlens.results.fits.effective_sizes`; points outside it are left out and
+    counted in the title). Left: the law with the controls and the degraded runs; right:
+    N_eff / N against E per fraction and size.
 
     Args:
         scores: The long scores table, or a one-row-per-run table with a ``loss`` column.
@@ -1050,33 +1050,44 @@ def effective_model_size(scores: pd.DataFrame, loss: str = "test_loss", size: st
             et al. 2020's N, which Hernandez et al. 2022 fit).
 
     Returns:
-        The figure; ``fig.layout.meta["repeatlens"]["fit"]`` holds ``a`` and ``alpha``.
+        The figure; ``fig.layout.meta["repeatlens"]["fit"]`` holds ``loss_inf``, ``n_c``
+        and ``exponent``.
 
     Raises:
-        UnsupportedFigureError: fewer than two control sizes, or a fit in which the loss
-            does not fall with size.
+        UnsupportedFigureError: controls at fewer than four sizes, or a law that does not
+            fit them (the reason is in the message).
     """
+    from repeatlens.results import fits
+
     final = _final_loss(scores, loss)
     require_columns(final, [size], "final table")
-    law, all_runs = effective_sizes(final, "value", size=size)
-    a, alpha = law.a, -law.slope
-    ctrl = final[control_mask(final)].groupby(size)["value"].mean()
-    runs = all_runs[all_runs["repeated_fraction"] > 0].rename(columns={"N_eff": "n_eff"})
+    final = final[final["repeated_fraction"].notna()]  # runs of unknown f (other people's checkpoints) have no place here
+    table = final.assign(N=final[size].astype(float)).drop(columns=["N_total"], errors="ignore")
+    if "control" in table.columns and (table["control"].astype(str) == "").any():
+        table = table.drop(columns=["control"])
+    laws, eff = fits.effective_sizes(table[[c for c in table.columns if c not in ("n_params", "n_params_nonembedding")]], "value")
+    law = laws["N"]
+    if not isinstance(law, fits.ControlLaw):
+        raise UnsupportedFigureError(f"effective_model_size: {law}")
+    ctrl = final[control_mask(final)]
+    runs = final[final["repeated_fraction"] > 0]
     if runs.empty:
         raise UnsupportedFigureError("effective_model_size needs runs with repeated data (f > 0)")
+    points = eff[(eff["control"] == "none")]
+    shown = points[points["N_eff"].notna()]
     counts = _repeated_counts(final)
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
-                        subplot_titles=["control power-law fit", "effective size N_eff / N"])
-    n_grid = np.geomspace(float(final[size].min()) / 1.5, float(final[size].max()) * 1.5, 50)
+                        subplot_titles=["controls' law L = L∞ + (N_c/N)^a", "effective size N_eff / N (95%)"])
+    n_grid = np.geomspace(*law.n_range, 50)
     fig.add_trace(
-        go.Scatter(x=n_grid, y=a * n_grid ** (-alpha), mode="lines", line={"color": "#777", "width": 1.5},
-                   name=f"fit L = {a:.3g}·N<sup>−{alpha:.3g}</sup>", hoverinfo="skip"),
+        go.Scatter(x=n_grid, y=law.loss_at(n_grid), mode="lines", line={"color": "#777", "width": 1.5},
+                   name=f"fit L = {law.loss_inf:.3g} + ({10 ** law.log10_n_c:.3g}/N)<sup>{law.exponent:.3g}</sup>", hoverinfo="skip"),
         row=1, col=1,
     )
     fig.add_trace(
-        go.Scatter(x=ctrl.index.to_numpy(dtype=float), y=ctrl.to_numpy(dtype=float), mode="markers",
+        go.Scatter(x=ctrl[size].to_numpy(dtype=float), y=ctrl["value"].to_numpy(dtype=float), mode="markers",
                    marker={"color": theme.CONTROL_COLOR, "size": 9, "symbol": "circle-open", "line": {"width": 2}},
-                   name="control (f = 0)", hovertemplate="control, N = %{x:.3s}<br>test loss %{y:.4g}<extra></extra>"),
+                   name="control (f = 0)", hovertemplate="control, N = %{x:.3s}<br>loss %{y:.4g}<extra></extra>"),
         row=1, col=1,
     )
     fractions = sorted(runs["repeated_fraction"].unique())
@@ -1089,26 +1100,27 @@ def effective_model_size(scores: pd.DataFrame, loss: str = "test_loss", size: st
                 marker={"size": 7, "color": colors[f], "line": {"width": 0.5, "color": "#333"}},
                 name=f"f = {theme.format_fraction(f)}", legendgroup=f"f={f}", showlegend=False,
                 customdata=_customdata(g.assign(layer=pd.NA, head=pd.NA)),
-                hovertemplate=_hover_lines(False, "test loss", "N = %{x:.3s}"),
+                hovertemplate=_hover_lines(False, "loss", "N = %{x:.3s}"),
             ),
             row=1, col=1,
         )
-    models = _models(runs)
-    stats = seed_stats(runs, ["n_params", "repeated_fraction", "repeat_count"], "ratio")
-    for m, (n, p) in enumerate(models):
+    sizes = sorted(shown["N"].unique())
+    for m, n in enumerate(sizes):
         for f in fractions:
-            g = stats[(stats["n_params"] == n) & (stats["repeated_fraction"] == f)].sort_values("repeat_count")
+            g = shown[(shown["N"] == n) & np.isclose(shown["repeated_fraction"], f)].sort_values("repeat_count")
             if g.empty:
                 continue
-            color = colors[f]
-            name = f"f = {theme.format_fraction(f)} · {p}"
+            name = f"f = {theme.format_fraction(f)} · N = {theme.format_count(n)}"
+            hi = (g["ratio_hi"] - g["ratio"]).to_numpy(dtype=float)
+            lo = (g["ratio"] - g["ratio_lo"]).to_numpy(dtype=float)
             fig.add_trace(
                 go.Scatter(
-                    x=g["repeat_count"].to_numpy(dtype=float), y=g["mean"].to_numpy(dtype=float),
-                    error_y={"type": "data", "array": g["std"].to_numpy(dtype=float), "thickness": 1, "width": 2},
+                    x=g["repeat_count"].to_numpy(dtype=float), y=g["ratio"].to_numpy(dtype=float),
+                    error_y={"type": "data", "symmetric": False, "array": np.nan_to_num(hi), "arrayminus": np.nan_to_num(lo),
+                             "thickness": 1, "width": 2},
                     mode="lines+markers", name=name, showlegend=False,
-                    marker={"color": color, "symbol": theme.MODEL_SYMBOLS[m % len(theme.MODEL_SYMBOLS)], "size": 7},
-                    line={"color": color, "dash": theme.MODEL_DASHES[m % len(theme.MODEL_DASHES)], "width": 1.8},
+                    marker={"color": colors[f], "symbol": theme.MODEL_SYMBOLS[m % len(theme.MODEL_SYMBOLS)], "size": 7},
+                    line={"color": colors[f], "dash": theme.MODEL_DASHES[m % len(theme.MODEL_DASHES)], "width": 1.8},
                     hovertemplate=f"{name}<br>E = %{{x:g}}<br>N_eff / N = %{{y:.3f}}<extra></extra>",
                 ),
                 row=1, col=2,
@@ -1122,19 +1134,16 @@ def effective_model_size(scores: pd.DataFrame, loss: str = "test_loss", size: st
     for f in fractions:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines+markers", name=f"f = {theme.format_fraction(f)}",
                                  line={"color": colors[f]}, marker={"color": colors[f]}, legendgroup=f"f={f}"))
-    if len(models) > 1:
-        for m, (_n, p) in enumerate(models):
-            fig.add_trace(go.Scatter(
-                x=[None], y=[None], mode="lines+markers", name=p,
-                line={"color": "#888", "dash": theme.MODEL_DASHES[m % len(theme.MODEL_DASHES)]},
-                marker={"color": "#888", "symbol": theme.MODEL_SYMBOLS[m % len(theme.MODEL_SYMBOLS)]}))
     fig.update_xaxes(**_log_ticks_axis())
     fig.update_xaxes(title_text="non-embedding parameters N" if size == "n_params_nonembedding" else "parameters N", row=1, col=1)
     fig.update_xaxes(title_text=theme.REPEAT_COUNT_LABEL, row=1, col=2)
-    fig.update_yaxes(title_text=theme.two_line(f"final {_loss_label(loss)} (nats/token)"), type="log", row=1, col=1)
+    fig.update_yaxes(title_text=theme.two_line(f"final {_loss_label(loss)} (nats/token)"), row=1, col=1)
     fig.update_yaxes(title_text="N_eff / N", row=1, col=2, rangemode="tozero")
-    fig = _finish(fig, "effective_model_size", 1, 2, title="Effective model size of the degraded runs")
-    fig.layout.meta["repeatlens"]["fit"] = {"a": a, "alpha": alpha}
+    left_out = len(points) - len(shown)
+    title = "Effective model size of the degraded runs" + (
+        f" ({left_out} point{'s' if left_out != 1 else ''} outside the controls' N range left out)" if left_out else "")
+    fig = _finish(fig, "effective_model_size", 1, 2, title=title)
+    fig.layout.meta["repeatlens"]["fit"] = {"loss_inf": law.loss_inf, "n_c": 10**law.log10_n_c, "exponent": law.exponent}
     return fig
 
 

@@ -11,15 +11,14 @@ no figure or target ever averages over probes silently.
   final per run (:func:`final_values`, :func:`final_table`), seed statistics
   (:func:`seed_stats`), relative damage against the control of the same size
   (:func:`relative_damage`);
-* probes (:func:`select_probe`) and named copying circuits (:func:`circuits`);
-* the scaling fits: power laws (:func:`fit_power_law`), where the damage peaks over E and
-  how that moves with model size (:func:`peak_scaling`), and each run's effective model
-  size on the controls' law (:func:`effective_sizes`).
+* probes (:func:`select_probe`) and named copying circuits (:func:`circuits`).
+
+The scaling fits (where the damage peaks, E* against N, effective model size) live in
+:mod:`repeatlens.results.fits`; their old names here are deprecated aliases.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -53,13 +52,6 @@ __all__ = [
     "probe_keys",
     "select_probe",
     "circuits",
-    "effective_size",
-    "Peak",
-    "peak_of",
-    "PowerLaw",
-    "fit_power_law",
-    "peak_scaling",
-    "effective_sizes",
 ]
 
 
@@ -458,196 +450,42 @@ def circuits(scores: pd.DataFrame, min_score: float = 0.3) -> pd.DataFrame:
     return out.sort_values(["run_id", "step", "probe", "layer", "head"]).reset_index(drop=True)
 
 
-# ------------------------------------------------------------------------------ scaling fits
+# ------------------------------------------------------------------------------ moved: the scaling fits
+
+_MOVED = {
+    "Peak": "Peak",
+    "peak_of": "fit_peak",
+    "effective_sizes": "effective_sizes",
+    "PowerLaw": "LogLogLaw",
+    "fit_power_law": "fit_loglog",
+    "peak_scaling": "fit_scaling",
+}
+"""Names the scaling fits had here, and their replacements in :mod:`repeatlens.results.fits`.
+The replacements fit differently (a bump fitted to every run instead of a 3-point parabola
+vertex; L = L_inf + (N_c/N)^a instead of a pure power law; intervals at the right degrees of
+freedom), so the old call signatures do not carry over: each old name warns and gives the new
+object."""
 
 
-def effective_size(loss: float | np.ndarray, a: float, alpha: float) -> float | np.ndarray:
-    """The parameter count a control on the fitted law ``L(N) = a N^(-alpha)`` would need to
-    reach ``loss``: ``N_eff = (loss / a)^(-1/alpha)`` (Hernandez et al. 2022's effective
-    model size: their repeated-data 800M model performs like a 400M one)."""
+def __getattr__(name: str):
+    if name in _MOVED:
+        import warnings
+
+        from repeatlens.results import fits
+
+        new = _MOVED[name]
+        warnings.warn(f"repeatlens.results.reduce.{name} is deprecated: the scaling fits moved to repeatlens.results.fits "
+                      f"(use fits.{new}, or repeatlens.fit_scaling for the whole sweep)", DeprecationWarning, stacklevel=2)
+        return getattr(fits, new)
+    if name == "effective_size":
+        import warnings
+
+        warnings.warn("repeatlens.results.reduce.effective_size is deprecated: a pure power law has no irreducible term; "
+                      "use repeatlens.results.fits.ControlLaw.n_eff", DeprecationWarning, stacklevel=2)
+        return _effective_size_power_law
+    raise AttributeError(f"module 'repeatlens.results.reduce' has no attribute {name!r}")
+
+
+def _effective_size_power_law(loss: float | np.ndarray, a: float, alpha: float) -> float | np.ndarray:
+    """The old ``effective_size``: ``N_eff = (loss / a)^(-1/alpha)`` on ``L(N) = a N^(-alpha)``."""
     return (np.asarray(loss, dtype=float) / a) ** (-1.0 / alpha)
-
-
-# --------------------------------------------------------------- where the damage peaks, and N_eff
-
-
-@dataclass(frozen=True)
-class Peak:
-    """Where one loss-vs-repeat-count curve peaks (Hernandez et al. 2022's poor-performance region).
-
-    Attributes:
-        E: the peak's repeat count: the grid point of the largest mean loss, refined by a
-            parabola in log10 E through it and its two neighbours when it is interior.
-        E_grid: the grid point itself.
-        interior: whether the grid maximum lies strictly between the smallest and largest E.
-        rise: the peak's loss minus the control's.
-        lower, upper: half-maximum edges: where, interpolated in log10 E, the rise above
-            the control crosses half the peak rise below and above the peak (None when the
-            curve does not come down to half on that side within the grid).
-    """
-
-    E: float
-    E_grid: float
-    interior: bool
-    rise: float
-    lower: Optional[float]
-    upper: Optional[float]
-
-
-def peak_of(repeat_counts: Sequence[float] | np.ndarray, loss: Sequence[float] | np.ndarray, control: float) -> Peak:
-    """The :class:`Peak` of mean losses ``loss`` at ``repeat_counts`` against ``control``.
-
-    >>> p = peak_of([1, 10, 100, 1000], [3.0, 3.5, 3.9, 3.2], control=3.0)
-    >>> p.E_grid, p.interior, round(p.rise, 3), round(p.E)
-    (100.0, True, 0.9, 73)
-    """
-    order = np.argsort(np.asarray(repeat_counts, dtype=float))
-    x = np.log10(np.asarray(repeat_counts, dtype=float)[order])
-    y = np.asarray(loss, dtype=float)[order]
-    i = int(np.argmax(y))
-    interior = 0 < i < len(y) - 1
-    x_peak = x[i]
-    if interior:
-        a, b, _ = np.polyfit(x[i - 1 : i + 2], y[i - 1 : i + 2], 2)
-        if a < 0:  # a maximum: its vertex lies between the neighbours
-            x_peak = float(np.clip(-b / (2 * a), x[i - 1], x[i + 1]))
-    rise = float(y[i] - control)
-    half = control + rise / 2
-
-    def crossing(j_from: int, step: int) -> Optional[float]:
-        j = j_from
-        while 0 <= j + step < len(y):
-            if y[j + step] <= half:  # between j and j + step, linear in log10 E
-                drop = y[j] - y[j + step]
-                t = (y[j] - half) / drop if drop > 0 else 1.0
-                return float(10 ** (x[j] + t * (x[j + step] - x[j])))
-            j += step
-        return None
-
-    return Peak(float(10**x_peak), float(10 ** x[i]), interior, rise, crossing(i, -1), crossing(i, +1))
-
-
-@dataclass(frozen=True)
-class PowerLaw:
-    """``y = a * x^slope`` fitted in log-log space, with the slope's uncertainty.
-
-    Attributes:
-        a, slope: the fit.
-        slope_se: the ordinary-least-squares standard error of the slope (NaN with 2 points).
-        slope_interval: a bootstrap interval of the slope (16th and 84th percentiles), when
-            computed by resampling seeds; else None.
-        x, y: the points fitted.
-    """
-
-    a: float
-    slope: float
-    slope_se: float
-    slope_interval: Optional[tuple[float, float]]
-    x: tuple[float, ...]
-    y: tuple[float, ...]
-
-
-def fit_power_law(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> PowerLaw:
-    """Least squares of ``log y = log a + slope * log x``, with the slope's standard error."""
-    lx, ly = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
-    if len(np.unique(lx)) < 2:
-        raise MissingDataError(f"a power law needs at least 2 distinct x; got {sorted(set(np.exp(lx).tolist()))}")
-    slope, intercept = np.polyfit(lx, ly, 1)
-    se = float("nan")
-    if len(lx) > 2:
-        resid = ly - (intercept + slope * lx)
-        se = float(np.sqrt(resid @ resid / (len(lx) - 2) / ((lx - lx.mean()) @ (lx - lx.mean()))))
-    return PowerLaw(float(math.exp(intercept)), float(slope), se, None, tuple(np.exp(lx)), tuple(np.exp(ly)))
-
-
-def _size_curves(final: pd.DataFrame, value: str, fraction: Optional[float], size: str) -> tuple[float, dict[float, pd.DataFrame]]:
-    """The f studied and, per model size, its runs (control and that f)."""
-    require_columns(final, ["run_id", "repeated_fraction", "repeat_count", "seed", size, value], "final table")
-    fs = sorted(float(f) for f in final["repeated_fraction"].dropna().unique() if f > 0)
-    if not fs:
-        raise MissingDataError("the scaling fits need runs with repeated data (f > 0)")
-    f = fraction if fraction is not None else fs[-1]
-    out = {}
-    for n, g in final.groupby(size):
-        keep = g[control_mask(g) | np.isclose(g["repeated_fraction"], f)]
-        if control_mask(keep).any() and (keep["repeated_fraction"] > 0).any():
-            out[float(n)] = keep
-    if len(out) < 2:
-        raise MissingDataError(f"the scaling fits need a control and f = {f:g} runs at 2 or more model sizes; found {len(out)}")
-    return f, out
-
-
-def _peak_of_runs(runs: pd.DataFrame, value: str) -> Peak:
-    ctrl = float(runs.loc[control_mask(runs), value].mean())
-    rep = runs[runs["repeated_fraction"] > 0].groupby("repeat_count")[value].mean()
-    return peak_of(rep.index.to_numpy(dtype=float), rep.to_numpy(dtype=float), ctrl)
-
-
-def peak_scaling(
-    final: pd.DataFrame,
-    value: str = "test_loss",
-    *,
-    fraction: Optional[float] = None,
-    size: str = "n_params_nonembedding",
-    bootstrap: int = 1000,
-    seed: int = 0,
-) -> tuple[dict[float, Peak], PowerLaw]:
-    """How the poor-performance region moves with model size: ``E* ∝ N^alpha``.
-
-    Per model size (``size``, default the non-embedding parameter count), the
-    :class:`Peak` of the mean-over-seeds ``value`` against E at one f; then a power law of
-    the peak E in N. The slope's interval comes from resampling the seeds of every grid
-    point with replacement ``bootstrap`` times (seeded) and refitting.
-
-    Args:
-        final: one row per run (:func:`final_table`, or any table with the run columns and
-            ``value``), with controls (f = 0) and one f > 0 at two or more sizes.
-        value: the loss column (e.g. ``test_loss``, or natural-text ``test_text``).
-        fraction: the f to study; default the largest.
-
-    Returns:
-        ``({N: Peak}, PowerLaw of E* in N)``.
-    """
-    _, curves = _size_curves(final, value, fraction, size)
-    peaks = {n: _peak_of_runs(runs, value) for n, runs in sorted(curves.items())}
-    law = fit_power_law(list(peaks), [p.E for p in peaks.values()])
-    if bootstrap:
-        rng = np.random.default_rng(seed)
-        slopes = []
-        for _ in range(bootstrap):
-            es = []
-            for runs in curves.values():
-                parts = [g.iloc[rng.integers(0, len(g), len(g))] for _, g in runs.groupby(["repeated_fraction", "repeat_count"])]
-                es.append(_peak_of_runs(pd.concat(parts), value).E)
-            slopes.append(fit_power_law(list(curves), es).slope)
-        law = PowerLaw(law.a, law.slope, law.slope_se, (float(np.percentile(slopes, 16)), float(np.percentile(slopes, 84))), law.x, law.y)
-    return peaks, law
-
-
-def effective_sizes(final: pd.DataFrame, value: str = "test_loss", *, size: str = "n_params_nonembedding") -> tuple[PowerLaw, pd.DataFrame]:
-    """Each run's effective model size on the controls' power law ``L(N) = a N^slope``.
-
-    The f = 0 controls' mean ``value`` per size is fitted (Kaplan et al. 2020's ``L(N)``
-    in the non-embedding parameter count); a run with loss ``L`` has
-    ``N_eff = (L / a)^(1/slope)``, the size a control would need for that loss, and
-    ``N_eff / N = 1`` means undamaged (Hernandez et al. 2022: 800M performing like 400M is
-    ``N_eff / N = 0.5``).
-
-    Raises:
-        MissingDataError: controls at fewer than 2 sizes, or a law in which the loss does
-            not fall with size (slope >= 0: no effective size can be read off it).
-
-    Returns:
-        ``(the controls' PowerLaw, one row per run with `N`, `value`, `N_eff`, `ratio`)``.
-    """
-    require_columns(final, ["run_id", "repeated_fraction", size, value], "final table")
-    ctrl = final[control_mask(final)].groupby(size)[value].mean()
-    if len(ctrl) < 2:
-        raise MissingDataError(f"an effective size needs f = 0 controls at 2 or more model sizes; found {len(ctrl)}")
-    law = fit_power_law(ctrl.index.to_numpy(dtype=float), ctrl.to_numpy(dtype=float))
-    if law.slope >= 0:
-        raise MissingDataError(f"the controls' {value} does not fall with model size (fitted slope {law.slope:+.3g}); no effective size")
-    out = final.assign(N=final[size].astype(float))
-    out["N_eff"] = effective_size(out[value].to_numpy(dtype=float), law.a, -law.slope)
-    out["ratio"] = out["N_eff"] / out["N"]
-    return law, out.reset_index(drop=True)

@@ -9,7 +9,7 @@ A scores table is long: one row per (run, checkpoint, metric, head, offset, prob
     duplicate_of (string, NA: other people's revisions only, the earlier revision with identical weights)
 
 A sweep's (and a loaded run's) table adds the run's coordinates, :data:`RUN_COLUMNS`. The
-training-metrics table is ``step, tokens_seen, split, loss`` per run (``run_id`` and the
+training-metrics table is ``step, tokens_seen, split, loss, loss_se`` per run (``run_id`` and the
 run columns added when joined). A run's ``manifest.json`` is the typed :class:`Manifest`.
 This module imports neither torch nor pandas.
 """
@@ -78,8 +78,10 @@ RUN_DTYPES = {
     "seed": "int64",
 }
 
-METRIC_COLUMNS = ["step", "tokens_seen", "split", "loss"]
-METRIC_DTYPES = {"step": "int64", "tokens_seen": "int64", "split": "str", "loss": "float64"}
+METRIC_COLUMNS = ["step", "tokens_seen", "split", "loss", "loss_se"]
+"""``loss_se``: the standard error of an evaluation's loss over its sequences (NaN for the
+``train`` rows, and for every row of runs trained before it was recorded)."""
+METRIC_DTYPES = {"step": "int64", "tokens_seen": "int64", "split": "str", "loss": "float64", "loss_se": "float64"}
 
 
 def probe_key(probe: str, copy_len: object, batch: object, seed: object) -> str:

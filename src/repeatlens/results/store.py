@@ -251,6 +251,8 @@ def _join_sweep_tables(path: Path, runs: list["RunDir"]) -> list[Path]:
         if table is not None and len(table.df):
             scores.append(table.df.assign(**info))
         met = run.metrics()
+        if len(met) and "loss_se" not in met.columns:  # trained before loss_se was recorded
+            met = met.assign(loss_se=float("nan"))
         if len(met):
             metrics.append(met.assign(run_id=run.run_id, **info))
     score_df = pd.concat(scores, ignore_index=True) if scores else empty_scores().assign(**{c: [] for c in RUN_COLUMNS})
