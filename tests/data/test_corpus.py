@@ -341,6 +341,8 @@ def test_a_folder_of_source_files_trains_with_data_extensions(tmp_path, capsys):
     msg = raises_one_line(r"folder '.*only_code' holds no \.txt, \.md, \.jsonl, \.jsonl\.gz, \.parquet files", iter_documents, only_code)
     assert "set data.extensions to its files' endings, e.g. [.py]" in msg and f"'{only_code}/**/*.py'" in msg
     msg = raises_one_line(r"holds no \.rs files; set data.extensions to other endings", iter_documents, only_code, extensions=[".rs"])
+    raises_one_line(r"data.extensions applies to a folder source; '.*a.py' is not a folder", iter_documents, only_code / "x" / "a.py",
+                    extensions=[".py"])
     got = list(iter_documents(src, extensions=[".py"]))
     assert len(got) == 30 and all(d.startswith("def f") for d in got) and not any("never read" in d for d in got)
     assert got == [(p.read_text()) for p in sorted((src / "pkg").rglob("*.py"))]

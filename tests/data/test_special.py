@@ -60,6 +60,8 @@ def test_a_bin_corpus_whose_bos_is_not_0(tmp_path: Path) -> None:
     run = train(tiny_config(**tiny_text_run(corpus, bin_bos_id=7, bin_vocab_size=50)), tmp_path / "run")
     assert run.special_ids().special == (7,) and run.manifest().synthetic_ids == (0, 50)  # 7 itself excluded
     _check_run(run, 7, 49)
+    with pytest.raises(DataError, match=r"data.bos_token = '<s>': a .bin corpus's BOS is data.bin_bos_id"):
+        train(tiny_config(**tiny_text_run(corpus, bin_bos_id=7, bos_token="<s>")), tmp_path / "bad")
 
 
 def test_a_tokenizer_without_a_bos_like_token_is_one_line_naming_the_file_and_the_field(tmp_path: Path) -> None:

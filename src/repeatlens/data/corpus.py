@@ -111,11 +111,13 @@ def _plan(
     """Resolve ``source`` into the files to read, each with its format, in order."""
     if format not in FORMATS:
         raise DataError(f"data.format: unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+    path = Path(source).expanduser()
+    if extensions and not path.is_dir():
+        raise DataError(f"data.extensions applies to a folder source; '{source}' is not a folder (a glob names its files itself)")
     if isinstance(source, str) and source in BUNDLED:
         if format not in ("auto", "jsonl"):
             raise DataError(f"data.format: bundled corpus '{source}' is jsonl, not {format!r}")
         return [(BUNDLED[source], "jsonl")]
-    path = Path(source).expanduser()
     if path.is_dir():
         if format == "hf" or (format == "auto" and _is_hf_folder(path)):
             return [(path, "hf")]

@@ -255,6 +255,8 @@ def _load_bin(data: DataConfig) -> Corpus:
     (checked against ``data.tokenizer``'s special tokens when one is given)."""
     from repeatlens.data import corpus as corpus_mod
 
+    if data.bos_token is not None:
+        raise DataError(f"data.bos_token = {data.bos_token!r}: a .bin corpus's BOS is data.bin_bos_id (an id); leave data.bos_token unset")
     tok = None
     if data.tokenizer:
         from repeatlens.data.tokenizer import load_tokenizer
