@@ -228,7 +228,8 @@ def battery(args) -> int:
     if args.tiny:
         shape = "gpu-check-tiny"
         mod.SHAPES[shape] = BATTERY_TINY
-    return mod.shape_main(SimpleNamespace(shape=shape, device=args.device, threads=None, ablation_layers=None))
+    # threads=0: leave torch's thread count as the caller set it (shape_main's default sets 2 on the CPU)
+    return mod.shape_main(SimpleNamespace(shape=shape, device=args.device, threads=0, ablation_layers=None))
 
 
 def cuda_tests() -> int:

@@ -97,7 +97,11 @@ def test_gpu_check_runs_on_the_cpu_at_a_tiny_shape(capsys: pytest.CaptureFixture
         return real([sys.executable, "-c", "pass"])
 
     monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    import torch
+
+    threads = torch.get_num_threads()
     assert bench.main(["--cpu", "--tiny"]) == 0
+    assert torch.get_num_threads() == threads  # the suite's thread count is left alone
     lines = capsys.readouterr().out.strip().splitlines()
     assert any(re.match(r"\[a\] repeatlens +[\d,]+ tok/s", ln) for ln in lines)
     assert any(re.match(r"\[a\] reference +[\d,]+ tok/s", ln) for ln in lines)
