@@ -7,6 +7,10 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from repeatlens.determinism import prepare_process  # noqa: E402
+
+prepare_process()  # cuBLAS' workspace pinned before any test starts CUDA (pytest -m cuda trains deterministically)
+
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
@@ -30,6 +34,16 @@ TINY_SYNTHETIC: dict[str, Any] = {
 def tiny_config(**sections: Any) -> RunConfig:
     """A seconds-fast RunConfig on the synthetic source; keyword sections are merged in."""
     return config_from_dict(merge(TINY_SYNTHETIC, sections), where="tiny_config")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` need a CUDA device: skipped without one (``pytest -m cuda`` runs them)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -391,3 +391,17 @@ def test_a_mixed_run_scores_attribution_per_split_and_records_the_llc_sampler(tm
         assert meta["settings"]["llc_test"] == asdict(LLC_SAMPLER)
     else:
         assert "llc_test: skipped" in capsys.readouterr().err
+
+
+@pytest.mark.cuda
+def test_analyze_on_cuda_gives_the_cpu_scores(run_dir: Path, tmp_path: Path) -> None:
+    """Device placement of the whole scoring path: checkpoints loaded onto the GPU, probes and data moved there."""
+    cpu_dir = tmp_path / "cpu"
+    shutil.copytree(run_dir, cpu_dir)
+    assert analyze(run_dir, FEW, progress=False, device="cuda").ok
+    assert analyze(cpu_dir, FEW, progress=False, device="cpu").ok
+    key = ["step", "metric", "layer", "head", "probe"]
+    a = load_scores(run_dir).sort_values(key).reset_index(drop=True)
+    b = load_scores(cpu_dir).sort_values(key).reset_index(drop=True)
+    assert len(a) == len(b) > 0
+    np.testing.assert_allclose(a.value, b.value, rtol=1e-3, atol=1e-4)  # TF32 / other kernels: float rounding only

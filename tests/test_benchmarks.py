@@ -84,6 +84,47 @@ def test_attribution_cost_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     assert re.fullmatch(r"ratio=\d+\.\d+", lines[-1]) and float(lines[-1].split("=")[1]) > 0
 
 
+def test_gpu_check_runs_on_the_cpu_at_a_tiny_shape(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/gpu_check.py --cpu --tiny: (a) both training steps in bf16 and their ratio, (b) the battery and analyze;
+    (c) is the pytest command it would run (the suite does not run itself)."""
+    bench = _load("gpu_check")
+    ran, real = [], bench.subprocess.run
+
+    def fake_run(cmd, **kw):
+        if "pytest" not in cmd:  # e.g. git, for the commit score_throughput.py prints
+            return real(cmd, **kw)
+        ran.append(cmd)
+        return real([sys.executable, "-c", "pass"])
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    import torch
+
+    threads = torch.get_num_threads()
+    assert bench.main(["--cpu", "--tiny"]) == 0
+    assert torch.get_num_threads() == threads  # the suite's thread count is left alone
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(re.match(r"\[a\] repeatlens +[\d,]+ tok/s", ln) for ln in lines)
+    assert any(re.match(r"\[a\] reference +[\d,]+ tok/s", ln) for ln in lines)
+    assert any(re.fullmatch(r"\[a\] train_ratio=\d+\.\d{3}", ln) for ln in lines)
+    assert any(ln.startswith("analyze, 1 checkpoint (load+scores+table)") for ln in lines)
+    assert "check no_vocab_square: ok" in " ".join(lines) and lines[-1] == "gpu_check=ok"
+    assert ran == [[sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-rs", str(BENCH.parent / "tests")]]
+
+
+def test_gpu_check_knows_the_bf16_peaks_and_refuses_to_run_without_a_gpu(capsys: pytest.CaptureFixture) -> None:
+    bench = _load("gpu_check")
+    assert bench.bf16_peak("NVIDIA H200") == bench.bf16_peak("NVIDIA H100 80GB HBM3") == 989.4e12
+    assert bench.bf16_peak("NVIDIA A100-SXM4-80GB") == 312e12 and bench.bf16_peak("NVIDIA L4") == 121e12
+    assert bench.bf16_peak("NVIDIA L40S") == 362.1e12 and bench.bf16_peak("Tesla V100-SXM2-16GB") is None  # no bf16 tensor cores
+    # nanoGPT's count for GPT-2 small at T = 1024: 6 x 123.5M + 12 x 12 x 768 x 1024 ~ 0.85 GFLOP/token
+    assert bench.flops_per_token(bench.SHAPES["gpt2-small"]) == pytest.approx(0.854e9, rel=0.01)
+    import torch
+
+    if not torch.cuda.is_available():
+        assert bench.main([]) == 2
+        assert "run with --cpu --tiny" in capsys.readouterr().err
+
+
 def test_fit_coverage_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """The bootstrap coverage script end to end on two sweeps (its numbers: benchmarks/README.md)."""
     bench = _load("fit_coverage")

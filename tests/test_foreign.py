@@ -193,7 +193,26 @@ def test_special_ids_are_validated() -> None:
     assert (bos, exclude) == (3, (3,))  # BOS invalid: the valid EOS is the probes' BOS
     assert notes == ["c.json: bos_token_id 50256 and eos_token_id [3, 99] are outside the vocabulary (vocab_size 10); ignored, probes use BOS 3"]
     assert special_ids({"bos_token_id": -1, "pad_token_id": True}, 10, "c.json")[:2] == (0, (0,))
-    assert special_ids({}, 10, "c.json") == (0, (0,), [])
+    assert special_ids({}, 10, "c.json") == (0, (0,), [
+        "c.json: names no BOS or EOS id and no tokenizer names one; the probes start with id 0 (put the tokenizer.json the model was "
+        "trained with beside the checkpoint)"])
+
+
+def test_a_tokenizer_beside_the_checkpoint_decides_the_bos_when_the_config_names_none(tmp_path: Path, no_network) -> None:
+    """A GPT-2-layout tokenizer.json (<|endoftext|> its last id) beside a GPT-2 whose config keeps 50256 for a smaller vocabulary."""
+    import transformers
+
+    from tests.data.factories import gpt2_layout_tokenizer, word_documents
+
+    tok = gpt2_layout_tokenizer(tmp_path / "tokenizer.json", word_documents(20))
+    vocab = json.loads(tok.read_text())["added_tokens"][0]["id"] + 1
+    assert special_ids({}, vocab, "c.json", tok) == (vocab - 1, (vocab - 1,), [])
+    folder = tmp_path / "gpt2"
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=vocab, n_positions=64, n_embd=32, n_layer=2, n_head=4)).save_pretrained(
+        folder / "step10")
+    shutil.copy(tok, folder / "step10" / "tokenizer.json")
+    (ckpt,) = discover(folder).checkpoints
+    assert (ckpt.bos, ckpt.exclude) == (vocab - 1, (vocab - 1,))  # not 0, and not the config's out-of-range 50256
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ def _token_losses(model, tokens: np.ndarray) -> torch.Tensor:
 def test_repeats_are_predicted_from_context(induction_run) -> None:
     cfg = induction_run.config()
     model = induction_run.load_model()
-    toks, is_copy = synthetic_sequences(128, cfg.data.seq_len, cfg.data.synthetic, low=1, high=64, seed=12345)
+    toks, is_copy = synthetic_sequences(128, cfg.data.seq_len, cfg.data.synthetic, ids=np.arange(1, 64), bos=0, seed=12345)
     lp = _token_losses(model, toks)
     copy = torch.from_numpy(is_copy[:, 1:])
     first, repeat = lp[~copy].mean().item(), lp[copy].mean().item()

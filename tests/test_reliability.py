@@ -42,13 +42,19 @@ def _cfg_file(tmp_path: Path) -> Path:
 
 
 def _assert_intact(run: RunDir, steps: list[int]) -> None:
-    """Exactly ``steps`` count as checkpoints, each loads sha256-checked, nothing else is left."""
+    """Exactly ``steps`` count as checkpoints, each loads sha256-checked (the training state at
+    the last two: train.keep_optimizer: last), nothing else is left."""
     assert [c.step for c in run.checkpoints()] == steps
+    kept = steps[-2:]
     for c in run.checkpoints():
         c.load_state_dict()  # sha256 checked against the sidecar
-        load_train_state(c)
+        if c.step in kept:
+            load_train_state(c)
+        else:
+            assert not c.sidecar.get("train_state")
     names = {p.name for p in run.ckpt_dir.iterdir()}
-    assert names == {f"{step_name(s)}{ext}" for s in steps for ext in (".safetensors", ".train.safetensors", ".json")}
+    assert names == {f"{step_name(s)}{ext}" for s in steps for ext in (".safetensors", ".json")} | {
+        f"{step_name(s)}.train.safetensors" for s in kept}
     assert not list(run.path.rglob("*.tmp")), "a temporary file was left behind"
     assert not run.is_complete()
 

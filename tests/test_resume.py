@@ -64,7 +64,7 @@ def test_sigkill_at_several_points_then_resume_is_bit_identical(uninterrupted: t
     run = RunDir(out)
     env = subprocess_env()
     kill_points = [
-        lambda: run.pool_path.exists(),  # during set-up
+        lambda: run.rows_path.exists(),  # during set-up
         lambda: len(run.checkpoints()) >= 3 if run.ckpt_dir.exists() else False,  # early, log-spaced checkpoints
         lambda: any(c.step >= 40 for c in run.checkpoints()) if run.ckpt_dir.exists() else False,  # mid-run
         lambda: any(c.step >= 100 for c in run.checkpoints()) if run.ckpt_dir.exists() else False,

@@ -19,7 +19,7 @@ def test_run_directory_layout_and_checkpoint_schedule(tmp_path) -> None:
     cfg = tiny_config()
     run = train(cfg, tmp_path / "run")
     assert run.is_complete()
-    for name in ("config.yaml", "manifest.json", "metrics.parquet", "data/pool.npy", "data/schedule.npy", "complete.json"):
+    for name in ("config.yaml", "manifest.json", "metrics.parquet", "data/rows.npy", "data/is_synthetic.npy", "data/schedule.npy", "complete.json"):
         assert (run.path / name).is_file(), name
     man = run.manifest()
     steps = [c.step for c in run.checkpoints()]
@@ -254,14 +254,15 @@ def test_a_lost_config_and_a_retrain_never_rewrite_the_runs_data(tmp_path) -> No
 
 
 def test_resume_refuses_a_pool_edited_since_the_run_was_written(tmp_path) -> None:
-    """Issue 26, case 3: edited ids in an interrupted run's data/pool.npy were trained on to the end."""
+    """Issue 26, case 3: edited ids in an interrupted run's data/pool.npy (now its row
+    references, data/rows.npy) were trained on to the end."""
     cfg = tiny_config()
     run = train(cfg, tmp_path / "run", stop_after=3)
-    pool = np.load(run.pool_path)
-    pool[:, 1:] = 1  # every id after BOS the same: an easy, different dataset
-    np.save(run.pool_path, pool)
+    rows = np.load(run.rows_path)
+    rows[:] = rows[0]  # every training row the same: an easy, different dataset
+    np.save(run.rows_path, rows)
     before = _files(run.path)
-    with pytest.raises(CheckpointError, match=r"run/data/pool\.npy: sha256 does not match manifest\.json"):
+    with pytest.raises(CheckpointError, match=r"run/data/rows\.npy: sha256 does not match manifest\.json"):
         train(cfg, run.path)
     assert _files(run.path) == before and not run.is_complete()
 
@@ -291,3 +292,25 @@ def test_a_failed_set_up_leaves_no_directory_and_a_lost_out_parent_is_created(tm
     with pytest.raises(CheckpointError, match=r"notes: directory exists and holds files that are not a repeatlens run's \(mine\.txt\)"):
         train(tiny_config(), tmp_path / "notes")
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep"
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_run_trains_on_cuda_and_resumes_bit_identically(tmp_path, precision: str) -> None:
+    """Device placement, autocast on CUDA, the CUDA RNG state saved and restored, TF32 set only while training."""
+    cfg = tiny_config(train={"device": "cuda", "precision": precision})
+    tf32_before = torch.backends.cuda.matmul.allow_tf32
+    full = train(cfg, tmp_path / "full")
+    assert torch.backends.cuda.matmul.allow_tf32 == tf32_before
+    train(cfg, tmp_path / "part", stop_after=7)
+    resumed = train(cfg, tmp_path / "part")
+    a, b = full.checkpoints()[-1].load_state_dict(), resumed.checkpoints()[-1].load_state_dict()
+    assert all(v.device.type == "cpu" and (not v.is_floating_point() or v.dtype == torch.float32) for v in a.values())
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    pd.testing.assert_frame_equal(full.metrics(), resumed.metrics(), check_exact=True)  # NaN (train rows' loss_se) equal to NaN
+    side = full.checkpoints()[-1].sidecar
+    assert side["environment"]["device"] == "cuda" and side["environment"]["deterministic"]
+    from repeatlens.checkpoints import load_train_state
+
+    assert "rng.cuda" in load_train_state(full.checkpoints()[-1])[0]
+    # the CPU loads what the GPU trained
+    tokens = torch.from_numpy(full.test_tokens()[:2].astype(np.int64))
+    torch.testing.assert_close(full.load_model(device="cpu")(tokens), full.load_model(device="cuda")(tokens.cuda()).cpu(), rtol=1e-3, atol=1e-3)

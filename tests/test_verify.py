@@ -22,7 +22,8 @@ from tests.test_cli import _run
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
-    return train(tiny_config(), tmp_path_factory.mktemp("verify") / "run")
+    """Every checkpoint keeps its training state, so that any step can be replayed."""
+    return train(tiny_config(train={"keep_optimizer": "all"}), tmp_path_factory.mktemp("verify") / "run")
 
 
 @pytest.fixture
@@ -52,7 +53,8 @@ def test_a_sound_run_verifies_clean_and_replays_bit_identical(trained: RunDir, c
     [
         ("checkpoints/step_0000005.safetensors", "sha256 does not match its sidecar (corrupted or truncated file)"),
         ("checkpoints/step_0000010.train.safetensors", "sha256 does not match its sidecar's train_state (corrupted or truncated file)"),
-        ("data/pool.npy", "sha256 does not match manifest.json (changed after the run was written)"),
+        ("data/rows.npy", "sha256 does not match manifest.json (changed after the run was written)"),
+        ("data/is_synthetic.npy", "sha256 does not match manifest.json (changed after the run was written)"),
     ],
 )
 def test_a_flipped_byte_is_one_finding_naming_the_file(copy: RunDir, capsys, target: str, problem: str) -> None:
@@ -203,3 +205,47 @@ def test_metrics_without_a_checkpoints_test_loss_are_found(copy: RunDir, capsys)
     code, out, _ = _run(["verify", str(copy.path)], capsys)
     assert code == 1 and out.splitlines()[0] == (
         f"{copy.metrics_path}: no test loss at checkpoint step(s) 5; every checkpoint is evaluated before it is saved"), out
+def test_by_default_the_last_interval_replays_and_an_older_one_says_why_not(tmp_path: Path, capsys) -> None:
+    """train.keep_optimizer: last keeps the training state at the last two checkpoints (10, 12)."""
+    run = train(tiny_config(), tmp_path / "run")
+    code, out, err = _run(["verify", str(run.path), "--replay", "12"], capsys)
+    assert code == 0 and out.strip().endswith("replay of step 12 bit-identical: no findings"), out + err
+    code, _, err = _run(["verify", str(run.path), "--replay", "10"], capsys)
+    assert code == 2 and err.strip() == (
+        f"error: {run.path}: --replay 10: no checkpoint with training state before step 10 to replay from (train.keep_optimizer: "
+        "last keeps it at the last two checkpoints only, steps 10, 12: replay step 12, or train with train.keep_optimizer: all to "
+        "replay any step)")
+
+
+def test_a_run_written_before_the_pool_was_referenced_verifies(tmp_path: Path, capsys) -> None:
+    """The committed run main's code wrote (tests/fixtures/run_before_issue22: data/pool.npy, no special ids)."""
+    from tests.test_checkpoints import OLD_RUN
+
+    old = RunDir(shutil.copytree(OLD_RUN, tmp_path / "old"))
+    code, out, err = _run(["verify", str(old.path)], capsys)
+    assert code == 0, out + err
+    assert out.strip() == f"verified {old.path}: pool and schedule, 3 checkpoint(s): no findings"
+    _flip_byte(old.pool_path)
+    code, out, _ = _run(["verify", str(old.path)], capsys)
+    assert code == 1 and out.splitlines()[0].startswith(f"{old.pool_path}: sha256 does not match manifest.json pool.sha256")
+
+
+def _old_layout(run: RunDir, dest: Path) -> RunDir:
+    """A copy of ``run`` as runs were written before issue 22: its rows in data/pool.npy, no references, no special ids."""
+    old = RunDir(shutil.copytree(run.path, dest))
+    np.save(old.pool_path, np.asarray(run.pool()))
+    old.rows_path.unlink()
+    raw = json.loads(old.manifest_path.read_text())
+    raw["pool"] = {"file": "data/pool.npy", "sha256": sha256_file(old.pool_path), "dtype": raw["pool"]["dtype"], "is_synthetic": "data/is_synthetic.npy"}
+    raw["corpus"] = {k: v for k, v in raw["corpus"].items() if k != "stream"}
+    raw.pop("special_ids")
+    raw.pop("files"), raw.update(format_version=2)  # and, as then, no record of every file
+    old.manifest_path.write_text(json.dumps(raw))
+    return old
+
+
+def test_a_run_in_the_old_layout_replays_bit_identically(trained: RunDir, tmp_path: Path, capsys) -> None:
+    old = _old_layout(trained, tmp_path / "old")
+    np.testing.assert_array_equal(np.asarray(old.pool()), np.asarray(trained.pool()))
+    code, out, err = _run(["verify", str(old.path), "--replay", "5"], capsys)
+    assert code == 0 and out.strip().endswith("replay of step 5 bit-identical: no findings"), out + err

@@ -44,7 +44,6 @@ scored; ``repeatlens analyze`` lists the failures at the end and exits with code
 from __future__ import annotations
 
 import gc
-import json
 import sys
 import weakref
 from dataclasses import dataclass, field
@@ -151,7 +150,7 @@ class _Item:
     step: int
     tokens_seen: int
     load: Callable[[], Any]
-    bos: Optional[int] = None  # foreign: the validated BOS the probes start with
+    bos: Optional[int] = None  # foreign: the validated BOS the probes start with (repeatlens.foreign.special_ids)
     exclude: tuple[int, ...] = ()  # foreign: special ids kept out of the probes' random tokens
     duplicate_of: Optional[str] = None  # foreign: the earlier revision with identical weights
 
@@ -336,17 +335,6 @@ def _fit_tokens(tokens, model, what: str):
 # -------------------------------------------------------------------------------- runs
 
 
-def _special_from_tokenizer_json(path: Path) -> tuple[int, ...]:
-    """Ids of the special tokens a run's ``tokenizer.json`` declares (no transformers import)."""
-    if not path.is_file():
-        return ()
-    try:
-        added = json.loads(path.read_text(encoding="utf-8")).get("added_tokens", [])
-    except (OSError, ValueError, AttributeError):  # ValueError: not JSON, or not UTF-8
-        return ()
-    return tuple(int(t["id"]) for t in added if isinstance(t, dict) and t.get("special") and isinstance(t.get("id"), int))
-
-
 def run_probe_source(run: RunDir) -> "ProbeSource":
     """What the probe families draw from for one of our runs.
 
@@ -363,16 +351,16 @@ def run_probe_source(run: RunDir) -> "ProbeSource":
     cfg, man = run.config(), run.manifest()
     data = cfg.data
     vocab = man.vocab_size
-    bos = int(data.bin_bos_id) if data.format == "bin" or str(data.source).endswith(".bin") else 0
+    special = run.special_ids()  # the manifest's record; BOS 0 for a run written before it was kept
     synthetic: Optional[tuple[int, int]] = None
     longest: Optional[int] = None
     if data.synthetic_only or data.synthetic_fraction > 0:
         longest = int(data.synthetic.max_len)
         if man.synthetic_ids is not None:
             synthetic = man.synthetic_ids
-        else:
-            low = 1
-            synthetic = (low, vocab if data.synthetic_only or data.synthetic.token_ids is None else low + data.synthetic.token_ids)
+        else:  # a run written before the range was recorded: the ordinary ids its source drew from
+            ids = special.ordinary_ids(vocab, None if data.synthetic_only else data.synthetic.token_ids)
+            synthetic = (int(ids[0]), int(ids[-1]) + 1)
     kinds = run.is_synthetic()
     text = None
     if kinds is not None and not data.synthetic_only:
@@ -382,8 +370,8 @@ def run_probe_source(run: RunDir) -> "ProbeSource":
     return ProbeSource(
         d_vocab=vocab,
         n_ctx=int(cfg.model.n_ctx),
-        bos=bos,
-        exclude=tuple(sorted({bos, *_special_from_tokenizer_json(run.tokenizer_path)})),
+        bos=special.bos,
+        exclude=special.special,
         train_counts=run.training_token_counts(vocab),
         synthetic_ids=synthetic,
         text=text,
@@ -557,7 +545,7 @@ def _foreign_probe_source(model: Any, item: _Item, tokens: Optional[np.ndarray])
     from repeatlens.scores.probes import ProbeSource
 
     vocab, n_ctx = int(model.cfg.d_vocab), int(model.cfg.n_ctx)
-    bos = int(item.bos) if item.bos is not None else 0
+    bos = int(item.bos)
     counts = text = None
     if tokens is not None and len(tokens):
         counts = np.bincount(np.asarray(tokens, dtype=np.int64).ravel(), minlength=vocab)[:vocab]

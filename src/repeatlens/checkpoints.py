@@ -4,16 +4,20 @@ A run directory holds::
 
     config.yaml            the validated RunConfig (the run's full description)
     manifest.json          D, f, E, S, repeated sequence ids, seeds, schedule hash …
-    tokenizer.json         the BPE the corpus was tokenized with (text corpora only)
-    data/pool.npy          the run's sequences: rows [test | repeated | unique]
+    tokenizer.json         the tokenizer the corpus was tokenized with (text corpora only)
+    data/rows.npy          the run's sequences [test | repeated | unique] by reference: per row, its row
+                           in the corpus's cached token stream, or among the run's synthetic rows
+    data/is_synthetic.npy  per row, whether it is synthetic (regenerated from the manifest's seeds)
     data/schedule.npy      pool row trained on at each slot
-    checkpoints/step_0000100.safetensors        model weights
-    checkpoints/step_0000100.train.safetensors  optimizer moments and RNG state (resume)
+    checkpoints/step_0000100.safetensors        model weights (every checkpoint)
+    checkpoints/step_0000100.train.safetensors  optimizer moments and RNG state (resume; the last
+                                                two checkpoints only, unless train.keep_optimizer: all)
     checkpoints/step_0000100.json               sidecar: step, tokens_seen, sha256s, versions
     metrics.parquet        step, tokens_seen, split (train|test|repeated), loss
     complete.json          written last: the run finished
 
-Every file is written atomically; a checkpoint counts only once its sidecar exists (the
+Runs written before the pool was stored by reference hold ``data/pool.npy``, the rows
+themselves; :meth:`RunDir.pool` reads either. Every file is written atomically; a checkpoint counts only once its sidecar exists (the
 sidecar is written last), and its sha256 is checked when it is loaded. Nothing is ever
 unpickled: weights are safetensors, metadata JSON/YAML.
 
@@ -41,6 +45,9 @@ from repeatlens.results.schema import Manifest
 
 if TYPE_CHECKING:
     import torch
+
+    from repeatlens.data.pools import PoolView
+    from repeatlens.data.special import SpecialIds
 
 CKPT_DIR = "checkpoints"
 
@@ -102,12 +109,14 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._pool: Any = None
 
     # paths
     config_path = property(lambda self: self.path / "config.yaml")
     manifest_path = property(lambda self: self.path / "manifest.json")
     tokenizer_path = property(lambda self: self.path / "tokenizer.json")
-    pool_path = property(lambda self: self.path / "data" / "pool.npy")
+    pool_path = property(lambda self: self.path / "data" / "pool.npy")  # runs written before the pool was referenced
+    rows_path = property(lambda self: self.path / "data" / "rows.npy")
     schedule_path = property(lambda self: self.path / "data" / "schedule.npy")
     is_synthetic_path = property(lambda self: self.path / "data" / "is_synthetic.npy")
     metrics_path = property(lambda self: self.path / "metrics.parquet")
@@ -174,12 +183,41 @@ class RunDir:
             return None
         return _check_fields(self.complete_path, read_json_object(self.complete_path, "completion record"), _COMPLETION_FIELDS, "completion record")
 
-    def pool(self) -> np.ndarray:
-        return load_npy(self.pool_path, mmap=True)
+    def pool(self) -> "np.ndarray | PoolView":
+        """The run's rows ``[test | repeated | unique]``, ``[n_rows, seq_len]``, read on access:
+        a :class:`~repeatlens.data.pools.PoolView` for a run stored by reference, the
+        memory-mapped ``data/pool.npy`` for one written before.
+
+        Raises:
+            DataError: the corpus stream or the synthetic rows cannot be had (one line
+                saying how to rebuild them).
+            CheckpointError: an older run's ``data/pool.npy`` is missing.
+        """
+        if self._pool is None:
+            man = self.manifest()
+            if man.pool.get("layout") == "reference":
+                from repeatlens.data.pools import open_pool
+
+                self._pool = open_pool(self.path, man, self.config().data, str(self.path))
+            else:
+                self._pool = load_npy(self.pool_path, mmap=True)
+        return self._pool
 
     def schedule(self) -> np.ndarray:
         """``data/schedule.npy``: the pool row trained on at each slot."""
         return load_npy(self.schedule_path)
+
+    def special_ids(self) -> "SpecialIds":
+        """The run's BOS and special ids (:mod:`repeatlens.data.special`): the manifest's
+        record, or, for a run written before it was kept, BOS 0 (as those runs were
+        trained) plus every special token its ``tokenizer.json`` declares."""
+        from repeatlens.data.special import SpecialIds
+
+        man = self.manifest()
+        if man.special_ids is not None:
+            return man.special()
+        legacy = man.special()
+        return SpecialIds(legacy.bos, legacy.special + _declared_special(self.tokenizer_path), source=legacy.source)
 
     def test_tokens(self) -> np.ndarray:
         return self.pool()[: self.manifest().n_test]
@@ -260,7 +298,7 @@ class RunDir:
             return None
         from repeatlens.data.tokenizer import hf_tokenizer
 
-        return hf_tokenizer(self.tokenizer_path)
+        return hf_tokenizer(self.tokenizer_path, self.special_ids().bos_token)
 
     def load_model(self, step: Optional[int] = None, device: str = "cpu", tokenizer: bool = True):
         """Rebuild the exact HookedTransformer saved at ``step`` (default: last)."""
@@ -315,7 +353,7 @@ MANIFEST_FORMAT = 3
 QUICK_HASH_BYTES = 16 * 2**20
 
 #: Every file of a run directory that the manifest records (the data files only when present).
-RECORDED_FILES = ("config.yaml", "tokenizer.json", "data/pool.npy", "data/schedule.npy", "data/is_synthetic.npy")
+RECORDED_FILES = ("config.yaml", "tokenizer.json", "data/rows.npy", "data/pool.npy", "data/schedule.npy", "data/is_synthetic.npy")
 
 #: The last field every version of repeatlens writing manifests before format 3 put in
 #: ``config.yaml`` (``train.wandb.mode``): a file without it was cut short.
@@ -388,7 +426,11 @@ def run_file_problems(run: RunDir, *, full: bool = True) -> tuple[list[tuple[str
     if not recorded:  # a run written before format 3
         unchecked.append("config.yaml, tokenizer.json, data/is_synthetic.npy: no sha256 recorded (manifest format < 3); "
                          "config.yaml checked for truncation and against manifest.json")
-        hashed(run.pool_path, man.pool["sha256"], None, "manifest.json pool.sha256")
+        if man.pool.get("layout") == "reference":  # written by referencing runs before format 3
+            hashed(run.rows_path, man.pool["rows_sha256"], None, "manifest.json pool.rows_sha256")
+            hashed(run.is_synthetic_path, man.pool["is_synthetic_sha256"], None, "manifest.json pool.is_synthetic_sha256")
+        else:
+            hashed(run.pool_path, man.pool["sha256"], None, "manifest.json pool.sha256")
         if full or _size(run.schedule_path) <= QUICK_HASH_BYTES:
             from repeatlens.data.mixture import schedule_hash
 
@@ -474,7 +516,11 @@ def _config_problems(run: RunDir, man: Manifest, *, old_run: bool) -> list[tuple
 def _layout_problems(run: RunDir, man: Manifest) -> list[tuple[str, str]]:
     """The ``.npy`` files' shapes and dtypes against the manifest's counts (headers only)."""
     rows = man.n_test + man.n_repeated + man.n_unique
-    expect = {run.pool_path: ((rows, man.seq_len), "u"), run.schedule_path: ((int(man.schedule["slots"]),), "i")}
+    expect = {run.schedule_path: ((int(man.schedule["slots"]),), "i")}
+    if man.pool.get("layout") == "reference":
+        expect[run.rows_path] = ((rows,), "i")
+    else:
+        expect[run.pool_path] = ((rows, man.seq_len), "u")
     if run.is_synthetic_path.is_file() or "data/is_synthetic.npy" in man.files:
         expect[run.is_synthetic_path] = ((rows,), "b")
     out = []
@@ -604,6 +650,17 @@ def read_parquet_table(path: Path, columns: Sequence[str], what: str):
     if missing:
         raise CheckpointError(f"{path}: {what} lacks column(s) {', '.join(missing)}; expected {', '.join(columns)}")
     return df
+def _declared_special(path: Path) -> tuple[int, ...]:
+    """Ids of the special tokens a ``tokenizer.json`` declares (read as JSON)."""
+    if not path.is_file():
+        return ()
+    try:
+        added = json.loads(path.read_text(encoding="utf-8")).get("added_tokens", [])
+    except (OSError, ValueError, AttributeError):  # ValueError: not JSON, or not UTF-8
+        return ()
+    return tuple(int(t["id"]) for t in added if isinstance(t, dict) and t.get("special") and isinstance(t.get("id"), int))
+
+
 
 
 # ----------------------------------------------------------------------------- writing
@@ -652,8 +709,13 @@ def save_checkpoint(
     tokens_seen: int,
     optimizer: Optional[torch.optim.Optimizer] = None,
     extra: Optional[dict[str, Any]] = None,
+    state: Optional[dict[str, "torch.Tensor"]] = None,
 ) -> CheckpointInfo:
     """Write weights, training state and (last) the sidecar for ``step``.
+
+    The training state (with an ``optimizer``) holds its moments, torch's CPU RNG state,
+    the CUDA RNG state of the current device where CUDA is available, and ``state`` (more
+    tensors to resume with, e.g. a gradient scaler's).
 
     If any of the three writes fails (a full disk, Ctrl-C), the weight files of ``step``
     are removed again: without its sidecar the checkpoint does not count anyway, and on a
@@ -684,6 +746,7 @@ def save_checkpoint(
             tensors["rng.torch"] = torch.get_rng_state()
             if torch.cuda.is_available():
                 tensors["rng.cuda"] = torch.cuda.get_rng_state()
+            tensors.update(state or {})
             written.append(run.ckpt_dir / f"{step_name(step)}.train.safetensors")
             meta["train_state"] = {"file": written[-1].name, "sha256": _save_tensors(written[-1], tensors), **groups}
         meta.update(extra or {})
@@ -694,6 +757,40 @@ def save_checkpoint(
                 path.unlink(missing_ok=True)
         raise
     return CheckpointInfo(run.path, step, tokens_seen, meta)
+
+
+def restore_rng(tensors: dict[str, "torch.Tensor"]) -> None:
+    """Put back the RNG states :func:`save_checkpoint` saved: torch's CPU generator and,
+    where it was saved and CUDA is available, the current CUDA device's."""
+    import torch
+
+    torch.set_rng_state(tensors["rng.torch"].cpu())
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"].cpu())
+
+
+def prune_train_states(run: RunDir, keep: int) -> list[int]:
+    """Drop the training state (optimizer moments, RNG) of every checkpoint but the last
+    ``keep`` that have one; their weights stay. Each sidecar is rewritten first (without
+    ``train_state``, with ``train_state_dropped`` saying why), then the file is removed, so
+    a crash between the two leaves a file no sidecar counts, removed on the next call.
+
+    Returns:
+        The steps whose training state was dropped.
+    """
+    ckpts = run.checkpoints()
+    with_state = [c for c in ckpts if c.sidecar.get("train_state")]
+    dropped = []
+    for c in with_state[: max(len(with_state) - keep, 0)]:
+        side = {k: v for k, v in c.sidecar.items() if k != "train_state"}
+        side["train_state_dropped"] = {"sha256": c.sidecar["train_state"].get("sha256"), "why": f"train.keep_optimizer: last (keeps {keep})"}
+        atomic_write_json(run.ckpt_dir / f"{step_name(c.step)}.json", side)
+        c.train_state_path.unlink(missing_ok=True)
+        dropped.append(c.step)
+    for c in ckpts:  # left by a crash between the two writes above
+        if not c.sidecar.get("train_state") and c.sidecar.get("train_state_dropped"):
+            c.train_state_path.unlink(missing_ok=True)
+    return dropped
 
 
 def load_train_state(info: CheckpointInfo) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -711,6 +808,8 @@ __all__ = [
     "save_checkpoint",
     "load_train_state",
     "restore_optimizer",
+    "restore_rng",
+    "prune_train_states",
     "library_versions",
     "RepeatlensError",
 ]

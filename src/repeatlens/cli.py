@@ -41,13 +41,23 @@ def train(
 
 @data_app.command("prepare")
 def data_prepare(
-    config: Path = typer.Argument(..., help="Run config (YAML); only its data section is used"),
+    config: Path = typer.Argument(..., help="Run config (YAML; only its data section is used), or a run directory whose cache to rebuild"),
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
-    """Train the tokenizer and tokenize the corpus into the cache, so runs start at once."""
-    from repeatlens.config import load_config
-    from repeatlens.data.pools import cache_root, load_corpus
+    """Train the tokenizer and tokenize the corpus into the cache, so runs start at once.
 
+    Given a run directory: rebuild the cached token stream and synthetic rows it references
+    (after the cache was deleted or on another machine), checked against its sha256s."""
+    from repeatlens.config import load_config
+    from repeatlens.data.streams import cache_root, load_corpus
+
+    if config.is_dir():
+        from repeatlens.checkpoints import load_run
+        from repeatlens.data.pools import rebuild_run_cache
+
+        for line in rebuild_run_cache(load_run(config), progress=True):
+            typer.echo(line)
+        return
     cfg = load_config(config, set_)
     corpus = load_corpus(cfg.data, progress=True)
     typer.echo(

@@ -190,7 +190,16 @@ class DataConfig(BaseModel):
     bin_dtype: Literal["uint16", "uint32"] = "uint16"
     bin_vocab_size: Optional[int] = Field(None, ge=2, le=2**32, description="vocabulary of a pre-tokenized .bin corpus; default max id + 1")
     bin_bos_id: int = Field(0, ge=0, lt=2**32, description="id used as BOS at the start of each sequence cut from a .bin corpus")
-    tokenizer: Optional[str] = Field(None, description="path to a tokenizer.json; default: train a BPE on the corpus")
+    tokenizer: Optional[str] = Field(None, description="path to a tokenizer.json (any layout); default: train a BPE on the corpus")
+    bos_token: Optional[str] = Field(
+        None, min_length=1,
+        description="the token of data.tokenizer that opens every sequence; default the first of <|endoftext|>, "
+        "<|begin_of_text|>, <|startoftext|>, <s>, <bos>, <BOS>, [BOS] it holds",
+    )
+    extensions: Optional[list[str]] = Field(
+        None, min_length=1,
+        description="a folder source: the file name endings to read, e.g. [.py, .txt]; default .txt, .md, .jsonl, .jsonl.gz, .parquet",
+    )
     vocab_size: int = Field(2048, ge=258, le=MAX_BPE_VOCAB, description="BPE vocabulary size when a tokenizer is trained")
     seq_len: int = Field(128, ge=4, le=MAX_COUNT, description="tokens per training sequence, BOS included")
     synthetic_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of sequences from the synthetic source")
@@ -204,6 +213,14 @@ class DataConfig(BaseModel):
         if not source.strip():
             raise ValueError("empty; expected a bundled corpus name (shakespeare), a file, folder or glob, or 'synthetic'")
         return source
+
+    @field_validator("extensions")
+    @classmethod
+    def _endings(cls, extensions: Optional[list[str]]) -> Optional[list[str]]:
+        for ext in extensions or []:
+            if not ext.startswith(".") or len(ext) < 2 or "/" in ext or any(c in ext for c in "*?["):
+                raise ValueError(f"{ext!r} is not a file name ending; expected e.g. .py or .jsonl.gz (a glob goes in data.source)")
+        return extensions
 
     @property
     def synthetic_only(self) -> bool:
@@ -293,6 +310,18 @@ class TrainConfig(BaseModel):
     model_config = _STRICT
     batch_size: int = Field(32, ge=1, le=MAX_COUNT)
     lr: float = Field(1e-3, gt=0, le=10, description="peak learning rate, at most 10 (AdamW moves every weight by about lr a step)")
+    micro_batch_size: Optional[int] = Field(
+        None, ge=1, description="gradient accumulation: forward and backward this many sequences at a time; default the whole batch"
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast dtype of the forward pass (fp32 master weights and checkpoints; fp16 adds a gradient scaler)"
+    )
+    tf32: bool = Field(True, description="on CUDA, let fp32 matmuls and convolutions use TF32 tensor cores")
+    keep_optimizer: Literal["last", "all"] = Field(
+        "last",
+        description="which checkpoints keep the optimizer and RNG state: 'last' (the latest, to resume, and the one before it, "
+        "for verify --replay) or 'all'; weights are kept at every checkpoint either way",
+    )
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     weight_decay: float = Field(0.05, ge=0, le=10)
     betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW's moment decay rates, each in [0, 1)")
@@ -316,6 +345,12 @@ class TrainConfig(BaseModel):
         if not all(0 <= b < 1 for b in betas):
             raise ValueError("AdamW needs each beta in [0, 1)")
         return betas
+
+    @model_validator(mode="after")
+    def _micro(self) -> "TrainConfig":
+        if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
+            raise ValueError(f"micro_batch_size = {self.micro_batch_size} exceeds batch_size = {self.batch_size}; expected at most the batch")
+        return self
 
 
 class RunConfig(BaseModel):

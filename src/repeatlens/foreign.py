@@ -115,13 +115,21 @@ def parse_revision(name: str) -> Optional[Revision]:
     return None
 
 
-def special_ids(config: Any, vocab: int, where: str) -> tuple[int, tuple[int, ...], list[str]]:
+NO_BOS = 0
+"""The id the probes start with when neither a checkpoint's config nor a tokenizer beside it
+names a BOS or EOS id; said in one warning line, which names the file to add."""
+
+
+def special_ids(config: Any, vocab: int, where: str, tokenizer: Optional[Path] = None) -> tuple[int, tuple[int, ...], list[str]]:
     """Validated special ids of a config: ``(bos, exclude, warnings)``.
 
     ``bos_token_id``, ``eos_token_id`` and ``pad_token_id`` (an int, a list of ints or
     None) are kept when ``0 <= id < vocab``; any other value is ignored, with one warning
-    line naming ``where`` and the fields. The probes' BOS is the BOS id, else the (first) EOS id,
-    else 0; every kept id is excluded from the probes' random tokens.
+    line naming ``where`` and the fields. The probes' BOS is the BOS id, else the (first) EOS
+    id; when the config names neither, the ``tokenizer`` (a ``tokenizer.json`` beside the
+    checkpoint, read by :func:`repeatlens.data.special.from_tokenizer`) decides; failing that,
+    :data:`NO_BOS`, with a warning saying so. Every kept id is excluded from the probes'
+    random tokens.
     """
     kept: dict[str, list[int]] = {}
     bad = []
@@ -134,12 +142,29 @@ def special_ids(config: Any, vocab: int, where: str) -> tuple[int, tuple[int, ..
         if len(good) != len(values):
             bad.append(f"{fld} {raw!r}")
         kept[fld] = good
-    bos = next(iter(kept.get("bos_token_id", []) + kept.get("eos_token_id", [])), 0)
-    exclude = tuple(sorted({bos, *(v for vs in kept.values() for v in vs)}))
+    named = kept.get("bos_token_id", []) + kept.get("eos_token_id", [])
+    extra: set[int] = set()
+    from_tok = None
+    if not named and tokenizer is not None and tokenizer.is_file():
+        from repeatlens.data.special import from_token_file
+        from repeatlens.errors import DataError
+
+        try:
+            from_tok = from_token_file(str(tokenizer), str(tokenizer))
+        except DataError:
+            from_tok = None
+        if from_tok is not None and from_tok.bos < vocab:
+            named, extra = [from_tok.bos], {i for i in from_tok.special if i < vocab}
+    bos = named[0] if named else NO_BOS
+    exclude = tuple(sorted({bos, *extra, *(v for vs in kept.values() for v in vs)}))
     notes = []
     if bad:
         verb = "is" if len(bad) == 1 else "are"
         notes.append(f"{where}: {' and '.join(bad)} {verb} outside the vocabulary (vocab_size {vocab}); ignored, probes use BOS {bos}")
+    elif not named:
+        beside = f"no {tokenizer.name} beside it" if tokenizer is not None else "no tokenizer"
+        notes.append(f"{where}: names no BOS or EOS id and {beside} names one; the probes start with id {bos} "
+                     f"(put the tokenizer.json the model was trained with beside the checkpoint)")
     return bos, exclude, notes
 
 
@@ -164,8 +189,8 @@ class ForeignCheckpoint:
     tokens_seen: int
     revision: str = ""
     kind: Kind = "huggingface"
-    bos: int = 0
-    exclude: tuple[int, ...] = (0,)
+    bos: int = NO_BOS
+    exclude: tuple[int, ...] = (NO_BOS,)
     weights: tuple[Path, ...] = ()
     label: str = ""
 
@@ -469,8 +494,8 @@ class _Builder:
     def note(self, message: str) -> None:
         self.notes.setdefault(message, [])
 
-    def special(self, config: Any, vocab: int, where: str) -> tuple[int, tuple[int, ...]]:
-        bos, exclude, notes = special_ids(config, vocab, where)
+    def special(self, config: Any, vocab: int, where: str, tokenizer: Optional[Path] = None) -> tuple[int, tuple[int, ...]]:
+        bos, exclude, notes = special_ids(config, vocab, where, tokenizer)
         for n in notes:  # group identical complaints of many revisions into one line
             self.notes.setdefault(n[len(where) + 2 :], []).append(where)
         return bos, exclude
@@ -481,8 +506,8 @@ class _Builder:
         return rev.tokens if rev.tokens is not None else step
 
     def add(
-        self, path: Path, rev: Revision, step: int, kind: Kind, signature: tuple, bos: int = 0,
-        exclude: tuple[int, ...] = (0,), weights: Sequence[Path] = (), label: str = "",
+        self, path: Path, rev: Revision, step: int, kind: Kind, signature: tuple, bos: int,
+        exclude: tuple[int, ...], weights: Sequence[Path] = (), label: str = "",
     ) -> None:
         ckpt = ForeignCheckpoint(path, step, self.tokens(rev, step), rev.name, kind, bos, tuple(exclude), tuple(weights), label)
         self.items.append((ckpt, signature))
@@ -509,7 +534,8 @@ class _Builder:
             else:
                 c = self.hcfg
                 sig = ("TransformerLens", c.n_layers, c.d_model, c.n_heads, c.d_vocab)
-                self.add(f.path, f.revision, f.revision.step, "transformerlens", sig, weights=[f.path])
+                bos, exclude = self.special({}, int(c.d_vocab), str(cfg_path), top / "tokenizer.json")
+                self.add(f.path, f.revision, f.revision.step, "transformerlens", sig, bos, exclude, weights=[f.path])
 
     def huggingface(self, d: Path, rev: Revision, label: str = "") -> None:
         from repeatlens.model import hooked_spec, read_hf_config
@@ -534,7 +560,8 @@ class _Builder:
             return
         for n in spec.notes:
             self.note(n)
-        bos, exclude = self.special(hf_config, int(spec.kwargs["d_vocab"]), f"{label}/config.json" if label else str(d / "config.json"))
+        bos, exclude = self.special(hf_config, int(spec.kwargs["d_vocab"]), f"{label}/config.json" if label else str(d / "config.json"),
+                                    d / "tokenizer.json")
         self.add(d, rev, rev.step, "huggingface", spec.signature, bos, exclude, files, label)
 
     def nanogpt(self, path: Path, rev: Revision) -> None:
@@ -562,9 +589,10 @@ class _Builder:
         if 0 <= rev.step != step:
             self.note(f"{file}: iter_num {step} differs from the step {rev.step} in its name; iter_num is used")
         vocab = int(spec.kwargs["d_vocab"])
-        # nanoGPT's GPT-2 BPE data separates documents with <|endoftext|> (50256); char-level data has no special id.
-        bos = 50256 if vocab > 50256 else 0
-        self.add(path, rev, step, "nanogpt", spec.signature, bos, (bos,), [file])
+        # nanoGPT saves no special ids: a tokenizer.json beside the checkpoint decides (GPT-2's for its BPE data)
+        beside = [file.parent / "tokenizer.json", file.parent.parent / "tokenizer.json"]  # the run's folder, or the one above
+        bos, exclude = self.special({}, vocab, str(file), next((p for p in beside if p.is_file()), beside[0]))
+        self.add(path, rev, step, "nanogpt", spec.signature, bos, exclude, [file])
 
     # -------------------------------------------------------------- checks and result
 

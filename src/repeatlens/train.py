@@ -38,16 +38,20 @@ from repeatlens.checkpoints import (
     RunDir,
     file_record,
     load_train_state,
+    prune_train_states,
     restore_optimizer,
+    restore_rng,
     save_checkpoint,
 )
 from repeatlens.config import RunConfig
 from repeatlens.data.mixture import MixturePlan, build_schedule, plan_mixture, schedule_hash
-from repeatlens.data.pools import Corpus, Pool, build_pool, load_corpus
+from repeatlens.data.pools import Pool, build_pool
+from repeatlens.data.streams import Corpus, cache_root, load_corpus
 from repeatlens.data.seeds import manifest_seeds
 from repeatlens.errors import CheckpointError, ConfigError, LockTimeout, RepeatlensError, ResourceError, first_line, shorten
 from repeatlens.io import LOCK_FILE, atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, sha256_file, write_failure
 from repeatlens.losses import next_token_loss, token_losses
+from repeatlens.precision import Precision, matmul_settings, micro_batches
 from repeatlens.results.schema import Manifest
 
 
@@ -157,20 +161,24 @@ def check_memory(cfg: RunConfig, plan: MixturePlan, vocab_size: int) -> None:
 
     Only what must be in memory at once is counted, so the estimate is a lower bound and a
     run that would have fit is never refused (one that nearly fills the machine may still
-    fail later, as one line): the pool (``rows x seq_len`` ids of 2 or 4 bytes), the schedule
-    (``slots x 8`` bytes), and on the training device the model's weights, gradients and
-    AdamW's two moments (``4 x 4`` bytes a parameter) and one step's logits (``batch x seq_len
-    x vocab x 4`` bytes).
+    fail later, as one line): the pool's row references (``rows x 8`` bytes; the corpus rows
+    stay memory-mapped) and its synthetic rows (``data.synthetic_fraction x rows x seq_len`` ids
+    of 2 or 4 bytes), the schedule (``slots x 8`` bytes), and on the training device the
+    model's weights, gradients and AdamW's two moments (``4 x 4`` bytes a parameter) and one
+    forward's logits (``micro-batch x seq_len x vocab x 4`` bytes).
 
     Raises:
         ResourceError: naming the largest part, the total and what the machine (or GPU) has.
     """
     m, d, t = cfg.model, cfg.data, cfg.train
     rows = plan.n_repeated + plan.n_unique + d.test_sequences
-    host = {"the pool of sequences (mixture.total_tokens, data.seq_len, data.test_sequences)": rows * d.seq_len * (2 if vocab_size <= 2**16 else 4),
+    synthetic_rows = math.floor(rows * d.synthetic_fraction)
+    host = {"the pool's row references (mixture.total_tokens / data.seq_len, data.test_sequences)": rows * 8,
+            "the pool's synthetic rows (data.synthetic_fraction, data.seq_len)": synthetic_rows * d.seq_len * (2 if vocab_size <= 2**16 else 4),
             "the schedule (mixture.total_tokens / data.seq_len slots)": plan.n_total * 8}
+    micro = t.micro_batch_size or t.batch_size
     model = {"the model's weights, gradients and AdamW moments (model)": 16 * m.n_params(vocab_size),
-             "one step's logits (train.batch_size x data.seq_len x vocabulary)": t.batch_size * d.seq_len * vocab_size * 4}
+             "one forward's logits (train.micro_batch_size or batch_size x data.seq_len x vocabulary)": micro * d.seq_len * vocab_size * 4}
     device = resolve_device(t.device)
     gpu = _device_memory(device)
     budgets = [(host if gpu is not None else {**host, **model}, _host_memory(), "this machine has")]
@@ -243,7 +251,11 @@ def _write_run(cfg: RunConfig, run: RunDir, drawn: DrawnData) -> RunDir:
     """
     plan, corpus, pool, schedule = drawn.plan, drawn.corpus, drawn.pool, drawn.schedule
     _remove_temporaries(run)
-    atomic_save_npy(run.pool_path, pool.tokens)
+    if pool.synthetic is not None:  # the shared cache keeps the rows; the run keeps how to regenerate them
+        cached = cache_root(cfg.data) / pool.synthetic.cache_name
+        if not cached.is_file():
+            atomic_save_npy(cached, pool.synthetic_tokens)
+    atomic_save_npy(run.rows_path, pool.rows)
     atomic_save_npy(run.is_synthetic_path, pool.is_synthetic)
     atomic_save_npy(run.schedule_path, schedule)
     if corpus.tokenizer_json is not None:
@@ -274,11 +286,15 @@ def _write_run(cfg: RunConfig, run: RunDir, drawn: DrawnData) -> RunDir:
         repeated_ids=list(range(pool.first_repeated, pool.first_unique)),
         test_ids=[0, pool.n_test],
         schedule={"file": "data/schedule.npy", "sha256": schedule_hash(schedule), "slots": int(len(schedule))},
-        pool={"file": "data/pool.npy", "sha256": files["data/pool.npy"]["sha256"], "dtype": str(pool.tokens.dtype),
-              "is_synthetic": "data/is_synthetic.npy"},
+        pool={"layout": "reference", "rows": "data/rows.npy", "rows_sha256": files["data/rows.npy"]["sha256"],
+              "is_synthetic": "data/is_synthetic.npy", "is_synthetic_sha256": files["data/is_synthetic.npy"]["sha256"],
+              "n_rows": int(len(pool.rows)), "dtype": str(corpus.dtype),
+              "synthetic": pool.synthetic.to_json() if pool.synthetic is not None else None},
         seeds=manifest_seeds(cfg.seed),
-        corpus={"source": cfg.data.source, "fingerprint": corpus.fingerprint},
+        corpus={"source": cfg.data.source, "fingerprint": corpus.fingerprint,
+                "stream": corpus.stream.to_json() if corpus.stream is not None else None},
         tokenizer="tokenizer.json" if corpus.tokenizer_json is not None else None,
+        special_ids=corpus.special.to_json(),
         batch_size=cfg.train.batch_size,
         total_steps=drawn.total_steps,
         checkpoint_steps=cfg.train.checkpoints.steps(drawn.total_steps),
@@ -390,7 +406,8 @@ def prepare_run(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> Ru
 
 #: Fields that may change between an interrupted run and its resumption (they change how it
 #: is run, watched or logged, not what it computes).
-_RESUMABLE_CHANGES = {"train.progress", "train.device", "train.wandb.enabled", "train.wandb.mode", "train.wandb.project"}
+_RESUMABLE_CHANGES = {"train.progress", "train.device", "train.keep_optimizer", "train.wandb.enabled", "train.wandb.mode",
+                      "train.wandb.project"}
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -453,7 +470,8 @@ def train(cfg: RunConfig, out: str | Path, *, progress: Optional[bool] = None, s
         else:
             _refuse_to_rewrite(run)
             _write_run(cfg, run, drawn if drawn is not None else draw_data(cfg, progress=show))
-        with determinism.deterministic_algorithms(cfg.train.deterministic, resolve_device(cfg.train.device)):
+        device = resolve_device(cfg.train.device)
+        with determinism.deterministic_algorithms(cfg.train.deterministic, device), matmul_settings(device, cfg.train.tf32):
             return _train(cfg, run, progress, stop_after)
 
 
@@ -485,14 +503,17 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
     if t.compile:
         fwd = torch.compile(fwd)
 
+    numerics = Precision(t.precision, device)
+
     start, rows = 0, []
     done = run.checkpoints()
     if done:  # resume from the last complete checkpoint
         last = done[-1]
         model.load_state_dict(last.load_state_dict(), strict=False)
         tensors, groups = load_train_state(last)
-        restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items()}, groups)
-        torch.set_rng_state(tensors["rng.torch"])
+        restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items() if k.startswith("opt.")}, groups)
+        restore_rng(tensors)
+        numerics.load_state(tensors)
         start = last.step
         determinism.warn_if_changed(last.sidecar.get("environment"), env, f"{run.path}: resuming from step {start}")
         rows = [r for r in run.metrics().to_dict("records") if r["step"] <= start]
@@ -512,7 +533,9 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
     def checkpoint(step: int, tokens_seen: int) -> None:
         evaluate(step, tokens_seen)
         _write_metrics(run, rows)  # before the sidecar: a counted checkpoint always has its metrics
-        save_checkpoint(run, model, step, tokens_seen, opt, extra=sidecar_extra)
+        save_checkpoint(run, model, step, tokens_seen, opt, extra=sidecar_extra, state=numerics.state())
+        if t.keep_optimizer == "last":  # resume needs the latest; verify --replay of the last interval the one before
+            prune_train_states(run, keep=2)
 
     if not done and 0 in ckpt_steps:
         checkpoint(0, 0)
@@ -526,11 +549,11 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
         lr = lr_at(step, total_steps, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = next_token_loss(fwd(model, tokens), tokens)
-        loss.backward()
+        loss = accumulate_gradients(fwd, model, tokens, numerics, t.micro_batch_size)
+        numerics.unscale(opt)
         if t.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        opt.step()
+        numerics.step(opt)
         opt.zero_grad(set_to_none=True)
 
         s, tokens_seen = step + 1, min((step + 1) * b, len(schedule)) * seq_len
@@ -577,6 +600,26 @@ def _train(cfg: RunConfig, run: RunDir, progress: Optional[bool], stop_after: Op
     if wandb_run:
         wandb_run.finish()
     return run
+
+
+def accumulate_gradients(fwd: Callable, model, tokens: Int[Tensor, "batch pos"], numerics: Precision, micro: Optional[int]) -> Tensor:
+    """Forward and backward ``tokens`` in micro-batches of at most ``micro`` rows (all at once
+    when None), in ``numerics``' precision, adding each micro-batch's mean loss times its share
+    of the rows into the gradients: those of the whole batch's mean loss, up to float rounding.
+
+    Returns:
+        The batch's mean next-token loss, detached.
+    """
+    loss: Tensor = torch.zeros((), device=tokens.device)
+    for part, share in micro_batches(tokens, micro):
+        with numerics.autocast():
+            part_loss = next_token_loss(fwd(model, part), part)
+        if share == 1.0:  # the whole batch at once: the loss as it always was
+            numerics.backward(part_loss)
+            return part_loss.detach()
+        numerics.backward(part_loss * share)
+        loss = loss + part_loss.detach() * share
+    return loss
 
 
 def _write_metrics(run: RunDir, rows: list[dict[str, Any]]) -> None:

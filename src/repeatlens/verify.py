@@ -2,7 +2,7 @@
 
 Checks, each failure one :class:`Finding` (one line, naming the file):
 
-* every file the manifest records (``config.yaml``, ``tokenizer.json``, ``data/pool.npy``,
+* every file the manifest records (``config.yaml``, ``tokenizer.json``, ``data/rows.npy`` or an older run's ``data/pool.npy``,
   ``data/schedule.npy``, ``data/is_synthetic.npy``) against its sha256 and size, the
   config against the manifest's seed, mixture, lengths and parameter count, the ``.npy``
   files' shapes against its counts (:func:`repeatlens.checkpoints.run_file_problems`); a
@@ -11,6 +11,10 @@ Checks, each failure one :class:`Finding` (one line, naming the file):
   could not be checked;
 * the schedule ``config.yaml``'s mixture gives with today's code
   (:func:`~repeatlens.data.mixture.build_schedule`) against the manifest's schedule hash;
+* for a pool stored by reference (``data/rows.npy``), the corpus stream's tokens against
+  ``corpus.stream.sha256`` (missing: one line saying how to rebuild it), and the synthetic
+  rows regenerated from the manifest's seeds and settings (and any cached copy) against
+  ``pool.synthetic.sha256``;
 * ``metrics.parquet`` and ``complete.json`` are readable;
 * every checkpoint: its sidecar is readable and names its own step, its weights and its
   training state hash to the sidecar's sha256s; every step the manifest declares (up to the
@@ -34,8 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+import numpy as np
 
-from repeatlens.checkpoints import CKPT_DIR, CheckpointInfo, RunDir, load_run, read_sidecar, run_file_problems, step_name
+from repeatlens.checkpoints import CKPT_DIR, CheckpointInfo, RunDir, load_npy, load_run, read_sidecar, run_file_problems, step_name
 from repeatlens.errors import CheckpointError, RepeatlensError
 from repeatlens.io import sha256_file
 from repeatlens.results.schema import Manifest
@@ -93,6 +98,8 @@ def verify_run(path: str | Path, replay_steps: Sequence[int] = ()) -> VerifyResu
     res.findings += [Finding(where, problem) for where, problem in problems]
     if not any(f.where in (str(run.schedule_path), str(run.config_path)) for f in res.findings):
         res.findings += _check_schedule_regenerates(run, man)
+    if man.pool.get("layout") == "reference" and not any(f.where == str(run.config_path) for f in res.findings):
+        res.findings += _check_references(run, man)
     res.checked.append("config, manifest and data files")
     sidecars, found = _read_sidecars(run)
     res.findings += _check_records(run, sidecars)
@@ -141,6 +148,49 @@ def _check_records(run: RunDir, sidecars: list[dict[str, Any]]) -> list[Finding]
     if missing:
         out.append(Finding(str(run.metrics_path), f"no test loss at checkpoint step(s) {', '.join(map(str, missing[:5]))}"
                                                   f"{' …' if len(missing) > 5 else ''}; every checkpoint is evaluated before it is saved"))
+    return out
+
+
+def _check_references(run: RunDir, man: Manifest) -> list[Finding]:
+    """A pool stored by reference: the corpus stream's tokens and the synthetic rows
+    (regenerated from the manifest, and any cached copy) against their sha256s (its row
+    files are checked with the other recorded files, :func:`run_file_problems`)."""
+    from repeatlens.data.pools import SyntheticRows
+    from repeatlens.data.streams import StreamRef, cache_root, token_sha256
+
+    pool, data, where = man.pool, run.config().data, str(run.path)
+    out = []
+    if man.corpus.get("stream") is not None:
+        ref = StreamRef.from_json(man.corpus["stream"])
+        path = ref.locate(data)
+        remedy = f"rebuild it with: repeatlens data prepare {where}" if ref.kind == "cache" else "put the run's token file back"
+        if not path.is_file():
+            out.append(Finding(str(path), f"missing: the run's corpus stream; {remedy}"))
+        else:
+            try:
+                stream = ref.open(data, where)
+            except RepeatlensError as e:
+                out.append(Finding(str(path), str(e)))
+            else:
+                if token_sha256(stream) != ref.sha256:
+                    out.append(Finding(str(path), f"its tokens' sha256 does not match manifest.json corpus.stream.sha256 ({ref.sha256[:16]}…); "
+                                                  + ("delete it and " if ref.kind == "cache" else "") + remedy))
+                elif run.rows_path.is_file() and run.is_synthetic_path.is_file():
+                    try:
+                        refs, kinds = load_npy(run.rows_path), load_npy(run.is_synthetic_path)
+                    except CheckpointError:  # already a finding of run_file_problems
+                        return out
+                    n_chunks = ref.n_tokens // (man.seq_len - 1)
+                    if len(refs) and (~kinds).any() and int(refs[~kinds].max()) >= n_chunks:
+                        out.append(Finding(str(run.rows_path), f"names corpus row {int(refs[~kinds].max())}; the stream has {n_chunks}"))
+    if pool.get("synthetic") is not None:
+        spec = SyntheticRows.from_json(pool["synthetic"])
+        if token_sha256(spec.generate()) != spec.sha256:
+            out.append(Finding(str(run.manifest_path), "its synthetic rows, regenerated from pool.synthetic's seeds and settings, hash to "
+                                                       "another sha256 (the synthetic source's code changed?)"))
+        cached = cache_root(data) / spec.cache_name
+        if cached.is_file() and token_sha256(np.load(cached, mmap_mode="r")) != spec.sha256:
+            out.append(Finding(str(cached), "cached synthetic rows do not match their sha256; delete the file (it is regenerated)"))
     return out
 
 
@@ -210,7 +260,10 @@ def replay(run: RunDir, k: int, ckpts: Sequence[CheckpointInfo]) -> list[Finding
     target = by_step[k]
     starts = [c for c in ckpts if c.step < k and c.sidecar.get("train_state")]
     if not starts:
-        raise CheckpointError(f"{run.path}: --replay {k}: no checkpoint with training state before step {k} to replay from")
+        kept = [c.step for c in ckpts if c.sidecar.get("train_state")]
+        why = (f" (train.keep_optimizer: last keeps it at the last two checkpoints only, steps {', '.join(map(str, kept))}: replay step "
+               f"{kept[-1]}, or train with train.keep_optimizer: all to replay any step)" if kept and any(c.sidecar.get("train_state_dropped") for c in ckpts) else "")
+        raise CheckpointError(f"{run.path}: --replay {k}: no checkpoint with training state before step {k} to replay from{why}")
     start = starts[-1]
     where = f"replay step {k} from step {start.step}"
     recorded = target.sidecar.get("environment") or {}
@@ -266,8 +319,8 @@ def _scratch_copy(run: RunDir, start: CheckpointInfo, dest: Path) -> RunDir:
     copy = RunDir(dest)
     (dest / "data").mkdir(parents=True)
     (dest / CKPT_DIR).mkdir()
-    for src, dst in ((run.pool_path, copy.pool_path), (run.schedule_path, copy.schedule_path),
-                     (start.weights_path, dest / CKPT_DIR / start.weights_path.name),
+    data_files = [(f, dest / "data" / f.name) for f in (run.path / "data").iterdir() if f.is_file()]
+    for src, dst in (*data_files, (start.weights_path, dest / CKPT_DIR / start.weights_path.name),
                      (start.train_state_path, dest / CKPT_DIR / start.train_state_path.name)):
         os.symlink(src.resolve(), dst)  # read only: the trainer writes new files, never into these
     for src in (run.config_path, run.manifest_path, run.tokenizer_path, run.is_synthetic_path, run.metrics_path,

@@ -21,7 +21,7 @@ import pytest
 import repeatlens
 from repeatlens.config import DataConfig
 from repeatlens.corpus_audit.stream import normalize
-from repeatlens.data.pools import load_corpus
+from repeatlens.data.streams import load_corpus
 from repeatlens.data.tokenizer import encode_stream, load_tokenizer
 from repeatlens.errors import RepeatlensError
 from tests.corpus_audit.conftest import KnownCorpus

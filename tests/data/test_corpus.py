@@ -278,3 +278,97 @@ def test_token_bin_errors(tmp_path):
     np.array([1, 2, 3, 4], dtype=np.uint16).tofile(wide)  # read as uint32: ids of 131073 and more
     raises_one_line(r"'.*wide.bin' holds id 262147 >= vocab size 512", load_token_bin, wide, "uint32", vocab_size=512)
     assert list(load_token_bin(wide, "uint16", vocab_size=512)) == [1, 2, 3, 4]
+
+
+# --- every corpus form trains ------------------------------------------------------------
+
+
+def _train_cli(tmp_path: Path, capsys, cfg, out: str = "run"):
+    """``repeatlens data prepare`` then ``repeatlens train`` on ``cfg`` through the command line; the run."""
+    from repeatlens.checkpoints import load_run
+    from tests.test_cli import _run, _write_cfg
+
+    path = _write_cfg(tmp_path / f"{out}.yaml", cfg.model_dump(mode="json"))
+    code, prep, err = _run(["data", "prepare", str(path)], capsys)
+    assert code == 0, err
+    code, _, err = _run(["train", str(path), "--out", str(tmp_path / out), "-q"], capsys)
+    assert code == 0, err
+    return prep, load_run(tmp_path / out)
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "uint32"])
+def test_a_bin_corpus_trains(tmp_path, capsys, dtype):
+    """nanoGPT-style .bin token files, uint16 and uint32, with a BOS that is not 0."""
+    from tests.conftest import tiny_config
+    from tests.data.factories import tiny_text_run, write_bin
+
+    vocab, bos = 70, 69
+    path = write_bin(tmp_path / "train.bin", 5000, vocab=vocab, bos=bos, dtype=dtype)
+    stream = np.fromfile(path, dtype=dtype)
+    prep, run = _train_cli(tmp_path, capsys, tiny_config(**tiny_text_run(path, bin_dtype=dtype, bin_bos_id=bos)))
+    assert f"{5000 // 31:,} sequences of 32 tokens (vocab {vocab}" in prep  # vocab = max id + 1
+    pool, kinds = np.asarray(run.pool()), run.is_synthetic()
+    assert run.is_complete() and (pool[:, 0] == bos).all()
+    body = stream[: (len(stream) // 31) * 31].reshape(-1, 31)
+    refs = np.load(run.rows_path)
+    np.testing.assert_array_equal(pool[~kinds][:, 1:], body[refs[~kinds]])  # corpus rows are the file's rows, referenced
+    assert run.manifest().corpus["stream"]["sha256"] == sha256_of(path)
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_folder_of_source_files_trains_with_data_extensions(tmp_path, capsys):
+    from tests.conftest import tiny_config
+    from tests.data.factories import tiny_text_run, word_documents
+
+    src = tmp_path / "repo"
+    (src / "pkg" / "sub").mkdir(parents=True)
+    docs = word_documents(30, seed=3)
+    for i, doc in enumerate(docs):
+        (src / "pkg" / ("sub" if i % 2 else "") / f"m{i:02d}.py").write_text(f"def f{i}(x):\n    return '{doc}'\n")
+    (src / "README.md").write_text("not code " * 50)
+    (src / "pkg" / "data.csv").write_text("a,b\n1,2\n")
+    (src / ".git").mkdir()
+    (src / ".git" / "hidden.py").write_text("never read")
+    # without data.extensions the folder's .py files are not corpus files: one line naming the field and the glob form
+    only_code = tmp_path / "only_code"
+    (only_code / "x").mkdir(parents=True)
+    (only_code / "x" / "a.py").write_text("print(1)\n")
+    msg = raises_one_line(r"folder '.*only_code' holds no \.txt, \.md, \.jsonl, \.jsonl\.gz, \.parquet files", iter_documents, only_code)
+    assert "set data.extensions to its files' endings, e.g. [.py]" in msg and f"'{only_code}/**/*.py'" in msg
+    msg = raises_one_line(r"holds no \.rs files; set data.extensions to other endings", iter_documents, only_code, extensions=[".rs"])
+    raises_one_line(r"data.extensions applies to a folder source; '.*a.py' is not a folder", iter_documents, only_code / "x" / "a.py",
+                    extensions=[".py"])
+    got = list(iter_documents(src, extensions=[".py"]))
+    assert len(got) == 30 and all(d.startswith("def f") for d in got) and not any("never read" in d for d in got)
+    assert got == [(p.read_text()) for p in sorted((src / "pkg").rglob("*.py"))]
+    _, run = _train_cli(tmp_path, capsys, tiny_config(**tiny_text_run(src, extensions=[".py"], vocab_size=300)))
+    assert run.is_complete() and run.manifest().special_ids["bos_token"] == "<|endoftext|>"
+
+
+def test_a_glob_of_source_files_trains_and_one_that_matches_nothing_says_so(tmp_path, capsys):
+    from tests.conftest import tiny_config
+    from tests.data.factories import tiny_text_run, word_documents
+
+    for i, doc in enumerate(word_documents(30, seed=4)):
+        (tmp_path / f"m{i:02d}.py").write_text(f"x = '{doc}'\n")
+    raises_one_line(r"no file, folder or glob match at '.*\*\.rs' \(the glob matches no file; a recursive glob reads 'data/\*\*/\*\.txt'\)",
+                    iter_documents, str(tmp_path / "*.rs"))
+    _, run = _train_cli(tmp_path, capsys, tiny_config(**tiny_text_run(str(tmp_path / "*.py"), vocab_size=300)))
+    assert run.is_complete()
+
+
+def test_data_extensions_must_be_endings() -> None:
+    import re
+
+    from repeatlens.config import DataConfig, config_from_dict
+    from repeatlens.errors import ConfigError
+
+    assert DataConfig(extensions=[".py", ".jsonl.gz"]).extensions == [".py", ".jsonl.gz"]
+    for bad in ("py", "*.py", ".", "src/.py"):
+        with pytest.raises(ConfigError, match=rf"field 'data.extensions' = \['{re.escape(bad)}'\]: '{re.escape(bad)}' is not a file name ending; expected e.g. .py"):
+            config_from_dict({"mixture": {"total_tokens": 1000}, "data": {"extensions": [bad]}})

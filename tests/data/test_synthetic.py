@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from repeatlens.config import SyntheticConfig
+from repeatlens.data.special import SpecialIds
 from repeatlens.data.synthetic import synthetic_sequences
 
 
 def test_copies_repeat_one_segment_earlier_with_varying_lengths() -> None:
     cfg = SyntheticConfig(min_len=3, max_len=9, vocab_size=64)
-    toks, is_copy = synthetic_sequences(200, 64, cfg, low=1, high=64, seed=0)
+    toks, is_copy = synthetic_sequences(200, 64, cfg, ids=np.arange(1, 64), bos=0, seed=0)
     assert toks.shape == (200, 64) and (toks[:, 0] == 0).all()
     assert toks[:, 1:].min() >= 1 and toks.max() < 64
     lengths = set()
@@ -33,25 +34,26 @@ def test_copies_repeat_one_segment_earlier_with_varying_lengths() -> None:
 
 def test_deterministic_in_seed() -> None:
     cfg = SyntheticConfig()
-    a, _ = synthetic_sequences(10, 40, cfg, low=1, high=100, seed=3)
-    b, _ = synthetic_sequences(10, 40, cfg, low=1, high=100, seed=3)
-    c, _ = synthetic_sequences(10, 40, cfg, low=1, high=100, seed=4)
+    a, _ = synthetic_sequences(10, 40, cfg, ids=np.arange(1, 100), bos=0, seed=3)
+    b, _ = synthetic_sequences(10, 40, cfg, ids=np.arange(1, 100), bos=0, seed=3)
+    c, _ = synthetic_sequences(10, 40, cfg, ids=np.arange(1, 100), bos=0, seed=4)
     assert (a == b).all() and (a != c).any()
 
 
 def test_token_ids_restrict_synthetic_tokens_in_a_corpus_mix() -> None:
-    """data.synthetic.token_ids: synthetic rows use only ids [low, low + N); corpus rows are untouched."""
+    """data.synthetic.token_ids: synthetic rows use only the first N ordinary ids; corpus rows are untouched."""
     import pytest
 
     from repeatlens.config import DataConfig
     from repeatlens.data.mixture import MixturePlan
-    from repeatlens.data.pools import Corpus, build_pool
+    from repeatlens.data.pools import build_pool
+    from repeatlens.data.streams import Corpus, _BosView
     from repeatlens.errors import DataError
 
     rng = np.random.default_rng(0)
-    chunks = rng.integers(400, 500, size=(64, 16)).astype(np.uint16)  # corpus ids all >= 400
-    chunks[:, 0] = 0
-    corpus = Corpus(chunks=chunks, vocab_size=512, tokenizer_json=None, fingerprint="fake", low=3)
+    body = rng.integers(400, 500, size=(64, 15)).astype(np.uint16)  # corpus ids all >= 400
+    special = SpecialIds(0, (0, 1, 2))
+    corpus = Corpus(chunks=_BosView(body, 0), vocab_size=512, tokenizer_json=None, fingerprint="fake", special=special)
     plan = MixturePlan(seq_len=16, repeat_count=1, n_total=40, n_repeated=0, n_unique=40)
     data = DataConfig(source="fake.txt", seq_len=16, synthetic_fraction=0.5, test_sequences=8,
                       synthetic={"min_len": 2, "max_len": 4, "token_ids": 10})
@@ -60,6 +62,18 @@ def test_token_ids_restrict_synthetic_tokens_in_a_corpus_mix() -> None:
     synthetic = rows[rows.max(axis=1) < 400]
     assert len(synthetic) == pool.n_synthetic == 24  # half of 8 test + 40 training rows
     assert synthetic.min() >= 3 and synthetic.max() < 13 and len(np.unique(synthetic)) == 10
+    assert pool.synthetic_ids == (3, 13)
     too_many = data.model_copy(update={"synthetic": data.synthetic.model_copy(update={"token_ids": 600})})
     with pytest.raises(DataError, match=r"data.synthetic.token_ids = 600 exceeds the 509 non-special ids"):
         build_pool(too_many, plan, corpus, seed=0)
+
+
+def test_special_ids_inside_the_vocabulary_are_skipped_and_every_row_starts_with_the_bos() -> None:
+    """A BOS in the middle of the vocabulary (a .bin with bin_bos_id 5): no synthetic token takes it."""
+    special = SpecialIds(5, (5, 9))
+    ids = special.ordinary_ids(12, 8)
+    assert ids.tolist() == [0, 1, 2, 3, 4, 6, 7, 8]
+    toks, _ = synthetic_sequences(300, 32, SyntheticConfig(min_len=2, max_len=6), ids=ids, bos=5, seed=1)
+    assert (toks[:, 0] == 5).all()
+    body = toks[:, 1:]
+    assert set(np.unique(body).tolist()) == set(ids.tolist())  # every ordinary id drawn, no special one

@@ -168,7 +168,7 @@ class DocumentCounter:
 class StreamCutter:
     """Cuts the flat token stream into the trainer's sequences and keeps what spans need.
 
-    The trainer (:func:`repeatlens.data.pools.load_corpus`) cuts the flat stream
+    The trainer (:func:`repeatlens.data.streams.load_corpus`) cuts the flat stream
     ``[BOS, doc0..., BOS, doc1..., ...]`` into rows of ``seq_len - 1`` consecutive ids, each
     trained on with one more BOS in front (``seq_len`` tokens); the tail that does not fill a
     row is never trained on. Each row's hash goes to a :class:`HashCounter`. The stream

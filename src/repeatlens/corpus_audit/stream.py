@@ -2,7 +2,7 @@
 
 Text sources (a bundled name, text, jsonl, parquet, a Hugging Face dataset folder, a folder
 or a glob) go through :func:`repeatlens.data.corpus.iter_documents` and the project's
-tokenizer (``data.tokenizer``, or the BPE that :func:`repeatlens.data.pools.load_corpus`
+tokenizer (``data.tokenizer``, or the BPE that :func:`repeatlens.data.streams.load_corpus`
 trains and caches), encoded as :func:`repeatlens.data.tokenizer.encode_stream` encodes them:
 the flat stream is ``[BOS, doc0..., BOS, doc1..., ...]`` with BOS from the tokenizer.
 
@@ -118,7 +118,7 @@ class CorpusReader:
 
         from repeatlens.data.corpus import iter_documents
 
-        docs = iter_documents(self.data.source, self.data.format, self.data.text_field)
+        docs = iter_documents(self.data.source, self.data.format, self.data.text_field, self.data.extensions)
         encode = getattr(self.tokenizer, "encode_batch_fast", None) or self.tokenizer.encode_batch  # type: ignore[attr-defined]
         while batch := list(itertools.islice(docs, _ENCODE_BATCH)):
             for text, enc in zip(batch, encode(batch, add_special_tokens=False)):
@@ -180,9 +180,10 @@ def open_corpus(data: DataConfig) -> CorpusReader:
         return CorpusReader(data, data.bin_bos_id, dtype, data.bin_vocab_size, _bin_fingerprint(data),
                             tok_mod.tokenizer_hash(tok) if tok is not None else None, tok, "bin")
     from repeatlens.data.corpus import corpus_fingerprint
-    from repeatlens.data.pools import corpus_tokenizer
+    from repeatlens.data.special import from_tokenizer
+    from repeatlens.data.streams import corpus_tokenizer
 
-    fp = corpus_fingerprint(data.source, data.format, data.text_field)
-    tok = corpus_tokenizer(data, fp)
-    return CorpusReader(data, tok_mod.bos_id(tok), tok_mod.token_dtype(tok), tok.get_vocab_size(), fp,
+    fp = corpus_fingerprint(data.source, data.format, data.text_field, data.extensions)
+    tok, where = corpus_tokenizer(data, fp)
+    return CorpusReader(data, from_tokenizer(tok, where, data.bos_token).bos, tok_mod.token_dtype(tok), tok.get_vocab_size(), fp,
                         tok_mod.tokenizer_hash(tok), tok, "text")

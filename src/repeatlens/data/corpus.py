@@ -9,7 +9,9 @@ A source is one of:
 - a Hugging Face dataset saved with ``datasets.Dataset.save_to_disk`` (a folder holding
   ``dataset_info.json``, ``state.json`` or ``dataset_dict.json``);
 - a folder: every ``.txt``, ``.md``, ``.jsonl``, ``.jsonl.gz`` and ``.parquet`` file below
-  it, recursively, in sorted order, skipping hidden files and folders;
+  it (or every file ending in one of ``extensions``, e.g. ``[".py"]``, read as text unless
+  it ends in ``.jsonl``, ``.jsonl.gz`` or ``.parquet``), recursively, in sorted order,
+  skipping hidden files and folders;
 - a glob pattern (``data/*.txt``, ``data/**/*.jsonl``), matches in sorted order.
 
 A text file is one document unless it contains ``<|endoftext|>``, which then separates
@@ -32,7 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Optional, Sequence
 
 import numpy as np
 
@@ -86,39 +88,53 @@ def _is_hf_folder(path: Path) -> bool:
     return any((path / marker).is_file() for marker in HF_MARKERS)
 
 
-def _folder_files(folder: Path) -> list[Path]:
+def _folder_files(folder: Path, extensions: Optional[Sequence[str]] = None) -> list[Path]:
+    suffixes = tuple(e.lower() for e in extensions) if extensions else FOLDER_SUFFIXES
     found = []
     for path in folder.rglob("*"):
         rel = path.relative_to(folder).parts
-        if path.is_file() and path.name.lower().endswith(FOLDER_SUFFIXES) and not any(p.startswith(".") for p in rel):
+        if path.is_file() and path.name.lower().endswith(suffixes) and not any(p.startswith(".") for p in rel):
             found.append(path)
     if not found:
-        raise DataError(f"data.source: folder '{folder}' holds no {', '.join(FOLDER_SUFFIXES)} files")
+        how = "other endings" if extensions else "its files' endings, e.g. [.py]"
+        raise DataError(
+            f"data.source: folder '{folder}' holds no {', '.join(suffixes)} files; set data.extensions to {how}, or give a "
+            f"glob such as '{folder}/**/*.py'"
+        )
     return sorted(found)
 
 
-def _plan(source: str | os.PathLike, format: str) -> list[tuple[Path | Traversable, str]]:
+def _plan(
+    source: str | os.PathLike, format: str, extensions: Optional[Sequence[str]] = None
+) -> list[tuple[Path | Traversable, str]]:
     """Resolve ``source`` into the files to read, each with its format, in order."""
     if format not in FORMATS:
         raise DataError(f"data.format: unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+    path = Path(source).expanduser()
+    if extensions and not path.is_dir():
+        raise DataError(f"data.extensions applies to a folder source; '{source}' is not a folder (a glob names its files itself)")
     if isinstance(source, str) and source in BUNDLED:
         if format not in ("auto", "jsonl"):
             raise DataError(f"data.format: bundled corpus '{source}' is jsonl, not {format!r}")
         return [(BUNDLED[source], "jsonl")]
-    path = Path(source).expanduser()
     if path.is_dir():
         if format == "hf" or (format == "auto" and _is_hf_folder(path)):
             return [(path, "hf")]
-        files = _folder_files(path)
+        files = _folder_files(path, extensions)
     elif path.is_file():
         files = [path]
     elif any(c in str(source) for c in _GLOB_CHARS):
         files = sorted(Path(p) for p in glob.glob(os.path.expanduser(str(source)), recursive=True))
         files = [p for p in files if p.is_file()]
+        if not files:
+            raise DataError(f"data.source: no file, folder or glob match at '{source}' (the glob matches no file; a recursive glob reads 'data/**/*.txt')")
     else:
         files = []
     if not files:
-        raise DataError(f"data.source: no file, folder or glob match at '{source}'")
+        raise DataError(
+            f"data.source: no file, folder or glob match at '{source}'; expected a bundled corpus ({', '.join(BUNDLED)}), a file, a folder, "
+            "a glob such as 'data/**/*.txt' or a .bin token file"
+        )
     if format == "hf":
         raise DataError(f"data.format: 'hf' needs a folder saved with datasets.save_to_disk, got '{source}'")
     return [(p, _format_of(p) if format == "auto" else format) for p in files]
@@ -266,7 +282,9 @@ def _stream(source: str | os.PathLike, plan: list[tuple[Path | Traversable, str]
         raise DataError(f"data.source: no documents in '{source}' (every document is empty)")
 
 
-def iter_documents(source: str | os.PathLike, format: str = "auto", text_field: str = "text") -> Iterator[str]:
+def iter_documents(
+    source: str | os.PathLike, format: str = "auto", text_field: str = "text", extensions: Optional[Sequence[str]] = None
+) -> Iterator[str]:
     """Stream the documents of a corpus, one string at a time.
 
     The source is resolved (and a missing path or unknown format reported) at call time;
@@ -279,6 +297,8 @@ def iter_documents(source: str | os.PathLike, format: str = "auto", text_field: 
         format: ``"auto"`` (by file suffix / folder contents), ``"text"``, ``"jsonl"``,
             ``"parquet"`` or ``"hf"``; an explicit format applies to every matched file.
         text_field: The field (jsonl) or column (parquet, hf) holding the text.
+        extensions: A folder source: the file name endings to read (default
+            :data:`FOLDER_SUFFIXES`).
 
     Returns:
         An iterator over the non-blank documents, in a deterministic order.
@@ -287,10 +307,12 @@ def iter_documents(source: str | os.PathLike, format: str = "auto", text_field: 
         DataError: The source is missing, empty, unreadable or lacks ``text_field``
             (raised when reached while iterating, except for resolution faults).
     """
-    return _stream(source, _plan(source, format), text_field)
+    return _stream(source, _plan(source, format, extensions), text_field)
 
 
-def corpus_fingerprint(source: str | os.PathLike, format: str = "auto", text_field: str = "text") -> str:
+def corpus_fingerprint(
+    source: str | os.PathLike, format: str = "auto", text_field: str = "text", extensions: Optional[Sequence[str]] = None
+) -> str:
     """Return a short hex digest that changes when the corpus changes; a cache key.
 
     Bundled corpora hash their file bytes. Files hash their resolved path, size and
@@ -301,7 +323,7 @@ def corpus_fingerprint(source: str | os.PathLike, format: str = "auto", text_fie
         DataError: The source cannot be resolved (see :func:`iter_documents`).
     """
     h = hashlib.sha256(json.dumps([_LOADER_VERSION, text_field]).encode())
-    for path, fmt in _plan(source, format):
+    for path, fmt in _plan(source, format, extensions):
         if isinstance(source, str) and source in BUNDLED:
             h.update(f"bundled:{source}\0".encode())
             h.update(path.read_bytes())
@@ -345,6 +367,31 @@ def load_token_bin(path: str | os.PathLike, dtype: str | np.dtype | type = "uint
     if size % itemsize:
         raise DataError(f"token file '{file}' has {size} bytes, not a multiple of {itemsize}; is it really {name}?")
     tokens = np.memmap(file, dtype=np.dtype(name), mode="r")
-    if vocab_size is not None and (top := int(tokens.max())) >= vocab_size:
+    if vocab_size is not None and (top := max_token(file, name)) >= vocab_size:
         raise DataError(f"token file '{file}' holds id {top} >= vocab size {vocab_size}; is it really {name}?")
     return tokens
+
+
+def max_token(path: str | os.PathLike, dtype: str, chunk: int = 1 << 24) -> int:
+    """The largest id of a flat token file, read in chunks (no memory map: the file's pages
+    never count towards the process's resident memory)."""
+    top = 0
+    with open(path, "rb") as fh:
+        while len(part := np.fromfile(fh, dtype=np.dtype(dtype), count=chunk)):
+            top = max(top, int(part.max()))
+    return top
+
+
+def token_file_fingerprint(path: str | os.PathLike, dtype: str) -> str:
+    """A short hex digest of a ``.bin`` token file's resolved path, size, modification time
+    and dtype: the cache key of its content hash (contents are not read).
+
+    Raises:
+        DataError: no file at ``path``.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(f"data.source: no token file at '{file}'")
+    st = file.stat()
+    key = json.dumps([_LOADER_VERSION, "bin", str(file.resolve()), st.st_size, st.st_mtime_ns, str(dtype)])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]

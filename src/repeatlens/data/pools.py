@@ -1,11 +1,17 @@
-"""Token pools: corpus → tokenizer → cached token stream → a run's pool of sequences.
+"""A run's pool of sequences, stored by reference into the corpus stream and the synthetic source.
 
-The tokenized corpus is cached once per (corpus, tokenizer) under the cache directory
-(``data.cache_dir``, ``$REPEATLENS_CACHE`` or ``~/.cache/repeatlens``) and memory-mapped,
-so a second run never re-tokenizes. A run's pool is written into its run directory as
-``data/pool.npy`` with rows laid out as::
+A run's pool is the rows it reads, laid out as::
 
     [ test (held out) | repeated subset | unique ]
+
+and is stored by reference, not copied: ``data/rows.npy`` holds, per pool row, the index of
+its row in the corpus's token stream (:mod:`repeatlens.data.streams`) or, where
+``data/is_synthetic.npy`` says it is synthetic, its index among the run's synthetic rows,
+which the manifest says how to regenerate (seeds, settings, ids, sha256:
+:class:`SyntheticRows`); they are regenerated once and kept in the cache as
+``synthetic-<sha256>.npy``. Disk per run grows with the number of rows, not with the
+tokens: :class:`PoolView` reads the rows on access. Runs written before this layout hold
+``data/pool.npy``, the rows themselves, and are read as they are.
 
 Test rows are chosen from the corpus (and the synthetic source) independently of f and E,
 so every run of a sweep with the same seed and data config is evaluated on the same test
@@ -14,158 +20,181 @@ sequences. Training rows are drawn from the remaining chunks, never overlapping 
 
 from __future__ import annotations
 
-import hashlib
-import os
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
-from tokenizers import Tokenizer
+from jaxtyping import Bool, Int64
 
-from repeatlens.config import DataConfig
+from repeatlens.config import DataConfig, SyntheticConfig
 from repeatlens.data.mixture import MixturePlan
 from repeatlens.data.seeds import rng, stream_seed
-from repeatlens.data.synthetic import BOS_ID, synthetic_sequences
+from repeatlens.data.special import SpecialIds
+from repeatlens.data.streams import Corpus, StreamRef, _BosView, _chunk, cache_root, rebuild_stream, token_sha256
+from repeatlens.data.synthetic import synthetic_sequences
 from repeatlens.errors import DataError
 from repeatlens.io import atomic_save_npy
 
-SPECIAL_IDS = (BOS_ID,)
+if TYPE_CHECKING:
+    from repeatlens.checkpoints import RunDir
+    from repeatlens.results.schema import Manifest
+
+__all__ = ["SyntheticRows", "Pool", "PoolView", "build_pool", "open_pool", "rebuild_run_cache"]
+
+# ------------------------------------------------------------------------------ synthetic rows
 
 
-def cache_root(data: DataConfig) -> Path:
-    root = data.cache_dir or os.environ.get("REPEATLENS_CACHE") or Path.home() / ".cache" / "repeatlens"
-    return Path(root).expanduser()
+@dataclass(frozen=True)
+class SyntheticRows:
+    """How to regenerate a run's synthetic rows: ``n_test`` from the seed stream
+    ``test_synthetic``, then ``n_train`` from ``train_synthetic``
+    (:func:`~repeatlens.data.synthetic.synthetic_sequences` over the ordinary ids of the
+    vocabulary, the first ``token_ids`` of them when set), and their sha256."""
 
-
-@dataclass
-class Corpus:
-    """A tokenized corpus cut into BOS-prefixed chunks of ``seq_len`` tokens.
-
-    Attributes:
-        chunks: [n_chunks, seq_len] memory-mapped view (None for the synthetic-only source).
-        vocab_size: number of token ids the model needs.
-        tokenizer_json: serialized tokenizer (None for synthetic-only and .bin corpora).
-        fingerprint: identifies corpus + tokenizer (cache key, recorded in the manifest).
-        low: smallest id a random/synthetic token may take (special ids are below it).
-    """
-
-    chunks: "Optional[np.ndarray | _BosView]"
+    n_test: int
+    n_train: int
+    seq_len: int
+    seeds: tuple[int, int]
     vocab_size: int
-    tokenizer_json: Optional[str]
-    fingerprint: str
-    low: int = 1
+    token_ids: Optional[int]
+    bos: int
+    special: tuple[int, ...]
+    settings: dict[str, Any]
+    dtype: str
+    sha256: str = ""
 
     @property
-    def n_chunks(self) -> int:
-        return 0 if self.chunks is None else len(self.chunks)
+    def ids(self) -> Int64[np.ndarray, "n_ids"]:
+        return SpecialIds(self.bos, self.special).ordinary_ids(self.vocab_size, self.token_ids)
 
     @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.uint16 if self.vocab_size <= 65536 else np.uint32)
+    def cache_name(self) -> str:
+        return f"synthetic-{self.sha256[:16]}.npy"
+
+    def generate(self) -> np.ndarray:
+        """The rows ``[n_test + n_train, seq_len]``, regenerated (seconds for ~10^5 rows)."""
+        cfg, ids = SyntheticConfig.model_validate(self.settings), self.ids
+        dtype = np.dtype(self.dtype)
+        parts = [synthetic_sequences(n, self.seq_len, cfg, ids=ids, bos=self.bos, seed=s, dtype=dtype)[0]
+                 for n, s in zip((self.n_test, self.n_train), self.seeds) if n]
+        return np.concatenate(parts) if parts else np.zeros((0, self.seq_len), dtype)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "seeds": list(self.seeds), "special": list(self.special), "cache": self.cache_name}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "SyntheticRows":
+        return cls(int(d["n_test"]), int(d["n_train"]), int(d["seq_len"]), tuple(d["seeds"]), int(d["vocab_size"]),  # type: ignore[arg-type]
+                   d.get("token_ids"), int(d["bos"]), tuple(int(i) for i in d["special"]), dict(d["settings"]), str(d["dtype"]),
+                   str(d["sha256"]))
+
+    def load(self, data: DataConfig, where: str) -> np.ndarray:
+        """The rows: from the cache (``synthetic-<sha256>.npy``), else regenerated, checked
+        against :attr:`sha256` and written to the cache for the next reader.
+
+        Raises:
+            DataError: the regenerated rows do not hash to :attr:`sha256` (the synthetic
+                source's code changed since the run was prepared).
+        """
+        memo = _SYNTHETIC_MEMO.get(self.sha256)
+        if memo is not None:
+            return memo
+        path = cache_root(data) / self.cache_name
+        if path.is_file():
+            try:
+                rows = np.load(path, mmap_mode="r")
+                if rows.shape == (self.n_test + self.n_train, self.seq_len) and rows.dtype == np.dtype(self.dtype):
+                    return rows
+            except (OSError, ValueError):
+                pass
+        rows = self.generate()
+        sha = token_sha256(rows)
+        if sha != self.sha256:
+            raise DataError(
+                f"{where}: its synthetic rows, regenerated from the manifest's seeds and settings, hash to {sha[:16]}…, not the "
+                f"recorded {self.sha256[:16]}… (did the synthetic source's code change since the run was prepared?)"
+            )
+        try:
+            atomic_save_npy(path, rows)
+        except OSError as e:  # a read-only cache: keep them in this process
+            print(f"warning: could not cache the synthetic rows at {path} ({e}); they are regenerated per process", file=sys.stderr)
+            _SYNTHETIC_MEMO.clear()
+            _SYNTHETIC_MEMO[self.sha256] = rows
+        return rows
 
 
-def _is_bin(data: DataConfig) -> bool:
-    return data.format == "bin" or (data.format == "auto" and str(data.source).endswith(".bin"))
+_SYNTHETIC_MEMO: dict[str, np.ndarray] = {}
 
 
-def _chunk(stream: np.ndarray, seq_len: int, bos: int) -> "np.ndarray | _BosView":
-    """Cut a flat stream into rows ``[bos, seq_len-1 tokens]`` (a view, plus the BOS column)."""
-    body = seq_len - 1
-    n = len(stream) // body
-    if n == 0:
-        return np.zeros((0, seq_len), dtype=stream.dtype)
-    return _BosView(stream[: n * body].reshape(n, body), bos)
+# ------------------------------------------------------------------------------------ pools
 
 
-class _BosView:
-    """Rows of a memory-mapped [n, seq_len-1] array with a BOS column prepended on access."""
+class PoolView:
+    """A run's pool rows ``[test | repeated | unique]``, read on access: corpus rows from the
+    memory-mapped stream, synthetic rows from their (cached) array. Indexes like the
+    ``[n_rows, seq_len]`` array it stands for (an int, a slice or an index array) and
+    converts with ``np.asarray``."""
 
-    def __init__(self, body: np.ndarray, bos: int):
-        self.body, self.bos = body, bos
-        self.dtype = body.dtype
-        self.shape = (body.shape[0], body.shape[1] + 1)
+    def __init__(
+        self,
+        rows: Int64[np.ndarray, "n_rows"],
+        is_synthetic: Bool[np.ndarray, "n_rows"],
+        chunks: "Optional[_BosView]",
+        synthetic: Optional[np.ndarray],
+        seq_len: int,
+        dtype: np.dtype,
+    ):
+        self.rows, self.kinds, self.chunks, self.synthetic = rows, is_synthetic, chunks, synthetic
+        self.dtype = np.dtype(dtype)
+        self.shape = (len(rows), int(seq_len))
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, idx: Any) -> np.ndarray:
-        rows = np.asarray(self.body[idx])
-        out = np.empty(rows.shape[:-1] + (self.shape[1],), dtype=self.dtype)
-        out[..., 0] = self.bos
-        out[..., 1:] = rows
-        return out
+        refs, kinds = self.rows[idx], self.kinds[idx]
+        scalar = np.ndim(refs) == 0
+        refs, kinds = np.atleast_1d(refs), np.atleast_1d(kinds)
+        out = np.empty((len(refs), self.shape[1]), dtype=self.dtype)
+        if (~kinds).any():
+            out[~kinds] = self.chunks[refs[~kinds]]
+        if kinds.any():
+            out[kinds] = self.synthetic[refs[kinds]]
+        return out[0] if scalar else out
 
-
-def corpus_tokenizer(data: DataConfig, corpus_fp: str) -> Tokenizer:
-    """The tokenizer a text corpus is read with: ``data.tokenizer`` if given, else the BPE
-    of ``data.vocab_size`` trained on the corpus, cached beside the token streams (trained
-    once per corpus fingerprint ``corpus_fp`` and vocabulary size)."""
-    from repeatlens.data import corpus as corpus_mod
-    from repeatlens.data import tokenizer as tok_mod
-
-    if data.tokenizer:
-        return tok_mod.load_tokenizer(data.tokenizer)
-    tok_dir = cache_root(data) / f"tok-{corpus_fp}-v{data.vocab_size}"
-    tok_path = tok_dir / "tokenizer.json"
-    if tok_path.is_file():
-        return tok_mod.load_tokenizer(tok_path)
-    tok = tok_mod.train_bpe(corpus_mod.iter_documents(data.source, data.format, data.text_field), data.vocab_size)
-    tok_mod.save_tokenizer(tok, tok_path)  # creates tok_dir; an unwritable cache is a one-line WriteError
-    return tok
-
-
-def load_corpus(data: DataConfig, *, progress: bool = True) -> Corpus:
-    """Tokenize (or load from the cache) the corpus named by ``data``."""
-    if data.synthetic_only:
-        v = data.synthetic.vocab_size
-        return Corpus(chunks=None, vocab_size=v, tokenizer_json=None, fingerprint=f"synthetic-v{v}")
-
-    from repeatlens.data import corpus as corpus_mod
-
-    if _is_bin(data):
-        stream = corpus_mod.load_token_bin(data.source, data.bin_dtype)
-        vocab = data.bin_vocab_size or int(stream.max()) + 1
-        if data.bin_bos_id >= vocab:
-            raise DataError(f"data.bin_bos_id = {data.bin_bos_id} is outside the vocabulary of {data.source} ({vocab} ids)")
-        fp = corpus_mod.corpus_fingerprint(data.source, "bin")
-        low = 0 if data.bin_bos_id != 0 else 1
-        return Corpus(_chunk(stream, data.seq_len, data.bin_bos_id), vocab, None, fp, low=low)
-
-    from repeatlens.data import tokenizer as tok_mod
-
-    corpus_fp = corpus_mod.corpus_fingerprint(data.source, data.format, data.text_field)
-    tok = corpus_tokenizer(data, corpus_fp)
-    tok_hash = tok_mod.tokenizer_hash(tok)
-    fp = hashlib.sha256(f"{corpus_fp}:{tok_hash}".encode()).hexdigest()[:16]
-    stream_path = cache_root(data) / f"stream-{fp}.npy"
-    if not stream_path.is_file():
-        docs = corpus_mod.iter_documents(data.source, data.format, data.text_field)
-        stream = tok_mod.encode_stream(tok, docs, progress=progress)
-        atomic_save_npy(stream_path, stream)
-    stream = np.load(stream_path, mmap_mode="r")
-    return Corpus(_chunk(stream, data.seq_len, BOS_ID), tok.get_vocab_size(), tok.to_str(), fp)
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
 
 
 @dataclass
 class Pool:
-    """A run's sequences: rows [test | repeated | unique], plus provenance.
+    """A run's sequences by reference: rows [test | repeated | unique], plus provenance.
 
     Attributes:
-        tokens: ``[n_test + n_repeated + n_unique, seq_len]``.
+        rows: per pool row, its corpus row (index into ``corpus.chunks``) or, where
+            ``is_synthetic``, its synthetic row (index into ``synthetic_tokens``).
         is_synthetic: per row, whether it came from the synthetic source (else the corpus).
         synthetic_ids: ``(low, high)``: synthetic tokens are drawn from ``[low, high)``
-            (None when the run has no synthetic share).
+            less the special ids (None when the run has no synthetic share).
+        synthetic: how to regenerate the synthetic rows (None without any).
+        synthetic_tokens: those rows.
     """
 
-    tokens: np.ndarray
+    rows: Int64[np.ndarray, "n_rows"]
+    is_synthetic: Bool[np.ndarray, "n_rows"]
     n_test: int
     n_repeated: int
     n_unique: int
     n_synthetic: int
     vocab_size: int
-    is_synthetic: Optional[np.ndarray] = None
+    seq_len: int
+    corpus: Corpus
     synthetic_ids: Optional[tuple[int, int]] = None
+    synthetic: Optional[SyntheticRows] = None
+    synthetic_tokens: Optional[np.ndarray] = None
 
     @property
     def first_repeated(self) -> int:
@@ -175,11 +204,19 @@ class Pool:
     def first_unique(self) -> int:
         return self.n_test + self.n_repeated
 
+    def view(self) -> PoolView:
+        return PoolView(self.rows, self.is_synthetic, self.corpus.chunks, self.synthetic_tokens, self.seq_len, self.corpus.dtype)
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """Every row, materialized ``[n_rows, seq_len]`` (small pools and tests; runs read :meth:`view`)."""
+        return self.view()[:]
+
     def test(self) -> np.ndarray:
-        return self.tokens[: self.n_test]
+        return self.view()[: self.n_test]
 
     def repeated(self) -> np.ndarray:
-        return self.tokens[self.first_repeated : self.first_unique]
+        return self.view()[self.first_repeated : self.first_unique]
 
 
 def _split(n: int, frac: float) -> tuple[int, int]:
@@ -196,11 +233,14 @@ def build_pool(data: DataConfig, plan: MixturePlan, corpus: Corpus, seed: int, s
     source only, while the unique rows keep ``data.synthetic_fraction``. Corpus rows are
     taken in the order of one seeded permutation (test rows first), so runs that differ in
     f, E or source share their test rows, and a run's corpus rows start with the same
-    chunks as every other run's of the seed.
+    chunks as every other run's of the seed. Synthetic rows draw from the ordinary
+    (non-special) ids of the vocabulary, the first ``data.synthetic.token_ids`` of them
+    when set, and start with the corpus's BOS.
 
     Raises:
         DataError: when the corpus has fewer sequences than the spec needs (naming the
-            numbers); wrapping around would itself be unplanned repetition.
+            numbers; wrapping around would itself be unplanned repetition), or
+            ``data.synthetic.token_ids`` exceeds the ordinary ids.
     """
     frac = 1.0 if data.synthetic_only else data.synthetic_fraction
     n_train = plan.n_repeated + plan.n_unique
@@ -217,29 +257,27 @@ def build_pool(data: DataConfig, plan: MixturePlan, corpus: Corpus, seed: int, s
             f"{need:,} from it ({test_corp:,} test + {train_corp:,} training = {plan.n_repeated:,} repeated + "
             f"{plan.n_unique:,} unique, less the synthetic share); lower mixture.total_tokens or raise data.synthetic_fraction"
         )
-    dtype = corpus.dtype
-    seq_len = data.seq_len
-    high = corpus.vocab_size
-    if data.synthetic.token_ids is not None and not data.synthetic_only:
-        if corpus.low + data.synthetic.token_ids > corpus.vocab_size:
-            raise DataError(
-                f"data.synthetic.token_ids = {data.synthetic.token_ids} exceeds the {corpus.vocab_size - corpus.low} "
-                f"non-special ids of the '{data.source}' vocabulary"
-            )
-        high = corpus.low + data.synthetic.token_ids
-    syn = dict(cfg=data.synthetic, low=corpus.low, high=high, dtype=dtype)
-    parts_test, parts_train = [], []
+    synthetic = synthetic_tokens = None
+    synthetic_ids = None
+    if frac > 0:
+        token_ids = data.synthetic.token_ids if not data.synthetic_only else None
+        ids = corpus.special.ordinary_ids(corpus.vocab_size, token_ids)
+        synthetic_ids = (int(ids[0]), int(ids[-1]) + 1)
+        spec = SyntheticRows(test_syn, train_syn, data.seq_len, (stream_seed(seed, "test_synthetic"), stream_seed(seed, "train_synthetic")),
+                             corpus.vocab_size, token_ids, corpus.special.bos, corpus.special.special,
+                             data.synthetic.model_dump(mode="json"), str(corpus.dtype))
+        synthetic_tokens = spec.generate()
+        synthetic = SyntheticRows(**{**asdict(spec), "sha256": token_sha256(synthetic_tokens)})
+    # References: corpus rows first, then synthetic ones, in each of test and train (the
+    # order the rows were concatenated in before they were stored by reference).
+    test_ref, train_ref = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     if need:
         perm = rng(seed, "pool").permutation(corpus.n_chunks)
-        parts_test.append(corpus.chunks[np.sort(perm[:test_corp])])
-        parts_train.append(corpus.chunks[np.sort(perm[test_corp:need])])
-    if test_syn:
-        parts_test.append(synthetic_sequences(test_syn, seq_len, seed=stream_seed(seed, "test_synthetic"), **syn)[0])
-    if train_syn:
-        parts_train.append(synthetic_sequences(train_syn, seq_len, seed=stream_seed(seed, "train_synthetic"), **syn)[0])
-    test = np.concatenate(parts_test).astype(dtype) if parts_test else np.zeros((0, seq_len), dtype)
-    train = np.concatenate(parts_train).astype(dtype) if parts_train else np.zeros((0, seq_len), dtype)
-    # which rows are synthetic: they were concatenated after the corpus rows
+        test_ref.append(np.sort(perm[:test_corp]))
+        train_ref.append(np.sort(perm[test_corp:need]))
+    test_ref.append(np.arange(test_syn, dtype=np.int64))
+    train_ref.append(test_syn + np.arange(train_syn, dtype=np.int64))
+    test, train = np.concatenate(test_ref).astype(np.int64), np.concatenate(train_ref).astype(np.int64)
     syn_test = np.arange(len(test)) >= len(test) - test_syn
     syn_train = np.arange(len(train)) >= len(train) - train_syn
     order_test = rng(seed, "test_rows").permutation(len(test))
@@ -251,12 +289,67 @@ def build_pool(data: DataConfig, plan: MixturePlan, corpus: Corpus, seed: int, s
         uni = np.setdiff1d(np.arange(len(train)), rep)
         order_train = np.concatenate([rep, uni[rng(seed, "train_rows").permutation(len(uni))]])
     return Pool(
-        tokens=np.concatenate([test[order_test], train[order_train]]),
+        rows=np.concatenate([test[order_test], train[order_train]]),
+        is_synthetic=np.concatenate([syn_test[order_test], syn_train[order_train]]),
         n_test=len(test),
         n_repeated=plan.n_repeated,
         n_unique=plan.n_unique,
         n_synthetic=test_syn + train_syn,
         vocab_size=corpus.vocab_size,
-        is_synthetic=np.concatenate([syn_test[order_test], syn_train[order_train]]),
-        synthetic_ids=(corpus.low, high) if frac > 0 else None,
+        seq_len=data.seq_len,
+        corpus=corpus,
+        synthetic_ids=synthetic_ids,
+        synthetic=synthetic,
+        synthetic_tokens=synthetic_tokens,
     )
+
+
+def open_pool(root: Path, man: "Manifest", data: DataConfig, where: str) -> PoolView:
+    """The pool of a run stored by reference (manifest ``pool.layout == "reference"``).
+
+    Args:
+        root: the run directory.
+        man: its manifest (``pool``, ``corpus``, ``seq_len``, ``special_ids``).
+        data: the run's data config (for the cache directory).
+        where: how messages name the run.
+
+    Raises:
+        DataError: the corpus stream or the synthetic rows cannot be had (one line saying
+            how to rebuild them).
+    """
+    pool, corpus = man.pool, man.corpus
+    rows, kinds = np.load(root / pool["rows"]), np.load(root / pool["is_synthetic"])
+    chunks = synthetic = None
+    if corpus.get("stream") is not None:
+        chunks = _chunk(StreamRef.from_json(corpus["stream"]).open(data, where), man.seq_len, man.special().bos)
+    if pool.get("synthetic") is not None:
+        synthetic = SyntheticRows.from_json(pool["synthetic"]).load(data, where)
+    return PoolView(rows, kinds, chunks, synthetic, man.seq_len, np.dtype(pool["dtype"]))
+
+
+def rebuild_run_cache(run: "RunDir", progress: bool = True) -> list[str]:
+    """What ``repeatlens data prepare RUN`` does: put back in the cache the token stream and
+    the synthetic rows the run references, each checked against the run's sha256.
+
+    Returns:
+        One line per thing done (for the command to print).
+
+    Raises:
+        DataError: a stream or rows cannot be rebuilt as recorded (see :func:`rebuild_stream`).
+    """
+    man, data, where = run.manifest(), run.config().data, str(run.path)
+    if man.pool.get("layout") != "reference":
+        return [f"{where}: nothing to rebuild; the run holds its rows in data/pool.npy"]
+    lines = []
+    stream = man.corpus.get("stream")
+    if stream is not None and stream["kind"] == "cache":
+        path = rebuild_stream(man, data, run.tokenizer_path, where, progress=progress)
+        lines.append(f"corpus stream {path}: {int(stream['n_tokens']):,} tokens, sha256 {stream['sha256'][:16]}… as the run recorded")
+    elif stream is not None:
+        StreamRef.from_json(stream).open(data, where)
+        lines.append(f"corpus token file {stream['path']}: in place")
+    if man.pool.get("synthetic") is not None:
+        spec = SyntheticRows.from_json(man.pool["synthetic"])
+        spec.load(data, where)
+        lines.append(f"synthetic rows {cache_root(data) / spec.cache_name}: {spec.n_test + spec.n_train:,} rows, sha256 {spec.sha256[:16]}…")
+    return lines or [f"{where}: nothing to rebuild"]

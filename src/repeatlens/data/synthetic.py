@@ -18,16 +18,14 @@ from jaxtyping import Bool, Integer
 
 from repeatlens.config import SyntheticConfig
 
-BOS_ID = 0
-
 
 def synthetic_sequences(
     n: int,
     seq_len: int,
     cfg: SyntheticConfig,
     *,
-    low: int,
-    high: int,
+    ids: Integer[np.ndarray, "n_ids"],
+    bos: int,
     seed: int,
     dtype: np.dtype = np.dtype(np.uint16),
 ) -> tuple[Integer[np.ndarray, "n seq_len"], Bool[np.ndarray, "n seq_len"]]:
@@ -37,7 +35,9 @@ def synthetic_sequences(
         n: number of sequences.
         seq_len: tokens per sequence, BOS at position 0 included.
         cfg: segment lengths, repeat counts and gaps.
-        low, high: random tokens are drawn uniformly from [low, high) (keep special ids out).
+        ids: the ids random tokens are drawn from, uniformly (the run's ordinary ids,
+            :meth:`repeatlens.data.special.SpecialIds.ordinary_ids`: never a special one).
+        bos: the id at position 0 (:mod:`repeatlens.data.special`).
         seed: the sequences are a pure function of the arguments.
         dtype: integer dtype of the returned tokens.
 
@@ -46,12 +46,14 @@ def synthetic_sequences(
         segment length earlier inside a block (second copy onward), i.e. where an induction
         head can predict it from context. Position 0 is BOS.
     """
-    if high - low < 2:
-        raise ValueError(f"synthetic token range [{low}, {high}) needs at least 2 ids")
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(ids) < 2:
+        raise ValueError(f"the synthetic source needs at least 2 ids to draw from, got {len(ids)}")
     rng = np.random.default_rng(seed)
-    tokens = rng.integers(low, high, size=(n, seq_len), dtype=np.int64)
+    # ids[k] for k uniform in [0, len(ids)): the same draws as rng.integers(low, high) for ids = [low, high)
+    tokens = ids[rng.integers(0, len(ids), size=(n, seq_len), dtype=np.int64)]
     is_copy = np.zeros((n, seq_len), dtype=bool)
-    tokens[:, 0] = BOS_ID
+    tokens[:, 0] = bos
     body = seq_len - 1
     for i in range(n):
         pos = 1 + int(rng.integers(0, (body // 4 if cfg.max_prefix is None else cfg.max_prefix) + 1))

@@ -2,9 +2,11 @@
 
 Every tokenizer repeatlens trains is byte-level BPE (GPT-2 style): text is mapped to its
 UTF-8 bytes before merging, so any string round-trips exactly through encode/decode and no
-input is ever unknown. The one special token, :data:`BOS_TOKEN` (``<|endoftext|>``), has
-id 0 and serves as BOS, EOS and PAD, as in GPT-2. :func:`encode_stream` places it before
-every document, so documents in a flat token stream are separated by id 0.
+input is ever unknown. The one special token of the tokenizers we train, :data:`BOS_TOKEN`
+(``<|endoftext|>``), has id 0 and serves as BOS, EOS and PAD, as in GPT-2. A user's tokenizer
+(``data.tokenizer``) may have any layout: its BOS and special ids are decided once, by
+:mod:`repeatlens.data.special`. :func:`encode_stream` places the BOS before every document,
+so documents in a flat token stream are separated by it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import itertools
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -85,16 +87,16 @@ def train_bpe(
     return tok
 
 
-def bos_id(tok: Tokenizer) -> int:
-    """Return the id of :data:`BOS_TOKEN` in ``tok`` (0 for every tokenizer we train).
+def bos_id(tok: Tokenizer, bos_token: Optional[str] = None) -> int:
+    """The BOS id of ``tok`` (:func:`repeatlens.data.special.from_tokenizer`; 0 for every
+    tokenizer we train).
 
     Raises:
-        DataError: ``tok`` has no :data:`BOS_TOKEN`.
+        DataError: ``tok`` has no BOS-like token and ``bos_token`` names none.
     """
-    token_id = tok.token_to_id(BOS_TOKEN)
-    if token_id is None:
-        raise DataError(f"tokenizer has no {BOS_TOKEN} token; train it with repeatlens")
-    return token_id
+    from repeatlens.data.special import from_tokenizer
+
+    return from_tokenizer(tok, "tokenizer", bos_token).bos
 
 
 def save_tokenizer(tok: Tokenizer, path: str | os.PathLike) -> Path:
@@ -113,10 +115,11 @@ def save_tokenizer(tok: Tokenizer, path: str | os.PathLike) -> Path:
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    """Load a tokenizer written by :func:`save_tokenizer` (any tokenizers JSON file).
+    """Load a tokenizers JSON file (ours, written by :func:`save_tokenizer`, or anyone's:
+    its special ids are read by :func:`repeatlens.data.special.from_tokenizer`).
 
     Raises:
-        DataError: The file is missing, is not tokenizers JSON, or lacks :data:`BOS_TOKEN`.
+        DataError: The file is missing or is not tokenizers JSON.
     """
     src = Path(path)
     if not src.is_file():
@@ -126,8 +129,6 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     except Exception as exc:  # tokenizers raises a bare Exception for every parse error
         reason = first_line(exc)
         raise DataError(f"tokenizer: '{src}' is not a valid tokenizer JSON file ({reason})") from None
-    if tok.token_to_id(BOS_TOKEN) is None:
-        raise DataError(f"tokenizer: '{src}' has no {BOS_TOKEN} token; train it with repeatlens")
     return tok
 
 
@@ -158,11 +159,12 @@ def encode_stream(
     documents: Iterable[str],
     dtype: np.dtype | type | str = np.uint16,
     progress: bool = False,
+    bos: Optional[int] = None,
 ) -> np.ndarray:
-    """Encode documents into one flat array of ids, :data:`BOS_TOKEN` before each one.
+    """Encode documents into one flat array of ids, the BOS before each one.
 
-    The layout is ``[BOS, doc0..., BOS, doc1..., ...]``: id ``bos_id(tok)`` (0) opens
-    every document, so it also separates consecutive documents.
+    The layout is ``[BOS, doc0..., BOS, doc1..., ...]``: the BOS id opens every document,
+    so it also separates consecutive documents.
 
     Args:
         tok: The tokenizer.
@@ -170,11 +172,12 @@ def encode_stream(
         dtype: Preferred id dtype; widened to uint32 automatically when the vocabulary has
             more than 65536 entries, so read the dtype from the returned array.
         progress: Show a tqdm bar counting documents.
+        bos: The BOS id (:mod:`repeatlens.data.special`); default :func:`bos_id` of ``tok``.
 
     Returns:
         A 1-D array of token ids (empty when there are no documents).
     """
-    bos = bos_id(tok)
+    bos = bos_id(tok) if bos is None else int(bos)
     out_dtype = token_dtype(tok, dtype)
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
     parts: list[np.ndarray] = []
@@ -188,16 +191,18 @@ def encode_stream(
     return np.concatenate(parts) if parts else np.empty(0, dtype=out_dtype)
 
 
-def hf_tokenizer(tok_or_path: Tokenizer | str | os.PathLike) -> PreTrainedTokenizerFast:
+def hf_tokenizer(tok_or_path: Tokenizer | str | os.PathLike, bos_token: Optional[str] = None) -> PreTrainedTokenizerFast:
     """Wrap a tokenizer for Hugging Face / TransformerLens, fully offline.
 
-    The wrapper prepends :data:`BOS_TOKEN` when encoding and uses it as bos, eos, pad and
+    The wrapper prepends the BOS token when encoding and uses it as bos, eos, pad and
     unk token, so ``HookedTransformer(cfg, tokenizer=hf_tokenizer(tok))`` gives a working
-    ``model.to_tokens`` (one BOS, id 0, in front) and ``model.to_string`` without any
-    download. ``tok`` itself is not modified.
+    ``model.to_tokens`` (one BOS in front) and ``model.to_string`` without any download.
+    ``tok`` itself is not modified.
 
     Args:
-        tok_or_path: A tokenizer, or the path of one saved by :func:`save_tokenizer`.
+        tok_or_path: A tokenizer, or the path of a tokenizers JSON file.
+        bos_token: The BOS token (a run records it in its manifest); default the one
+            :func:`repeatlens.data.special.from_tokenizer` finds.
 
     Returns:
         A ``transformers.PreTrainedTokenizerFast``.
@@ -215,20 +220,23 @@ def hf_tokenizer(tok_or_path: Tokenizer | str | os.PathLike) -> PreTrainedTokeni
         tok = Tokenizer.from_str(tok_or_path.to_str())
     else:
         tok = load_tokenizer(tok_or_path)
-    bos = bos_id(tok)
+    from repeatlens.data.special import from_tokenizer
+
+    special = from_tokenizer(tok, str(tok_or_path) if not isinstance(tok_or_path, Tokenizer) else "tokenizer", bos_token)
+    bos, name = special.bos, tok.id_to_token(special.bos)
     # Prepending BOS in the post-processor, and saying so with add_bos_token (plus the
     # name_or_path that TransformerLens reads), makes TransformerLens use this tokenizer
     # as is instead of re-fetching it from the hub.
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{BOS_TOKEN} $A", pair=f"{BOS_TOKEN} $A {BOS_TOKEN} $B", special_tokens=[(BOS_TOKEN, bos)]
+        single=f"{name} $A", pair=f"{name} $A {name} $B", special_tokens=[(name, bos)]
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         name_or_path="repeatlens-bpe",
-        bos_token=BOS_TOKEN,
-        eos_token=BOS_TOKEN,
-        pad_token=BOS_TOKEN,
-        unk_token=BOS_TOKEN,
+        bos_token=name,
+        eos_token=name,
+        pad_token=name,
+        unk_token=name,
         add_bos_token=True,
         clean_up_tokenization_spaces=False,
     )

@@ -150,6 +150,7 @@ class Manifest(BaseModel):
     seeds: dict[str, Any]
     corpus: dict[str, Any]
     tokenizer: Optional[str] = None
+    special_ids: Optional[dict[str, Any]] = None
     batch_size: Positive
     total_steps: Count
     checkpoint_steps: list[Count]
@@ -159,7 +160,8 @@ class Manifest(BaseModel):
 
     @model_validator(mode="after")
     def _records_complete(self) -> "Manifest":
-        for name, keys in (("schedule", {"sha256": str, "slots": int}), ("pool", {"sha256": str})):
+        pool_keys = {"rows_sha256": str, "is_synthetic_sha256": str} if self.pool.get("layout") == "reference" else {"sha256": str}
+        for name, keys in (("schedule", {"sha256": str, "slots": int}), ("pool", pool_keys)):
             record = getattr(self, name)
             for key, kind in keys.items():
                 if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
@@ -170,6 +172,13 @@ class Manifest(BaseModel):
     def requested_fraction(self) -> float:
         """f as configured (before rounding to whole sequences): the sweep's coordinate."""
         return float(self.requested.get("repeated_fraction", self.repeated_fraction))
+
+    def special(self):
+        """The run's :class:`~repeatlens.data.special.SpecialIds` (BOS 0 for a manifest
+        written before they were recorded, as those runs were trained)."""
+        from repeatlens.data.special import SpecialIds
+
+        return SpecialIds.from_json(self.special_ids)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to ``manifest.json`` (format 2 names)."""
