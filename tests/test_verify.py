@@ -224,7 +224,11 @@ def test_a_run_written_before_the_pool_was_referenced_verifies(tmp_path: Path, c
     old = RunDir(shutil.copytree(OLD_RUN, tmp_path / "old"))
     code, out, err = _run(["verify", str(old.path)], capsys)
     assert code == 0, out + err
-    assert out.strip() == f"verified {old.path}: pool and schedule, 3 checkpoint(s): no findings"
+    assert out.strip().splitlines() == [
+        "not checked: config.yaml, tokenizer.json, data/is_synthetic.npy: no sha256 recorded (manifest format < 3); "
+        "config.yaml checked for truncation and against manifest.json",
+        f"verified {old.path}: config, manifest and data files, 3 checkpoint(s): no findings",
+    ]
     _flip_byte(old.pool_path)
     code, out, _ = _run(["verify", str(old.path)], capsys)
     assert code == 1 and out.splitlines()[0].startswith(f"{old.pool_path}: sha256 does not match manifest.json pool.sha256")

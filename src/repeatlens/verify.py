@@ -323,8 +323,7 @@ def _scratch_copy(run: RunDir, start: CheckpointInfo, dest: Path) -> RunDir:
     for src, dst in (*data_files, (start.weights_path, dest / CKPT_DIR / start.weights_path.name),
                      (start.train_state_path, dest / CKPT_DIR / start.train_state_path.name)):
         os.symlink(src.resolve(), dst)  # read only: the trainer writes new files, never into these
-    for src in (run.config_path, run.manifest_path, run.tokenizer_path, run.is_synthetic_path, run.metrics_path,
-                run.ckpt_dir / f"{step_name(start.step)}.json"):
+    for src in (run.config_path, run.manifest_path, run.tokenizer_path, run.metrics_path, run.ckpt_dir / f"{step_name(start.step)}.json"):
         if src.is_file():
             shutil.copyfile(src, dest / src.relative_to(run.path))
     return copy

@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import ValidationError
 from tqdm.auto import tqdm
 
-from repeatlens.config import DataConfig, ModelConfig, _format_error, load_config
+from repeatlens.config import DataConfig, ModelConfig, format_validation_error, load_config
 from repeatlens.corpus_audit.count import DocumentCounter, StreamCutter, UnitCounts
 from repeatlens.corpus_audit.damage import damage_table, summary_lines
 from repeatlens.corpus_audit.region import Region, RegionSource, region_source
@@ -146,7 +146,7 @@ def data_settings(corpus: str | os.PathLike, base: Optional[DataConfig], **field
     try:
         return DataConfig.model_validate(merged)
     except ValidationError as err:
-        raise ConfigError(_format_error(err, "audit")) from None
+        raise ConfigError(format_validation_error(err, "audit")) from None
 
 
 def resolve_model_size(model_size: Any, preset: Optional[str], config_model: Optional[ModelConfig], config_path: Optional[str]) -> Optional[ModelSize]:
@@ -159,7 +159,7 @@ def resolve_model_size(model_size: Any, preset: Optional[str], config_model: Opt
         try:
             model = ModelConfig(preset=preset)
         except ValidationError as err:
-            raise ConfigError(_format_error(err, "--preset")) from None
+            raise ConfigError(format_validation_error(err, "--preset")) from None
         return ModelSize(0.0, f"preset {preset}", model)
     if config_model is not None:
         return ModelSize(0.0, f"config {config_path}", config_model)
