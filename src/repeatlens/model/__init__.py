@@ -16,6 +16,7 @@ re-exported here.
 from repeatlens.config import PRESETS, ModelConfig
 from repeatlens.model._tl import HookedTransformer, HookedTransformerConfig
 from repeatlens.model.build import (
+    LayerRun,
     build_model,
     has_hooks,
     hook_layer,
@@ -40,7 +41,7 @@ from repeatlens.model.convert import (
     model_from_nanogpt,
     read_hf_config,
 )
-from repeatlens.model.fused import fast_forward, forward_fn, logits, supports_fast_path
+from repeatlens.model.fused import fast_forward, fast_residual, final_residual, forward_fn, logits, supports_fast_path
 
 __all__ = [
     "HookedTransformer",
@@ -58,7 +59,10 @@ __all__ = [
     "has_hooks",
     "hooked_logits",
     "logits_from_resid",
+    "LayerRun",
     "fast_forward",
+    "fast_residual",
+    "final_residual",
     "forward_fn",
     "logits",
     "supports_fast_path",

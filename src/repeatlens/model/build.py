@@ -141,6 +141,42 @@ def hooked_logits(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) ->
     return model(tokens, return_type="logits")
 
 
+class LayerRun:
+    """One clean forward pass kept layer by layer, to re-run from any layer with hooks.
+
+    ``resid_pre[l]`` is the residual stream entering block ``l`` (what ``blocks.{l}.hook_resid_pre``
+    records), ``resid_final`` the stream after the last block, and ``inputs`` what a forward
+    started past the embedding needs besides the residual (a shortformer positional
+    embedding, an attention mask; None for most models), exactly as ``input_to_embed`` made
+    them for these tokens.
+    """
+
+    def __init__(self, model: HookedTransformer, tokens: Int[Tensor, "batch pos"]):
+        with torch.inference_mode():
+            resid, _, shortformer, mask = model.input_to_embed(tokens)
+            self.inputs = {"shortformer_pos_embed": shortformer, "attention_mask": mask}
+            self.resid_pre: list[Tensor] = []
+            for layer in range(model.cfg.n_layers):
+                self.resid_pre.append(resid)
+                resid = model(resid, start_at_layer=layer, stop_at_layer=layer + 1, **self.inputs)
+        self.resid_final: Float[Tensor, "batch pos d_model"] = resid
+        self.model = model
+
+    def rerun(self, layer: int, fwd_hooks: list, copies: int = 1) -> Float[Tensor, "batch_copies pos d_model"]:
+        """The residual after the last block when blocks ``layer..`` run again with ``fwd_hooks``
+        on ``copies`` stacked copies of the batch (rows ``i * batch .. (i + 1) * batch - 1`` are
+        copy ``i``, so a hook can treat each copy differently); blocks before ``layer`` are
+        not run again."""
+        def stack(t: Optional[Tensor]) -> Optional[Tensor]:
+            return t if t is None or copies == 1 else t.repeat(copies, *([1] * (t.ndim - 1)))
+
+        inputs = {k: stack(v) for k, v in self.inputs.items()}
+        resid = stack(self.resid_pre[layer])
+        with torch.inference_mode():
+            return self.model.run_with_hooks(resid, start_at_layer=layer, stop_at_layer=self.model.cfg.n_layers,
+                                             fwd_hooks=fwd_hooks, **inputs)
+
+
 def logits_from_resid(model: HookedTransformer, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
     """Finish a forward pass stopped after the last block (``stop_at_layer=n_layers``).
 
