@@ -8,11 +8,12 @@ below is imported (with torch) on first use::
     repeatlens.analyze("sweeps/tiny")                            # score every checkpoint
     scores = repeatlens.load_scores("sweeps/tiny", probe="synthetic")   # tidy DataFrame, one probe
     metrics = repeatlens.load_metrics("sweeps/tiny")             # training losses
+    repeatlens.top_heads(scores, "induction", k=3)               # the 3 best induction heads per run
     repeatlens.run_sweep("analyses/configs/tiny_sweep.yaml", "sweeps/tiny")
 
     >>> import repeatlens
     >>> sorted(repeatlens.__all__)
-    ['analyze', 'load_metrics', 'load_run', 'load_scores', 'load_sweep', 'run_sweep']
+    ['analyze', 'load_metrics', 'load_run', 'load_scores', 'load_sweep', 'run_sweep', 'top_heads']
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["load_run", "load_scores", "load_metrics", "analyze", "run_sweep", "load_sweep"]
+__all__ = ["load_run", "load_scores", "load_metrics", "analyze", "run_sweep", "load_sweep", "top_heads"]
 
 _LAZY = {
     "load_run": ("repeatlens.checkpoints", "load_run"),
@@ -29,6 +30,7 @@ _LAZY = {
     "load_metrics": ("repeatlens.results.store", "load_metrics"),
     "run_sweep": ("repeatlens.sweep", "run_sweep"),
     "load_sweep": ("repeatlens.sweep", "load_sweep"),
+    "top_heads": ("repeatlens.results.heads", "top_heads"),
 }
 
 

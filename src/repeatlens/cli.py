@@ -56,9 +56,15 @@ def data_prepare(
 
 
 @app.command()
-def info(run_dir: Path = typer.Argument(..., help="Run directory")) -> None:
-    """Config, repetition spec, checkpoints and final losses of a run."""
-    typer.echo(run_summary(run_dir))
+def info(path: str = typer.Argument(..., help="Run directory, folder of other people's checkpoints, hf:ORG/NAME, or an analysed folder")) -> None:
+    """Config, repetition spec, checkpoints, probe ids and final losses of a run; the checkpoints,
+    probe ids and x-axis of other people's checkpoints and of an analysed table."""
+    from repeatlens.checkpoints import RunDir
+
+    if not path.startswith("hf:") and RunDir(Path(path)).is_run():
+        typer.echo(run_summary(Path(path)))
+    else:
+        typer.echo(folder_summary(path))
 
 
 ProbeOpt = typer.Option(
@@ -231,9 +237,21 @@ def analyze(
     keys = sorted({k for ks in res.probes.values() for k in ks})
     if keys:
         typer.echo(f"  probes {', '.join(keys)}")
+    for line in sorted({ids.describe() for ids in res.special.values()}):
+        typer.echo(f"  {line}")
+    for folder, axis in res.axis.items():
+        if axis.get("tokens_from") != "training":
+            typer.echo(f"  {folder}: x-axis {_axis_phrase(axis)}")
     for table in res.tables:
         typer.echo(f"  table {table}")
     _exit_on_failures(res.failures)
+
+
+def _axis_phrase(axis: dict) -> str:
+    """How a table's ``axis`` metadata reads: ``tokens seen (from --tokens-per-step 2097152)``, ``step (...)``."""
+    if axis.get("x") == "tokens_seen":
+        return f"tokens seen (from {axis.get('tokens_from', '?')})"
+    return "step (no token count known: tokens_seen holds the step; give --tokens-per-step to plot against tokens seen)"
 
 
 @app.command()
@@ -297,6 +315,7 @@ def _exit_on_failures(failures: list, points_failed: bool = False) -> None:
 
 def run_summary(run_dir: Path) -> str:
     """Human-readable summary of a run directory."""
+    from repeatlens.analysis import run_special_ids
     from repeatlens.checkpoints import load_run
 
     run = load_run(run_dir)
@@ -314,12 +333,54 @@ def run_summary(run_dir: Path) -> str:
         f"schedule   sha256 {man.schedule['sha256'][:16]}…  seed {cfg.seed}",
         f"checkpoints {len(ckpts)}: steps {', '.join(str(c.step) for c in ckpts[:6])}"
         + (f", … {ckpts[-1].step}" if len(ckpts) > 6 else ""),
+        f"probes     {run_special_ids(run).describe()}",
     ]
     lines += _environment_lines(run, ckpts)
     if len(met):
         last = met[met.step == met.step.max()]
         losses = ", ".join(f"{r.split} {r.loss:.4f}" for r in last.itertuples())
         lines.append(f"final loss step {int(met.step.max())}: {losses}")
+    return "\n".join(lines)
+
+
+def folder_summary(path: str) -> str:
+    """Human-readable summary of other people's checkpoints (``hf:ORG/NAME`` or a folder) and
+    of an analysed folder's table: checkpoints, the probes' special ids and their source, what
+    the x-axis counts.
+
+    Raises:
+        CheckpointError: ``path`` holds none of these.
+    """
+    from repeatlens.errors import CheckpointError
+    from repeatlens.foreign import discover, looks_foreign
+    from repeatlens.probe_ids import SpecialIds
+    from repeatlens.results.store import SCORES_FILE, table_runs
+
+    lines: list[str] = []
+    table = Path(path) / SCORES_FILE if not path.startswith("hf:") else None
+    if path.startswith("hf:") or looks_foreign(Path(path)):
+        folder = discover(path, out=Path(".") if path.startswith("hf:") else None)  # out: where a table would go; nothing is written
+        if folder is None:
+            raise CheckpointError(f"{path}: no checkpoints found")
+        ckpts = folder.checkpoints
+        steps = ", ".join(str(c.step) for c in ckpts[:6]) + (f", … {ckpts[-1].step}" if len(ckpts) > 6 else "")
+        lines.append(f"checkpoints {folder.path}: {len(ckpts)} {folder.kind} revision(s), steps {steps}")
+        for ids in dict.fromkeys(c.special for c in ckpts):
+            lines.append(f"probes     {ids.describe()}")
+        lines.append(f"x-axis     {_axis_phrase(folder.axis())}")
+        lines += [f"warning: {w}" for w in folder.warnings]
+        lines += [f"problem: {where}: {reason}" for where, reason in folder.problems]
+    if table is not None and table.is_file():
+        runs = table_runs(table)
+        lines.append(f"table      {table}: {len(runs) or '?'} run(s)")
+        for run_id, meta in runs.items():
+            ids = SpecialIds.from_json(meta.get("probe_ids"))
+            what = [ids.describe() if ids else "probe ids not recorded (analysed before they were)"]
+            if "axis" in meta:
+                what.append(f"x-axis {_axis_phrase(meta['axis'])}")
+            lines.append(f"  {run_id}: " + "; ".join(what))
+    if not lines:
+        raise CheckpointError(f"{path}: not a run directory, a folder of other people's checkpoints, or an analysed folder (no {SCORES_FILE})")
     return "\n".join(lines)
 
 

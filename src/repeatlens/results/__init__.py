@@ -4,7 +4,8 @@
 * :mod:`.store`: a run's incremental scores table, its lock, the sweep join,
   :func:`load_scores` / :func:`load_metrics`;
 * :mod:`.reduce`: per checkpoint, final per run, seed statistics, relative damage, probe
-  selection, named copying circuits, and the scaling fits.
+  selection, named copying circuits, and the scaling fits;
+* :mod:`.heads`: :func:`top_heads`, the best heads of a metric per run.
 
 ``study``, ``plots`` and ``report`` read only from here. Names are imported on first use.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = ("schema", "store", "reduce")
+_MODULES = ("schema", "store", "reduce", "heads")
 
 
 def __getattr__(name: str) -> Any:
