@@ -333,7 +333,7 @@ def run_summary(run_dir: Path) -> str:
         f"schedule   sha256 {man.schedule['sha256'][:16]}…  seed {cfg.seed}",
         f"checkpoints {len(ckpts)}: steps {', '.join(str(c.step) for c in ckpts[:6])}"
         + (f", … {ckpts[-1].step}" if len(ckpts) > 6 else ""),
-        f"probes     {run_special_ids(run).describe()}",
+        f"special    {run_special_ids(run).describe()}",
     ]
     lines += _environment_lines(run, ckpts)
     if len(met):
@@ -365,9 +365,16 @@ def folder_summary(path: str) -> str:
         ckpts = folder.checkpoints
         steps = ", ".join(str(c.step) for c in ckpts[:6]) + (f", … {ckpts[-1].step}" if len(ckpts) > 6 else "")
         lines.append(f"checkpoints {folder.path}: {len(ckpts)} {folder.kind} revision(s), steps {steps}")
-        for ids in dict.fromkeys(c.special for c in ckpts):
-            lines.append(f"probes     {ids.describe()}")
-        lines.append(f"x-axis     {_axis_phrase(folder.axis())}")
+        groups: dict[tuple, list] = {}
+        for c in ckpts:  # revisions with the same ids: one line
+            groups.setdefault((c.special.bos, c.special.excluded, c.special.source), []).append(c.special)
+        for members in groups.values():
+            line, more = members[0].describe(), len(members) - 1
+            if more:
+                line = f"{line[:-1]}, and {more} other revision{'s' if more > 1 else ''} alike)"
+            lines.append(f"special    {line}")
+        if table is None or not table.is_file():  # an analysed table says what it used (below)
+            lines.append(f"x-axis     {_axis_phrase(folder.axis())}")
         lines += [f"warning: {w}" for w in folder.warnings]
         lines += [f"problem: {where}: {reason}" for where, reason in folder.problems]
     if table is not None and table.is_file():

@@ -62,8 +62,8 @@ def top_heads(
     >>> import pandas as pd
     >>> df = pd.DataFrame({"metric": "induction", "layer": [0, 0, 1, 1], "head": [0, 1, 0, 1],
     ...                    "value": [0.1, 0.2, 0.9, 0.4]})
-    >>> top_heads(df, "induction", k=2)[["rank", "name", "value"]].to_string(index=False)
-    ' rank name  value\\n    1 L1.H0    0.9\\n    2 L1.H1    0.4'
+    >>> top_heads(df, "induction", k=2)[["rank", "name", "value"]].values.tolist()
+    [[1, 'L1.H0', 0.9], [2, 'L1.H1', 0.4]]
     """
     from repeatlens.results.store import row_keys
 
@@ -72,7 +72,7 @@ def top_heads(
     missing = [c for c in ("metric", "layer", "head", "value") if c not in scores.columns]
     if missing:
         raise TableError(f"top_heads: the table lacks column(s) {missing}; it has {list(scores.columns)}")
-    df = scores
+    df = scores.assign(**{c: "" if c == "run_id" else pd.NA for c in ("run_id", "step", "tokens_seen") if c not in scores.columns})
     if "probe" in df.columns:
         df = select_probe(df, probe)[0]
     rows = df[df["metric"] == metric]
@@ -84,9 +84,6 @@ def top_heads(
         raise TableError(f"top_heads: {metric!r} has one value per head and offset; rank a per-head metric")
     rows = rows[rows["head"].notna() & rows["value"].notna()].copy()
     rows["probe"] = row_keys(rows) if "probe" in rows.columns else ""
-    for col in ("run_id", "step", "tokens_seen"):
-        if col not in rows.columns:
-            rows[col] = "" if col == "run_id" else pd.NA
     rows["run_id"] = rows["run_id"].astype(str)
     if run_id is not None:
         if str(run_id) not in set(rows["run_id"]):
