@@ -244,7 +244,7 @@ def write_report(
         parts += [f"repeated fractions f: {html.escape(fractions)}", f"repeat counts E: {html.escape(counts)}",
                   f"models: {html.escape(sizes)}", f"seeds: {coordinates['seed'].nunique()}"]
     if unknown:
-        parts.append(f"{unknown} of other people's checkpoints (no repetition coordinates f, E)")
+        parts.append(html.escape(f"{unknown} of other people's checkpoints (no repetition coordinates f, E)"))
     config = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "svg"}}
     sections, toc = [], []
     for k, (name, fig) in enumerate(figures.items()):
