@@ -17,6 +17,7 @@ from repeatlens.config import PRESETS, ModelConfig
 from repeatlens.model._tl import HookedTransformer, HookedTransformerConfig
 from repeatlens.model.build import (
     LayerRun,
+    Unembedding,
     build_model,
     has_hooks,
     hook_layer,
@@ -60,6 +61,7 @@ __all__ = [
     "hooked_logits",
     "logits_from_resid",
     "LayerRun",
+    "Unembedding",
     "fast_forward",
     "fast_residual",
     "final_residual",

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from repeatlens.model import HookedTransformer, LayerRun, final_residual, logits_from_resid, z_hook_name
+from repeatlens.model import HookedTransformer, LayerRun, Unembedding, final_residual, logits_from_resid, z_hook_name
 from repeatlens.scores import reference
 from repeatlens.scores.registry import ScoreContext, register
 
@@ -88,16 +88,58 @@ def _positions(*parts: slice) -> Int[Tensor, "n_pos"]:
 
 
 LOSS_CHUNK_BYTES = 1 << 24
-"""About this many bytes of float32 logits are alive at once in :func:`position_losses`."""
+"""About this many bytes of float32 logits are alive at once when a vocabulary is read whole."""
+VOCAB_TILE = 2048
+"""Above this many ids the vocabulary is read in tiles of this many columns (:func:`_next_token_stats`)."""
+ROW_TILE = 256
+"""Positions per tile when the vocabulary is tiled."""
 
 
-def _unembedded(model: HookedTransformer, resid: Float[Tensor, "n d_model"]) -> Any:
-    """``(slice, logits)`` over ``resid``'s rows, the final norm and unembedding applied a
-    chunk of rows (about :data:`LOSS_CHUNK_BYTES` of logits) at a time."""
-    chunk = max(1, LOSS_CHUNK_BYTES // (4 * int(model.cfg.d_vocab_out)))
-    for start in range(0, resid.shape[0], chunk):
-        part = slice(start, min(start + chunk, resid.shape[0]))
-        yield part, logits_from_resid(model, resid[None, part])[0]
+def _next_token_stats(
+    unembed: Unembedding, resid: Float[Tensor, "n d_model"], targets: Int[Tensor, "n"], greedy: bool = False
+) -> tuple[Float[Tensor, "n"], Optional[Bool[Tensor, "n"]]]:
+    """Next-token cross-entropy of every row against its target (and, with ``greedy``, whether
+    the target is the first most likely id), through the final norm and the unembedding.
+
+    Up to :data:`VOCAB_TILE` ids, a chunk of rows' logits at a time (``F.cross_entropy``,
+    as :func:`repeatlens.losses.token_losses`). Above, the vocabulary is read in tiles of
+    :data:`ROW_TILE` rows x :data:`VOCAB_TILE` ids that stay in the CPU's cache, keeping a
+    running maximum and sum of exponentials (``loss = m + log sum exp(z - m) - z_target``) and
+    a running first argmax: the same numbers to float rounding, without writing and re-reading
+    ``[rows, vocab]`` logits through memory (at 50,257 ids that traffic was most of the cost).
+    """
+    n, V = resid.shape[0], unembed.d_vocab
+    loss = torch.empty(n, dtype=torch.float32, device=resid.device)
+    hit = torch.empty(n, dtype=torch.bool, device=resid.device) if greedy else None
+    if V <= VOCAB_TILE:
+        chunk = max(1, LOSS_CHUNK_BYTES // (4 * V))
+        for start in range(0, n, chunk):
+            part = slice(start, min(start + chunk, n))
+            logits = unembed(resid[part]).float()
+            loss[part] = F.cross_entropy(logits, targets[part], reduction="none")
+            if hit is not None:
+                hit[part] = logits.argmax(-1) == targets[part]
+        return loss, hit
+    for start in range(0, n, ROW_TILE):
+        part = slice(start, min(start + ROW_TILE, n))
+        x = unembed.normed(resid[part])
+        m = torch.full((x.shape[0],), -torch.inf, device=x.device)
+        total = torch.zeros(x.shape[0], device=x.device)
+        best = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        for v0 in range(0, V, VOCAB_TILE):
+            z = unembed.logits(x, slice(v0, v0 + VOCAB_TILE)).float()
+            top = z.amax(-1)
+            if hit is not None:
+                better = top > m  # strictly greater: the first maximum wins, as argmax
+                if better.any():
+                    best[better] = z[better].argmax(-1) + v0
+            m_new = torch.maximum(m, top)
+            total = total * torch.exp(m - m_new) + z.sub_(m_new[:, None]).exp_().sum(-1)  # z is spent: in place
+            m = m_new
+        loss[part] = m + torch.log(total) - unembed.target_logits(x, targets[part]).float()
+        if hit is not None:
+            hit[part] = best == targets[part]
+    return loss, hit
 
 
 def position_losses(
@@ -108,8 +150,9 @@ def position_losses(
     loss of token ``t + 1``), from the residual stream after the last block.
 
     The final norm and the unembedding run at those positions only (both act position by
-    position), a chunk at a time: :func:`repeatlens.losses.token_losses` at those positions,
-    without the ``[batch, pos, vocab]`` logits. Under :func:`.reference.full_logits` the
+    position), a chunk or a cache-sized tile at a time (:func:`_next_token_stats`):
+    :func:`repeatlens.losses.token_losses` at those positions, without the ``[batch, pos,
+    vocab]`` logits. Under :func:`.reference.full_logits` the
     logits are built at every position first, as before issue 23.
     """
     positions = torch.as_tensor(positions, dtype=torch.long, device=resid.device)
@@ -120,11 +163,8 @@ def position_losses(
     b, n = resid.shape[0], positions.numel()
     x = resid[:, positions].reshape(b * n, -1)
     y = tokens[:, positions + 1].reshape(-1)
-    out = torch.empty(b * n, dtype=torch.float32, device=resid.device)
     with torch.inference_mode():
-        for part, logits in _unembedded(model, x):
-            out[part] = F.cross_entropy(logits.float(), y[part], reduction="none")
-    return out.view(b, n)
+        return _next_token_stats(Unembedding(model), x, y)[0].view(b, n)
 
 
 def _probe_copy_losses(ctx: ScoreContext) -> tuple[float, float]:
@@ -187,17 +227,14 @@ def data_pass(model: HookedTransformer, tokens: Int[Tensor, "n pos"], batch_size
     n, T = tokens.shape
     losses = torch.zeros(n, max(0, T - 1))
     greedy = torch.zeros(n, max(0, T - 1), dtype=torch.bool)
+    unembed = Unembedding(model)
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             x = tokens[start : start + batch_size].to(device)
             b = x.shape[0]
             resid = final_residual(model, x)[:, :-1].reshape(b * (T - 1), -1)
-            y = x[:, 1:].reshape(-1)
-            loss, hit = torch.empty(b * (T - 1)), torch.empty(b * (T - 1), dtype=torch.bool)
-            for part, logits in _unembedded(model, resid):
-                loss[part] = F.cross_entropy(logits.float(), y[part], reduction="none").cpu()
-                hit[part] = (logits.argmax(-1) == y[part]).cpu()
-            losses[start : start + b], greedy[start : start + b] = loss.view(b, T - 1), hit.view(b, T - 1)
+            loss, hit = _next_token_stats(unembed, resid, x[:, 1:].reshape(-1), greedy=True)
+            losses[start : start + b], greedy[start : start + b] = loss.view(b, T - 1).cpu(), hit.view(b, T - 1).cpu()
     return DataPass(losses, greedy)
 
 
@@ -376,6 +413,7 @@ def head_ablation_losses(
     positions: Int[Tensor, "n_pos"],
     batch_size: Optional[int] = None,
     device: Any = None,
+    layers: Optional[Sequence[int]] = None,
 ) -> tuple[Float[Tensor, "n n_pos"], Float[Tensor, "layer head n n_pos"]]:
     """Next-token losses at loss indices ``positions`` of every row, clean and with each
     head ablated in turn: ``values[layer][head]`` (``[d_head]``) written into the head's
@@ -386,7 +424,8 @@ def head_ablation_losses(
     only, the copies of several heads of one layer stacked in one pass (about
     :data:`ABLATION_PASS_BYTES` of activations), and the losses come from
     :func:`position_losses`. The same numbers as one complete hooked forward per head, to
-    float tolerance.
+    float tolerance. ``layers``: ablate only the heads of these layers (the others' entries
+    stay 0; default every layer).
 
     Returns:
         ``(clean, ablated)``.
@@ -405,7 +444,7 @@ def head_ablation_losses(
         run = LayerRun(model, x)
         clean[start : start + b] = position_losses(model, run.resid_final, x, positions).cpu()
         group = max(1, min(cfg.n_heads, ABLATION_PASS_BYTES // max(per_row * b, 1)))
-        for layer in range(cfg.n_layers):
+        for layer in range(cfg.n_layers) if layers is None else layers:
             for h0 in range(0, cfg.n_heads, group):
                 heads = list(range(h0, min(h0 + group, cfg.n_heads)))
                 k = len(heads)

@@ -2,8 +2,9 @@
 kept as the reference the faster path is tested against and benchmarked beside.
 
 The reference path builds the logits over the whole vocabulary at every position of every
-row, and runs one complete forward pass per ablated head: at a GPT-2 vocabulary (50,257
-ids) that unembedding is most of a small model's scoring time. The default path
+row, runs one complete forward pass per ablated head, recomputes the float64 weights for
+every weight score and takes copying_top1's argmax over ``[heads, rows, vocab]`` blocks: at
+a GPT-2 vocabulary (50,257 ids) that is most of a small model's scoring time. The default path
 (:mod:`.behaviour`, :mod:`.attribution`) computes the same numbers, to float tolerance,
 from the final norm and unembedding at the positions a score reads only, re-running the
 blocks from the ablated layer onward with the clean pass's residual stream before it.
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
     from repeatlens.scores.probes import Probes
     from repeatlens.scores.registry import ScoreContext
 
-__all__ = ["full_logits", "active", "copy_losses", "ablation_copying_loss", "sequence_losses", "memorized", "ablated_sequence_losses", "sequence_deltas"]
+__all__ = ["full_logits", "active", "copy_losses", "ablation_copying_loss", "sequence_losses", "memorized", "ablated_sequence_losses",
+           "sequence_deltas", "top1_copying_share"]
 
 _ACTIVE: ContextVar[bool] = ContextVar("repeatlens_reference_losses", default=False)
 
@@ -150,3 +152,21 @@ def sequence_deltas(
     base = ablated_sequence_losses(model, tokens, [], batch_size, device)
     ablated = _each_head(model, means, lambda hooks: ablated_sequence_losses(model, tokens, hooks, batch_size, device))
     return ablated - base
+
+
+def top1_copying_share(
+    W_E: Float[Tensor, "d_vocab d_model"], W_V: Float[Tensor, "head d_model d_head"], W_O: Float[Tensor, "head d_head d_model"],
+    W_U: Float[Tensor, "d_model d_vocab"], tokens: Optional[Int[Tensor, "n"]] = None, chunk_elements: int = 1 << 24,
+) -> Float[Tensor, "head"]:
+    """:func:`repeatlens.scores.weights.top1_copying_share` by ``[heads, rows, vocab]`` blocks
+    of about ``chunk_elements`` logits, each written out whole before its argmax."""
+    H, V = W_V.shape[0], W_E.shape[0]
+    rows = torch.arange(V, device=W_E.device) if tokens is None else tokens.to(W_E.device)
+    X = W_E[rows].float() @ W_V.float()
+    Y = W_O.float() @ W_U.float()
+    step = max(1, chunk_elements // max(1, H * V))
+    hits = torch.zeros(H, dtype=torch.long)
+    for start in range(0, rows.numel(), step):
+        stop = min(rows.numel(), start + step)
+        hits += ((X[:, start:stop] @ Y).argmax(dim=-1) == rows[start:stop]).sum(-1).cpu()
+    return hits.double() / max(1, rows.numel())
