@@ -53,8 +53,12 @@ LayerNorm gains and biases drawn away from 1 and 0): every score of the default 
 them without ``--tokens``), each in its own ``score_model`` call with its peak memory,
 then the battery in one call, then ``repeatlens.analyze`` on a TransformerLens folder
 holding the model (load, scoring, table: seconds and peak memory per checkpoint). The
-per-head ablation score runs one forward pass per head; ``--ablation-layers K`` times it on
-the heads of the first K layers and extrapolates to all (labelled as such; 0: all heads).
+per-head ablation score re-runs the blocks from the head's layer once per head;
+``--ablation-layers K`` (K < n_layers) times it on the heads of the first and of the last
+layer and fits a line in the blocks re-run between them (labelled ESTIMATED, with the upper
+bound of every layer as dear as the first; 0: every head, measured). The pre-issue-23 way
+(``--before-after``), one complete forward per head, is timed on the first K layers' heads
+and extrapolated.
 Every call's peak memory is checked against one ``vocab x vocab`` float32 matrix (exit 3
 if any call grew by that much). The last line is ``seconds_per_checkpoint=X`` (analyze,
 ablation included, extrapolated when ``--ablation-layers`` is given). With ``--before-after``
@@ -456,7 +460,7 @@ def shape_main(args) -> int:
 
     # ablation: the heads of the first k layers, extrapolated to all (or measured whole)
     L, H = spec["n_layers"], spec["n_heads"]
-    k = L if args.ablation_layers in (0, None) or args.ablation_layers >= L else args.ablation_layers
+    k = L if args.ablation_layers in (0, None) or args.ablation_layers >= L else args.ablation_layers  # before: k layers measured
     t_abl, hows = {}, {}
     for old in ways:
         if k == L:
@@ -479,14 +483,18 @@ def shape_main(args) -> int:
             per_head = t_some / (k * H)
             t_abl[old] = per_head * L * H + 2 * t_base  # + the means pass and the unablated pass
             hows[old] = f"EXTRAPOLATED from {k * H} of {L * H} heads ({per_head:.2f} s a head)"
-        else:  # after: the first k layers' heads re-run from their layer; later layers re-run fewer blocks
+        else:  # after: a head of layer l re-runs blocks l..L-1: the first and the last layer, then a line between them
             with PeakMemory(dev) as mem, torch.inference_mode():
                 second = torch.arange(*copy_loss_positions(probes.copy_len)[1].indices(2 * probes.copy_len))
                 t_means, means = timed(lambda: z_means(model, probes.copy_tokens), dev)
-                t_some, _ = timed(lambda: head_ablation_losses(model, probes.copy_tokens, means, second, layers=range(k)), dev)
-            t_abl[old] = t_means + t_some * L / k
-            hows[old] = (f"EXTRAPOLATED, an upper bound: {t_some:.1f} s for the {k * H} heads of the first {k} layer(s) x {L / k:g} "
-                         "(the first layers re-run the most blocks)")
+                t_first, _ = timed(lambda: head_ablation_losses(model, probes.copy_tokens, means, second, layers=[0]), dev)
+                t_last, _ = timed(lambda: head_ablation_losses(model, probes.copy_tokens, means, second, layers=[L - 1]), dev)
+            # t(l) = a + b (L - l) blocks: t(0) = a + b L, t(L-1) = a + b; the clean pass is in both, counted once
+            b = (t_first - t_last) / max(L - 1, 1)
+            a = t_last - b
+            t_abl[old] = t_means + L * a + b * L * (L + 1) / 2
+            hows[old] = (f"ESTIMATED: layer 0's {H} heads {t_first:.1f} s, layer {L - 1}'s {t_last:.1f} s, linear in the blocks "
+                         f"re-run between them (at most {t_means + L * t_first:.0f} s: every layer as dear as layer 0)")
         growths["ablation_copying_loss" + label[old]] = mem.growth
         print(f"{'ablation_copying_loss' + label[old]:<60} {t_abl[old]:>9.2f} {mem.growth / MiB:>16.1f}   {hows[old]}")
     how = hows[False]

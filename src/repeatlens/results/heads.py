@@ -24,7 +24,7 @@ Step = Union[int, Literal["last", "first"]]
 def top_heads(
     scores: pd.DataFrame,
     metric: str,
-    k: int = 5,
+    k: Optional[int] = 5,
     *,
     step: Step = "last",
     run_id: Optional[str] = None,
@@ -39,7 +39,7 @@ def top_heads(
             :func:`repeatlens.scores.score_model` (one checkpoint, no ``run_id``) or
             :func:`repeatlens.analysis.score_checkpoint`.
         metric: a per-head metric, e.g. ``"induction"`` or ``"ablation_copying_loss"``.
-        k: heads per run (every head when ``k`` is at least their number).
+        k: heads per run (every head when ``k`` is None or at least their number).
         step: ``"last"`` (each run's last checkpoint with this metric), ``"first"``, or a
             training step every run shown has.
         run_id: only this run (default: every run of the table).
@@ -67,8 +67,8 @@ def top_heads(
     """
     from repeatlens.results.store import row_keys
 
-    if k < 1:
-        raise TableError(f"top_heads: k = {k}; expected at least 1")
+    if k is not None and k < 1:
+        raise TableError(f"top_heads: k = {k}; expected at least 1 (or None: every head)")
     missing = [c for c in ("metric", "layer", "head", "value") if c not in scores.columns]
     if missing:
         raise TableError(f"top_heads: the table lacks column(s) {missing}; it has {list(scores.columns)}")
@@ -99,7 +99,8 @@ def top_heads(
             at = g[g["step"] == int(step)]
             if at.empty:
                 raise TableError(f"top_heads: run {rid!r} has no {metric!r} rows at step {step}; its steps: {sorted(g['step'].unique())[:12]}")
-        ranked = at.sort_values(["value", "layer", "head"], ascending=[not largest, True, True]).head(k)
+        ranked = at.sort_values(["value", "layer", "head"], ascending=[not largest, True, True])
+        ranked = ranked if k is None else ranked.iloc[:k]
         out.append(ranked.assign(rank=range(1, len(ranked) + 1)))
     best = pd.concat(out, ignore_index=True)
     best["layer"] = best["layer"].astype("Int64")
