@@ -106,11 +106,11 @@ def score(
     device: str = DeviceOpt,
 ) -> None:
     """Score one checkpoint with every probe that applies: print a table and write it as parquet."""
-    from repeatlens.analysis import score_checkpoint
+    from repeatlens.analysis import TOKENS_AXIS, run_special_ids, score_checkpoint
     from repeatlens.checkpoints import load_run, step_name
     from repeatlens.devices import resolve_device
-    from repeatlens.io import atomic_write
     from repeatlens.results.reduce import circuits
+    from repeatlens.results.store import write_parquet
 
     dev = resolve_device(device)
     run = load_run(run_dir)
@@ -120,7 +120,7 @@ def score(
         probe_seed=probe_seed, device=dev,
     )
     path = out or run.path / f"score_{step_name(int(df['step'].iloc[0]))}.parquet"
-    atomic_write(path, lambda p: df.to_parquet(p, index=False))
+    write_parquet(path, df, {"axis": dict(TOKENS_AXIS), "probe_ids": run_special_ids(run).to_json()})
     typer.echo(score_table(df))
     named = circuits(df)
     if len(named):
