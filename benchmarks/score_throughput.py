@@ -53,11 +53,28 @@ LayerNorm gains and biases drawn away from 1 and 0): every score of the default 
 them without ``--tokens``), each in its own ``score_model`` call with its peak memory,
 then the battery in one call, then ``repeatlens.analyze`` on a TransformerLens folder
 holding the model (load, scoring, table: seconds and peak memory per checkpoint). The
-per-head ablation score runs one forward pass per head; ``--ablation-layers K`` times it on
-the heads of the first K layers and extrapolates to all (labelled as such; 0: all heads).
+per-head ablation score re-runs the blocks from the head's layer once per head;
+``--ablation-layers K`` (K < n_layers) times it on the heads of the first and of the last
+layer and fits a line in the blocks re-run between them (labelled ESTIMATED, with the upper
+bound of every layer as dear as the first; 0: every head, measured). The pre-issue-23 way
+(``--before-after``), one complete forward per head, is timed on the first K layers' heads
+and extrapolated.
 Every call's peak memory is checked against one ``vocab x vocab`` float32 matrix (exit 3
 if any call grew by that much). The last line is ``seconds_per_checkpoint=X`` (analyze,
-ablation included, extrapolated when ``--ablation-layers`` is given).
+ablation included, extrapolated when ``--ablation-layers`` is given). With ``--before-after``
+the battery and the ablation are also timed the way they were computed before issue 23
+(``repeatlens.scores.reference.full_logits``: full-vocabulary logits at every position, one
+complete forward per ablated head), side by side.
+
+``--vocab-cost`` (issue 23) asks what a GPT-2 vocabulary costs: two checkpoints of one
+shape (2 layers, d_model 64, 4 heads of 16, MLP 256, n_ctx 64: probe rows of 61 tokens)
+written by ``transformers`` (``GPT2LMHeadModel.save_pretrained``), one with a vocabulary of
+50,257 and one of 256, each analysed by ``repeatlens.analyze`` (default battery, no
+``--tokens``: what ``repeatlens analyze FOLDER`` runs on other people's checkpoints; load,
+scores, table) the new way and the old way (``reference.full_logits``), alternating in this
+process, ``--repeats`` times; the tables of the two ways are checked equal (exit 1 if a
+value differs by more than 1e-4), then each score group is timed alone both ways. The last
+line is ``ratio=X``: the new way's time at 50,257 over its time at 256 (target: at most 2).
 """
 
 from __future__ import annotations
@@ -392,8 +409,10 @@ def battery_groups(names: list[str]) -> list[list[str]]:
 
 def shape_main(args) -> int:
     from repeatlens.model import z_hook_name
-    from repeatlens.scores import REGISTRY, model_probes
-    from repeatlens.scores.behaviour import _second_copy_loss
+    from repeatlens.scores import REGISTRY, model_probes, reference
+    from repeatlens.scores.behaviour import copy_loss_positions, head_ablation_losses, z_means
+    from repeatlens.scores.reference import _second_copy_loss
+    from repeatlens.scores import weights as weights_mod
 
     dev = args.device
     threads = args.threads if args.threads is not None else (2 if dev == "cpu" else 0)
@@ -418,43 +437,67 @@ def shape_main(args) -> int:
     growths: dict[str, int] = {}
     score_model(shape_model("tiny", dev), battery, probes=None)  # warm-up: lazy imports, first-call allocations
 
+    ways = (False, True) if args.before_after else (False,)
+    label = {False: "", True: " [before: full logits]"}
     print(f"{'scores (one score_model call)':<60} {'seconds':>9} {'peak growth MiB':>16}")
     without_ablation = [m for m in battery if m != "ablation_copying_loss"]
     for group in battery_groups(without_ablation):
+        for old in ways:
+            weights_mod._TOP1_MEMO.clear()
+            weights_mod._HEAD_WEIGHTS_MEMO.clear()
+            with PeakMemory(dev) as mem:
+                t, _ = timed(lambda: _both_ways(lambda: score_model(model, group, probes=probes), old), dev)
+            growths[",".join(group) + label[old]] = mem.growth
+            print(f"{', '.join(group)[:60 - len(label[old])] + label[old]:<60} {t:>9.2f} {mem.growth / MiB:>16.1f}")
+    t_battery = {}
+    for old in ways:
+        weights_mod._TOP1_MEMO.clear()
+        weights_mod._HEAD_WEIGHTS_MEMO.clear()
         with PeakMemory(dev) as mem:
-            t, _ = timed(lambda: score_model(model, group, probes=probes), dev)
-        growths[",".join(group)] = mem.growth
-        print(f"{', '.join(group):<60} {t:>9.2f} {mem.growth / MiB:>16.1f}")
-    with PeakMemory(dev) as mem:
-        t_battery, _ = timed(lambda: score_model(model, without_ablation, probes=probes), dev)
-    growths["battery"] = mem.growth
-    print(f"{'battery without ablation, one call':<60} {t_battery:>9.2f} {mem.growth / MiB:>16.1f}")
+            t_battery[old], _ = timed(lambda: _both_ways(lambda: score_model(model, without_ablation, probes=probes), old), dev)
+        growths["battery" + label[old]] = mem.growth
+        print(f"{'battery without ablation, one call' + label[old]:<60} {t_battery[old]:>9.2f} {mem.growth / MiB:>16.1f}")
 
-    # ablation: one forward pass per head
+    # ablation: the heads of the first k layers, extrapolated to all (or measured whole)
     L, H = spec["n_layers"], spec["n_heads"]
-    k = L if args.ablation_layers in (0, None) or args.ablation_layers >= L else args.ablation_layers
-    if k == L:
-        with PeakMemory(dev) as mem:
-            t_abl, _ = timed(lambda: score_model(model, ["ablation_copying_loss"], probes=probes), dev)
-        how = "measured, every head"
-    else:
-        means = torch.zeros(spec["d_head"], device=dev)
+    k = L if args.ablation_layers in (0, None) or args.ablation_layers >= L else args.ablation_layers  # before: k layers measured
+    t_abl, hows = {}, {}
+    for old in ways:
+        if k == L:
+            with PeakMemory(dev) as mem:
+                t_abl[old], _ = timed(lambda: _both_ways(lambda: score_model(model, ["ablation_copying_loss"], probes=probes), old), dev)
+            hows[old] = "measured, every head"
+        elif old:  # before: one complete forward per head
+            means = torch.zeros(spec["d_head"], device=dev)
 
-        def one_head(layer: int, head: int) -> float:
-            def ablate(z, hook, head=head):
-                z[:, :, head] = means
-                return z
+            def one_head(layer: int, head: int) -> float:
+                def ablate(z, hook, head=head):
+                    z[:, :, head] = means
+                    return z
 
-            return _second_copy_loss(model, probes, [(z_hook_name(layer), ablate)])
+                return _second_copy_loss(model, probes, [(z_hook_name(layer), ablate)])
 
-        with PeakMemory(dev) as mem, torch.inference_mode():
-            t_some, _ = timed(lambda: [one_head(layer, h) for layer in range(k) for h in range(H)], dev)
-            t_base, _ = timed(lambda: _second_copy_loss(model, probes, []), dev)
-        per_head = t_some / (k * H)
-        t_abl = per_head * L * H + 2 * t_base  # + the means pass and the unablated pass
-        how = f"EXTRAPOLATED from {k * H} of {L * H} heads ({per_head:.2f} s a head)"
-    growths["ablation_copying_loss"] = mem.growth
-    print(f"{'ablation_copying_loss':<60} {t_abl:>9.2f} {mem.growth / MiB:>16.1f}   {how}")
+            with PeakMemory(dev) as mem, torch.inference_mode():
+                t_some, _ = timed(lambda: [one_head(layer, h) for layer in range(k) for h in range(H)], dev)
+                t_base, _ = timed(lambda: _second_copy_loss(model, probes, []), dev)
+            per_head = t_some / (k * H)
+            t_abl[old] = per_head * L * H + 2 * t_base  # + the means pass and the unablated pass
+            hows[old] = f"EXTRAPOLATED from {k * H} of {L * H} heads ({per_head:.2f} s a head)"
+        else:  # after: a head of layer l re-runs blocks l..L-1: the first and the last layer, then a line between them
+            with PeakMemory(dev) as mem, torch.inference_mode():
+                second = torch.arange(*copy_loss_positions(probes.copy_len)[1].indices(2 * probes.copy_len))
+                t_means, means = timed(lambda: z_means(model, probes.copy_tokens), dev)
+                t_first, _ = timed(lambda: head_ablation_losses(model, probes.copy_tokens, means, second, layers=[0]), dev)
+                t_last, _ = timed(lambda: head_ablation_losses(model, probes.copy_tokens, means, second, layers=[L - 1]), dev)
+            # t(l) = a + b (L - l) blocks: t(0) = a + b L, t(L-1) = a + b; the clean pass is in both, counted once
+            b = (t_first - t_last) / max(L - 1, 1)
+            a = t_last - b
+            t_abl[old] = t_means + L * a + b * L * (L + 1) / 2
+            hows[old] = (f"ESTIMATED: layer 0's {H} heads {t_first:.1f} s, layer {L - 1}'s {t_last:.1f} s, linear in the blocks "
+                         f"re-run between them (at most {t_means + L * t_first:.0f} s: every layer as dear as layer 0)")
+        growths["ablation_copying_loss" + label[old]] = mem.growth
+        print(f"{'ablation_copying_loss' + label[old]:<60} {t_abl[old]:>9.2f} {mem.growth / MiB:>16.1f}   {hows[old]}")
+    how = hows[False]
 
     # analyze: a TransformerLens folder holding this model, the battery without ablation
     with tempfile.TemporaryDirectory() as tmp:
@@ -473,8 +516,11 @@ def shape_main(args) -> int:
     growths["analyze"] = mem.growth
     mem_what = "GPU allocated" if dev.startswith("cuda") else "RSS"
     print(f"{'analyze, 1 checkpoint (load+scores+table)':<60} {t_an:>9.2f} {mem.growth / MiB:>16.1f}   peak {mem_what} {mem.peak / MiB:.0f} MiB")
-    per_ckpt = t_an + t_abl
-    print(f"per checkpoint, default battery: {per_ckpt:.1f} s = analyze {t_an:.1f} s + ablation {t_abl:.1f} s ({how})")
+    per_ckpt = t_an + t_abl[False]
+    print(f"per checkpoint, default battery: {per_ckpt:.1f} s = analyze {t_an:.1f} s + ablation {t_abl[False]:.1f} s ({how})")
+    if args.before_after:
+        print(f"before/after: battery without ablation {t_battery[True]:.1f} -> {t_battery[False]:.1f} s "
+              f"({t_battery[True] / t_battery[False]:.2f}x), ablation {t_abl[True]:.0f} -> {t_abl[False]:.0f} s ({t_abl[True] / t_abl[False]:.2f}x)")
     worst = max(growths.values())
     ok = worst < vv_bytes
     print(f"check no_vocab_square: {'ok' if ok else 'FAILED'} (largest peak growth {worst / MiB:.0f} MiB; "
@@ -486,9 +532,125 @@ def shape_main(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------- --vocab-cost: a GPT-2 vocabulary
+
+
+def gpt2_folder(root: Path, vocab: int, seed: int = 0) -> Path:
+    """One ``step1000`` revision of a random 2-layer, d_model-64 GPT-2 written by transformers."""
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = transformers.GPT2Config(vocab_size=vocab, n_positions=64, n_embd=64, n_layer=2, n_head=4, bos_token_id=vocab - 1,
+                                  eos_token_id=vocab - 1)
+    folder = root / f"gpt2-d64-v{vocab}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        transformers.GPT2LMHeadModel(cfg).eval().save_pretrained(folder / "step1000")
+    return folder
+
+
+def _both_ways(fn: Callable, old: bool):
+    from repeatlens.scores import reference
+
+    if not old:
+        return fn()
+    with reference.full_logits():
+        return fn()
+
+
+def vocab_cost_main(args) -> int:
+    import contextlib
+    import io
+
+    from repeatlens.analysis import _foreign_probe_source, _Item
+    from repeatlens.foreign import discover
+    from repeatlens.results.store import load_scores
+    from repeatlens.scores import REGISTRY, ProbeSpec, build_probes, default_metrics
+    from repeatlens.scores import weights as weights_mod
+
+    dev = args.device
+    if args.threads is not None and args.threads > 0:
+        torch.set_num_threads(args.threads)
+    print(f"date={time.strftime('%Y-%m-%d %H:%M')} commit={revision()} machine: {machine()}")
+    print(f"device={dev} torch={torch.__version__} transformer_lens={md.version('transformer-lens')} threads={torch.get_num_threads()}"
+          + (f" load={os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""))
+    vocabs = tuple(int(v) for v in args.vocabs.split(","))
+    if len(vocabs) != 2 or vocabs[0] <= vocabs[1]:
+        raise SystemExit(f"--vocabs {args.vocabs}: expected LARGE,SMALL")
+    big, small = vocabs
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {v: gpt2_folder(Path(tmp), v) for v in vocabs}
+        print("shape: GPT-2, 2 layers, d_model 64, 4 heads x 16, MLP 256, n_ctx 64, LayerNorm; one revision per vocabulary; "
+              "repeatlens.analyze FOLDER (default battery, no --tokens)")
+
+        def analyse(v: int, old: bool) -> tuple[float, int]:
+            quiet = io.StringIO()
+            with PeakMemory(dev) as mem, contextlib.redirect_stderr(quiet):
+                t, res = timed(lambda: _both_ways(lambda: analyze(folders[v], progress=False, force=True, device=dev), old), dev)
+            if res.scored != 1 or res.failures:
+                raise SystemExit(f"analyze scored {res.scored} checkpoint(s): {res.failures}")
+            return t, mem.growth
+
+        tables = {}
+        for v in vocabs:  # warm-up, and the two ways' tables
+            for old in (True, False):
+                analyse(v, old)
+                tables[v, old] = load_scores(folders[v]).sort_values(["metric", "layer", "head", "offset"]).reset_index(drop=True)
+        worst = max(float((tables[v, True]["value"] - tables[v, False]["value"]).abs().max()) for v in vocabs)
+        same = all(tables[v, True][["metric", "layer", "head"]].equals(tables[v, False][["metric", "layer", "head"]]) for v in vocabs)
+        ways = [(v, old) for v in vocabs for old in (False, True)]
+        times: dict = {w: [] for w in ways}
+        peaks: dict = {w: [] for w in ways}
+        for r in range(args.repeats):
+            for w in ways[r % len(ways):] + ways[: r % len(ways)]:
+                t, g = analyse(*w)
+                times[w].append(t)
+                peaks[w].append(g)
+        med = {w: statistics.median(times[w]) for w in ways}
+        print(f"repeatlens.analyze, one checkpoint (median of {args.repeats}, alternating; peak RSS growth above the call's start)")
+        print(f"{'vocabulary':>10} {'way':<34} {'seconds':>8} {'peak MiB':>9}   runs")
+        for v, old in ways:
+            way = "before (full logits, a pass per head)" if old else "after"
+            runs = ", ".join(f"{x:.2f}" for x in times[v, old])
+            print(f"{v:>10} {way:<34} {med[v, old]:>8.2f} {statistics.median(peaks[v, old]) / MiB:>9.0f}   {runs}")
+        ratio_new, ratio_old = med[big, False] / med[small, False], med[big, True] / med[small, True]
+        print(f"vocabulary {big:,} / {small:,}: before {ratio_old:.2f}x, after {ratio_new:.2f}x (target <= 2: {'met' if ratio_new <= 2 else 'NOT met'}); "
+              f"speed-up at {big:,}: {med[big, True] / med[big, False]:.2f}x, at {small:,}: {med[small, True] / med[small, False]:.2f}x")
+        print(f"check same_results: {'ok' if same and worst <= 1e-4 else 'FAILED'} (largest |before - after| over both tables: {worst:.1e})")
+
+        # where the time goes: each group of the battery alone, both ways
+        print(f"{'score group (one score_model call)':<52} " + " ".join(f"{f'v{v} {w}':>12}" for v in vocabs for w in ("before", "after")))
+        models = {}
+        for v in vocabs:
+            folder = discover(folders[v])
+            ckpt = folder.checkpoints[0]
+            model = folder.load_model(ckpt, dev)
+            source = _foreign_probe_source(model, _Item(Path(ckpt.name), ckpt.step, ckpt.tokens_seen, lambda: None, ckpt.special), None)
+            models[v] = (model, build_probes(source.resolve(ProbeSpec("uniform")), source).to(dev))
+        names = [m for m in default_metrics(8)[0] if REGISTRY[m].kind != "behaviour" or REGISTRY[m].reads_probe]
+        for group in battery_groups(names):
+            cells = []
+            for v in vocabs:
+                model, probes = models[v]
+                for old in (True, False):
+                    weights_mod._TOP1_MEMO.clear()  # each call computes its weights anew, as in analyze
+                    weights_mod._HEAD_WEIGHTS_MEMO.clear()
+                    t, _ = timed(lambda: _both_ways(lambda: score_model(model, group, probes=probes), old), dev)
+                    cells.append(f"{t:>12.3f}")
+            print(f"{', '.join(group)[:52]:<52} " + " ".join(cells))
+    if not (same and worst <= 1e-4):
+        return 1
+    print(f"ratio={ratio_new:.3f}")
+    sys.stdout.flush()
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", choices=sorted(SHAPES), default=None, help="time the default battery alone on a random model of this shape")
+    p.add_argument("--before-after", action="store_true", help="--shape: also time the pre-issue-23 computation (full logits, a pass per head)")
+    p.add_argument("--vocab-cost", action="store_true", help="a 2-layer GPT-2 at vocabulary 50,257 against 256, analysed before and after issue 23")
+    p.add_argument("--vocabs", default="50257,256", help="--vocab-cost: the two vocabulary sizes, LARGE,SMALL")
     p.add_argument("--ablation-layers", type=int, default=None, help="--shape: time the ablation score on the first K layers' heads and extrapolate (0: all)")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--d-model", type=int, default=128)
@@ -508,6 +670,8 @@ def main() -> int:
                    help="torch CPU threads for everything; default 1 on the CPU (shared machines: two contended threads "
                         "made one LAPACK eig up to 17x slower), torch's own choice with --device cuda; 0: torch's choice")
     args = p.parse_args()
+    if args.vocab_cost:
+        return vocab_cost_main(args)
     if args.shape is not None:
         return shape_main(args)
     dev = args.device

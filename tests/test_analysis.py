@@ -188,6 +188,16 @@ def test_sweep_root_tables_join_each_runs_coordinates(trained: Path, tmp_path: P
     }
     per_run = pd.concat([load_scores(sweep / r) for r in ("control", "f0.25_E4")])
     assert len(df) == len(per_run)
+    # every run's table, and the sweep's, records its x-axis and the probes' special ids
+    synthetic_bos = {"bos": 0, "special": [0], "bos_token": None, "source": "the synthetic source (id 0 of its vocabulary is BOS)",
+                     "kind": "synthetic"}
+    for where in (sweep, sweep / "control"):
+        recorded = df.attrs["runs"] if where == sweep else load_scores(where).attrs["runs"]
+        assert recorded["control"] == {"axis": {"x": "tokens_seen", "tokens_from": "training"}, "probe_ids": synthetic_bos}
+    assert set(df.attrs["runs"]) == {"control", "f0.25_E4"}
+    from repeatlens.cli import run_summary
+
+    assert "special    probe BOS 0, special ids excluded [0] (from the synthetic source: the synthetic source (id 0 of its vocabulary" in run_summary(sweep / "control")
 
     met = load_metrics(sweep)
     assert list(met.columns) == ["run_id", "step", "tokens_seen", "split", "loss", "loss_se"] + RUN_COLUMNS
@@ -387,6 +397,8 @@ def test_a_mixed_run_scores_attribution_per_split_and_records_the_llc_sampler(tm
         got = last[last.metric == metric].sort_values(["layer", "head"]).value.to_numpy()
         assert np.allclose(got, per_seq[..., rows].mean(-1).flatten().numpy(), atol=1e-5), metric
     meta = pq_metadata(run.path / "scores.parquet")
+    assert meta["probe_ids"] == rd.manifest().special_ids and meta["probe_ids"]["kind"] == "tokenizer"
+    assert (meta["probe_ids"]["bos"], meta["probe_ids"]["bos_token"]) == (0, "<|endoftext|>")  # our BPE puts <|endoftext|> at id 0
     if has_llc:
         assert meta["settings"]["llc_test"] == asdict(LLC_SAMPLER)
     else:

@@ -42,11 +42,15 @@ def test_score_throughput_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
 def test_score_throughput_shape_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """--shape runs the whole default battery and analyze on one random model (here tiny)."""
     bench = _load("score_throughput")
-    monkeypatch.setattr(sys, "argv", ["score_throughput.py", "--shape", "tiny", "--device", "cpu", "--threads", "1"])
+    argv = "--shape tiny --device cpu --threads 1 --before-after --ablation-layers 1"
+    monkeypatch.setattr(sys, "argv", ["score_throughput.py", *argv.split()])
     assert bench.main() == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert any(ln.startswith("copying_top1, copying_top1_se ") for ln in lines)
-    assert any(ln.startswith("ablation_copying_loss ") and "measured, every head" in ln for ln in lines)
+    assert any(ln.startswith("copying_top1, copying_top1_se [before: full logits] ") for ln in lines)
+    assert any(ln.startswith("ablation_copying_loss ") and "ESTIMATED: layer 0's 4 heads" in ln for ln in lines)
+    assert any(ln.startswith("ablation_copying_loss [before") and "EXTRAPOLATED from 4 of 8 heads" in ln for ln in lines)
+    assert any(ln.startswith("before/after: battery without ablation ") for ln in lines)
     assert any(ln.startswith("check no_vocab_square: ok") for ln in lines)
     assert re.fullmatch(r"seconds_per_checkpoint=\d+\.\d+", lines[-1]), lines[-1]
 
@@ -133,3 +137,14 @@ def test_fit_coverage_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("2 simulated sweeps") and lines[1].startswith("t        : peak centre")
     assert re.fullmatch(r"coverage=\d\.\d{3}", lines[-1]), lines[-1]
+def test_score_throughput_vocab_cost_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """--vocab-cost: two transformers-built GPT-2 folders analysed both ways, tables equal."""
+    bench = _load("score_throughput")
+    argv = "--vocab-cost --vocabs 3000,64 --repeats 1 --threads 1 --device cpu"
+    monkeypatch.setattr(sys, "argv", ["score_throughput.py", *argv.split()])
+    assert bench.main() == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(ln.startswith("check same_results: ok") for ln in lines)
+    assert any(ln.startswith("vocabulary 3,000 / 64: before ") for ln in lines)
+    assert any(ln.startswith("ablation_copying_loss ") for ln in lines)
+    assert re.fullmatch(r"ratio=\d+\.\d+", lines[-1]), lines[-1]

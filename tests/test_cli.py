@@ -189,6 +189,10 @@ def test_score_analyze_plot_report_on_a_run(cfg_file: Path, tmp_path: Path, caps
     assert set(table.probe) == {"uniform", "train", "synthetic", ""}  # every family that applies to a synthetic run
     assert len(table[table.metric == "induction"]) == 2 * 2 * 3  # 2 layers x 2 heads x 3 probes
     assert "probe synthetic:L8:B16:s0:" in out  # the default L: the source's longest repeat (max_len 8) under 2P = 14
+    from repeatlens.results.store import table_runs
+
+    recorded = table_runs(run / "score_step_0000005.parquet")["run"]  # what the probes used, as every scores table records it
+    assert recorded["probe_ids"]["bos"] == 0 and recorded["axis"] == {"x": "tokens_seen", "tokens_from": "training"}
     code, _, err = _run(["analyze", str(run), "-m", "induction", "-m", "test_loss", "-q"], capsys)
     assert code == 0, err
     code, out, err = _run(["plot", str(run), "--out", str(tmp_path / "figs"), "--format", "html"], capsys)

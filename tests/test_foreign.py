@@ -213,6 +213,7 @@ def test_a_tokenizer_beside_the_checkpoint_decides_the_bos_when_the_config_names
     shutil.copy(tok, folder / "step10" / "tokenizer.json")
     (ckpt,) = discover(folder).checkpoints
     assert (ckpt.bos, ckpt.exclude) == (vocab - 1, (vocab - 1,))  # not 0, and not the config's out-of-range 50256
+    assert (ckpt.special.kind, ckpt.special.source) == ("tokenizer", str(folder / "step10" / "tokenizer.json"))
 
 
 @pytest.mark.parametrize(
@@ -448,3 +449,75 @@ def test_device_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["analyze", str(folder), "-q", "--device", "tpu"])
     assert exc.value.code == 2 and "expected auto, cpu, cuda, cuda:N or mps" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- what the table records
+
+
+def test_tables_record_the_probe_ids_and_the_axis(tmp_path: Path, capsys: pytest.CaptureFixture, no_network) -> None:
+    """The probes' BOS, excluded ids and their source, and whether tokens_seen counts tokens,
+    are in the table's metadata, printed by analyze and info; without a token count the CLI
+    says once how to give one."""
+    from repeatlens.data.special import SpecialIds
+    from repeatlens.results.store import table_runs
+
+    folder = tmp_path / "gpt2-run"
+    for step in (0, 10):
+        save_tiny(folder / f"step{step}", "gpt2", seed=step)  # bos_token_id = eos_token_id = 0
+    main(["analyze", str(folder), "-q", "-m", "induction"])
+    out = capsys.readouterr()
+    source = f"from the config: {folder / 'step0' / 'config.json'} bos_token_id"
+    assert f"probe BOS 0, special ids excluded [0] ({source})" in out.out
+    notes = [ln for ln in out.err.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 1 and "--tokens-per-step N" in notes[0] and "plot against the step" in notes[0]
+    recorded = table_runs(folder)["gpt2-run"]
+    assert recorded["axis"] == {"x": "step", "tokens_from": "unknown"} and recorded["source"] == "huggingface"
+    assert SpecialIds.from_record(recorded["probe_ids"]) == SpecialIds(0, (0,), source=f"{folder / 'step0' / 'config.json'} bos_token_id", kind="config")
+    df = load_scores(folder)
+    assert df.attrs["runs"]["gpt2-run"]["axis"]["x"] == "step" and (df.tokens_seen == df.step).all()
+
+    main(["analyze", str(folder), "-q", "-m", "induction", "--tokens-per-step", "4096", "--force"])
+    out = capsys.readouterr()
+    assert "note:" not in out.err and "x-axis tokens seen (from --tokens-per-step 4096)" in out.out
+    assert table_runs(folder)["gpt2-run"]["axis"] == {"x": "tokens_seen", "tokens_from": "--tokens-per-step 4096"}
+    assert sorted(load_scores(folder).tokens_seen.unique()) == [0, 40960]
+
+    main(["info", str(folder)])
+    info = capsys.readouterr().out
+    assert f"special    probe BOS 0, special ids excluded [0] ({source}, and 1 other revision alike)" in info
+    assert "gpt2-run: probe BOS 0" in info and "x-axis tokens seen (from --tokens-per-step 4096)" in info
+
+
+def test_where_the_special_ids_and_token_counts_come_from(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # a nanoGPT checkpoint names no special id, and no tokenizer.json beside it does: id 0, saying what to add (no 50256 guess)
+    _, ckpt = nanogpt_checkpoint(iter_num=100, vocab_size=50304, n_embd=16, n_head=2, n_layer=1, block_size=16)
+    (tmp_path / "nano").mkdir()
+    torch.save(ckpt, tmp_path / "nano" / "ckpt.pt")
+    ids = discover(tmp_path / "nano").checkpoints[0].special
+    assert (ids.bos, ids.special, ids.kind) == (0, (0,), "default") and "no tokenizer.json beside it names a BOS" in ids.source
+    # a config whose special ids are outside the vocabulary: the default, saying so
+    save_gpt2_defaults(tmp_path / "defaults" / "step0", seed=0)
+    ids = discover(tmp_path / "defaults").checkpoints[0].special
+    assert (ids.bos, ids.kind) == (0, "default") and "names no bos_token_id or eos_token_id inside the vocabulary" in ids.source
+    # the EOS when the config has no valid BOS
+    save_tiny(tmp_path / "eos" / "step0", "llama", seed=0, bos_token_id=None)
+    ids = discover(tmp_path / "eos").checkpoints[0].special
+    assert (ids.bos, ids.special, ids.kind) == (2, (0, 2), "config") and ids.source.endswith("eos_token_id")
+    # a TransformerLens folder names none
+    save_tl_folder(tmp_path / "tl", steps=[0])
+    assert discover(tmp_path / "tl").checkpoints[0].special.kind == "default"
+
+    # tokens seen from a Trainer's trainer_state.json, when it counted them; else unknown
+    trainer = tmp_path / "trainer"
+    for step in (500, 1000):
+        save_tiny(trainer / f"checkpoint-{step}", "llama", seed=step)
+        (trainer / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step, "num_input_tokens_seen": step * 2048}))
+    folder = discover(trainer)
+    assert [(c.tokens_seen, c.tokens_from) for c in folder.checkpoints] == [(500 * 2048, "trainer_state.json num_input_tokens_seen"),
+                                                                              (1000 * 2048, "trainer_state.json num_input_tokens_seen")]
+    assert folder.axis() == {"x": "tokens_seen", "tokens_from": "trainer_state.json num_input_tokens_seen"} and not folder.warnings
+    (trainer / "checkpoint-1000" / "trainer_state.json").write_text(json.dumps({"global_step": 1000, "num_input_tokens_seen": 0}))
+    folder = discover(trainer)
+    assert folder.axis() == {"x": "step", "tokens_from": "unknown"} and folder.checkpoints[1].tokens_seen == 1000
+    assert len(folder.warnings) == 1 and "tokens seen are known for 1 of 2 revisions (not for checkpoint-1000)" in folder.warnings[0]
+    assert [c.tokens_from for c in discover(trainer, tokens_per_step=10).checkpoints] == ["--tokens-per-step 10"] * 2

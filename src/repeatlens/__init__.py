@@ -8,13 +8,14 @@ below is imported (with torch) on first use::
     repeatlens.analyze("sweeps/tiny")                            # score every checkpoint
     scores = repeatlens.load_scores("sweeps/tiny", probe="synthetic")   # tidy DataFrame, one probe
     metrics = repeatlens.load_metrics("sweeps/tiny")             # training losses
+    repeatlens.top_heads(scores, "induction", k=3)               # the 3 best induction heads per run
     repeatlens.run_sweep("analyses/configs/tiny_sweep.yaml", "sweeps/tiny")
     fit = repeatlens.fit_scaling(runs_table)                      # E* per size, alpha, N_eff (no torch)
     repeatlens.audit("shakespeare", "audit_out", model_size="10M")   # (f, E) of a corpus
 
     >>> import repeatlens
     >>> sorted(repeatlens.__all__)
-    ['analyze', 'audit', 'fit_scaling', 'load_metrics', 'load_run', 'load_scores', 'load_sweep', 'run_sweep']
+    ['analyze', 'audit', 'fit_scaling', 'load_metrics', 'load_run', 'load_scores', 'load_sweep', 'run_sweep', 'top_heads']
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["load_run", "load_scores", "load_metrics", "analyze", "run_sweep", "load_sweep", "fit_scaling", "audit"]
+__all__ = ["load_run", "load_scores", "load_metrics", "analyze", "run_sweep", "load_sweep", "fit_scaling", "audit", "top_heads"]
 
 _LAZY = {
     "load_run": ("repeatlens.checkpoints", "load_run"),
@@ -33,6 +34,7 @@ _LAZY = {
     "load_sweep": ("repeatlens.sweep", "load_sweep"),
     "fit_scaling": ("repeatlens.results.fits", "fit_scaling"),
     "audit": ("repeatlens.corpus_audit", "audit"),
+    "top_heads": ("repeatlens.results.heads", "top_heads"),
 }
 
 

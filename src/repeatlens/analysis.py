@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from repeatlens.checkpoints import RunDir
+from repeatlens.data.special import SpecialIds
 from repeatlens.errors import CheckpointError, ConfigError, DataError, RepeatlensError, first_line
 from repeatlens.results.schema import SCORE_COLUMNS
 from repeatlens.results.store import SCORES_FILE, ScoreTable, empty_scores, run_coordinates, say_waiting, sweep_runs, write_sweep_tables
@@ -72,7 +73,13 @@ __all__ = [
     "token_tensor",
     "Failure",
     "AnalysisResult",
+    "run_special_ids",
+    "TOKENS_AXIS",
 ]
+
+TOKENS_AXIS = {"x": "tokens_seen", "tokens_from": "training"}
+"""A run's table metadata ``axis``: tokens seen, counted by the trainer (other people's
+checkpoints: :meth:`repeatlens.foreign.ForeignFolder.axis`)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,9 @@ class AnalysisResult:
         skipped: checkpoints already fully scored.
         failures: checkpoints that could not be scored.
         probes: per table folder, the probe keys scored there.
+        special: per table folder, the probes' BOS and excluded ids and their source.
+        axis: per table folder, what ``tokens_seen`` holds (``{"x": "tokens_seen" | "step",
+            "tokens_from": ...}``, as the table's metadata records it).
     """
 
     path: Path
@@ -112,6 +122,8 @@ class AnalysisResult:
     skipped: int = 0
     failures: list[Failure] = field(default_factory=list)
     probes: dict[str, list[str]] = field(default_factory=dict)
+    special: dict[str, SpecialIds] = field(default_factory=dict)
+    axis: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -123,6 +135,8 @@ class AnalysisResult:
         self.skipped += other.skipped
         self.failures += other.failures
         self.probes.update(other.probes)
+        self.special.update(other.special)
+        self.axis.update(other.axis)
 
 
 @dataclass(frozen=True)
@@ -150,8 +164,7 @@ class _Item:
     step: int
     tokens_seen: int
     load: Callable[[], Any]
-    bos: Optional[int] = None  # foreign: the validated BOS the probes start with (repeatlens.foreign.special_ids)
-    exclude: tuple[int, ...] = ()  # foreign: special ids kept out of the probes' random tokens
+    special: Optional[SpecialIds] = None  # foreign: the validated BOS and excluded ids, and their source
     duplicate_of: Optional[str] = None  # foreign: the earlier revision with identical weights
 
 
@@ -174,6 +187,8 @@ class _Source:
     repeated_synthetic: Optional[np.ndarray] = None
     problems: list[Failure] = field(default_factory=list)
     run_info: dict[str, Any] = field(default_factory=dict)
+    special: Optional[SpecialIds] = None  # the probes' ids; for other people's checkpoints, the first model's item's
+    axis: dict[str, str] = field(default_factory=lambda: dict(TOKENS_AXIS))
 
 
 def _versions(names: Sequence[str]) -> dict[str, int]:
@@ -246,8 +261,12 @@ def _score_locked(src: _Source, names: list[str], opts: _Options, default_batter
 
     versions = _versions(names)
     table = ScoreTable.read(src.table_path)
-    run_before = dict(table.meta["run"])
+    meta_before = {k: table.meta.get(k) for k in ("run", "axis", "probe_ids")}
+    meta_before["run"] = dict(table.meta["run"])
     table.meta["run"].update(src.run_info)
+    table.meta["axis"] = dict(src.axis)
+    if src.special is not None:
+        table.meta["probe_ids"] = src.special.to_json()
     result = AnalysisResult(src.table_path.parent, src.kind, failures=list(src.problems))
     test, rep = token_tensor(src.test_tokens), token_tensor(src.repeated_tokens)
     test_kinds, rep_kinds = _mask_tensor(src.test_synthetic), _mask_tensor(src.repeated_synthetic)
@@ -281,6 +300,9 @@ def _score_locked(src: _Source, names: list[str], opts: _Options, default_batter
             continue
         if probes is None:
             probes = _probe_batches(src.probe_source_from_model(model, item), opts)
+            if item.special is not None:  # the ids the probes were built with
+                src.special = item.special
+                table.meta["probe_ids"] = item.special.to_json()
         if default_battery:  # the first model says how many heads
             names, default_battery = battery(int(model.cfg.n_layers * model.cfg.n_heads)), False
         todo = _todo(table, item.step, names, list(probes), versions, opts.force)
@@ -313,10 +335,14 @@ def _score_locked(src: _Source, names: list[str], opts: _Options, default_batter
         table.write()  # after every checkpoint: an interrupted analysis resumes here
         wrote = True
         result.scored += 1
+    folder = str(src.table_path.parent)
     if probes is not None:
-        result.probes[str(src.table_path.parent)] = list(probes)
-    if not wrote and table.path.is_file() and table.meta["run"] != run_before:
-        table.write()  # e.g. a run's columns changed; the rows did not
+        result.probes[folder] = list(probes)
+    if src.special is not None:
+        result.special[folder] = src.special
+    result.axis[folder] = dict(src.axis)
+    if not wrote and table.path.is_file() and any(table.meta.get(k) != v for k, v in meta_before.items()):
+        table.write()  # e.g. a run's columns changed, or a table written before its axis was recorded; the rows did not
     if table.path.is_file():
         result.tables.append(table.path)
     return result
@@ -333,6 +359,13 @@ def _fit_tokens(tokens, model, what: str):
 
 
 # -------------------------------------------------------------------------------- runs
+
+
+def run_special_ids(run: RunDir) -> SpecialIds:
+    """The probes' BOS and excluded ids of one of our runs, and where they came from: the
+    manifest's record (the tokenizer, a ``.bin`` corpus's ``data.bin_bos_id`` or the synthetic
+    source decided them when the run was prepared; :meth:`RunDir.special_ids`)."""
+    return run.special_ids()
 
 
 def run_probe_source(run: RunDir) -> "ProbeSource":
@@ -423,6 +456,7 @@ def _run_source(run: RunDir, max_sequences: int, device: str) -> _Source:
         table_path=run.path / SCORES_FILE,
         items=items,
         probe_source=run_probe_source(run),
+        special=run_special_ids(run),
         n_heads=run.config().model.n_layers * run.config().model.n_heads,
         test_tokens=np.asarray(run.test_tokens()[:n]),
         repeated_tokens=np.asarray(run.repeated_tokens()[:n]),
@@ -545,12 +579,15 @@ def _foreign_probe_source(model: Any, item: _Item, tokens: Optional[np.ndarray])
     from repeatlens.scores.probes import ProbeSource
 
     vocab, n_ctx = int(model.cfg.d_vocab), int(model.cfg.n_ctx)
-    bos = int(item.bos)
+    special = item.special
+    if special is None:
+        raise AssertionError(f"{item.path}: a foreign checkpoint without its special ids")  # repeatlens.foreign always sets them
     counts = text = None
     if tokens is not None and len(tokens):
         counts = np.bincount(np.asarray(tokens, dtype=np.int64).ravel(), minlength=vocab)[:vocab]
         text = np.asarray(tokens)[:, :n_ctx]
-    return ProbeSource(d_vocab=vocab, n_ctx=n_ctx, bos=bos, exclude=tuple(sorted({bos, *item.exclude})), train_counts=counts, text=text)
+    return ProbeSource(d_vocab=vocab, n_ctx=n_ctx, bos=special.bos, exclude=special.special,
+                       train_counts=counts, text=text)
 
 
 def _analyze_foreign(
@@ -573,6 +610,10 @@ def _analyze_foreign(
     dups = folder.duplicates(progress=opts.progress)
     for rev, original in dups.items():
         say(f"duplicate: revision {rev} has the same weights as {original} (equal tensor hashes); one of them is probably mislabelled")
+    axis = folder.axis()
+    if axis["x"] == "step" and folder.checkpoints:
+        say(f"note: {path}: no token count for these checkpoints, so tokens_seen holds the step and the figures plot against "
+            "the step; give --tokens-per-step N (sequences per optimizer step x their length) to plot against tokens seen")
 
     def loader(ckpt):
         return lambda: folder.load_model(ckpt, opts.device)
@@ -581,11 +622,12 @@ def _analyze_foreign(
         kind=folder.kind,
         run_id=folder.run_id,
         table_path=Path(folder.table_dir) / SCORES_FILE,
-        items=[_Item(Path(c.name), c.step, c.tokens_seen, loader(c), c.bos, c.exclude, dups.get(c.revision)) for c in folder.checkpoints],
+        items=[_Item(Path(c.name), c.step, c.tokens_seen, loader(c), c.special, dups.get(c.revision)) for c in folder.checkpoints],
         probe_source_from_model=lambda model, item: _foreign_probe_source(model, item, all_tokens),
         test_tokens=test,
         problems=[Failure(str(p), reason) for p, reason in folder.problems],
         run_info={"source": folder.kind},
+        axis=axis,
     )
     return _score_source(src, metrics, opts)
 

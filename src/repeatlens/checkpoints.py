@@ -217,7 +217,7 @@ class RunDir:
         if man.special_ids is not None:
             return man.special()
         legacy = man.special()
-        return SpecialIds(legacy.bos, legacy.special + _declared_special(self.tokenizer_path), source=legacy.source)
+        return SpecialIds(legacy.bos, legacy.special + _declared_special(self.tokenizer_path), source=legacy.source, kind="legacy")
 
     def test_tokens(self) -> np.ndarray:
         return self.pool()[: self.manifest().n_test]

@@ -67,9 +67,15 @@ def data_prepare(
 
 
 @app.command()
-def info(run_dir: Path = typer.Argument(..., help="Run directory")) -> None:
-    """Config, repetition spec, checkpoints and final losses of a run."""
-    typer.echo(run_summary(run_dir))
+def info(path: str = typer.Argument(..., help="Run directory, folder of other people's checkpoints, hf:ORG/NAME, or an analysed folder")) -> None:
+    """Config, repetition spec, checkpoints, probe ids and final losses of a run; the checkpoints,
+    probe ids and x-axis of other people's checkpoints and of an analysed table."""
+    from repeatlens.checkpoints import RunDir
+
+    if not path.startswith("hf:") and RunDir(Path(path)).is_run():
+        typer.echo(run_summary(Path(path)))
+    else:
+        typer.echo(folder_summary(path))
 
 
 ProbeOpt = typer.Option(
@@ -113,11 +119,11 @@ def score(
     device: str = DeviceOpt,
 ) -> None:
     """Score one checkpoint with every probe that applies: print a table and write it as parquet."""
-    from repeatlens.analysis import score_checkpoint
+    from repeatlens.analysis import TOKENS_AXIS, run_special_ids, score_checkpoint
     from repeatlens.checkpoints import load_run, step_name
     from repeatlens.devices import resolve_device
-    from repeatlens.io import atomic_write
     from repeatlens.results.reduce import circuits
+    from repeatlens.results.store import write_parquet
 
     dev = resolve_device(device)
     run = load_run(run_dir)
@@ -127,7 +133,7 @@ def score(
         probe_seed=probe_seed, device=dev,
     )
     path = out or run.path / f"score_{step_name(int(df['step'].iloc[0]))}.parquet"
-    atomic_write(path, lambda p: df.to_parquet(p, index=False))
+    write_parquet(path, df, {"axis": dict(TOKENS_AXIS), "probe_ids": run_special_ids(run).to_json()})
     typer.echo(score_table(df))
     named = circuits(df)
     if len(named):
@@ -252,9 +258,21 @@ def analyze(
     keys = sorted({k for ks in res.probes.values() for k in ks})
     if keys:
         typer.echo(f"  probes {', '.join(keys)}")
+    for line in sorted({ids.describe() for ids in res.special.values()}):
+        typer.echo(f"  {line}")
+    for folder, axis in res.axis.items():
+        if axis.get("tokens_from") != "training":
+            typer.echo(f"  {folder}: x-axis {_axis_phrase(axis)}")
     for table in res.tables:
         typer.echo(f"  table {table}")
     _exit_on_failures(res.failures)
+
+
+def _axis_phrase(axis: dict) -> str:
+    """How a table's ``axis`` metadata reads: ``tokens seen (from --tokens-per-step 2097152)``, ``step (...)``."""
+    if axis.get("x") == "tokens_seen":
+        return f"tokens seen (from {axis.get('tokens_from', '?')})"
+    return "step (no token count known: tokens_seen holds the step; give --tokens-per-step to plot against tokens seen)"
 
 
 @app.command()
@@ -331,6 +349,7 @@ def _exit_on_failures(failures: list, points_failed: bool = False) -> None:
 
 def run_summary(run_dir: Path) -> str:
     """Human-readable summary of a run directory."""
+    from repeatlens.analysis import run_special_ids
     from repeatlens.checkpoints import load_run
 
     run = load_run(run_dir)
@@ -348,12 +367,61 @@ def run_summary(run_dir: Path) -> str:
         f"schedule   sha256 {man.schedule['sha256'][:16]}…  seed {cfg.seed}",
         f"checkpoints {len(ckpts)}: steps {', '.join(str(c.step) for c in ckpts[:6])}"
         + (f", … {ckpts[-1].step}" if len(ckpts) > 6 else ""),
+        f"special    {run_special_ids(run).describe()}",
     ]
     lines += _environment_lines(run, ckpts)
     if len(met):
         last = met[met.step == met.step.max()]
         losses = ", ".join(f"{r.split} {r.loss:.4f}" for r in last.itertuples())
         lines.append(f"final loss step {int(met.step.max())}: {losses}")
+    return "\n".join(lines)
+
+
+def folder_summary(path: str) -> str:
+    """Human-readable summary of other people's checkpoints (``hf:ORG/NAME`` or a folder) and
+    of an analysed folder's table: checkpoints, the probes' special ids and their source, what
+    the x-axis counts.
+
+    Raises:
+        CheckpointError: ``path`` holds none of these.
+    """
+    from repeatlens.errors import CheckpointError
+    from repeatlens.foreign import discover, looks_foreign
+    from repeatlens.data.special import SpecialIds
+    from repeatlens.results.store import SCORES_FILE, table_runs
+
+    lines: list[str] = []
+    table = Path(path) / SCORES_FILE if not path.startswith("hf:") else None
+    if path.startswith("hf:") or looks_foreign(Path(path)):
+        folder = discover(path, out=Path(".") if path.startswith("hf:") else None)  # out: where a table would go; nothing is written
+        if folder is None:
+            raise CheckpointError(f"{path}: no checkpoints found")
+        ckpts = folder.checkpoints
+        steps = ", ".join(str(c.step) for c in ckpts[:6]) + (f", … {ckpts[-1].step}" if len(ckpts) > 6 else "")
+        lines.append(f"checkpoints {folder.path}: {len(ckpts)} {folder.kind} revision(s), steps {steps}")
+        groups: dict[tuple, list] = {}
+        for c in ckpts:  # revisions with the same ids: one line
+            groups.setdefault((c.special.bos, c.special.special, c.special.kind), []).append(c.special)
+        for members in groups.values():
+            line, more = members[0].describe(), len(members) - 1
+            if more:
+                line = f"{line[:-1]}, and {more} other revision{'s' if more > 1 else ''} alike)"
+            lines.append(f"special    {line}")
+        if table is None or not table.is_file():  # an analysed table says what it used (below)
+            lines.append(f"x-axis     {_axis_phrase(folder.axis())}")
+        lines += [f"warning: {w}" for w in folder.warnings]
+        lines += [f"problem: {where}: {reason}" for where, reason in folder.problems]
+    if table is not None and table.is_file():
+        runs = table_runs(table)
+        lines.append(f"table      {table}: {len(runs) or '?'} run(s)")
+        for run_id, meta in runs.items():
+            ids = SpecialIds.from_record(meta.get("probe_ids"))
+            what = [ids.describe() if ids else "probe ids not recorded (analysed before they were)"]
+            if "axis" in meta:
+                what.append(f"x-axis {_axis_phrase(meta['axis'])}")
+            lines.append(f"  {run_id}: " + "; ".join(what))
+    if not lines:
+        raise CheckpointError(f"{path}: not a run directory, a folder of other people's checkpoints, or an analysed folder (no {SCORES_FILE})")
     return "\n".join(lines)
 
 

@@ -35,11 +35,18 @@ tells (a config that disagrees with its weights, a truncated file) is a one-line
 
 Tokens seen: ``step * tokens_per_step`` when the caller gives ``tokens_per_step``
 (Pythia: 2,097,152), else the count in the revision name when it has one (OLMo's
-``tokens4B``: rounded as published), else the step itself.
+``tokens4B``: rounded as published), else a Trainer checkpoint's
+``trainer_state.json`` ``num_input_tokens_seen`` (recorded when it trained with
+``include_num_input_tokens_seen``), else unknown: ``tokens_seen`` then holds the step, and
+:meth:`ForeignFolder.axis` says so (the table records it, the figures plot against the step).
+
+Special ids: each checkpoint's probe BOS and excluded ids, and where they came from
+(:attr:`ForeignCheckpoint.special`, a :class:`~repeatlens.probe_ids.SpecialIds`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -49,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Optional, Sequence
 
+from repeatlens.data.special import SpecialIds
 from repeatlens.errors import CheckpointError, ConfigError, first_line
 
 __all__ = [
@@ -168,6 +176,25 @@ def special_ids(config: Any, vocab: int, where: str, tokenizer: Optional[Path] =
     return bos, exclude, notes
 
 
+def _ids_source(config: Any, bos: int, where: str, tokenizer: Optional[Path] = None) -> tuple[str, str]:
+    """Where the BOS :func:`special_ids` chose came from: ``("config", "<where> <field>")``,
+    ``("tokenizer", "<tokenizer.json>")`` for one beside the checkpoint, or ``("default",
+    why)`` when neither gave it (:data:`NO_BOS`)."""
+    for fld in ("bos_token_id", "eos_token_id"):
+        raw = config.get(fld) if isinstance(config, dict) else getattr(config, fld, None)
+        values = raw if isinstance(raw, (list, tuple)) else [raw]
+        if any(isinstance(v, int) and not isinstance(v, bool) and v == bos for v in values):
+            return "config", f"{where} {fld}"
+    if tokenizer is not None and tokenizer.is_file():
+        from repeatlens.data.special import from_token_file
+        from repeatlens.errors import DataError
+
+        with contextlib.suppress(DataError):
+            if from_token_file(str(tokenizer), str(tokenizer)).bos == bos:
+                return "tokenizer", str(tokenizer)
+    return "default", f"{where} names no bos_token_id or eos_token_id inside the vocabulary and no tokenizer.json beside it names a BOS: id {bos}"
+
+
 @dataclass(frozen=True)
 class ForeignCheckpoint:
     """One checkpoint of a foreign folder.
@@ -182,6 +209,9 @@ class ForeignCheckpoint:
         exclude: valid special ids kept out of the probes' random tokens.
         weights: the files holding its tensors (hashed by :meth:`ForeignFolder.duplicates`).
         label: how messages name it when the path would not say (hub snapshots).
+        ids_from: ``(source, where)`` of ``bos`` and ``exclude`` (see :attr:`special`).
+        tokens_from: where ``tokens_seen`` came from (``--tokens-per-step N``, ``revision
+            name``, ``trainer_state.json``), or None: unknown, ``tokens_seen`` is the step.
     """
 
     path: Path
@@ -193,11 +223,18 @@ class ForeignCheckpoint:
     exclude: tuple[int, ...] = (NO_BOS,)
     weights: tuple[Path, ...] = ()
     label: str = ""
+    ids_from: tuple[str, str] = ("default", "no config or tokenizer names a special id")
+    tokens_from: Optional[str] = None
 
     @property
     def name(self) -> str:
         """How messages name it: ``label`` (e.g. ``hf:ORG/NAME@step1000``), else the path."""
         return self.label or str(self.path)
+
+    @property
+    def special(self) -> SpecialIds:
+        """The probes' BOS and excluded ids for this checkpoint, and where they came from."""
+        return SpecialIds(self.bos, tuple(self.exclude), source=self.ids_from[1], kind=self.ids_from[0])
 
 
 @dataclass
@@ -227,6 +264,15 @@ class ForeignFolder:
     def __post_init__(self) -> None:
         self.table_dir = self.table_dir or self.path
         self.run_id = self.run_id or self.path.resolve().name
+
+    def axis(self) -> dict[str, str]:
+        """What ``tokens_seen`` means in this folder's table: ``{"x": "tokens_seen",
+        "tokens_from": ...}`` when every checkpoint has a token count, else ``{"x": "step",
+        "tokens_from": "unknown"}`` (``tokens_seen`` then holds the step where no count is known)."""
+        sources = {c.tokens_from for c in self.checkpoints}
+        if self.checkpoints and None not in sources:
+            return {"x": "tokens_seen", "tokens_from": ", ".join(sorted(str(x) for x in sources))}
+        return {"x": "step", "tokens_from": "unknown"}
 
     def warn(self, message: str) -> None:
         """Record a warning once (and pass it to :attr:`on_warning`)."""
@@ -444,17 +490,34 @@ def _scan(path: Path) -> list[_Found]:
     return found
 
 
+def _trainer_state(path: Path) -> dict[str, Any]:
+    """A Hugging Face Trainer checkpoint's ``trainer_state.json`` ({} when absent or unreadable)."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _trainer_tokens(path: Path, step: int) -> Optional[int]:
+    """Tokens seen at ``step`` by ``trainer_state.json``: its ``num_input_tokens_seen`` when it
+    trained with ``include_num_input_tokens_seen`` (0 or absent otherwise) and the state is
+    that step's; None when it does not say."""
+    state = _trainer_state(path)
+    n = state.get("num_input_tokens_seen")
+    if state.get("global_step") == step and isinstance(n, int) and not isinstance(n, bool) and n > 0:
+        return n
+    return None
+
+
 def _own_revision(path: Path) -> Revision:
     """The step of a lone checkpoint folder: from its name, else trainer_state.json's global_step, else -1."""
     rev = parse_revision(path.resolve().name)
     if rev is not None:
         return rev
-    try:
-        step = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
-        if isinstance(step, int) and step >= 0:
-            return Revision(path.resolve().name, step)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    step = _trainer_state(path).get("global_step")
+    if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+        return Revision(path.resolve().name, step)
     return Revision(path.resolve().name, -1)
 
 
@@ -494,22 +557,27 @@ class _Builder:
     def note(self, message: str) -> None:
         self.notes.setdefault(message, [])
 
-    def special(self, config: Any, vocab: int, where: str, tokenizer: Optional[Path] = None) -> tuple[int, tuple[int, ...]]:
+    def special(self, config: Any, vocab: int, where: str, tokenizer: Optional[Path] = None) -> tuple[int, tuple[int, ...], tuple[str, str]]:
         bos, exclude, notes = special_ids(config, vocab, where, tokenizer)
         for n in notes:  # group identical complaints of many revisions into one line
             self.notes.setdefault(n[len(where) + 2 :], []).append(where)
-        return bos, exclude
+        return bos, exclude, _ids_source(config, bos, where, tokenizer)
 
-    def tokens(self, rev: Revision, step: int) -> int:
+    def tokens(self, rev: Revision, step: int, folder: Optional[Path] = None) -> tuple[int, Optional[str]]:
+        """Tokens seen at ``step`` and where that count came from (None: unknown, the step)."""
         if self.tokens_per_step:
-            return step * int(self.tokens_per_step)
-        return rev.tokens if rev.tokens is not None else step
+            return step * int(self.tokens_per_step), f"--tokens-per-step {int(self.tokens_per_step)}"
+        if rev.tokens is not None:
+            return rev.tokens, "revision names"
+        n = _trainer_tokens(folder, step) if folder is not None else None
+        return (n, "trainer_state.json num_input_tokens_seen") if n is not None else (step, None)
 
     def add(
         self, path: Path, rev: Revision, step: int, kind: Kind, signature: tuple, bos: int,
-        exclude: tuple[int, ...], weights: Sequence[Path] = (), label: str = "",
+        exclude: tuple[int, ...], weights: Sequence[Path] = (), label: str = "", ids_from: tuple[str, str] = ("default", "no config or tokenizer names a special id"),
     ) -> None:
-        ckpt = ForeignCheckpoint(path, step, self.tokens(rev, step), rev.name, kind, bos, tuple(exclude), tuple(weights), label)
+        tokens, tokens_from = self.tokens(rev, step, path if path.is_dir() else None)
+        ckpt = ForeignCheckpoint(path, step, tokens, rev.name, kind, bos, tuple(exclude), tuple(weights), label, ids_from, tokens_from)
         self.items.append((ckpt, signature))
 
     # -------------------------------------------------------------- per layout
@@ -534,8 +602,8 @@ class _Builder:
             else:
                 c = self.hcfg
                 sig = ("TransformerLens", c.n_layers, c.d_model, c.n_heads, c.d_vocab)
-                bos, exclude = self.special({}, int(c.d_vocab), str(cfg_path), top / "tokenizer.json")
-                self.add(f.path, f.revision, f.revision.step, "transformerlens", sig, bos, exclude, weights=[f.path])
+                bos, exclude, ids_from = self.special({}, int(c.d_vocab), str(cfg_path), top / "tokenizer.json")
+                self.add(f.path, f.revision, f.revision.step, "transformerlens", sig, bos, exclude, weights=[f.path], ids_from=ids_from)
 
     def huggingface(self, d: Path, rev: Revision, label: str = "") -> None:
         from repeatlens.model import hooked_spec, read_hf_config
@@ -560,9 +628,9 @@ class _Builder:
             return
         for n in spec.notes:
             self.note(n)
-        bos, exclude = self.special(hf_config, int(spec.kwargs["d_vocab"]), f"{label}/config.json" if label else str(d / "config.json"),
-                                    d / "tokenizer.json")
-        self.add(d, rev, rev.step, "huggingface", spec.signature, bos, exclude, files, label)
+        bos, exclude, ids_from = self.special(hf_config, int(spec.kwargs["d_vocab"]), f"{label}/config.json" if label else str(d / "config.json"),
+                                              d / "tokenizer.json")
+        self.add(d, rev, rev.step, "huggingface", spec.signature, bos, exclude, files, label, ids_from)
 
     def nanogpt(self, path: Path, rev: Revision) -> None:
         from repeatlens.model import nanogpt_spec
@@ -591,8 +659,8 @@ class _Builder:
         vocab = int(spec.kwargs["d_vocab"])
         # nanoGPT saves no special ids: a tokenizer.json beside the checkpoint decides (GPT-2's for its BPE data)
         beside = [file.parent / "tokenizer.json", file.parent.parent / "tokenizer.json"]  # the run's folder, or the one above
-        bos, exclude = self.special({}, vocab, str(file), next((p for p in beside if p.is_file()), beside[0]))
-        self.add(path, rev, step, "nanogpt", spec.signature, bos, exclude, [file])
+        bos, exclude, ids_from = self.special({}, vocab, str(file), next((p for p in beside if p.is_file()), beside[0]))
+        self.add(path, rev, step, "nanogpt", spec.signature, bos, exclude, [file], ids_from=ids_from)
 
     # -------------------------------------------------------------- checks and result
 
@@ -620,6 +688,11 @@ class _Builder:
             path, kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "huggingface"), checkpoints,
             problems=self.problems, table_dir=table_dir, run_id=run_id, _hcfg=self.hcfg,
         )
+        known = [c for c in checkpoints if c.tokens_from is not None]
+        if known and len(known) < len(checkpoints):
+            unknown = [c.revision for c in checkpoints if c.tokens_from is None]
+            self.note(f"{path}: tokens seen are known for {len(known)} of {len(checkpoints)} revisions (not for {', '.join(unknown[:3])}"
+                      f"{', ...' if len(unknown) > 3 else ''}); the table's axis is the step: give --tokens-per-step to plot against tokens seen")
         for message, files in self.notes.items():
             if files:
                 more = f" (and {len(files) - 1} other revision{'s' if len(files) > 2 else ''})" if len(files) > 1 else ""

@@ -1,4 +1,7 @@
-"""A self-contained HTML report of a sweep: every available figure and a run summary.
+"""A self-contained HTML report of a sweep, a run or a folder of other people's checkpoints:
+every available figure, a run summary, what the probes and the x-axis are, and which
+figures were left out and why (e.g. the f and E figures for checkpoints that have no
+repetition coordinates).
 
 The page embeds plotly.js once (no CDN, no MathJax), so it opens offline and can be
 mailed as one file.
@@ -18,8 +21,9 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from repeatlens.plots import theme
+from repeatlens.data.special import SpecialIds
 from repeatlens.results.reduce import MissingDataError, check_scores, final_values, run_table
-from repeatlens.plots.figures import available_figures
+from repeatlens.plots.figures import build_figures, training_axis
 
 CAPTIONS: dict[str, str] = {
     "loss_vs_repeat_count": "Final test loss against repeat count E per repeated fraction (mean ± std over "
@@ -49,6 +53,7 @@ table.summary tr.control td { font-weight: bold; }
 .figure { margin: 8px 0 24px; }
 .caption { color: #444; font-size: 0.92em; margin: 4px 0 0; }
 .scroll { max-height: 480px; overflow: auto; }
+ul.skipped { font-size: 0.92em; color: #444; }
 """
 
 
@@ -71,17 +76,22 @@ def summary_table(scores: pd.DataFrame, probe: str | None = None) -> pd.DataFram
         Columns ``run_id``, ``f``, ``E``, ``model``, ``params``, ``seed``, ``final test
         loss``, ``final repeated loss``, ``max induction`` and ``max shifted induction``
         (strongest head, last checkpoint), ``copying loss`` (last checkpoint); NaN where
-        not scored.
+        not scored. ``E``, ``params`` and ``seed`` are nullable integers: NA for other
+        people's checkpoints, which have no repetition coordinates (f is NaN there).
     """
     s = check_scores(scores, probe)
     runs = run_table(s).set_index("run_id")
+    sources = {rid: meta.get("source") for rid, meta in (scores.attrs.get("runs") or {}).items() if meta.get("source")}
+    runs["model_preset"] = [sources.get(rid, p) if pd.isna(f) else p  # other people's: the kind of checkpoints
+                            for rid, p, f in zip(runs.index, runs["model_preset"], runs["repeated_fraction"])]
+    params = runs["n_params"].astype("Float64")
     out = pd.DataFrame(
         {
-            "f": runs["repeated_fraction"],
-            "E": runs["repeat_count"].astype(int),
+            "f": runs["repeated_fraction"].astype(float),
+            "E": runs["repeat_count"].astype("Float64").astype("Int64"),
             "model": runs["model_preset"],
-            "params": runs["n_params"].astype(int),
-            "seed": runs["seed"].astype(int),
+            "params": params.mask(params <= 0).astype("Int64"),  # 0: not known (other people's checkpoints)
+            "seed": runs["seed"].astype("Float64").astype("Int64").mask(runs["repeated_fraction"].isna()),
         }
     )
     out["final test loss"] = _final_metric(s, "test_loss")
@@ -100,12 +110,14 @@ def _table_html(summary: pd.DataFrame) -> str:
         rec = dict(zip(summary.columns, row, strict=True))
         cells = []
         for col, value in rec.items():
-            if col == "f":
+            if pd.isna(value):
+                text = "–"
+            elif col == "f":
                 text = theme.format_fraction(float(value))
             elif col == "params":
                 text = theme.format_count(float(value))
             elif isinstance(value, float):
-                text = "–" if pd.isna(value) else f"{value:.4g}"
+                text = f"{value:.4g}"
             else:
                 text = str(value)
             cells.append(f"<td>{html.escape(text)}</td>")
@@ -123,6 +135,45 @@ def _probe_line(chosen: str | None, others: list[str]) -> str:
         keys = ", ".join(f"<code>{html.escape(k)}</code>" for k in others)
         line += f" The table also holds {keys}; <code>repeatlens report PATH --probe KEY</code> shows another."
     return line
+
+
+def _ids_line(scores: pd.DataFrame) -> str:
+    """The probes' BOS and excluded ids, and their source, as the tables recorded them: one
+    line per distinct set of ids (naming the runs when they differ; HTML)."""
+    recorded = {rid: SpecialIds.from_record(meta.get("probe_ids")) for rid, meta in (scores.attrs.get("runs") or {}).items()}
+    groups: dict[tuple, list[tuple[str, SpecialIds]]] = {}
+    for rid, ids in recorded.items():
+        if ids is not None:
+            groups.setdefault((ids.bos, ids.special, ids.kind), []).append((rid, ids))
+    if not groups:
+        return "The probes' special ids are not recorded in this table (analysed before they were; analyse again to record them)."
+    lines = []
+    for members in groups.values():
+        line = members[0][1].describe()
+        if len(members) > 1:
+            line = line[:-1] + f", and {len(members) - 1} other run{'s' if len(members) > 2 else ''} alike)"
+        lines.append(line if len(groups) == 1 else f"{members[0][0]}{' ...' if len(members) > 1 else ''}: {line}")
+    return "Probes: " + "; ".join(html.escape(x) for x in lines) + "."
+
+
+def _axis_line(s: pd.DataFrame) -> str:
+    """What the figures over training put on their x axis, and how to change it (HTML)."""
+    axis = training_axis(s)
+    if axis.counts_tokens:
+        return "Figures over training plot tokens seen."
+    return ("Figures over training plot the <b>training step</b>: no token count is known for some of these checkpoints "
+            "(<code>repeatlens analyze PATH --tokens-per-step N --force</code> records one).")
+
+
+def _skipped_html(skipped: Mapping[str, str]) -> str:
+    """The figures left out, each with its reason (HTML; empty when none)."""
+    if not skipped:
+        return ""
+    by_reason: dict[str, list[str]] = {}
+    for name, why in skipped.items():
+        by_reason.setdefault(why, []).append(name.replace("_", " "))
+    items = "".join(f"<li><b>{html.escape(', '.join(names))}</b>: {html.escape(why)}</li>" for why, names in by_reason.items())
+    return f'<h2 id="skipped">Not shown ({len(skipped)})</h2><ul class="skipped">{items}</ul>'
 
 
 def _caption(name: str) -> str:
@@ -173,16 +224,27 @@ def write_report(
 
     s = check_scores(scores, probe)
     chosen, others = s.attrs.get("probe"), [k for k in probe_keys(scores) if k != s.attrs.get("probe")]
-    figures = dict(figures) if figures is not None else available_figures(s, metrics)
+    if figures is not None:
+        figures, skipped = dict(figures), {}
+    else:
+        figures, skipped = build_figures(s, metrics)
     summary = summary_table(s)
     runs = run_table(s)
     title = title or f"repeatlens report: {sweep_dir.resolve().name}"
-    fractions = ", ".join(theme.format_fraction(f) for f in sorted(runs["repeated_fraction"].unique()))
-    counts = ", ".join(f"{e:g}" for e in sorted(runs["repeat_count"].unique()))
+    coordinates = runs[runs["repeat_count"].notna()]
+    unknown = len(runs) - len(coordinates)
+    fractions = ", ".join(theme.format_fraction(f) for f in sorted(coordinates["repeated_fraction"].unique()))
+    counts = ", ".join(f"{e:g}" for e in sorted(coordinates["repeat_count"].unique()))
     sizes = ", ".join(
-        f"{p} ({theme.format_count(n)})"
-        for p, n in runs[["model_preset", "n_params"]].drop_duplicates().sort_values("n_params").itertuples(index=False)
+        f"{p} ({theme.format_count(n)})" if n > 0 else str(p)
+        for p, n in coordinates[["model_preset", "n_params"]].drop_duplicates().sort_values("n_params").itertuples(index=False)
     )
+    parts = [f"{len(runs)} run{'s' if len(runs) != 1 else ''}"]
+    if len(coordinates):
+        parts += [f"repeated fractions f: {html.escape(fractions)}", f"repeat counts E: {html.escape(counts)}",
+                  f"models: {html.escape(sizes)}", f"seeds: {coordinates['seed'].nunique()}"]
+    if unknown:
+        parts.append(html.escape(f"{unknown} of other people's checkpoints (no repetition coordinates f, E)"))
     config = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "svg"}}
     sections, toc = [], []
     for k, (name, fig) in enumerate(figures.items()):
@@ -205,14 +267,15 @@ def write_report(
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
 <h1>{html.escape(title)}</h1>
-<p class="meta">{len(runs)} runs · repeated fractions f: {html.escape(fractions)} · repeat counts E:
-{html.escape(counts)} · models: {html.escape(sizes)} · seeds: {runs['seed'].nunique()} ·
+<p class="meta">{' · '.join(parts)} ·
 generated {stamp} from <code>{html.escape(str(sweep_dir))}</code></p>
-<p class="meta">{_probe_line(chosen, others)}</p>
+<p class="meta">{_probe_line(chosen, others)} {_ids_line(scores)}</p>
+<p class="meta">{_axis_line(s)}</p>
 <nav><h2>Figures ({len(figures)})</h2><ol>{''.join(toc)}</ol></nav>
 <h2 id="summary">Runs</h2>
 <div class="scroll">{_table_html(summary)}</div>
 {''.join(sections)}
+{_skipped_html(skipped)}
 </body></html>
 """
     target.write_text(page, encoding="utf-8")

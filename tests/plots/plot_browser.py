@@ -27,9 +27,11 @@ CHROMIUM_FLAGS = [
     "--hide-scrollbars",
 ]
 
-# Count the plotly graph divs and those whose SVG plot layer exists (i.e. rendered).
+# Count the plotly graph divs (in the page from the start: plotly marks a div js-plotly-plot
+# only once it starts drawing, so counting those could read 0 of 0 on a busy machine) and
+# those whose SVG plot layer exists (i.e. rendered).
 _COUNT_JS = """
-const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+const plots = Array.from(document.querySelectorAll('.plotly-graph-div, .js-plotly-plot'));
 return [plots.length, plots.filter(p => p.querySelector('svg.main-svg') !== null
                                         && p._fullLayout !== undefined).length];
 """

@@ -340,11 +340,71 @@ def test_foreign_table_without_sweep_columns():
                          metrics=("test_loss", "induction"))
     foreign = scores.drop(columns=["repeated_fraction", "repeat_count", "total_tokens", "model_preset",
                                    "n_params", "seed"]).assign(run_id="pythia-70m")
-    figs = plots.available_figures(foreign)
+    figs, skipped = plots.build_figures(foreign)
     assert list(figs) == ["score_trajectories_test_loss", "score_trajectories_induction", "head_heatmap_induction"]
     line = next(t for t in figs["score_trajectories_test_loss"].data if t.name == "pythia-70m")
     assert line.line.color == theme.UNKNOWN_COLOR and line.customdata[0][1] == "?"
-    assert figs["score_trajectories_test_loss"].layout.annotations[0].text == "f = ?"
+    assert "f = " not in line.hovertemplate  # no made-up f, E or seed in the hover text
+    assert figs["score_trajectories_test_loss"].layout.annotations == ()  # one panel, no "f = ?" facet title
+    assert "f = " not in figs["head_heatmap_induction"].layout.title.text
+    # the figures that compare f and E are named, with the reason, not silently dropped
+    assert set(plots.figures.NEEDS_COORDINATES) <= set(skipped)
+    assert all("repetition coordinates f and E" in skipped[n] for n in plots.figures.NEEDS_COORDINATES)
+    assert "score them with -m ablation_test_loss" in skipped["head_attribution"]
+    # beside a sweep, the foreign run gets its own facet
+    both = pd.concat([scores, foreign], ignore_index=True)
+    titles = [a.text for a in plots.score_trajectories(both, "test_loss").layout.annotations]
+    assert titles[:2] == ["f = 10%", "f, E unknown"]  # (then the size rows: the foreign run in its own)
+
+
+def _heatmap_slider(n_checkpoints: int, **attrs):
+    steps = tuple(100 * (i + 1) for i in range(n_checkpoints))
+    scores = make_scores(fractions=(0.1,), repeat_counts=(10,), models=(("tiny", 100_000),), seeds=(0,), metrics=("induction",), steps=steps)
+    scores = scores[scores["repeated_fraction"] > 0]
+    scores.attrs.update(attrs)
+    fig = plots.head_heatmap(scores, "induction")
+    return scores, fig, fig.layout.sliders[0]
+
+
+@pytest.mark.parametrize("n", [3, 10, 11, 40])
+def test_the_slider_always_names_the_checkpoint_shown(n):
+    """The current checkpoint's label has its own opaque colour: with more checkpoints than
+    SLIDER_TICK_LABELS_MAX the tick labels turn transparent, and the current value used to
+    inherit that colour (so it was invisible in every default report)."""
+    scores, fig, slider = _heatmap_slider(n)
+    cur = slider.currentvalue
+    assert cur.visible is not False and cur.prefix == "tokens seen: "
+    assert cur.font.color == theme.TEXT_COLOR and "rgba" not in cur.font.color
+    tokens = scores.drop_duplicates("step").sort_values("step")["tokens_seen"]
+    assert [st.label for st in slider.steps] == [theme.format_count(int(t)) for t in tokens]  # what it shows
+    assert slider.active == n - 1
+    hidden = n > plots.figures.SLIDER_TICK_LABELS_MAX
+    assert (slider.font.color == "rgba(0,0,0,0)") == hidden and cur.font.color != slider.font.color
+
+
+def test_runs_without_token_counts_are_plotted_against_the_step():
+    scores, _, _ = _heatmap_slider(4)
+    run = scores["run_id"].iloc[0]
+    # the table's metadata says this run's tokens_seen holds the step
+    step_only = scores.copy()
+    step_only.attrs["runs"] = {run: {"axis": {"x": "step", "tokens_from": "unknown"}}}
+    heat = plots.head_heatmap(step_only, "induction")
+    assert heat.layout.sliders[0].currentvalue.prefix == "training step: "
+    assert [st.label for st in heat.layout.sliders[0].steps] == ["100", "200", "300", "400"]
+    assert "tokens" not in heat.data[0].hovertemplate
+    traj = plots.score_trajectories(step_only, "induction")
+    assert traj.layout.xaxis.title.text == theme.STEP_LABEL
+    np.testing.assert_array_equal(next(t for t in traj.data if t.name == run).x, [100, 200, 300, 400])
+    assert plots.training_axis(step_only).column == "step"
+    # recorded as tokens: tokens; not recorded, tokens_seen == step everywhere: the step
+    step_only.attrs["runs"] = {run: {"axis": {"x": "tokens_seen", "tokens_from": "--tokens-per-step 512"}}}
+    assert plots.training_axis(step_only).column == "tokens_seen"
+    bare = scores.assign(tokens_seen=scores["step"])
+    bare.attrs = {}
+    assert plots.training_axis(bare).column == "step" and plots.training_axis(scores.copy()).column == "tokens_seen"
+    # one step-only run among others: the whole figure goes to the step
+    mixed = pd.concat([scores, bare.assign(run_id="other")], ignore_index=True)
+    assert plots.training_axis(mixed).column == "step" and plots.training_axis(mixed, [run]).column == "tokens_seen"
 
 
 # ------------------------------------------------------------------------------------ probes

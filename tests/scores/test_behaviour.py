@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -88,3 +89,99 @@ def test_ablating_a_silent_head_changes_nothing(tiny) -> None:
     row = df[(df["layer"] == 1) & (df["head"] == 2)]  # df.head is the method
     assert row.value.iloc[0] == pytest.approx(0.0, abs=1e-6)
     assert df.value.abs().max() > 0  # the others do something
+
+
+@pytest.mark.parametrize("positional, attn_only", [("standard", False), ("rotary", True), ("shortformer", False)])
+def test_position_losses_and_layer_reruns_equal_the_full_logit_computation(positional: str, attn_only: bool, monkeypatch) -> None:
+    """Every score, the loss-reading ones (copying, ablation, data, attribution) computed at
+    the read positions only, re-running blocks from the ablated layer, equals the pre-issue-23
+    computation (full-vocabulary logits everywhere, one complete forward per head), also
+    with the vocabulary read in tiles of 64 ids x 5 positions and one head of two rows per
+    re-run pass."""
+    from repeatlens.model import ModelConfig, build_model
+    from repeatlens.scores import REGISTRY, reference
+    from repeatlens.scores import behaviour
+
+    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=4, d_head=8, n_ctx=32, d_vocab=300, attn_only=attn_only,
+                      positional_embedding=positional)
+    model = build_model(cfg, seed=1).eval()
+    g = torch.Generator().manual_seed(0)
+    data = dict(test_tokens=torch.randint(1, 300, (6, 40), generator=g), repeated_tokens=torch.randint(1, 300, (4, 20), generator=g),
+                test_synthetic=torch.arange(6) % 2 == 0, repeated_synthetic=torch.arange(4) % 3 == 0, batch_size=4,
+                memorization_prefix=4, memorization_k=2, probes=make_probes(300, 32, batch=3))
+    metrics = [m for m in REGISTRY if not m.startswith("llc")]  # the weight scores' top-1 and shared weights too
+    key = ["metric", "layer", "head", "probe"]
+
+    def table(df):
+        return df.astype({"layer": "float", "head": "float"}).sort_values(key).reset_index(drop=True)
+
+    with reference.full_logits():
+        old = table(score_model(model, metrics, **data))
+    new = table(score_model(model, metrics, **data))
+    monkeypatch.setattr(behaviour, "VOCAB_TILE", 64)
+    monkeypatch.setattr(behaviour, "ROW_TILE", 5)
+    monkeypatch.setattr(behaviour, "ABLATION_PASS_BYTES", 2 * behaviour._bytes_per_row(model, 32))
+    small = table(score_model(model, metrics, **data))
+    assert set(old.metric) == set(metrics) and len(old) == len(new) == len(small)
+    for df in (new, small):
+        assert df[key].equals(old[key])
+        np.testing.assert_allclose(df.value, old.value, atol=2e-5, rtol=1e-5)
+    assert old[old.metric == "ablation_copying_loss"].value.abs().max() > 1e-2  # the heads do something
+
+
+def test_layer_run_reruns_reproduce_the_hooked_forward(tiny) -> None:
+    """LayerRun: the clean pass block by block is the forward; a re-run from layer l with a
+    hook equals a complete hooked forward, for every stacked copy."""
+    from repeatlens.model import LayerRun, Unembedding, logits_from_resid, z_hook_name
+
+    model = tiny(d_vocab=64, n_ctx=32)
+    x = torch.randint(1, 64, (3, 20), generator=torch.Generator().manual_seed(2))
+    run = LayerRun(model, x)
+    with torch.inference_mode():
+        torch.testing.assert_close(logits_from_resid(model, run.resid_final), model(x), rtol=1e-5, atol=1e-5)
+        assert torch.equal(Unembedding(model)(run.resid_final[1]), logits_from_resid(model, run.resid_final)[1])
+
+        def zero(head):
+            def hook(z, hook):
+                z[:, :, head] = 0.0
+                return z
+            return hook
+
+        def two_heads(z, hook):  # copy 0 ablates head 1, copy 1 head 3
+            z[:3, :, 1] = 0.0
+            z[3:, :, 3] = 0.0
+            return z
+
+        both = run.rerun(1, [(z_hook_name(1), two_heads)], copies=2)
+        for i, head in enumerate((1, 3)):
+            full = model.run_with_hooks(x, fwd_hooks=[(z_hook_name(1), zero(head))])
+            torch.testing.assert_close(logits_from_resid(model, both[3 * i : 3 * i + 3]), full, rtol=1e-5, atol=1e-5)
+
+
+def test_vocabulary_tiles_equal_the_whole_softmax(tiny, monkeypatch) -> None:
+    """The tiled running log-sum-exp and first argmax against F.cross_entropy and argmax of
+    the whole logits; half of the targets are the most likely id, and ids 5 and 200 (in
+    different tiles) tie for the maximum of some rows: the first wins, as in argmax."""
+    from repeatlens.model import Unembedding, logits_from_resid
+    from repeatlens.scores import behaviour
+
+    model = tiny(d_vocab=300, n_ctx=32)
+    with torch.no_grad():
+        model.unembed.W_U[:, 200] = model.unembed.W_U[:, 5]
+        model.unembed.b_U[[5, 200]] = 2.0
+    g = torch.Generator().manual_seed(3)
+    resid = torch.randn(23, model.cfg.d_model, generator=g)
+    with torch.inference_mode():
+        logits = logits_from_resid(model, resid[None])[0]
+        targets = torch.randint(0, 300, (23,), generator=g)
+        targets[::2] = logits.argmax(-1)[::2]
+        targets[logits.argmax(-1) == 5] = 200  # tied with 5, but not first: no hit
+        full = F.cross_entropy(logits, targets, reduction="none"), logits.argmax(-1) == targets
+        got = [behaviour._next_token_stats(Unembedding(model), resid, targets, greedy=True)]
+        monkeypatch.setattr(behaviour, "VOCAB_TILE", 64)
+        monkeypatch.setattr(behaviour, "ROW_TILE", 4)
+        got.append(behaviour._next_token_stats(Unembedding(model), resid, targets, greedy=True))
+    assert 0 < int(full[1].sum()) < 23 and (targets == 200).any()
+    for loss, hit in got:
+        torch.testing.assert_close(loss, full[0], rtol=1e-5, atol=1e-5)
+        assert torch.equal(hit, full[1])

@@ -19,7 +19,7 @@ the field to set. Importing this module imports neither torch nor ``tokenizers``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import numpy as np
 from jaxtyping import Int64
@@ -29,7 +29,7 @@ from repeatlens.errors import DataError
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-__all__ = ["BOS_CANDIDATES", "SYNTHETIC_BOS", "SpecialIds", "from_tokenizer", "from_token_file", "legacy"]
+__all__ = ["BOS_CANDIDATES", "SYNTHETIC_BOS", "IdSource", "SpecialIds", "from_tokenizer", "from_token_file", "legacy"]
 
 BOS_CANDIDATES = ("<|endoftext|>", "<|begin_of_text|>", "<|startoftext|>", "<s>", "<bos>", "<BOS>", "[BOS]")
 """Tokens that open a document in common tokenizers, in the order a BOS is looked for."""
@@ -39,9 +39,18 @@ SYNTHETIC_BOS = 0
 for BOS; its ordinary ids are 1 .. vocab_size - 1."""
 
 
+IdSource = Literal["tokenizer", "bin", "config", "synthetic", "legacy", "default"]
+"""What decided a :class:`SpecialIds`: ``tokenizer`` (a run's tokenizer, or a
+``tokenizer.json`` beside someone else's checkpoint); ``bin``: a ``.bin`` corpus's
+``data.bin_bos_id``; ``config``: a foreign model's config (``bos_token_id``,
+``eos_token_id``, ``pad_token_id``); ``synthetic``: the synthetic-only source's vocabulary;
+``legacy``: a run written before they were recorded (BOS 0, as it was trained); ``default``:
+nothing named one, so a documented default was taken (with a warning)."""
+
+
 @dataclass(frozen=True)
 class SpecialIds:
-    """A run's special ids.
+    """A run's (or a checkpoint's) special ids, and where they came from.
 
     Attributes:
         bos: the id at position 0 of every training row and every probe row.
@@ -49,13 +58,24 @@ class SpecialIds:
             probe token takes one of them.
         bos_token: the BOS token's text, when a tokenizer names it.
         source: where they were read, for messages (``tokenizer 'x/tokenizer.json'``,
-            ``data.bin_bos_id``, ...).
+            ``data.bin_bos_id``, ``step0/config.json bos_token_id``, ...).
+        kind: what decided them (:data:`IdSource`).
+
+    Scores tables record them (``meta["probe_ids"]``, :meth:`to_json`); ``analyze`` and
+    ``info`` print :meth:`describe`:
+
+    >>> ids = SpecialIds(50256, (50256,), "<|endoftext|>", "step0/config.json bos_token_id", "config")
+    >>> ids.describe()
+    'probe BOS 50256, special ids excluded [50256] (from the config: step0/config.json bos_token_id)'
+    >>> SpecialIds.from_record(ids.to_json()) == ids, SpecialIds.from_record({"bos": "x"})
+    (True, None)
     """
 
     bos: int
     special: tuple[int, ...]
     bos_token: Optional[str] = None
     source: str = ""
+    kind: IdSource = "tokenizer"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "special", tuple(sorted({int(self.bos), *map(int, self.special)})))
@@ -83,8 +103,9 @@ class SpecialIds:
         return ids
 
     def to_json(self) -> dict[str, Any]:
-        """What the manifest records (``special_ids``)."""
-        return {"bos": int(self.bos), "special": [int(i) for i in self.special], "bos_token": self.bos_token, "source": self.source}
+        """What the manifest (``special_ids``) and every scores table (``probe_ids``) record."""
+        return {"bos": int(self.bos), "special": [int(i) for i in self.special], "bos_token": self.bos_token, "source": self.source,
+                "kind": self.kind}
 
     @classmethod
     def from_json(cls, d: Optional[dict[str, Any]]) -> "SpecialIds":
@@ -92,12 +113,29 @@ class SpecialIds:
         BOS 0, as every run was then trained."""
         if d is None:
             return legacy()
-        return cls(int(d["bos"]), tuple(int(i) for i in d.get("special", [d["bos"]])), d.get("bos_token"), d.get("source", ""))
+        return cls(int(d["bos"]), tuple(int(i) for i in d.get("special", [d["bos"]])), d.get("bos_token"), d.get("source", ""),
+                   d.get("kind", "tokenizer"))
+
+    @classmethod
+    def from_record(cls, d: Any) -> Optional["SpecialIds"]:
+        """A scores table's ``probe_ids`` record; None for anything else (a table written before it was kept)."""
+        if not isinstance(d, dict) or not isinstance(d.get("bos"), int) or not isinstance(d.get("special", []), list):
+            return None
+        try:
+            return cls.from_json(d)
+        except (TypeError, ValueError):
+            return None
+
+    def describe(self) -> str:
+        """One line for ``analyze``, ``info`` and the report."""
+        whence = {"tokenizer": "the tokenizer", "bin": "the .bin settings", "config": "the config", "synthetic": "the synthetic source",
+                  "legacy": "a run written before they were recorded", "default": "a default"}.get(self.kind, self.kind)
+        return f"probe BOS {self.bos}, special ids excluded {list(self.special)} (from {whence}" + (f": {self.source})" if self.source else ")")
 
 
 def legacy() -> "SpecialIds":
     """The special ids of a run written before they were recorded: BOS (and the only special id) 0."""
-    return SpecialIds(SYNTHETIC_BOS, (SYNTHETIC_BOS,), source="manifest without special_ids (written before they were recorded)")
+    return SpecialIds(SYNTHETIC_BOS, (SYNTHETIC_BOS,), source="manifest without special_ids (written before they were recorded)", kind="legacy")
 
 
 def from_tokenizer(tok: "Tokenizer", where: str, bos_token: Optional[str] = None) -> SpecialIds:
@@ -118,11 +156,11 @@ def from_tokenizer(tok: "Tokenizer", where: str, bos_token: Optional[str] = None
         bos = tok.token_to_id(bos_token)
         if bos is None:
             raise DataError(f"{where}: data.bos_token = {bos_token!r} is not a token of this tokenizer; {_named(tok, special)}")
-        return SpecialIds(int(bos), tuple(special | {int(bos)}), bos_token, f"tokenizer {where}")
+        return SpecialIds(int(bos), tuple(special | {int(bos)}), bos_token, f"{where}, data.bos_token")
     for name in BOS_CANDIDATES:
         bos = tok.token_to_id(name)
         if bos is not None:
-            return SpecialIds(int(bos), tuple(special | {int(bos)}), name, f"tokenizer {where}")
+            return SpecialIds(int(bos), tuple(special | {int(bos)}), name, where)
     raise DataError(
         f"{where}: no BOS-like token ({', '.join(BOS_CANDIDATES)}) in this tokenizer; set data.bos_token to the token that "
         f"opens a document ({_named(tok, special)})"

@@ -182,7 +182,7 @@ class _BosView:
 
 def synthetic_special() -> SpecialIds:
     """The synthetic-only source's special ids: its vocabulary reserves id 0 for BOS."""
-    return SpecialIds(SYNTHETIC_BOS, (SYNTHETIC_BOS,), source="the synthetic source (id 0 of its vocabulary is BOS)")
+    return SpecialIds(SYNTHETIC_BOS, (SYNTHETIC_BOS,), source="the synthetic source (id 0 of its vocabulary is BOS)", kind="synthetic")
 
 
 def corpus_tokenizer(data: DataConfig, corpus_fp: str) -> "tuple[Tokenizer, str]":
@@ -278,7 +278,7 @@ def _load_bin(data: DataConfig) -> Corpus:
     bos = int(data.bin_bos_id)
     if bos >= vocab:
         raise DataError(f"data.bin_bos_id = {bos} is outside the vocabulary of {data.source} ({vocab} ids)")
-    special = SpecialIds(bos, (bos,), source="data.bin_bos_id")
+    special = SpecialIds(bos, (bos,), source="data.bin_bos_id", kind="bin")
     if tok is not None:
         declared = {int(i) for i, t in tok.get_added_tokens_decoder().items() if t.special}
         if bos not in declared:
@@ -287,7 +287,7 @@ def _load_bin(data: DataConfig) -> Corpus:
                 f"data.bin_bos_id = {bos} is {tok.id_to_token(bos)!r} in data.tokenizer '{data.tokenizer}', not one of its special "
                 f"tokens ({names}); set data.bin_bos_id to the id that opens a document"
             )
-        special = SpecialIds(bos, tuple(declared), tok.id_to_token(bos), f"data.bin_bos_id, data.tokenizer '{data.tokenizer}'")
+        special = SpecialIds(bos, tuple(declared), tok.id_to_token(bos), f"data.bin_bos_id, data.tokenizer '{data.tokenizer}'", "bin")
     path = Path(data.source).expanduser().resolve()
     meta_path = cache_root(data) / f"bin-{corpus_mod.token_file_fingerprint(path, data.bin_dtype)}.json"
     try:

@@ -16,6 +16,8 @@ re-exported here.
 from repeatlens.config import PRESETS, ModelConfig
 from repeatlens.model._tl import HookedTransformer, HookedTransformerConfig
 from repeatlens.model.build import (
+    LayerRun,
+    Unembedding,
     build_model,
     has_hooks,
     hook_layer,
@@ -40,7 +42,7 @@ from repeatlens.model.convert import (
     model_from_nanogpt,
     read_hf_config,
 )
-from repeatlens.model.fused import fast_forward, forward_fn, logits, supports_fast_path
+from repeatlens.model.fused import fast_forward, fast_residual, final_residual, forward_fn, logits, supports_fast_path
 
 __all__ = [
     "HookedTransformer",
@@ -58,7 +60,11 @@ __all__ = [
     "has_hooks",
     "hooked_logits",
     "logits_from_resid",
+    "LayerRun",
+    "Unembedding",
     "fast_forward",
+    "fast_residual",
+    "final_residual",
     "forward_fn",
     "logits",
     "supports_fast_path",

@@ -141,6 +141,79 @@ def hooked_logits(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) ->
     return model(tokens, return_type="logits")
 
 
+class LayerRun:
+    """One clean forward pass kept layer by layer, to re-run from any layer with hooks.
+
+    ``resid_pre[l]`` is the residual stream entering block ``l`` (what ``blocks.{l}.hook_resid_pre``
+    records), ``resid_final`` the stream after the last block, and ``inputs`` what a forward
+    started past the embedding needs besides the residual (a shortformer positional
+    embedding, an attention mask; None for most models), exactly as ``input_to_embed`` made
+    them for these tokens.
+    """
+
+    def __init__(self, model: HookedTransformer, tokens: Int[Tensor, "batch pos"]):
+        with torch.inference_mode():
+            resid, _, shortformer, mask = model.input_to_embed(tokens)
+            self.inputs = {"shortformer_pos_embed": shortformer, "attention_mask": mask}
+            self.resid_pre: list[Tensor] = []
+            for layer in range(model.cfg.n_layers):
+                self.resid_pre.append(resid)
+                resid = model(resid, start_at_layer=layer, stop_at_layer=layer + 1, **self.inputs)
+        self.resid_final: Float[Tensor, "batch pos d_model"] = resid
+        self.model = model
+
+    def rerun(self, layer: int, fwd_hooks: list, copies: int = 1) -> Float[Tensor, "batch_copies pos d_model"]:
+        """The residual after the last block when blocks ``layer..`` run again with ``fwd_hooks``
+        on ``copies`` stacked copies of the batch (rows ``i * batch .. (i + 1) * batch - 1`` are
+        copy ``i``, so a hook can treat each copy differently); blocks before ``layer`` are
+        not run again."""
+        def stack(t: Optional[Tensor]) -> Optional[Tensor]:
+            return t if t is None or copies == 1 else t.repeat(copies, *([1] * (t.ndim - 1)))
+
+        inputs = {k: stack(v) for k, v in self.inputs.items()}
+        resid = stack(self.resid_pre[layer])
+        with torch.inference_mode():
+            return self.model.run_with_hooks(resid, start_at_layer=layer, stop_at_layer=self.model.cfg.n_layers,
+                                             fwd_hooks=fwd_hooks, **inputs)
+
+
+class Unembedding:
+    """The tail of a forward (final norm, unembedding, logit soft-cap) set up once for many
+    chunks of positions, and for column ranges of the vocabulary: the maths of
+    :func:`logits_from_resid` (TransformerLens' ``Unembed`` is ``F.linear(x, W_U.T.contiguous(),
+    b_U)``), with ``W_U.T`` made contiguous once rather than at every call (a copy of the
+    whole unembedding: 12.9 MB at GPT-2's vocabulary). The unembedding's own hook points
+    are not run (no score hooks them).
+    """
+
+    def __init__(self, model: HookedTransformer):
+        self.model = model
+        self.weight = model.unembed.W_U.detach().T.contiguous()  # [d_vocab, d_model]
+        self.bias = model.unembed.b_U.detach()
+        self.d_vocab = int(self.weight.shape[0])
+
+    def normed(self, resid: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_model"]:
+        """The final norm of each row (the identity for a model without one)."""
+        return self.model.ln_final(resid[None])[0] if self.model.cfg.normalization_type is not None else resid
+
+    def logits(self, normed: Float[Tensor, "n d_model"], columns: slice = slice(None)) -> Float[Tensor, "n n_columns"]:
+        """Logits of ``columns`` of the vocabulary for rows already through :meth:`normed`."""
+        from transformer_lens.utilities import apply_softcap
+
+        out = torch.nn.functional.linear(normed, self.weight[columns], self.bias[columns])
+        return apply_softcap(out, self.model.cfg.output_logits_soft_cap)
+
+    def target_logits(self, normed: Float[Tensor, "n d_model"], targets: Int[Tensor, "n"]) -> Float[Tensor, "n"]:
+        """The logit of each row's own target id only."""
+        from transformer_lens.utilities import apply_softcap
+
+        out = (normed * self.weight[targets]).sum(-1) + self.bias[targets]
+        return apply_softcap(out, self.model.cfg.output_logits_soft_cap)
+
+    def __call__(self, resid: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_vocab"]:
+        return self.logits(self.normed(resid))
+
+
 def logits_from_resid(model: HookedTransformer, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
     """Finish a forward pass stopped after the last block (``stop_at_layer=n_layers``).
 

@@ -70,14 +70,8 @@ def _rotate(attn: torch.nn.Module, x: Float[Tensor, "batch head pos d_head"], ro
     return torch.cat((out, x_pass), dim=-1) if x_pass.shape[-1] else out
 
 
-def fast_forward(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_vocab"]:
-    """Logits of ``model`` computed with fused ``scaled_dot_product_attention``.
-
-    Same parameters, same maths as ``model(tokens)``, but attention never materialises the
-    [batch, head, pos, pos] pattern and Q, K, V come from one matmul. Hook points are
-    bypassed, so this is used for training only while no hooks are attached (see
-    :func:`logits`); analysis always goes through the hooked forward.
-    """
+def fast_residual(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+    """The residual stream after the last block, by :func:`fast_forward`'s fused path (see there)."""
     c = model.cfg
     b, p = tokens.shape
     rotary = c.positional_embedding_type == "rotary"
@@ -100,8 +94,30 @@ def fast_forward(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> 
         x = x + attn_out.view(b, p, c.d_model)
         if not c.attn_only:
             x = x + block.mlp(_norm(block.ln2, x, c))
+    return x
+
+
+def fast_forward(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_vocab"]:
+    """Logits of ``model`` computed with fused ``scaled_dot_product_attention``.
+
+    Same parameters, same maths as ``model(tokens)``, but attention never materialises the
+    [batch, head, pos, pos] pattern and Q, K, V come from one matmul. Hook points are
+    bypassed, so this is used for training only while no hooks are attached (see
+    :func:`logits`); analysis always goes through the hooked forward.
+    """
+    c = model.cfg
+    x = fast_residual(model, tokens)
     x = _norm(model.ln_final, x, c) if c.normalization_type is not None else x
     return F.linear(x, model.unembed.W_U.T, model.unembed.b_U)
+
+
+def final_residual(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], fast: bool = True) -> Float[Tensor, "batch pos d_model"]:
+    """The residual stream after the last block (before the final norm): fused when allowed
+    (as :func:`logits`), else TransformerLens' forward stopped there. Finish it with
+    :func:`repeatlens.model.logits_from_resid`, e.g. only at the positions a score reads."""
+    if fast and supports_fast_path(model) and not has_hooks(model):
+        return fast_residual(model, tokens)
+    return model(tokens, stop_at_layer=model.cfg.n_layers)
 
 
 def _norm(module: torch.nn.Module, x: Tensor, c: HookedTransformerConfig) -> Tensor:

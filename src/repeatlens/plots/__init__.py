@@ -2,7 +2,8 @@
 
 Every figure function takes the tidy tables (reduced through :mod:`repeatlens.results`) and
 returns a :class:`plotly.graph_objects.Figure` in the registered ``"repeatlens"``
-template. :func:`available_figures` builds all that a sweep supports;
+template. :func:`available_figures` builds all that a sweep supports (:func:`build_figures`
+also says why the others were left out);
 :func:`write_figures` writes them as offline HTML and, with kaleido + Chromium, as
 PNG/PDF/SVG at paper-column or slide size.
 """
@@ -10,6 +11,7 @@ PNG/PDF/SVG at paper-column or slide size.
 from repeatlens.plots.export import SIZES, ExportError, find_chromium, sized, write_figures
 from repeatlens.plots.figures import (
     available_figures,
+    build_figures,
     displacement,
     disproportionate_damage,
     effective_model_size,
@@ -20,6 +22,7 @@ from repeatlens.plots.figures import (
     offset_profile,
     phase_diagram,
     score_trajectories,
+    training_axis,
 )
 from repeatlens.plots.theme import TEMPLATE_NAME, register_template
 from repeatlens.results.reduce import MissingDataError as UnsupportedFigureError, TableError as PlotDataError
@@ -31,6 +34,7 @@ __all__ = [
     "PlotDataError",
     "UnsupportedFigureError",
     "available_figures",
+    "build_figures",
     "displacement",
     "disproportionate_damage",
     "effective_model_size",
@@ -44,5 +48,6 @@ __all__ = [
     "register_template",
     "score_trajectories",
     "sized",
+    "training_axis",
     "write_figures",
 ]

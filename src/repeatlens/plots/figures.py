@@ -7,13 +7,20 @@ template, so a notebook can restyle it further. Conventions shared by all figure
 * the f = 0 control is black and dashed;
 * hover text names the run, and for per-head metrics the layer and head;
 * ``fig.layout.meta["repeatlens"]`` records the figure's name and its panel grid, which
-  :func:`repeatlens.plots.export.write_figures` uses to size static exports.
+  :func:`repeatlens.plots.export.write_figures` uses to size static exports;
+* figures over training plot against tokens seen when every run shown counted them, else
+  against the training step (:func:`training_axis`: other people's checkpoints analysed
+  without ``--tokens-per-step``); checkpoint sliders always name the checkpoint shown;
+* runs without repetition coordinates (other people's checkpoints: f and E unknown) are
+  drawn in grey, and the figures that compare f and E skip them (:func:`build_figures`
+  says why a figure was left out).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -41,6 +48,10 @@ from repeatlens.results.reduce import (
 
 __all__ = [
     "available_figures",
+    "build_figures",
+    "training_axis",
+    "TrainingAxis",
+    "NEEDS_COORDINATES",
     "displacement",
     "disproportionate_damage",
     "effective_model_size",
@@ -95,6 +106,67 @@ def model_label(preset: str, n_params: float) -> str:
     return f"{preset} ({theme.format_count(n_params)} params)" if n_params and n_params > 0 else str(preset)
 
 
+@dataclass(frozen=True)
+class TrainingAxis:
+    """What a figure over training puts on its x axis: ``tokens_seen`` or ``step``.
+
+    Attributes:
+        column: the table column plotted.
+        label: its axis title.
+    """
+
+    column: str
+    label: str
+
+    @property
+    def counts_tokens(self) -> bool:
+        return self.column == "tokens_seen"
+
+    def text(self, step: int, tokens: int) -> str:
+        """A checkpoint as the slider names it: ``12.8M`` tokens, or the step ``1,000``."""
+        return theme.format_count(int(tokens)) if self.counts_tokens else f"{int(step):,}"
+
+    def hover(self, step: int, tokens: int) -> str:
+        """A checkpoint in hover text: ``step 100 (12.8M tokens)``, or ``step 100``."""
+        return f"step {int(step)} ({theme.format_count(int(tokens))} tokens)" if self.counts_tokens else f"step {int(step)}"
+
+
+TOKENS_AXIS = TrainingAxis("tokens_seen", theme.TOKENS_LABEL)
+STEP_AXIS = TrainingAxis("step", theme.STEP_LABEL)
+
+
+def training_axis(scores: pd.DataFrame, run_ids: Sequence[str] | None = None) -> TrainingAxis:
+    """Tokens seen, when every run shown (``run_ids``, default all) counted its tokens; else the step.
+
+    What a run counted is what its table's metadata records (``scores.attrs["runs"][run_id]
+    ["axis"]["x"]``, see :func:`repeatlens.results.store.table_runs`): other people's
+    checkpoints analysed without ``--tokens-per-step`` (nor a revision name or
+    ``trainer_state.json`` giving tokens) record ``step``, and their ``tokens_seen`` holds
+    the step. A run the metadata does not cover (a table assembled by hand) is taken as
+    step-only when its ``tokens_seen`` equals its step at every checkpoint, as it does then.
+    """
+    runs = scores.attrs.get("runs") or {}
+    ids = [str(r) for r in (run_ids if run_ids is not None else scores["run_id"].unique())]
+    for rid in ids:
+        axis = (runs.get(rid) or {}).get("axis")
+        if isinstance(axis, dict) and "x" in axis:
+            if axis["x"] != "tokens_seen":
+                return STEP_AXIS
+            continue
+        rows = scores[scores["run_id"].astype(str) == rid]
+        if len(rows) and (rows["step"] > 0).any() and (rows["tokens_seen"] == rows["step"]).all():
+            return STEP_AXIS
+    return TOKENS_AXIS
+
+
+def _coords(run: pd.Series, *extra: str) -> str:
+    """`` (f = 10%, E = 100)`` for a title, or only ``extra`` for a run of unknown f and E."""
+    f, e = float(run["repeated_fraction"]), float(run["repeat_count"])
+    parts = [] if math.isnan(f) and math.isnan(e) else [f"f = {theme.format_fraction(f)}", f"E = {theme.format_repeat_count(e)}"]
+    parts += [x for x in extra if x]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _probe_title(s: pd.DataFrame, *metrics: str) -> str:
     """`` · <probe>`` for a title when any of ``metrics`` read the probe ``s`` was restricted to."""
     key = s.attrs.get("probe")
@@ -127,12 +199,12 @@ def _repeated_counts(table: pd.DataFrame) -> list[float]:
     return sorted(counts.unique())
 
 
-def _hover_lines(per_head: bool, y_name: str, x_name: str = "tokens seen %{x:.3s}") -> str:
-    """Hover template for customdata = [run, f, E, seed, layer, head]."""
-    lines = [
-        "<b>%{customdata[0]}</b>",
-        "f = %{customdata[1]}, E = %{customdata[2]}, seed %{customdata[3]}",
-    ]
+def _hover_lines(per_head: bool, y_name: str, x_name: str = f"{theme.TOKENS_LABEL} %{{x:.3s}}", coords: bool = True) -> str:
+    """Hover template for customdata = [run, f, E, seed, layer, head] (``coords`` False: a run
+    without repetition coordinates, whose f, E and seed are not shown)."""
+    lines = ["<b>%{customdata[0]}</b>"]
+    if coords:
+        lines.append("f = %{customdata[1]}, E = %{customdata[2]}, seed %{customdata[3]}")
     if per_head:
         lines.append("layer %{customdata[4]}, head %{customdata[5]}")
     lines += [x_name, f"{y_name}: %{{y:.4g}}"]
@@ -151,7 +223,7 @@ def _customdata(g: pd.DataFrame) -> np.ndarray:
         [
             g["run_id"].astype(str).to_numpy(dtype=object),
             g["repeated_fraction"].astype(float).map(theme.format_fraction).to_numpy(dtype=object),
-            g["repeat_count"].astype(float).map("{:g}".format).to_numpy(dtype=object),
+            g["repeat_count"].astype(float).map(theme.format_repeat_count).to_numpy(dtype=object),
             g["seed"].astype(int).to_numpy(dtype=object),
             head_col("layer"),
             head_col("head"),
@@ -194,7 +266,8 @@ def _run_line(
         "showlegend": False,
         "line": line,
         "customdata": custom,
-        "hovertemplate": _hover_lines(per_head, y_name),
+        "hovertemplate": _hover_lines(per_head, y_name, f"{theme.TOKENS_LABEL if x == 'tokens_seen' else theme.STEP_LABEL} %{{x:.3s}}",
+                                      coords=not math.isnan(float(first["repeated_fraction"]))),
     }
 
 
@@ -245,9 +318,16 @@ def _repeat_count_axis(fig: go.Figure, repeat_counts: pd.Series) -> None:
                          minor={"ticks": "outside", "ticklen": 2, "tickmode": "linear", "dtick": "D1"})
 
 
-def _checkpoint_slider(checkpoints: pd.DataFrame, trace: Callable[[int, int], go.BaseTraceType]) -> go.Figure:
+SLIDER_TICK_LABELS_MAX = 10
+"""A checkpoint slider labels its ticks only up to this many checkpoints (they would collide);
+the current checkpoint is always named above it (``currentvalue``, in the text colour)."""
+
+
+def _checkpoint_slider(checkpoints: pd.DataFrame, trace: Callable[[int, int], go.BaseTraceType], axis: TrainingAxis) -> go.Figure:
     """A one-trace figure with a slider over ``checkpoints`` (``step``, ``tokens_seen``):
-    each slider step is an animation frame of ``trace(step, tokens)``; it opens on the last."""
+    each slider step is an animation frame of ``trace(step, tokens)``, labelled on ``axis``;
+    it opens on the last. The current checkpoint's label is always shown, whatever the
+    number of checkpoints (:data:`SLIDER_TICK_LABELS_MAX`)."""
     frames = [
         go.Frame(name=str(int(st)), data=[trace(int(st), int(tk))], traces=[0])
         for st, tk in checkpoints.itertuples(index=False)
@@ -257,7 +337,7 @@ def _checkpoint_slider(checkpoints: pd.DataFrame, trace: Callable[[int, int], go
     n = len(frames)
     slider_steps = [
         {
-            "label": theme.format_count(int(tk)),
+            "label": axis.text(int(st), int(tk)),
             "method": "animate",
             "args": [
                 [str(int(st))],
@@ -271,12 +351,13 @@ def _checkpoint_slider(checkpoints: pd.DataFrame, trace: Callable[[int, int], go
             {
                 "active": n - 1,
                 "steps": slider_steps,
-                "currentvalue": {"prefix": "tokens seen: ", "font": {"size": 12}},
+                # its own colour: it would inherit the tick labels' (transparent with many checkpoints)
+                "currentvalue": {"prefix": f"{axis.label}: ", "visible": True, "font": {"size": 12, "color": theme.TEXT_COLOR}},
                 "pad": {"t": 40, "b": 10},
                 "len": 1.0,
                 "x": 0.0,
                 # a slider with many checkpoints hides its tick labels (they would collide)
-                "font": {"size": 10, "color": "#444" if n <= 10 else "rgba(0,0,0,0)"},
+                "font": {"size": 10, "color": "#444" if n <= SLIDER_TICK_LABELS_MAX else "rgba(0,0,0,0)"},
             }
         ],
     )
@@ -334,6 +415,7 @@ def head_heatmap(scores: pd.DataFrame, metric: str, run_id: str | None = None, p
         scale = {"colorscale": theme.HEAD_COLORSCALE, "zmin": 0.0, "zmax": max(zmax, 1e-9)}
     label = theme.metric_label(metric)
     short = metric.replace("_", "-")
+    axis = training_axis(s, [run_id])
 
     def trace(step: int, tokens: int) -> go.Heatmap:
         grid = (
@@ -350,22 +432,19 @@ def head_heatmap(scores: pd.DataFrame, metric: str, run_id: str | None = None, p
             **scale,
             colorbar={"title": {"text": short, "side": "top"}, "thickness": 12, "len": 0.8},
             hovertemplate=(
-                f"<b>{run_id}</b><br>step {step} ({theme.format_count(tokens)} tokens)"
+                f"<b>{run_id}</b><br>{axis.hover(step, tokens)}"
                 f"<br>layer %{{y}}, head %{{x}}<br>{short}: %{{z:.3f}}<extra></extra>"
             ),
             name=f"step {step}",
         )
 
-    fig = _checkpoint_slider(checkpoints, trace)
+    fig = _checkpoint_slider(checkpoints, trace, axis)
     fig.update_layout(
         xaxis={"title": {"text": "head"}, "dtick": 1, "showgrid": False, "constrain": "domain"},
         yaxis={"title": {"text": "layer"}, "dtick": 1, "autorange": "reversed", "showgrid": False},
         margin={"b": 120},
     )
-    title = (
-        f"{label} per head · {run_id} (f = {theme.format_fraction(float(run['repeated_fraction']))}, "
-        f"E = {float(run['repeat_count']):g}){_probe_title(s, metric)}"
-    )
+    title = f"{label} per head · {run_id}{_coords(run)}{_probe_title(s, metric)}"
     return _finish(fig, f"head_heatmap_{metric}", title=title)
 
 
@@ -427,6 +506,7 @@ def head_attribution(scores: pd.DataFrame, run_id: str | None = None, probe: str
     hi = float(max(wide[x_metric].max(), wide[y_metric].max(), 1e-6))
     pad = 0.08 * (hi - lo)  # room for the head labels above the highest point
     run = sub.iloc[0]
+    axis = training_axis(s, [run_id])
 
     def trace(step: int, tokens: int) -> go.Scatter:
         w = wide[wide["step"] == step]
@@ -440,12 +520,12 @@ def head_attribution(scores: pd.DataFrame, run_id: str | None = None, probe: str
                         "colorbar": {"title": {"text": "induction", "side": "top"}, "thickness": 12, "len": 0.8}}
                        if has else {"color": "#999"})},
             customdata=np.stack([w["induction"].to_numpy(dtype=float)], axis=-1),
-            hovertemplate=(f"<b>{run_id}</b><br>step {step} ({theme.format_count(tokens)} tokens)<br>%{{text}}"
+            hovertemplate=(f"<b>{run_id}</b><br>{axis.hover(step, tokens)}<br>%{{text}}"
                            "<br>test cost %{x:.3f} nats<br>repeated cost %{y:.3f} nats<br>induction %{customdata[0]:.2f}<extra></extra>"),
             name=f"step {step}",
         )
 
-    fig = _checkpoint_slider(checkpoints, trace)
+    fig = _checkpoint_slider(checkpoints, trace, axis)
     fig.add_shape(type="line", x0=lo - pad, y0=lo - pad, x1=hi + pad, y1=hi + pad, line={"color": "#777", "dash": "dot", "width": 1})
     split = " (natural text)" if x_metric.endswith("_text_loss") else ""
     fig.update_layout(
@@ -455,8 +535,7 @@ def head_attribution(scores: pd.DataFrame, run_id: str | None = None, probe: str
                "zeroline": True},
         margin={"b": 120},
     )
-    title = (f"Which heads memorize · {run_id} (f = {theme.format_fraction(float(run['repeated_fraction']))}, "
-             f"E = {float(run['repeat_count']):g}){_probe_title(s, 'induction')}")
+    title = f"Which heads memorize · {run_id}{_coords(run)}{_probe_title(s, 'induction')}"
     return _finish(fig, "head_attribution", title=title)
 
 
@@ -478,20 +557,20 @@ def memorization_share_over_training(scores: pd.DataFrame, run_id: str | None = 
     order = sub.drop_duplicates("head_id").sort_values(["layer", "head"])["head_id"].tolist()
     checkpoints = sub[["step", "tokens_seen"]].drop_duplicates("step").sort_values("step")
     grid = sub.pivot_table(index="head_id", columns="step", values="value", aggfunc="mean").reindex(index=order, columns=checkpoints["step"])
-    labels = [theme.format_count(int(t)) for t in checkpoints["tokens_seen"]]
+    axis = training_axis(s, [run_id])
+    labels = [axis.text(int(st), int(t)) for st, t in checkpoints.itertuples(index=False)]
     fig = go.Figure(go.Heatmap(
         z=grid.to_numpy(dtype=float), x=labels, y=order, xgap=1, ygap=1, colorscale=theme.DIVERGING_COLORSCALE, zmin=0.0, zmax=1.0,
         colorbar={"title": {"text": "share", "side": "top"}, "thickness": 12, "len": 0.8},
-        hovertemplate=f"<b>{run_id}</b><br>%{{y}} at %{{x}} tokens<br>memorization share %{{z:.2f}}<extra></extra>",
+        hovertemplate=f"<b>{run_id}</b><br>%{{y}} at {axis.label} %{{x}}<br>memorization share %{{z:.2f}}<extra></extra>",
     ))
     run = sub.iloc[0]
     fig.update_layout(
-        xaxis={"title": {"text": theme.TOKENS_LABEL}, "type": "category", "showgrid": False},
+        xaxis={"title": {"text": axis.label}, "type": "category", "showgrid": False},
         yaxis={"title": {"text": "head"}, "autorange": "reversed", "showgrid": False, "type": "category"},
         height=260 + 22 * len(order),
     )
-    title = (f"Memorization share per head over training · {run_id} (f = {theme.format_fraction(float(run['repeated_fraction']))}, "
-             f"E = {float(run['repeat_count']):g})")
+    title = f"Memorization share per head over training · {run_id}{_coords(run)}"
     return _finish(fig, "memorization_share_over_training", title=title)
 
 
@@ -528,18 +607,19 @@ def offset_profile(scores: pd.DataFrame, run_id: str | None = None, probe: str |
     L = offsets[-1]
     run = sub.iloc[0]
     checkpoints = sub[["step", "tokens_seen"]].drop_duplicates("step").sort_values("step")
+    axis = training_axis(s, [run_id])
 
     def trace(step: int, tokens: int) -> go.Heatmap:
         grid = sub[sub["step"] == step].pivot_table(index="head_id", columns="offset", values="value").reindex(index=order, columns=offsets)
         return go.Heatmap(
             z=grid.to_numpy(dtype=float), x=offsets, y=order, xgap=1, ygap=1, colorscale=theme.HEAD_COLORSCALE, zmin=0.0, zmax=1.0,
             colorbar={"title": {"text": "attention", "side": "top"}, "thickness": 12, "len": 0.8},
-            hovertemplate=(f"<b>{run_id}</b><br>step {step} ({theme.format_count(tokens)} tokens)"
+            hovertemplate=(f"<b>{run_id}</b><br>{axis.hover(step, tokens)}"
                            "<br>%{y}, offset %{x}<br>mean attention %{z:.3f}<extra></extra>"),
             name=f"step {step}",
         )
 
-    fig = _checkpoint_slider(checkpoints, trace)
+    fig = _checkpoint_slider(checkpoints, trace, axis)
     for x, text in ((1, "previous token"), (L - 1, "induction (L−1)")):
         fig.add_vline(x=x, line={"color": "#555", "dash": "dot", "width": 1})
         fig.add_annotation(x=x, y=1.0, yref="paper", yanchor="bottom", text=text, showarrow=False, font={"size": 10, "color": "#555"})
@@ -548,8 +628,7 @@ def offset_profile(scores: pd.DataFrame, run_id: str | None = None, probe: str |
         yaxis={"title": {"text": "head"}, "autorange": "reversed", "showgrid": False, "type": "category"},
         margin={"b": 120}, height=260 + 22 * len(order),
     )
-    title = (f"Attention by offset · {run_id} (f = {theme.format_fraction(float(run['repeated_fraction']))}, "
-             f"E = {float(run['repeat_count']):g}, L = {L}){_probe_title(s, 'offset_profile')}")
+    title = f"Attention by offset · {run_id}{_coords(run, f'L = {L}')}{_probe_title(s, 'offset_profile')}"
     return _finish(fig, "offset_profile", title=title)
 
 
@@ -580,7 +659,10 @@ def score_trajectories(
     s = check_scores(scores, probe)
     per_head = is_per_head(metric_rows(s, metric))
     pc = per_checkpoint(s, metric, layer, head)
-    pc = pc[pc["tokens_seen"] > 0]
+    axis = training_axis(s, list(pc["run_id"].unique()))
+    pc = pc[pc[axis.column] > 0]
+    if pc.empty:
+        raise UnsupportedFigureError(f"score_trajectories: no checkpoint of {metric!r} after {axis.label} 0 (a log axis)")
     models = _models(pc)
     fractions = sorted(f for f in pc["repeated_fraction"].unique() if f > 0)
     if pc["repeated_fraction"].isna().any():
@@ -588,15 +670,16 @@ def score_trajectories(
     fractions = fractions or [0.0]
     counts = _repeated_counts(pc)
     limits = theme.log_range(counts)
+    only_unknown = len(fractions) == 1 and math.isnan(fractions[0])
     fig = _facet_grid(
-        [f"f = {theme.format_fraction(f)}" for f in fractions],
+        [""] if only_unknown else [f"f = {theme.format_fraction(f)}" if not math.isnan(f) else "f, E unknown" for f in fractions],
         [model_label(p, n) for n, p in models] if len(models) > 1 else [""],
     )
     label = theme.metric_label(metric)
     short = metric.replace("_", "-")
     pc = pc.sort_values(["run_id", "step"]).reset_index(drop=True)
     custom = _customdata(pc)
-    lines = {rid: _run_line(g, custom[g.index], x="tokens_seen", limits=limits, per_head=per_head, y_name=short)
+    lines = {rid: _run_line(g, custom[g.index], x=axis.column, limits=limits, per_head=per_head, y_name=short)
              for rid, g in pc.groupby("run_id", sort=False)}
     traces, rows, cols = [], [], []
     for r, (n, _p) in enumerate(models, start=1):
@@ -624,7 +707,7 @@ def score_trajectories(
     ytitle = theme.two_line(label, reduction)
     fig.update_layout(height=160 + 250 * len(models))
     fig.update_xaxes(**_log_ticks_axis())
-    fig.update_xaxes(title_text=theme.TOKENS_LABEL, row=len(models))
+    fig.update_xaxes(title_text=axis.label, row=len(models))
     fig.update_yaxes(title_text=ytitle, col=1)
     title = f"{label.split(' (')[0]} over training" + (f" ({reduction})" if reduction else "") + _probe_title(s, metric)
     return _finish(fig, f"score_trajectories_{metric}", len(models), len(fractions), title=title)
@@ -1158,24 +1241,24 @@ def _displacement_of_most_damaged(scores: pd.DataFrame, metrics: pd.DataFrame | 
     return displacement(scores, metrics, run_id)
 
 
-def available_figures(scores: pd.DataFrame, metrics: pd.DataFrame | None = None, probe: str | None = None) -> dict[str, go.Figure]:
-    """Every figure the data supports, keyed by a stable name.
+NEEDS_COORDINATES = ("loss_vs_repeat_count", *[f"phase_diagram_{q}" for q in PHASE_QUANTITIES], "disproportionate_damage",
+                     "effective_model_size", "displacement")
+"""Figures that compare runs by their repetition coordinates (f, E, the f = 0 control):
+left out for runs that have none (other people's checkpoints)."""
 
-    Figures whose data is missing (a metric not scored, no control, a single model
-    size) are skipped; any other problem (a malformed table) raises.
 
-    Args:
-        scores: The long scores table.
-        metrics: The training-metrics table, optional (used by ``displacement``).
-        probe: The one probe every figure reads; default the table's default probe
-            (:func:`repeatlens.results.select_probe`), named in the titles.
+def build_figures(
+    scores: pd.DataFrame, metrics: pd.DataFrame | None = None, probe: str | None = None
+) -> tuple[dict[str, go.Figure], dict[str, str]]:
+    """Every figure the data supports, and why each other one was left out (arguments as
+    :func:`available_figures`).
 
     Returns:
-        Ordered ``{name: Figure}``: loss_vs_repeat_count, phase diagrams,
-        disproportionate_damage, effective_model_size, displacement, score
-        trajectories of every metric present, head heatmaps of the per-head
-        metrics for the most damaged run, and its per-head attribution (heads as
-        points, memorization share over training) when scored.
+        ``(figures, skipped)``: ordered ``{name: Figure}`` (see :func:`available_figures`)
+        and ``{name: reason}`` for the figures whose data is missing (a metric not
+        scored, no control, a single model size, no repetition coordinates at all: the
+        :data:`NEEDS_COORDINATES` figures of a table of other people's checkpoints). Any
+        other problem (a malformed table) raises.
     """
     s = check_scores(scores, probe)
     present = set(s["metric"].unique())
@@ -1194,10 +1277,39 @@ def available_figures(scores: pd.DataFrame, metrics: pd.DataFrame | None = None,
     builders += [("offset_profile", lambda: offset_profile(s))]
     builders += [("head_attribution", lambda: head_attribution(s)),
                  ("memorization_share_over_training", lambda: memorization_share_over_training(s))]
+    no_coordinates = bool(run_table(s)["repeat_count"].isna().all())
     figures: dict[str, go.Figure] = {}
+    skipped: dict[str, str] = {}
     for name, build in builders:
+        if no_coordinates and name in NEEDS_COORDINATES:
+            skipped[name] = ("needs the repetition coordinates f and E (and an f = 0 control), which this table's runs do not "
+                             "have (other people's checkpoints)")
+            continue
         try:
             figures[name] = build()
-        except UnsupportedFigureError:
-            continue
-    return figures
+        except UnsupportedFigureError as e:
+            skipped[name] = str(e)
+    return figures, skipped
+
+
+def available_figures(scores: pd.DataFrame, metrics: pd.DataFrame | None = None, probe: str | None = None) -> dict[str, go.Figure]:
+    """Every figure the data supports, keyed by a stable name.
+
+    Figures whose data is missing (a metric not scored, no control, a single model
+    size, no repetition coordinates) are skipped (:func:`build_figures` says why); any
+    other problem (a malformed table) raises.
+
+    Args:
+        scores: The long scores table.
+        metrics: The training-metrics table, optional (used by ``displacement``).
+        probe: The one probe every figure reads; default the table's default probe
+            (:func:`repeatlens.results.select_probe`), named in the titles.
+
+    Returns:
+        Ordered ``{name: Figure}``: loss_vs_repeat_count, phase diagrams,
+        disproportionate_damage, effective_model_size, displacement, score
+        trajectories of every metric present, head heatmaps of the per-head
+        metrics for the most damaged run, and its per-head attribution (heads as
+        points, memorization share over training) when scored.
+    """
+    return build_figures(scores, metrics, probe)[0]

@@ -79,7 +79,11 @@ METRIC_LABELS: dict[str, str] = {
 """Axis label, with unit, of every known metric."""
 
 TOKENS_LABEL = "tokens seen"
+STEP_LABEL = "training step"
+"""The x-axis over training when tokens seen are not known (other people's checkpoints
+analysed without ``--tokens-per-step``)."""
 REPEAT_COUNT_LABEL = "repeat count E"
+TEXT_COLOR = "#222"
 FRACTION_LABEL = "repeated fraction f"
 
 
@@ -136,7 +140,7 @@ def _template() -> go.layout.Template:
         "title": {"standoff": 6},
     }
     base.layout.update(
-        font={"family": FONT_FAMILY, "size": 13, "color": "#222"},
+        font={"family": FONT_FAMILY, "size": 13, "color": TEXT_COLOR},
         title={"x": 0.0, "xanchor": "left", "xref": "paper", "font": {"size": 15}},
         colorway=FRACTION_COLORS,
         xaxis=axis,
@@ -273,6 +277,11 @@ def format_fraction(f: float) -> str:
     if f == 0:
         return "0 (control)"
     return f"{100 * f:.3g}%"
+
+
+def format_repeat_count(e: float) -> str:
+    """A repeat count E for hover text and titles: ``100``, or ``"?"`` if unknown (NaN)."""
+    return "?" if math.isnan(e) else f"{e:g}"
 
 
 def format_count(n: float) -> str:

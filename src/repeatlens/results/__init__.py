@@ -6,7 +6,8 @@
 * :mod:`.reduce`: per checkpoint, final per run, seed statistics, relative damage, probe
   selection, named copying circuits;
 * :mod:`.fits`: the scaling statistics: the peak per model size, E* against N (alpha, or
-  why it is not identified), effective model size (:func:`fit_scaling`).
+  why it is not identified), effective model size (:func:`fit_scaling`);
+* :mod:`.heads`: :func:`top_heads`, the best heads of a metric per run.
 
 ``study``, ``plots`` and ``report`` read only from here. Names are imported on first use.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = ("schema", "store", "reduce", "fits")
+_MODULES = ("schema", "store", "reduce", "fits", "heads")
 
 
 def __getattr__(name: str) -> Any:

@@ -147,6 +147,8 @@ def check_scores(scores: pd.DataFrame, probe: Optional[str] = None) -> pd.DataFr
     for column, default in RUN_DEFAULTS.items():
         if column not in out.columns:
             out[column] = default
+        elif column not in ("repeated_fraction", "repeat_count", "total_tokens"):  # rows of a foreign run beside a sweep's
+            out[column] = out[column].fillna(default)
     if "offset" in out.columns:
         out = out[out["offset"].isna() | (out["metric"] == "offset_profile")]
     out["repeated_fraction"] = out["repeated_fraction"].astype(float)

@@ -10,7 +10,8 @@
   under the sweep root's lock.
 * :func:`load_scores` / :func:`load_metrics`: the tables of a run, a sweep or a foreign
   folder as DataFrames, with the run's coordinates joined for a single run, optionally
-  restricted to one probe.
+  restricted to one probe; :func:`table_runs`: what a table's metadata records per run
+  (the x-axis, the probes' special ids).
 
 Concurrent writers coordinate through :func:`repeatlens.io.file_lock` on the folder's
 ``.repeatlens.lock`` (held by the caller from reading a table to writing it back).
@@ -53,6 +54,7 @@ __all__ = [
     "write_sweep_tables",
     "load_scores",
     "load_metrics",
+    "table_runs",
     "say_waiting",
 ]
 
@@ -259,19 +261,21 @@ def write_sweep_tables(path: str | Path, runs: Optional[list["RunDir"]] = None, 
 
 def _join_sweep_tables(path: Path, runs: list["RunDir"]) -> list[Path]:
     scores, metrics = [], []
+    per_run: dict[str, dict[str, Any]] = {}
     for run in runs:
         table_path = run.path / SCORES_FILE
         table = ScoreTable.read(table_path) if table_path.is_file() else None
         info = run_coordinates(run)
         if table is not None and len(table.df):
             scores.append(table.df.assign(**info))
+            per_run[run.run_id] = {k: table.meta[k] for k in ("axis", "probe_ids") if k in table.meta}
         met = run.metrics()
         if len(met) and "loss_se" not in met.columns:  # trained before loss_se was recorded
             met = met.assign(loss_se=float("nan"))
         if len(met):
             metrics.append(met.assign(run_id=run.run_id, **info))
     score_df = pd.concat(scores, ignore_index=True) if scores else empty_scores().assign(**{c: [] for c in RUN_COLUMNS})
-    write_parquet(path / SCORES_FILE, score_df.astype({**SCORE_DTYPES, **RUN_DTYPES})[SCORE_COLUMNS + RUN_COLUMNS])
+    write_parquet(path / SCORES_FILE, score_df.astype({**SCORE_DTYPES, **RUN_DTYPES})[SCORE_COLUMNS + RUN_COLUMNS], {"runs": per_run})
     met_cols = ["run_id", *METRIC_COLUMNS, *RUN_COLUMNS]
     met_df = pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame({c: [] for c in met_cols})
     write_parquet(path / METRICS_FILE, met_df.astype({"run_id": "str", **METRIC_DTYPES, **RUN_DTYPES})[met_cols])
@@ -281,11 +285,51 @@ def _join_sweep_tables(path: Path, runs: list["RunDir"]) -> list[Path]:
 # ------------------------------------------------------------------------------------ readers
 
 
+def table_runs(path: str | Path, run_ids: Optional[Sequence[str]] = None) -> dict[str, dict[str, Any]]:
+    """Per run of a scores table, what its metadata records besides the rows: ``axis``
+    (``{"x": "tokens_seen" | "step", "tokens_from": ...}``: whether ``tokens_seen`` counts
+    tokens or holds the step), ``probe_ids`` (:meth:`repeatlens.probe_ids.SpecialIds.to_json`)
+    and, for other people's checkpoints, ``source`` (their kind: ``huggingface``, ``nanogpt``,
+    ...); {} for a table written before they were recorded.
+
+    Args:
+        path: a run, sweep or analysed folder, or a scores ``.parquet`` file.
+        run_ids: the table's run ids, when the caller has read them (a one-run table's
+            metadata applies to each).
+    """
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    file = p / SCORES_FILE if p.is_dir() else p
+    try:
+        raw = (pq.read_schema(file).metadata or {}).get(_META_KEY)
+        meta = json.loads(raw) if raw else {}
+    except (OSError, ValueError):
+        return {}
+    if isinstance(meta.get("runs"), dict):  # a sweep's joined table
+        return {str(k): v for k, v in meta["runs"].items() if isinstance(v, dict)}
+    own = {k: meta[k] for k in ("axis", "probe_ids") if k in meta}
+    if own and isinstance(meta.get("run"), dict) and meta["run"].get("source"):
+        own["source"] = meta["run"]["source"]  # other people's checkpoints: huggingface, nanogpt, ...
+    if not own:
+        return {}
+    if run_ids is None:
+        import pyarrow.compute as pc
+
+        try:
+            run_ids = pc.unique(pq.read_table(file, columns=["run_id"])["run_id"]).to_pylist()
+        except (OSError, ValueError, KeyError):
+            return {}
+    return {str(r): dict(own) for r in run_ids}
+
+
 def load_scores(path: str | Path, probe: Optional[str] = None) -> pd.DataFrame:
     """The scores table of a run, sweep or foreign folder (or a ``.parquet`` file).
 
     A run's table gets the run's coordinates joined (:data:`RUN_COLUMNS`), as a sweep's
-    has them, so the same code reads both.
+    has them, so the same code reads both. ``df.attrs["runs"]`` holds what the table's
+    metadata records per run (:func:`table_runs`: the x-axis, the probes' special ids),
+    which the figures read.
 
     Args:
         path: a run, sweep or analysed folder, or a scores ``.parquet`` file.
@@ -303,6 +347,7 @@ def load_scores(path: str | Path, probe: Optional[str] = None) -> pd.DataFrame:
         from repeatlens.results.reduce import select_probe
 
         df = select_probe(df, probe)[0]
+    df.attrs["runs"] = table_runs(path, [str(r) for r in df["run_id"].unique()])
     return df
 
 

@@ -227,7 +227,9 @@ def score_model(
         icl_positions=icl_positions,
         device=dev,
     )
-    # per context, attention scores first, so their shared forward pass runs before anything else
+    # per context, attention scores first, so their shared forward pass runs before anything else;
+    # one memo for every context of this checkpoint (ScoreContext.memo keys it by probe)
+    base["_memo"] = {}
     jobs = [(ScoreContext(probes=p.to(dev), **base), p, sorted(probe_names, key=lambda m: REGISTRY[m].kind != "attention")) for p in batches]
     jobs.append((ScoreContext(**base), None, [m for m in names if not REGISTRY[m].reads_probe]))
     frames = []

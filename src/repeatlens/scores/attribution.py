@@ -46,7 +46,8 @@ from torch import Tensor
 
 from repeatlens.losses import token_losses
 from repeatlens.model import HookedTransformer, z_hook_name
-from repeatlens.scores.behaviour import each_head_ablated, z_means
+from repeatlens.scores import reference as full_logits_path
+from repeatlens.scores.behaviour import head_ablation_losses, z_means
 from repeatlens.scores.registry import ScoreContext, register
 
 __all__ = [
@@ -72,15 +73,9 @@ def ablated_sequence_losses(
     model: HookedTransformer, tokens: Int[Tensor, "n pos"], fwd_hooks: list, batch_size: int = 32, device=None
 ) -> Float[Tensor, "n"]:
     """Mean next-token loss of every sequence through the hooked forward with ``fwd_hooks``
-    (sequences cut to ``n_ctx``), batched, under inference mode."""
-    tokens = tokens[:, : model.cfg.n_ctx]
-    out = []
-    with torch.inference_mode():
-        for start in range(0, tokens.shape[0], batch_size):
-            x = tokens[start : start + batch_size].to(device)
-            logits = model.run_with_hooks(x, return_type="logits", fwd_hooks=fwd_hooks)
-            out.append(token_losses(logits, x).double().mean(-1).cpu())
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+    (sequences cut to ``n_ctx``), batched, under inference mode: one complete forward (see
+    :func:`sequence_deltas` for every head at once)."""
+    return full_logits_path.ablated_sequence_losses(model, tokens, fwd_hooks, batch_size, device)
 
 
 def patched_sequence_deltas(
@@ -137,16 +132,19 @@ def sequence_deltas(
     """Per head and sequence of ``tokens``, the rise of its mean next-token loss when the
     head is knocked out by ``estimator`` (``mean``/``patch``: to its mean ``z`` over every
     position of ``reference``, or ``means`` when given, see :func:`z_means`; ``zero``: to
-    zero). See the module docstring."""
+    zero). See the module docstring. The exact estimators re-run the blocks from the
+    head's layer onward from one clean pass per batch (:func:`head_ablation_losses`)."""
     if estimator != "zero" and means is None:
         means = z_means(model, reference[:, : model.cfg.n_ctx], batch_size, device)
     if estimator == "zero":
         means = None
     if estimator == "patch":
         return patched_sequence_deltas(model, tokens, means, batch_size, device)
-    base = ablated_sequence_losses(model, tokens, [], batch_size, device)
-    ablated = each_head_ablated(model, means, lambda hooks: ablated_sequence_losses(model, tokens, hooks, batch_size, device))
-    return ablated - base
+    if full_logits_path.active():
+        return full_logits_path.sequence_deltas(model, tokens, means, batch_size, device)
+    every = torch.arange(max(0, min(tokens.shape[1], model.cfg.n_ctx) - 1))
+    clean, ablated = head_ablation_losses(model, tokens, means, every, batch_size, device)
+    return ablated.double().mean(-1) - clean.double().mean(-1)
 
 
 def _rows(mask: Optional[Bool[Tensor, "n"]], split: Split) -> Optional[Tensor]:

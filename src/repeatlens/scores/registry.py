@@ -29,8 +29,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from repeatlens.errors import ConfigError
-from repeatlens.losses import token_losses
-from repeatlens.model import HookedTransformer, hook_layer, is_pattern_hook, logits_from_resid
+from repeatlens.model import HookedTransformer, hook_layer, is_pattern_hook
 from repeatlens.results.schema import PROBE_COLUMNS
 from repeatlens.scores.probes import Probes
 
@@ -59,26 +58,17 @@ COLUMNS = ["metric", "layer", "head", "offset", "value"]
 class ProbeRun:
     """What the single forward pass over the probe batch leaves behind.
 
-    Every layer's attention pattern, and the residual stream after the last block. The
-    next-token loss is finished from that residual (final LayerNorm, unembedding) the first
-    time a score reads :attr:`loss`, so a checkpoint scored only on attention patterns never
-    builds the ``[batch, pos, vocab]`` logits (27% of the scoring CPU time at vocabulary 1024
-    and more at larger ones, profiled in benchmarks/README.md); the blocks run once either way.
+    Every layer's attention pattern, and the residual stream after the last block. Losses
+    are finished from that residual (final LayerNorm, unembedding) at the positions a score
+    reads, when it reads them (:func:`repeatlens.scores.behaviour.position_losses`), so a
+    checkpoint scored only on attention patterns never unembeds anything and no score builds
+    the ``[batch, pos, vocab]`` logits (benchmarks/README.md); the blocks run once either way.
     """
 
     patterns: list[Float[Tensor, "batch head query key"]]
     resid_final: Float[Tensor, "batch pos d_model"]
     model: HookedTransformer = field(repr=False)
     tokens: Int[Tensor, "batch pos"] = field(repr=False)
-    _loss: Optional[Tensor] = field(default=None, repr=False)
-
-    @property
-    def loss(self) -> Float[Tensor, "batch pos_minus_1"]:
-        """Next-token loss per position (index ``t`` predicts token ``t+1``), computed once."""
-        if self._loss is None:
-            with torch.inference_mode():
-                self._loss = token_losses(logits_from_resid(self.model, self.resid_final), self.tokens)
-        return self._loss
 
 
 @dataclass
@@ -114,12 +104,17 @@ class ScoreContext:
     _probe_run: Optional[ProbeRun] = field(default=None, repr=False)
     _memo: dict = field(default_factory=dict, repr=False)
 
-    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
-        """``compute()``, once per ``key`` in this context: scores that share an expensive
-        intermediate (the per-head ablation passes) compute it once between them."""
-        if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
+    def memo(self, key: Any, compute: Callable[[], Any], *, shared: bool = False) -> Any:
+        """``compute()``, once per ``key``: scores that share an expensive intermediate (the
+        copy losses, the per-head ablation passes, a data set's forward pass) compute it once
+        between them. The store is shared by every context of one checkpoint
+        (:func:`repeatlens.scores.score_model` hands them one dict); ``key`` is taken per probe
+        batch unless ``shared`` (what does not depend on the probe, such as the test set's
+        losses, is then computed once for every probe family)."""
+        full = ("*", key) if shared else (self.probes.spec.key if self.probes is not None else "", key)
+        if full not in self._memo:
+            self._memo[full] = compute()
+        return self._memo[full]
 
     def probe_run(self) -> ProbeRun:
         """Run the probe batch through the model once, caching only ``hook_pattern``.

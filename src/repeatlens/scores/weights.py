@@ -62,8 +62,11 @@ __all__ = [
 
 CompKind = Literal["K", "Q", "V"]
 
-# Elements of one [heads, chunk, vocab] block in copying_top1 (~64 MiB of float32).
-TOP1_CHUNK_ELEMENTS = 1 << 24
+# Elements of one [rows, columns] tile of a head's OV logits in copying_top1 (2 MiB of float32:
+# it stays in the CPU's cache, where a [heads, rows, vocab] block went through memory twice).
+TOP1_CHUNK_ELEMENTS = 1 << 19
+#: Vocabulary columns per tile in copying_top1 (a running first argmax across tiles).
+TOP1_TILE_COLUMNS = 2048
 #: copying_top1 reads every token up to this vocabulary size, a seeded sample above it.
 TOP1_EXACT_MAX_VOCAB = 4096
 #: Tokens sampled above :data:`TOP1_EXACT_MAX_VOCAB` (standard error <= 0.022).
@@ -102,8 +105,15 @@ def folded_write(W: Float[Tensor, "... n d_model"], ln: Optional[torch.nn.Module
     return W
 
 
+_HEAD_WEIGHTS_MEMO: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, dict[str, Tensor]]]" = weakref.WeakKeyDictionary()
+
+
 def head_weights(model: HookedTransformer) -> dict[str, Tensor]:
     """The model's weights in float64 with LayerNorm gains/centring folded in.
+
+    Computed once per model (and weights) and shared by every weight score: at a GPT-2
+    vocabulary the float64 ``W_E`` and ``W_U`` are most of the work. Read-only: the tensors
+    are shared between callers.
 
     Returns:
         ``W_E [d_vocab, d_model]`` (folded with an embedding LayerNorm, if any), ``W_U
@@ -111,6 +121,20 @@ def head_weights(model: HookedTransformer) -> dict[str, Tensor]:
         [layer, head, d_model, d_head]`` (folded with that layer's ``ln1``) and ``W_O
         [layer, head, d_head, d_model]`` (folded with ``ln1`` instead in post-norm blocks).
     """
+    from repeatlens.scores import reference
+
+    if reference.active():  # as before issue 23: computed again for every weight score
+        return _head_weights(model)
+    key = _weights_key(model)
+    hit = _HEAD_WEIGHTS_MEMO.get(model)
+    if hit is not None and hit[0] == key:
+        return dict(hit[1])
+    res = _head_weights(model)
+    _HEAD_WEIGHTS_MEMO[model] = (key, res)
+    return dict(res)
+
+
+def _head_weights(model: HookedTransformer) -> dict[str, Tensor]:
     from repeatlens.model import is_post_norm
 
     cfg = model.cfg
@@ -202,20 +226,35 @@ def top1_copying_share(
 
     ``share_h = mean_t [argmax_c (W_E W_V^h W_O^h W_U)[t, c] = t]`` over every token, or over
     ``tokens`` when given. Each row is ``(W_E[t] W_V)(W_O W_U)``: ``W_O W_U`` (``[head,
-    d_head, vocab]``) is formed once, then rows in chunks of at most ``chunk_elements``
-    logits, so no vocab x vocab matrix exists. Cost per head: ``d_head * d_model * vocab``
-    for ``W_O W_U`` plus ``n * d_head * vocab`` for ``n`` rows.
+    d_head, vocab]``) is formed once, then each head's rows in tiles of at most
+    ``chunk_elements`` logits (:data:`TOP1_TILE_COLUMNS` columns wide, a running first
+    argmax across the tiles), so no vocab x vocab matrix exists. Cost per head: ``d_head *
+    d_model * vocab`` for ``W_O W_U`` plus ``n * d_head * vocab`` for ``n`` rows.
     """
+    from repeatlens.scores import reference
+
+    if reference.active():
+        return reference.top1_copying_share(W_E, W_V, W_O, W_U, tokens)
     H, V = W_V.shape[0], W_E.shape[0]
     rows = torch.arange(V, device=W_E.device) if tokens is None else tokens.to(W_E.device)
     X = W_E[rows].float() @ W_V.float()  # [head, n, d_head]
-    Y = W_O.float() @ W_U.float()  # [head, d_head, vocab]
-    step = max(1, chunk_elements // max(1, H * V))
+    Yt = (W_O.float() @ W_U.float()).transpose(1, 2).contiguous()  # [head, vocab, d_head]
+    cols = max(1, min(V, chunk_elements, TOP1_TILE_COLUMNS))
+    step = max(1, chunk_elements // cols)
     hits = torch.zeros(H, dtype=torch.long)
-    for start in range(0, rows.numel(), step):
-        stop = min(rows.numel(), start + step)
-        top = (X[:, start:stop] @ Y).argmax(dim=-1)  # [head, chunk]
-        hits += (top == rows[start:stop]).sum(-1).cpu()
+    for h in range(H):
+        for start in range(0, rows.numel(), step):
+            x = X[h, start : start + step]
+            best = torch.full((x.shape[0],), -torch.inf, device=x.device)
+            arg = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+            for v0 in range(0, V, cols):
+                z = torch.nn.functional.linear(x, Yt[h, v0 : v0 + cols])
+                top = z.amax(-1)
+                better = top > best  # strictly: the first maximum wins, as argmax
+                if better.any():  # the argmax only of the rows whose maximum moved (fewer with every tile)
+                    arg[better] = z[better].argmax(-1) + v0
+                    best = torch.where(better, top, best)
+            hits[h] += int((arg == rows[start : start + x.shape[0]]).sum())
     return hits.double() / max(1, rows.numel())
 
 
