@@ -140,16 +140,11 @@ TRAIN = TrainSettings()
 
 
 @pytest.fixture(scope="session")
-def trained_model(tmp_path_factory) -> HookedTransformer:
-    """The tiny model trained once per session (:data:`TRAIN`); its weights are cached
-    under the session's tmp dir and every use reloads them from there."""
-    path = tmp_path_factory.getbasetemp() / "scores_trained_model.pt"
-    if not path.exists():
-        model = train_tiny(TRAIN)
-        torch.save({"settings": asdict(TRAIN), "state_dict": model.state_dict()}, path)
-    saved = torch.load(path, weights_only=True)
-    cfg = hooked_config(tiny_config(TRAIN.d_vocab, TRAIN.n_ctx, TRAIN.d_model, TRAIN.n_heads, positional=TRAIN.positional))
-    return model_from_state_dict(cfg, saved["state_dict"])
+def trained_model(induction_run) -> HookedTransformer:
+    """The session's induction run (tests/conftest.py: INDUCTION_RUN, the settings of
+    :data:`TRAIN` trained through ``repeatlens train``) at its last checkpoint: one
+    800-step training per test session serves the score tests and tests/test_learning.py."""
+    return induction_run.load_model(tokenizer=False)
 
 
 @pytest.fixture

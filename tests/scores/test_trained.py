@@ -50,12 +50,14 @@ def test_layer0_previous_token_head(scores) -> None:
 def test_weights_show_the_induction_circuit(trained_model, scores) -> None:
     """Induction heads copy (OV) and K-compose with the previous-token head (Elhage et al.)."""
     ind = per_head(scores, "induction")[1]
-    prev_head = int(per_head(scores, "previous_token")[0].argmax())
+    prev = per_head(scores, "previous_token")[0]
     best = int(ind.argmax())
     assert per_head(scores, "copying_ov")[1, best] > 0.8
     assert per_head(scores, "copying_top1")[1, best] > 0.5
     k = composition_matrix(trained_model, "K")[0, best]  # [earlier head]
-    assert int(k.argmax()) == prev_head and k.max() > 0.05
+    # the earlier head its keys compose with most is a previous-token head (the role may be
+    # shared by two layer-0 heads, so not necessarily the single best one)
+    assert prev[int(k.argmax())] > 0.3 and k.max() > 0.05, (prev.tolist(), k.tolist())
     assert per_head(scores, "k_composition")[1, best] > per_head(scores, "q_composition")[1, best]
     assert per_head(scores, "k_composition")[1, best] > per_head(scores, "v_composition")[1, best]
 
