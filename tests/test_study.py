@@ -167,6 +167,21 @@ def test_t4_needs_a_rise_beyond_noise_and_says_when_it_cannot_judge() -> None:
     assert t4.held is None and t4.line.startswith("T4 cannot judge: ")
 
 
+def test_t2_and_t4_read_a_named_grid_point() -> None:
+    """repeat_count= moves T2 and T4 off the point nearest E* (100) to a named one; T1 keeps its fit."""
+    from repeatlens.errors import ConfigError
+
+    scores, metrics = _tables(PEAKED, ABIL)
+    nearest = evaluate_targets(scores, metrics, chance=CHANCE)
+    t1, t2, _, t4 = evaluate_targets(scores, metrics, chance=CHANCE, repeat_count=10)
+    assert t1.numbers == nearest[0].numbers
+    assert t2.numbers["repeat_count"] == 10 and t2.numbers["loss_rise"] == pytest.approx(0.2 / 2.5)
+    assert t4.numbers["repeat_count"] == 10 and set(t4.numbers["runs"]) == {f"f0.1_E10_s{s}" for s in range(3)}
+    assert nearest[3].numbers["repeat_count"] == 100
+    with pytest.raises(ConfigError, match="repeat_count 30: no runs at it with f = 0.1; the grid has E = 1, 10, 100, 1000"):
+        evaluate_targets(scores, metrics, chance=CHANCE, repeat_count=30)
+
+
 def test_tables_and_a_missing_control_is_an_error() -> None:
     scores, _ = _tables(PEAKED, ABIL)
     final = final_table(scores)

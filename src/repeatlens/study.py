@@ -613,6 +613,7 @@ def evaluate_targets(
     probe: Optional[str] = None,
     loss: Optional[str] = None,
     size: Optional[float] = None,
+    repeat_count: Optional[float] = None,
 ) -> list[Target]:
     """Check T1-T4 on a sweep's tables, at one model size.
 
@@ -631,6 +632,9 @@ def evaluate_targets(
         loss: The loss column: ``test_text`` (default when the runs have it) or ``test_loss``.
         size: The model size (non-embedding parameters) to evaluate at; default the only
             one, or the size with the most runs.
+        repeat_count: The grid point (at ``fraction``) that T2 and T4 read, e.g. an arm
+            designed below and at a peak located elsewhere; default the grid point nearest
+            the fitted E* (the largest E when no peak is fitted).
 
     Returns:
         ``[T1, T2, T3, T4]``.
@@ -647,7 +651,13 @@ def evaluate_targets(
     f = fraction if fraction is not None else fs[-1]
     t1, peak = _t1(final, f, loss)
     grid = final.loc[(final["control"] == "none") & np.isclose(final["repeated_fraction"], f), "repeat_count"]
-    e = _nearest(grid, peak.e_star) if peak is not None else float(grid.max())
+    if repeat_count is not None:
+        if not np.isclose(grid.astype(float), repeat_count).any():
+            raise ConfigError(f"repeat_count {repeat_count:g}: no runs at it with f = {f:g}; the grid has E = "
+                              f"{', '.join(f'{e:g}' for e in sorted(grid.unique()))}")
+        e = float(repeat_count)
+    else:
+        e = _nearest(grid, peak.e_star) if peak is not None else float(grid.max())
     n = size if size is not None else (float(final[SIZE].iloc[0]) if SIZE in final else None)
     targets = [t1, _t2(final, all_sizes, n, f, e, scores.attrs.get("probe"), loss),
                _t3(final, scores, f, chance, chance_tolerance, loss), _t4(final, metrics, f, e, loss)]
