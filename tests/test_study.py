@@ -240,6 +240,11 @@ def test_scaling_targets_from_fit_scaling() -> None:
     assert t5.verdict == Verdict.NOT_IDENTIFIED and t5.numbers["alpha"] is None and "No exponent is given" in t5.detail
     assert t6.verdict == Verdict.NOT_IDENTIFIED and "needs at least 4" in t6.detail
     assert t5.line.startswith("T5 not identified: natural-text test loss per size: N = 8,640: E* = 822")
+    t5, t6 = evaluate_scaling(committed[committed.repeated_fraction == 0])  # nothing to fit: said so, not "per size: ."
+    assert t5.verdict == t6.verdict == Verdict.CANNOT_JUDGE
+    assert t5.line == ("T5 cannot judge: no peak of the natural-text test loss is fitted: the runs table has no repeated-data "
+                       "runs (f > 0). No exponent is given.")
+    assert t6.line.startswith("T6 cannot judge: no effective model size on the natural-text test loss: the runs table has no")
 
 
 def test_fit_sweep_reads_a_runs_table_and_names_a_missing_loss(tmp_path) -> None:

@@ -690,6 +690,8 @@ class AlphaTarget(Target):
         sizes = "; ".join(
             f"N = {p['N']:,.0f}: E* = {p['e_star']:,.0f} ({_ci(p['e_star_ci95'], '{:,.0f}')}{'' if p['interior'] else ', not interior'})"
             for p in self.peaks)
+        if self.alpha is None and not self.peaks:
+            return f"no peak of the {_loss_name(self.loss)} is fitted: {self.reason}. No exponent is given."
         if self.alpha is None:
             return (f"{_loss_name(self.loss)} per size: {sizes}. alpha is not identified by this design: {self.reason}. "
                     "No exponent is given.")
@@ -763,10 +765,11 @@ def evaluate_scaling(final: pd.DataFrame, *, loss: Optional[str] = None, fractio
     try:
         fit = fits.fit_scaling(final, loss, fraction=fraction, bootstrap=bootstrap, baseline=baseline)
     except fits.ScalingDataError as e:
-        name = _loss_name(loss or fits.default_loss(final))
+        loss = loss or fits.default_loss(final)
         return [AlphaTarget(name="T5", statement="the poor-performance region moves with model size", verdict=Verdict.CANNOT_JUDGE,
-                            reason=str(e), where=f"{name}: "),
-                EffectiveSizeTarget(name="T6", statement="effective model size", verdict=Verdict.CANNOT_JUDGE, reason=str(e))]
+                            loss=loss, reason=str(e)),
+                EffectiveSizeTarget(name="T6", statement="effective model size", verdict=Verdict.CANNOT_JUDGE, loss=loss,
+                                    reason=str(e))]
     return scaling_targets(fit)
 
 
