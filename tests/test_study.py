@@ -178,6 +178,11 @@ def test_t2_and_t4_read_a_named_grid_point() -> None:
     assert t2.numbers["repeat_count"] == 10 and t2.numbers["loss_rise"] == pytest.approx(0.2 / 2.5)
     assert t4.numbers["repeat_count"] == 10 and set(t4.numbers["runs"]) == {f"f0.1_E10_s{s}" for s in range(3)}
     assert nearest[3].numbers["repeat_count"] == 100
+    assert "at the grid point nearest the fitted peak (f = 0.1, E = 100)" in nearest[1].line
+    assert "at the grid point asked for (f = 0.1, E = 10)" in t2.line
+    two = {k: v for k, v in PEAKED.items() if k in (0, DM, 10, 100)}  # two repeat counts: no peak can be fitted
+    t1, t2 = evaluate_targets(*_tables(two, ABIL), chance=CHANCE)[:2]
+    assert t1.numbers["peak"] is None and "at the largest repeat count (no peak fitted) (f = 0.1, E = 100)" in t2.line
     with pytest.raises(ConfigError, match="repeat_count 30: no runs at it with f = 0.1; the grid has E = 1, 10, 100, 1000"):
         evaluate_targets(scores, metrics, chance=CHANCE, repeat_count=30)
 

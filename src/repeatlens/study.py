@@ -295,6 +295,8 @@ class DamageTarget(Target):
     loss: str = "test_loss"
     fraction: float = float("nan")
     repeat_count: float = float("nan")
+    point: str = "the grid point nearest the fitted peak"
+    """Which grid point T2 reads and why (the largest E when no peak is fitted; a named one with ``repeat_count=``)."""
     loss_control: float = float("nan")
     loss_at_peak: float = float("nan")
     loss_rise: float = float("nan")
@@ -307,7 +309,7 @@ class DamageTarget(Target):
 
     def render(self) -> str:
         parts = ", ".join(f"{a} {c:.3f} -> {v:.3f} ({-self.drops[a]:+.0%})" for a, (c, v) in self.abilities.items())
-        text = (f"at the grid point nearest the fitted peak (f = {self.fraction:g}, E = {self.repeat_count:g}) against the "
+        text = (f"at {self.point} (f = {self.fraction:g}, E = {self.repeat_count:g}) against the "
                 f"full-data control: {_loss_name(self.loss)} {self.loss_control:.3f} -> {self.loss_at_peak:.3f} "
                 f"({self.loss_rise:+.1%}); {parts}.")
         if self.yardstick is not None:
@@ -655,12 +657,15 @@ def evaluate_targets(
         if not np.isclose(grid.astype(float), repeat_count).any():
             raise ConfigError(f"repeat_count {repeat_count:g}: no runs at it with f = {f:g}; the grid has E = "
                               f"{', '.join(f'{e:g}' for e in sorted(grid.unique()))}")
-        e = float(repeat_count)
+        e, point = float(repeat_count), "the grid point asked for"
+    elif peak is not None:
+        e, point = _nearest(grid, peak.e_star), "the grid point nearest the fitted peak"
     else:
-        e = _nearest(grid, peak.e_star) if peak is not None else float(grid.max())
+        e, point = float(grid.max()), "the largest repeat count (no peak fitted)"
     n = size if size is not None else (float(final[SIZE].iloc[0]) if SIZE in final else None)
-    targets = [t1, _t2(final, all_sizes, n, f, e, scores.attrs.get("probe"), loss),
-               _t3(final, scores, f, chance, chance_tolerance, loss), _t4(final, metrics, f, e, loss)]
+    t2 = _t2(final, all_sizes, n, f, e, scores.attrs.get("probe"), loss)
+    t2.point = point
+    targets = [t1, t2, _t3(final, scores, f, chance, chance_tolerance, loss), _t4(final, metrics, f, e, loss)]
     where = f"model of N = {size:,.0f} non-embedding parameters: " if size is not None else ""
     for t in targets:
         t.where = where
