@@ -19,7 +19,7 @@ import repeatlens
 from repeatlens import scores as scores_pkg
 from repeatlens.analysis import analyze
 from repeatlens.results.schema import RUN_COLUMNS, SCORE_COLUMNS as COLUMNS
-from repeatlens.results.store import load_metrics, load_scores
+from repeatlens.results.store import join_run_tables, load_metrics, load_scores, sweep_runs
 from repeatlens.cli import main
 from repeatlens.errors import CheckpointError
 from repeatlens.io import LOCK_FILE, file_lock
@@ -203,6 +203,13 @@ def test_sweep_root_tables_join_each_runs_coordinates(trained: Path, tmp_path: P
     assert list(met.columns) == ["run_id", "step", "tokens_seen", "split", "loss", "loss_se"] + RUN_COLUMNS
     assert len(met) == sum(len(repeatlens.load_run(sweep / r).metrics()) for r in ("control", "f0.25_E4"))
     assert set(met.split) == {"train", "test", "repeated"}
+    # the same join in memory, for a chosen set of runs (a study reporting only its complete runs)
+    joined_scores, joined_metrics = join_run_tables(sweep_runs(sweep))
+    pd.testing.assert_frame_equal(joined_scores, df)
+    pd.testing.assert_frame_equal(joined_metrics, met)
+    one_scores, one_metrics = join_run_tables([repeatlens.load_run(sweep / "control")])
+    assert set(one_scores.run_id) == set(one_metrics.run_id) == {"control"}
+    pd.testing.assert_frame_equal(one_scores, df[df.run_id == "control"].reset_index(drop=True))
 
 
 def test_errors_for_paths_that_hold_nothing_to_score(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -167,6 +167,26 @@ def test_t4_needs_a_rise_beyond_noise_and_says_when_it_cannot_judge() -> None:
     assert t4.held is None and t4.line.startswith("T4 cannot judge: ")
 
 
+def test_t2_and_t4_read_a_named_grid_point() -> None:
+    """repeat_count= moves T2 and T4 off the point nearest E* (100) to a named one; T1 keeps its fit."""
+    from repeatlens.errors import ConfigError
+
+    scores, metrics = _tables(PEAKED, ABIL)
+    nearest = evaluate_targets(scores, metrics, chance=CHANCE)
+    t1, t2, _, t4 = evaluate_targets(scores, metrics, chance=CHANCE, repeat_count=10)
+    assert t1.numbers == nearest[0].numbers
+    assert t2.numbers["repeat_count"] == 10 and t2.numbers["loss_rise"] == pytest.approx(0.2 / 2.5)
+    assert t4.numbers["repeat_count"] == 10 and set(t4.numbers["runs"]) == {f"f0.1_E10_s{s}" for s in range(3)}
+    assert nearest[3].numbers["repeat_count"] == 100
+    assert "at the grid point nearest the fitted peak (f = 0.1, E = 100)" in nearest[1].line
+    assert "at the grid point asked for (f = 0.1, E = 10)" in t2.line
+    two = {k: v for k, v in PEAKED.items() if k in (0, DM, 10, 100)}  # two repeat counts: no peak can be fitted
+    t1, t2 = evaluate_targets(*_tables(two, ABIL), chance=CHANCE)[:2]
+    assert t1.numbers["peak"] is None and "at the largest repeat count (no peak fitted) (f = 0.1, E = 100)" in t2.line
+    with pytest.raises(ConfigError, match="repeat_count 30: no runs at it with f = 0.1; the grid has E = 1, 10, 100, 1000"):
+        evaluate_targets(scores, metrics, chance=CHANCE, repeat_count=30)
+
+
 def test_tables_and_a_missing_control_is_an_error() -> None:
     scores, _ = _tables(PEAKED, ABIL)
     final = final_table(scores)
@@ -225,6 +245,11 @@ def test_scaling_targets_from_fit_scaling() -> None:
     assert t5.verdict == Verdict.NOT_IDENTIFIED and t5.numbers["alpha"] is None and "No exponent is given" in t5.detail
     assert t6.verdict == Verdict.NOT_IDENTIFIED and "needs at least 4" in t6.detail
     assert t5.line.startswith("T5 not identified: natural-text test loss per size: N = 8,640: E* = 822")
+    t5, t6 = evaluate_scaling(committed[committed.repeated_fraction == 0])  # nothing to fit: said so, not "per size: ."
+    assert t5.verdict == t6.verdict == Verdict.CANNOT_JUDGE
+    assert t5.line == ("T5 cannot judge: no peak of the natural-text test loss is fitted: the runs table has no repeated-data "
+                       "runs (f > 0). No exponent is given.")
+    assert t6.line.startswith("T6 cannot judge: no effective model size on the natural-text test loss: the runs table has no")
 
 
 def test_fit_sweep_reads_a_runs_table_and_names_a_missing_loss(tmp_path) -> None:

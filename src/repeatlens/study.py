@@ -295,6 +295,8 @@ class DamageTarget(Target):
     loss: str = "test_loss"
     fraction: float = float("nan")
     repeat_count: float = float("nan")
+    point: str = "the grid point nearest the fitted peak"
+    """Which grid point T2 reads and why (the largest E when no peak is fitted; a named one with ``repeat_count=``)."""
     loss_control: float = float("nan")
     loss_at_peak: float = float("nan")
     loss_rise: float = float("nan")
@@ -307,7 +309,7 @@ class DamageTarget(Target):
 
     def render(self) -> str:
         parts = ", ".join(f"{a} {c:.3f} -> {v:.3f} ({-self.drops[a]:+.0%})" for a, (c, v) in self.abilities.items())
-        text = (f"at the grid point nearest the fitted peak (f = {self.fraction:g}, E = {self.repeat_count:g}) against the "
+        text = (f"at {self.point} (f = {self.fraction:g}, E = {self.repeat_count:g}) against the "
                 f"full-data control: {_loss_name(self.loss)} {self.loss_control:.3f} -> {self.loss_at_peak:.3f} "
                 f"({self.loss_rise:+.1%}); {parts}.")
         if self.yardstick is not None:
@@ -613,6 +615,7 @@ def evaluate_targets(
     probe: Optional[str] = None,
     loss: Optional[str] = None,
     size: Optional[float] = None,
+    repeat_count: Optional[float] = None,
 ) -> list[Target]:
     """Check T1-T4 on a sweep's tables, at one model size.
 
@@ -631,6 +634,9 @@ def evaluate_targets(
         loss: The loss column: ``test_text`` (default when the runs have it) or ``test_loss``.
         size: The model size (non-embedding parameters) to evaluate at; default the only
             one, or the size with the most runs.
+        repeat_count: The grid point (at ``fraction``) that T2 and T4 read, e.g. an arm
+            designed below and at a peak located elsewhere; default the grid point nearest
+            the fitted E* (the largest E when no peak is fitted).
 
     Returns:
         ``[T1, T2, T3, T4]``.
@@ -647,10 +653,19 @@ def evaluate_targets(
     f = fraction if fraction is not None else fs[-1]
     t1, peak = _t1(final, f, loss)
     grid = final.loc[(final["control"] == "none") & np.isclose(final["repeated_fraction"], f), "repeat_count"]
-    e = _nearest(grid, peak.e_star) if peak is not None else float(grid.max())
+    if repeat_count is not None:
+        if not np.isclose(grid.astype(float), repeat_count).any():
+            raise ConfigError(f"repeat_count {repeat_count:g}: no runs at it with f = {f:g}; the grid has E = "
+                              f"{', '.join(f'{e:g}' for e in sorted(grid.unique()))}")
+        e, point = float(repeat_count), "the grid point asked for"
+    elif peak is not None:
+        e, point = _nearest(grid, peak.e_star), "the grid point nearest the fitted peak"
+    else:
+        e, point = float(grid.max()), "the largest repeat count (no peak fitted)"
     n = size if size is not None else (float(final[SIZE].iloc[0]) if SIZE in final else None)
-    targets = [t1, _t2(final, all_sizes, n, f, e, scores.attrs.get("probe"), loss),
-               _t3(final, scores, f, chance, chance_tolerance, loss), _t4(final, metrics, f, e, loss)]
+    t2 = _t2(final, all_sizes, n, f, e, scores.attrs.get("probe"), loss)
+    t2.point = point
+    targets = [t1, t2, _t3(final, scores, f, chance, chance_tolerance, loss), _t4(final, metrics, f, e, loss)]
     where = f"model of N = {size:,.0f} non-embedding parameters: " if size is not None else ""
     for t in targets:
         t.where = where
@@ -680,6 +695,8 @@ class AlphaTarget(Target):
         sizes = "; ".join(
             f"N = {p['N']:,.0f}: E* = {p['e_star']:,.0f} ({_ci(p['e_star_ci95'], '{:,.0f}')}{'' if p['interior'] else ', not interior'})"
             for p in self.peaks)
+        if self.alpha is None and not self.peaks:
+            return f"no peak of the {_loss_name(self.loss)} is fitted: {self.reason}. No exponent is given."
         if self.alpha is None:
             return (f"{_loss_name(self.loss)} per size: {sizes}. alpha is not identified by this design: {self.reason}. "
                     "No exponent is given.")
@@ -753,10 +770,11 @@ def evaluate_scaling(final: pd.DataFrame, *, loss: Optional[str] = None, fractio
     try:
         fit = fits.fit_scaling(final, loss, fraction=fraction, bootstrap=bootstrap, baseline=baseline)
     except fits.ScalingDataError as e:
-        name = _loss_name(loss or fits.default_loss(final))
+        loss = loss or fits.default_loss(final)
         return [AlphaTarget(name="T5", statement="the poor-performance region moves with model size", verdict=Verdict.CANNOT_JUDGE,
-                            reason=str(e), where=f"{name}: "),
-                EffectiveSizeTarget(name="T6", statement="effective model size", verdict=Verdict.CANNOT_JUDGE, reason=str(e))]
+                            loss=loss, reason=str(e)),
+                EffectiveSizeTarget(name="T6", statement="effective model size", verdict=Verdict.CANNOT_JUDGE, loss=loss,
+                                    reason=str(e))]
     return scaling_targets(fit)
 
 

@@ -64,6 +64,24 @@ def test_select_probe_defaults_to_the_family_that_sees_circuits_and_never_mixes(
     with pytest.raises(ConfigError, match="'text': not in this table; it holds synthetic:L30"):
         select_probe(df, "text")
     assert select_probe(df[df.probe == ""])[1] is None  # a table of probe-free scores
+    with pytest.raises(ConfigError, match="probe 'tokens': unknown family; expected one of uniform, train, synthetic, text"):
+        select_probe(df, "tokens:L30")
+
+
+def test_reading_one_probe_of_a_table_imports_neither_torch_nor_transformer_lens() -> None:
+    """Naming a probe parses its key (repeatlens.results.schema), not the scores package, whose import loads
+    TransformerLens (~11 s of CPU): a report that only reads tables must not pay it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pandas as pd; from repeatlens.results.reduce import check_scores, select_probe; "
+            "df = pd.DataFrame({'run_id': ['r'], 'step': [1], 'tokens_seen': [1], 'metric': ['induction'], 'layer': [1], "
+            "'head': [0], 'value': [0.5], 'probe': ['synthetic'], 'probe_len': [30], 'probe_batch': [16], 'probe_seed': [0]}); "
+            "assert check_scores(df, 'synthetic:L30').attrs['probe'] == 'synthetic:L30:B16:s0'; "
+            "print(sorted(m for m in ('torch', 'transformer_lens', 'repeatlens.scores') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_circuits_name_canonical_and_shifted_pairs() -> None:

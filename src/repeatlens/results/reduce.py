@@ -352,7 +352,7 @@ def probe_keys(scores: pd.DataFrame) -> list[str]:
 
 
 def _matches(key: str, family: str, settings: dict[str, int]) -> bool:
-    from repeatlens.scores.probes import parse_key
+    from repeatlens.results.schema import parse_key
 
     fam, got = parse_key(key)
     return fam == family and all(got[k] == v for k, v in settings.items())
@@ -388,10 +388,10 @@ def select_probe(scores: pd.DataFrame, probe: Optional[str] = None) -> tuple[pd.
         runs = {k: scores.loc[row_key == k, "run_id"].nunique() for k in candidates}
         chosen = sorted(candidates, key=lambda k: (-runs[k], k))[0]
     else:
-        from repeatlens.scores.probes import ProbeSpec, parse_key
+        from repeatlens.results.schema import check_family, parse_key
 
         family, given = parse_key(probe)
-        ProbeSpec(family)  # an unknown family is one line
+        check_family(family)  # an unknown family is one line
         found = [k for k in keys if _matches(k, family, given)]
         if not found:
             raise ConfigError(f"probe {probe!r}: not in this table; it holds {', '.join(keys)}")

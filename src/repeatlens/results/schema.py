@@ -16,9 +16,12 @@ This module imports neither torch nor pandas.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Optional
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+from repeatlens.errors import ConfigError
 
 __all__ = [
     "SCORE_COLUMNS",
@@ -30,6 +33,9 @@ __all__ = [
     "METRIC_COLUMNS",
     "METRIC_DTYPES",
     "probe_key",
+    "FAMILIES",
+    "check_family",
+    "parse_key",
     "Manifest",
     "FileRecord",
 ]
@@ -91,6 +97,41 @@ def probe_key(probe: str, copy_len: object, batch: object, seed: object) -> str:
     if not probe:
         return ""
     return f"{probe}:L{int(copy_len)}:B{int(batch)}:s{int(seed)}"
+
+
+FAMILIES = ("uniform", "train", "synthetic", "text")
+"""Probe families (:mod:`repeatlens.scores.probes`), in the order ``analyze`` scores them."""
+
+
+def check_family(family: str) -> str:
+    """``family`` if it is one of :data:`FAMILIES`, else a one-line ConfigError."""
+    if family not in FAMILIES:
+        raise ConfigError(f"probe {family!r}: unknown family; expected one of {', '.join(FAMILIES)}")
+    return family
+
+
+def parse_key(text: str) -> tuple[str, dict[str, int]]:
+    """The family and the settings a (partial) probe key names, and only those (here, with
+    :func:`probe_key`, so that reading tables never imports the scores and their torch).
+
+    >>> parse_key("text:L20")
+    ('text', {'copy_len': 20})
+    >>> parse_key("synthetic:L30:B16:s0")
+    ('synthetic', {'copy_len': 30, 'batch': 16, 'seed': 0})
+
+    Raises:
+        ConfigError: an empty key or a malformed setting.
+    """
+    parts = [p for p in str(text).strip().split(":") if p]
+    if not parts:
+        raise ConfigError("probe: empty name; expected a family such as synthetic, or a key such as synthetic:L30:B16:s0")
+    settings: dict[str, int] = {}
+    for p in parts[1:]:
+        m = re.fullmatch(r"([LBs])(\d+)", p)
+        if not m:
+            raise ConfigError(f"probe {text!r}: cannot read {p!r}; expected L<copy length>, B<batch> or s<seed>")
+        settings[{"L": "copy_len", "B": "batch", "s": "seed"}[m.group(1)]] = int(m.group(2))
+    return parts[0], settings
 
 
 # ------------------------------------------------------------------------------ the manifest

@@ -52,6 +52,7 @@ __all__ = [
     "run_coordinates",
     "sweep_runs",
     "write_sweep_tables",
+    "join_run_tables",
     "load_scores",
     "load_metrics",
     "table_runs",
@@ -260,6 +261,17 @@ def write_sweep_tables(path: str | Path, runs: Optional[list["RunDir"]] = None, 
 
 
 def _join_sweep_tables(path: Path, runs: list["RunDir"]) -> list[Path]:
+    score_df, met_df = join_run_tables(runs)
+    write_parquet(path / SCORES_FILE, score_df, {"runs": score_df.attrs["runs"]})
+    write_parquet(path / METRICS_FILE, met_df)
+    return [path / SCORES_FILE, path / METRICS_FILE]
+
+
+def join_run_tables(runs: Sequence["RunDir"]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tables :func:`write_sweep_tables` writes, in memory: every run's scores and
+    training metrics joined with its :data:`RUN_COLUMNS` (a run's metrics from before
+    ``loss_se`` was recorded get it as NaN), the scores' ``attrs["runs"]`` holding each
+    run's recorded axis and probe ids. Reads the runs only, writes nothing."""
     scores, metrics = [], []
     per_run: dict[str, dict[str, Any]] = {}
     for run in runs:
@@ -275,11 +287,11 @@ def _join_sweep_tables(path: Path, runs: list["RunDir"]) -> list[Path]:
         if len(met):
             metrics.append(met.assign(run_id=run.run_id, **info))
     score_df = pd.concat(scores, ignore_index=True) if scores else empty_scores().assign(**{c: [] for c in RUN_COLUMNS})
-    write_parquet(path / SCORES_FILE, score_df.astype({**SCORE_DTYPES, **RUN_DTYPES})[SCORE_COLUMNS + RUN_COLUMNS], {"runs": per_run})
     met_cols = ["run_id", *METRIC_COLUMNS, *RUN_COLUMNS]
     met_df = pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame({c: [] for c in met_cols})
-    write_parquet(path / METRICS_FILE, met_df.astype({"run_id": "str", **METRIC_DTYPES, **RUN_DTYPES})[met_cols])
-    return [path / SCORES_FILE, path / METRICS_FILE]
+    score_df = score_df.astype({**SCORE_DTYPES, **RUN_DTYPES})[SCORE_COLUMNS + RUN_COLUMNS]
+    score_df.attrs["runs"] = per_run
+    return score_df, met_df.astype({"run_id": "str", **METRIC_DTYPES, **RUN_DTYPES})[met_cols]
 
 
 # ------------------------------------------------------------------------------------ readers

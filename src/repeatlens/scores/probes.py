@@ -43,7 +43,6 @@ probe it read (:attr:`ProbeSpec.key`), so tables never mix probes.
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
@@ -53,6 +52,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from repeatlens.errors import ConfigError
+from repeatlens.results.schema import FAMILIES, check_family, parse_key
 
 __all__ = [
     "FAMILIES",
@@ -72,8 +72,6 @@ __all__ = [
 OLSSON_PREFIX_BLOCK = 25
 PREFIX_REPEATS = 4
 DEFAULT_BATCH = 16
-FAMILIES = ("uniform", "train", "synthetic", "text")
-"""Probe families, in the order ``analyze`` scores them."""
 
 
 def prefix_block(n_ctx: int) -> int:
@@ -114,8 +112,7 @@ class ProbeSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ConfigError(f"probe {self.family!r}: unknown family; expected one of {', '.join(FAMILIES)}")
+        check_family(self.family)
         if self.batch < 1:
             raise ConfigError(f"probe batch = {self.batch}; expected at least 1")
         if self.copy_len is not None and self.copy_len < 2:
@@ -163,29 +160,6 @@ class ProbeSpec:
         """
         family, settings = parse_key(text)
         return cls(family, **settings)
-
-
-def parse_key(text: str) -> tuple[str, dict[str, int]]:
-    """The family and the settings a (partial) probe key names, and only those.
-
-    >>> parse_key("text:L20")
-    ('text', {'copy_len': 20})
-    >>> parse_key("synthetic:L30:B16:s0")
-    ('synthetic', {'copy_len': 30, 'batch': 16, 'seed': 0})
-
-    Raises:
-        ConfigError: an empty key or a malformed setting.
-    """
-    parts = [p for p in str(text).strip().split(":") if p]
-    if not parts:
-        raise ConfigError("probe: empty name; expected a family such as synthetic, or a key such as synthetic:L30:B16:s0")
-    settings: dict[str, int] = {}
-    for p in parts[1:]:
-        m = re.fullmatch(r"([LBs])(\d+)", p)
-        if not m:
-            raise ConfigError(f"probe {text!r}: cannot read {p!r}; expected L<copy length>, B<batch> or s<seed>")
-        settings[{"L": "copy_len", "B": "batch", "s": "seed"}[m.group(1)]] = int(m.group(2))
-    return parts[0], settings
 
 
 @dataclass(frozen=True, eq=False)
