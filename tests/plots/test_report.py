@@ -124,7 +124,7 @@ def test_reports_of_other_peoples_checkpoints(foreign_reports):
         assert table[["f", "E", "params", "seed"]].isna().all().all() and table["max induction"].notna().all()
     gpt2, nano = (foreign_reports[n].read_text() for n in ("gpt2", "nano"))
     assert "plot the <b>training step</b>" in gpt2 and "--tokens-per-step N" in gpt2 and "(from the config: " in gpt2
-    assert "Figures over training plot tokens seen." in nano and "nanoGPT names no special id" in nano
+    assert "Figures over training plot tokens seen." in nano and "no tokenizer.json beside it names a BOS: id 0" in nano
     assert '"prefix":"training step: "' in gpt2 and '"prefix":"tokens seen: "' in nano
 
 
