@@ -229,7 +229,7 @@ def battery(args) -> int:
         shape = "gpu-check-tiny"
         mod.SHAPES[shape] = BATTERY_TINY
     # threads=0: leave torch's thread count as the caller set it (shape_main's default sets 2 on the CPU)
-    return mod.shape_main(SimpleNamespace(shape=shape, device=args.device, threads=0, ablation_layers=None))
+    return mod.shape_main(SimpleNamespace(shape=shape, device=args.device, threads=0, ablation_layers=None, before_after=False))
 
 
 def cuda_tests() -> int:

@@ -114,7 +114,7 @@ class Reference(nn.Module):
 def run_config(args, steps: int, compile_: bool, deterministic: bool = True) -> dict:
     return {
         "seed": 0,
-        "data": {"source": "synthetic", "seq_len": args.ctx, "test_sequences": 8, "synthetic": {"vocab_size": args.vocab}},
+        "data": {"source": "synthetic", "seq_len": args.ctx, "test_sequences": 8, "synthetic": {"vocab_size": args.vocab, "max_len": min(20, args.ctx - 1)}},  # a segment fits the context
         "mixture": {"total_tokens": steps * args.batch * args.ctx, "repeated_fraction": 0.1, "repeat_count": 4},
         "model": {"n_layers": args.layers, "d_model": args.d_model, "n_heads": args.heads, "d_head": args.d_head, "n_ctx": args.ctx,
                   "positional_embedding": "rotary" if args.rotary else "standard"},
