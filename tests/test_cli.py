@@ -284,7 +284,7 @@ def _one_line_error(code: int, err: str) -> str:
 def test_usage_errors_of_the_command_line_are_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     """Issue 26, case 4: typer 0.29 raises its vendored click's exceptions, which main() used to miss (45-75-line tracebacks)."""
     for argv, expected in (
-        (["info"], "error: Missing argument 'RUN_DIR'. (see `repeatlens info --help`)"),
+        (["info"], "error: Missing argument 'PATH'. (see `repeatlens info --help`)"),
         (["bogus"], "error: No such command 'bogus'. (see `repeatlens --help`)"),
         (["score", str(tmp_path), "--step", "abc"], "error: Invalid value for '--step': Input should be a valid integer"),
         (["analyze", str(tmp_path), "--probe-batch", "0"], "error: Invalid value for '--probe-batch': Input should be greater than or equal to 1"),
@@ -465,9 +465,11 @@ def test_memory_and_os_limits_are_one_line_and_our_own_bugs_keep_their_traceback
         (PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x")), f"error: {tmp_path / 'x'}: permission denied"),
     ):
         monkeypatch.setattr(cli, "run_summary", raising(exc))
+        monkeypatch.setattr(cli, "folder_summary", raising(exc))  # tmp_path is no run: info reads it as a folder
         code, _, err = _run(["info", str(tmp_path)], capsys)
         assert _one_line_error(code, err).startswith(expected), err
     for bug in (KeyError("step"), FileNotFoundError(errno.ENOENT, "No such file", "x"), TypeError("bad operand")):
         monkeypatch.setattr(cli, "run_summary", raising(bug))
+        monkeypatch.setattr(cli, "folder_summary", raising(bug))
         with pytest.raises(type(bug)):  # not turned into "unreadable input": it surfaces, with its traceback
             main(["info", str(tmp_path)])

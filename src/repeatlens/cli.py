@@ -72,7 +72,7 @@ def info(path: str = typer.Argument(..., help="Run directory, folder of other pe
     probe ids and x-axis of other people's checkpoints and of an analysed table."""
     from repeatlens.checkpoints import RunDir
 
-    if not path.startswith("hf:") and RunDir(Path(path)).is_run():
+    if not path.startswith("hf:") and RunDir(Path(path)).looks_like_run():  # a damaged run is one line from run_summary
         typer.echo(run_summary(Path(path)))
     else:
         typer.echo(folder_summary(path))

@@ -20,7 +20,6 @@ sequences. Training rows are drawn from the remaining chunks, never overlapping 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -34,7 +33,7 @@ from repeatlens.data.seeds import rng, stream_seed
 from repeatlens.data.special import SpecialIds
 from repeatlens.data.streams import Corpus, StreamRef, _BosView, _chunk, cache_root, rebuild_stream, token_sha256
 from repeatlens.data.synthetic import synthetic_sequences
-from repeatlens.errors import DataError
+from repeatlens.errors import DataError, WriteError
 from repeatlens.io import atomic_save_npy
 
 if TYPE_CHECKING:
@@ -92,7 +91,9 @@ class SyntheticRows:
 
     def load(self, data: DataConfig, where: str) -> np.ndarray:
         """The rows: from the cache (``synthetic-<sha256>.npy``), else regenerated, checked
-        against :attr:`sha256` and written to the cache for the next reader.
+        against :attr:`sha256` and written to the cache for the next reader (a cache this
+        user cannot write is left alone: the rows are then kept in this process, and
+        regenerated, in seconds, by the next one).
 
         Raises:
             DataError: the regenerated rows do not hash to :attr:`sha256` (the synthetic
@@ -102,13 +103,12 @@ class SyntheticRows:
         if memo is not None:
             return memo
         path = cache_root(data) / self.cache_name
-        if path.is_file():
-            try:
-                rows = np.load(path, mmap_mode="r")
-                if rows.shape == (self.n_test + self.n_train, self.seq_len) and rows.dtype == np.dtype(self.dtype):
-                    return rows
-            except (OSError, ValueError):
-                pass
+        try:  # is_file() itself raises PermissionError in a cache folder this user may not search
+            rows = np.load(path, mmap_mode="r") if path.is_file() else None
+            if rows is not None and rows.shape == (self.n_test + self.n_train, self.seq_len) and rows.dtype == np.dtype(self.dtype):
+                return rows
+        except (OSError, ValueError):  # unreadable or damaged: regenerated below
+            pass
         rows = self.generate()
         sha = token_sha256(rows)
         if sha != self.sha256:
@@ -118,8 +118,7 @@ class SyntheticRows:
             )
         try:
             atomic_save_npy(path, rows)
-        except OSError as e:  # a read-only cache: keep them in this process
-            print(f"warning: could not cache the synthetic rows at {path} ({e}); they are regenerated per process", file=sys.stderr)
+        except (OSError, WriteError):  # a cache this user may read but not write (a shared one): keep them in this process
             _SYNTHETIC_MEMO.clear()
             _SYNTHETIC_MEMO[self.sha256] = rows
         return rows
