@@ -44,6 +44,7 @@ scored; ``repeatlens analyze`` lists the failures at the end and exits with code
 from __future__ import annotations
 
 import gc
+import warnings
 import sys
 import weakref
 from dataclasses import dataclass, field
@@ -687,7 +688,7 @@ def analyze(
     probes: Optional[str | Sequence[str]] = None,
     probe_len: Optional[int] = None,
     probe_batch: int = 16,
-    probe_seed: int = 0,
+    probe_seed: Optional[int] = None,
     seed: Optional[int] = None,
     batch_size: int = 32,
     lock_timeout: Optional[float] = None,
@@ -714,8 +715,8 @@ def analyze(
             that applies (see the module docstring).
         probe_len: ``L``, the copy length of ``[BOS, r, r]``; default ``2P`` for the context.
         probe_batch: probe rows of each kind.
-        probe_seed: seed of the probe draw.
-        seed: deprecated name of ``probe_seed``.
+        probe_seed: seed of the probe draw (default 0).
+        seed: deprecated name of ``probe_seed``; giving both is an error.
         batch_size: sequences per forward pass of the behaviour scores.
         lock_timeout: seconds to wait while another process writes the same table
             (None: as long as it takes).
@@ -732,9 +733,14 @@ def analyze(
     from repeatlens.devices import resolve_device
     from repeatlens.foreign import looks_foreign
 
+    if seed is not None:
+        if probe_seed is not None:
+            raise ConfigError(f"seed={seed} and probe_seed={probe_seed}: give probe_seed only (seed is its deprecated name)")
+        warnings.warn("analyze(seed=...) is deprecated: use probe_seed=...", DeprecationWarning, stacklevel=2)
+        probe_seed = seed
     opts = _options(
         max_sequences=max_sequences, force=force, progress=progress, device=resolve_device(device), probes=probes,
-        probe_len=probe_len, probe_batch=probe_batch, probe_seed=probe_seed if seed is None else seed, batch_size=batch_size,
+        probe_len=probe_len, probe_batch=probe_batch, probe_seed=0 if probe_seed is None else probe_seed, batch_size=batch_size,
         lock_timeout=lock_timeout,
     )
     foreign = dict(out=out, revisions=revisions, download=download)
