@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Optional, Sequence
 
 from repeatlens.data.special import SpecialIds
-from repeatlens.errors import CheckpointError, ConfigError, first_line
+from repeatlens.errors import CheckpointError, ConfigError, WriteError, damaged_file_errors, first_line
 
 __all__ = [
     "ForeignCheckpoint",
@@ -332,7 +332,7 @@ class ForeignFolder:
                 from repeatlens.io import atomic_write_text
 
                 atomic_write_text(cache_path, json.dumps(cache))
-            except Exception:  # noqa: BLE001 - a read-only folder only loses the cache
+            except (OSError, WriteError):  # a read-only folder only loses the cache
                 pass
         return out
 
@@ -359,7 +359,7 @@ def load_pt(path: str | Path, *, mmap: bool = False) -> Any:
                 if mmap and "mmap" in str(e):  # the legacy (non-zip) format cannot be memory-mapped
                     return torch.load(path, map_location="cpu", weights_only=True)
                 raise
-    except Exception as e:  # noqa: BLE001 - any failure to read an untrusted file is reported, not raised
+    except damaged_file_errors() as e:  # a damaged or hostile file is reported; anything else is a bug and surfaces
         text = str(e)
         if "Weights only load failed" in text or "WeightsUnpickler" in text:
             glob = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
