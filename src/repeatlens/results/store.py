@@ -335,7 +335,11 @@ def load_scores(path: str | Path, probe: Optional[str] = None) -> pd.DataFrame:
         path: a run, sweep or analysed folder, or a scores ``.parquet`` file.
         probe: keep only the rows of this probe (a family such as ``synthetic``, or a key
             such as ``synthetic:L30``; see :func:`repeatlens.results.select_probe`) and
-            the rows that read no probe. None: every row, every probe.
+            the rows that read no probe. None: every row of every probe the table holds;
+            the probe columns (:data:`~repeatlens.results.schema.PROBE_COLUMNS`) tell them
+            apart, and ``df.attrs["probes"]`` lists their keys: with more than one there,
+            group by those columns or select one before averaging a metric, since the same
+            (run, step, metric, head) then has one value per probe.
     """
     from repeatlens.checkpoints import RunDir
 
@@ -348,6 +352,7 @@ def load_scores(path: str | Path, probe: Optional[str] = None) -> pd.DataFrame:
 
         df = select_probe(df, probe)[0]
     df.attrs["runs"] = table_runs(path, [str(r) for r in df["run_id"].unique()])
+    df.attrs["probes"] = sorted(set(row_keys(df)) - {""})
     return df
 
 
