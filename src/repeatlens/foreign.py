@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Optional, Sequence
 
 from repeatlens.data.special import SpecialIds
+from repeatlens.deprecation import renamed
 from repeatlens.errors import CheckpointError, ConfigError, WriteError, damaged_file_errors, first_line
 
 __all__ = [
@@ -66,12 +67,14 @@ __all__ = [
     "discover",
     "looks_foreign",
     "parse_revision",
-    "special_ids",
+    "config_special_ids",
     "load_tl_state_dict",
     "load_pt",
     "weights_digest",
     "TL_CONFIG",
 ]
+
+__getattr__ = renamed(__name__, {"special_ids": "config_special_ids"})  # scores.special_ids reads a model
 
 TL_FILE = re.compile(r"^model_(\d+)\.pt$")
 TL_CONFIG = "config.json"
@@ -128,7 +131,7 @@ NO_BOS = 0
 names a BOS or EOS id; said in one warning line, which names the file to add."""
 
 
-def special_ids(config: Any, vocab: int, where: str, tokenizer: Optional[Path] = None) -> tuple[int, tuple[int, ...], list[str]]:
+def config_special_ids(config: Any, vocab: int, where: str, tokenizer: Optional[Path] = None) -> tuple[int, tuple[int, ...], list[str]]:
     """Validated special ids of a config: ``(bos, exclude, warnings)``.
 
     ``bos_token_id``, ``eos_token_id`` and ``pad_token_id`` (an int, a list of ints or
@@ -177,7 +180,7 @@ def special_ids(config: Any, vocab: int, where: str, tokenizer: Optional[Path] =
 
 
 def _ids_source(config: Any, bos: int, where: str, tokenizer: Optional[Path] = None) -> tuple[str, str]:
-    """Where the BOS :func:`special_ids` chose came from: ``("config", "<where> <field>")``,
+    """Where the BOS :func:`config_special_ids` chose came from: ``("config", "<where> <field>")``,
     ``("tokenizer", "<tokenizer.json>")`` for one beside the checkpoint, or ``("default",
     why)`` when neither gave it (:data:`NO_BOS`)."""
     for fld in ("bos_token_id", "eos_token_id"):
@@ -205,7 +208,7 @@ class ForeignCheckpoint:
         tokens_seen: tokens seen at that step (see the module docstring).
         revision: the name it was found under (``step1000``, ``model_10.pt``, a hub ref).
         kind: ``"transformerlens"``, ``"huggingface"`` or ``"nanogpt"``.
-        bos: validated BOS id for the probes (:func:`special_ids`).
+        bos: validated BOS id for the probes (:func:`config_special_ids`).
         exclude: valid special ids kept out of the probes' random tokens.
         weights: the files holding its tensors (hashed by :meth:`ForeignFolder.duplicates`).
         label: how messages name it when the path would not say (hub snapshots).
@@ -558,7 +561,7 @@ class _Builder:
         self.notes.setdefault(message, [])
 
     def special(self, config: Any, vocab: int, where: str, tokenizer: Optional[Path] = None) -> tuple[int, tuple[int, ...], tuple[str, str]]:
-        bos, exclude, notes = special_ids(config, vocab, where, tokenizer)
+        bos, exclude, notes = config_special_ids(config, vocab, where, tokenizer)
         for n in notes:  # group identical complaints of many revisions into one line
             self.notes.setdefault(n[len(where) + 2 :], []).append(where)
         return bos, exclude, _ids_source(config, bos, where, tokenizer)

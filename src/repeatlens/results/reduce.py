@@ -8,7 +8,7 @@ when the caller names none, recorded in ``df.attrs["probe"]`` so figures can say
 no figure or target ever averages over probes silently.
 
 * per checkpoint (:func:`per_checkpoint`: per-head metrics reduced by the max over heads),
-  final per run (:func:`final_values`, :func:`final_table`), seed statistics
+  final per run (:func:`final_values`, :func:`quantities_table`), seed statistics
   (:func:`seed_stats`), relative damage against the control of the same size
   (:func:`relative_damage`);
 * probes (:func:`select_probe`) and named copying circuits (:func:`circuits`).
@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from repeatlens.deprecation import renamed
 from repeatlens.errors import ConfigError, RepeatlensError
 from repeatlens.results.schema import RUN_COLUMNS
 
@@ -43,7 +44,7 @@ __all__ = [
     "is_per_head",
     "per_checkpoint",
     "final_values",
-    "final_table",
+    "quantities_table",
     "control_mask",
     "seed_stats",
     "relative_damage",
@@ -231,7 +232,7 @@ def final_values(scores: pd.DataFrame, metric: str, at: str = "last") -> pd.Data
     return pc.loc[pick].reset_index(drop=True)
 
 
-def final_table(scores: pd.DataFrame, quantities: Optional[Sequence[str]] = None, at: str = "last") -> pd.DataFrame:
+def quantities_table(scores: pd.DataFrame, quantities: Optional[Sequence[str]] = None, at: str = "last") -> pd.DataFrame:
     """One row per run: its coordinates and, per quantity present, :func:`final_values`.
 
     Args:
@@ -469,7 +470,7 @@ freedom), so the old call signatures do not carry over: each old name warns and 
 object."""
 
 
-def __getattr__(name: str):
+def _moved_or_missing(name: str):
     if name in _MOVED:
         import warnings
 
@@ -486,6 +487,9 @@ def __getattr__(name: str):
                       "use repeatlens.results.fits.ControlLaw.n_eff", DeprecationWarning, stacklevel=2)
         return _effective_size_power_law
     raise AttributeError(f"module 'repeatlens.results.reduce' has no attribute {name!r}")
+
+
+__getattr__ = renamed(__name__, {"final_table": "quantities_table"}, _moved_or_missing)  # study.final_table adds the losses
 
 
 def _effective_size_power_law(loss: float | np.ndarray, a: float, alpha: float) -> float | np.ndarray:
