@@ -26,7 +26,7 @@ def test_an_old_name_warns_and_is_the_new_function(module: str, old: str, new: s
 
 
 #: Left as they are: a figure named after the score it draws (issue 24 leaves it open).
-KNOWN_SHARED = {"offset_profile": ["repeatlens.plots.figures.offset_profile", "repeatlens.scores.attention.offset_profile"]}
+KNOWN_SHARED = {"offset_profile": ["repeatlens.plots.figures.per_head.offset_profile", "repeatlens.scores.attention.offset_profile"]}
 
 
 def test_one_function_per_public_name() -> None:
