@@ -257,7 +257,7 @@ def _probe_batches(source: "ProbeSource", opts: _Options) -> dict[str, Any]:
 def _score_locked(src: _Source, names: list[str], opts: _Options, default_battery: bool = False) -> AnalysisResult:
     from tqdm.auto import tqdm
 
-    from repeatlens.results.store import row_keys
+    from repeatlens.results.keys import row_keys
     from repeatlens.scores import REGISTRY, available, default_metrics, score_model
 
     versions = _versions(names)

@@ -27,6 +27,7 @@ import pandas as pd
 
 from repeatlens.deprecation import renamed
 from repeatlens.errors import ConfigError, RepeatlensError
+from repeatlens.results.keys import row_keys
 from repeatlens.results.schema import RUN_COLUMNS
 
 __all__ = [
@@ -344,8 +345,6 @@ uniform ids over the whole vocabulary hide heads a model learned on a sub-vocabu
 
 def probe_keys(scores: pd.DataFrame) -> list[str]:
     """The distinct probe keys of the rows that read a probe, sorted."""
-    from repeatlens.results.store import row_keys
-
     if "probe" not in scores.columns:
         return []
     keys = row_keys(scores[scores["probe"].astype(str) != ""])
@@ -375,8 +374,6 @@ def select_probe(scores: pd.DataFrame, probe: Optional[str] = None) -> tuple[pd.
     Raises:
         ConfigError: ``probe`` matches no probe of the table, or several (they are listed).
     """
-    from repeatlens.results.store import row_keys
-
     keys = probe_keys(scores)
     if not keys:
         if probe is not None and "probe" in scores.columns and len(scores):
@@ -423,8 +420,6 @@ def circuits(scores: pd.DataFrame, min_score: float = 0.3) -> pd.DataFrame:
         (``"canonical"`` or ``"shifted"``). Candidates without a partner reading at least
         ``min_score`` are left out.
     """
-    from repeatlens.results.store import row_keys
-
     cols = ["run_id", "step", "probe", "layer", "head", "d", "score", "partner_layer", "partner_head", "partner_score", "kind"]
     need = {"shifted_induction", "shifted_induction_shift", "offset_profile"}
     if not {"metric", "offset"} <= set(scores.columns) or not need <= set(scores["metric"].unique()):
