@@ -364,7 +364,7 @@ def test_duplicate_revisions_are_named(tmp_path: Path, capsys: pytest.CaptureFix
     np.testing.assert_allclose(per_step(df, 3000).value, per_step(df, 1000).value)
 
     # a re-run reads the digests from the cache instead of the weights again
-    import repeatlens.foreign as foreign_mod
+    import repeatlens.foreign.folder as foreign_mod  # where ForeignFolder.duplicates looks it up
 
     calls = []
     monkeypatch.setattr(foreign_mod, "weights_digest", lambda *a, **k: calls.append(a) or "x")
