@@ -137,3 +137,13 @@ def test_model_from_state_dict_leaves_the_callers_config_alone() -> None:
     rebuilt = model_from_state_dict(hcfg, model.state_dict(), device="cpu")
     assert hcfg.device == "cuda:7" and rebuilt.cfg is not hcfg and str(rebuilt.cfg.device) == "cpu"
     assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values()))
+
+
+def test_model_from_foreign_state_dict_leaves_the_callers_config_alone() -> None:
+    from repeatlens.model import model_from_foreign_state_dict
+
+    model = build_model(ModelConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=8, d_vocab=11, attn_only=True), seed=0)
+    hcfg = model.cfg
+    hcfg.device = "cuda:7"
+    rebuilt = model_from_foreign_state_dict(hcfg, dict(model.state_dict()), device="cpu")
+    assert hcfg.device == "cuda:7" and rebuilt.cfg is not hcfg and str(rebuilt.cfg.device) == "cpu"

@@ -19,6 +19,7 @@ exactly. Every fault a file can have is a one-line ``ValueError`` naming it.
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any, Iterator, Optional
 
 import torch
@@ -101,6 +102,7 @@ def model_from_foreign_state_dict(
     if bad:
         k = bad[0]
         raise ValueError(f"not a plain state dict: entry {k!r} holds a {type(state_dict[k]).__name__}, expected a tensor")
+    hcfg = copy.copy(hcfg)  # the caller's config (a folder's, shared by its revisions) keeps its device
     hcfg.device = device
     with _quiet_tl():
         model = HookedTransformer(hcfg, move_to_device=False)
