@@ -424,7 +424,8 @@ def test_seed_is_a_deprecated_name_of_probe_seed_and_both_is_an_error(tmp_path: 
     from repeatlens.errors import ConfigError
 
     seen = []
-    monkeypatch.setattr(analysis_mod, "_analyze_run", lambda path, metrics, opts, **kw: seen.append(opts.probe_seed))
+    monkeypatch.setattr(analysis_mod, "_analyze_run",
+                        lambda path, metrics, opts, **kw: seen.append(opts.probe_seed) or analysis_mod.AnalysisResult(path, "run"))
     monkeypatch.setattr(analysis_mod.RunDir, "is_run", lambda self: True)
     monkeypatch.setattr(analysis_mod.RunDir, "looks_like_run", lambda self: False)
     with pytest.raises(ConfigError, match=r"^seed=3 and probe_seed=4: give probe_seed only"):
