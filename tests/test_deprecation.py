@@ -55,6 +55,15 @@ def test_one_function_per_public_name() -> None:
     assert shared == KNOWN_SHARED
 
 
+def test_the_old_name_resolves_through_the_results_package_too() -> None:
+    import repeatlens.results as results
+    from repeatlens.results import reduce
+
+    with pytest.warns(DeprecationWarning, match="final_table is deprecated"):
+        assert results.final_table is reduce.quantities_table
+    assert results.quantities_table is reduce.quantities_table
+
+
 def test_the_moved_fit_names_still_resolve_through_reduce() -> None:
     from repeatlens.results import fits, reduce
 

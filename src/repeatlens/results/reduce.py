@@ -484,7 +484,10 @@ def _moved_or_missing(name: str):
     raise AttributeError(f"module 'repeatlens.results.reduce' has no attribute {name!r}")
 
 
-__getattr__ = renamed(__name__, {"final_table": "quantities_table"}, _moved_or_missing)  # study.final_table adds the losses
+RENAMED = {"final_table": "quantities_table"}
+"""Old names of this module's functions (deprecated aliases; study.final_table adds the losses)."""
+
+__getattr__ = renamed(__name__, RENAMED, _moved_or_missing)
 
 
 def _effective_size_power_law(loss: float | np.ndarray, a: float, alpha: float) -> float | np.ndarray:
