@@ -562,7 +562,8 @@ def vocab_cost_main(args) -> int:
     import contextlib
     import io
 
-    from repeatlens.analysis import _foreign_probe_source, _Item
+    from repeatlens.analysis.foreign_source import _foreign_probe_source
+    from repeatlens.analysis.loop import _Item
     from repeatlens.foreign import discover
     from repeatlens.results.store import load_scores
     from repeatlens.scores import REGISTRY, ProbeSpec, build_probes, default_metrics

@@ -424,3 +424,23 @@ def test_analyze_on_cuda_gives_the_cpu_scores(run_dir: Path, tmp_path: Path) -> 
     b = load_scores(cpu_dir).sort_values(key).reset_index(drop=True)
     assert len(a) == len(b) > 0
     np.testing.assert_allclose(a.value, b.value, rtol=1e-3, atol=1e-4)  # TF32 / other kernels: float rounding only
+
+
+def test_seed_is_a_deprecated_name_of_probe_seed_and_both_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import repeatlens.analysis as analysis_mod
+    from repeatlens.errors import ConfigError
+
+    seen = []
+    monkeypatch.setattr(analysis_mod, "_analyze_run",
+                        lambda path, metrics, opts, **kw: seen.append(opts.probe_seed) or analysis_mod.AnalysisResult(path, "run"))
+    monkeypatch.setattr(analysis_mod.RunDir, "is_run", lambda self: True)
+    monkeypatch.setattr(analysis_mod.RunDir, "looks_like_run", lambda self: False)
+    with pytest.raises(ConfigError, match=r"^seed=3 and probe_seed=4: give probe_seed only"):
+        analyze(tmp_path, seed=3, probe_seed=4)
+    with pytest.raises(ConfigError, match=r"^seed=3 and probe_seed=0: give probe_seed only"):
+        analyze(tmp_path, seed=3, probe_seed=0)  # 0 is the default, but given: the two names disagree silently no more
+    with pytest.warns(DeprecationWarning, match="probe_seed"):
+        analyze(tmp_path, seed=3)
+    analyze(tmp_path, probe_seed=4)
+    analyze(tmp_path)
+    assert seen == [3, 4, 0]

@@ -18,7 +18,7 @@ from repeatlens.analysis import analyze
 from repeatlens.results.schema import SCORE_COLUMNS as COLUMNS
 from repeatlens.results.store import load_scores
 from repeatlens.cli import main
-from repeatlens.foreign import discover, load_tl_state_dict, parse_revision, special_ids, weights_digest
+from repeatlens.foreign import config_special_ids, discover, load_tl_state_dict, parse_revision, weights_digest
 from repeatlens.model import ModelConfig, build_model, hooked_config, model_from_hf_folder, model_from_nanogpt
 from repeatlens.scores import REGISTRY, get_probes
 from tests.model.nanogpt_ref import nanogpt_checkpoint
@@ -188,12 +188,12 @@ def test_gpt2_with_default_special_ids_is_scored(tmp_path: Path, capsys: pytest.
 
 
 def test_special_ids_are_validated() -> None:
-    assert special_ids({"bos_token_id": 5, "eos_token_id": 7, "pad_token_id": 1}, 10, "c.json") == (5, (1, 5, 7), [])
-    bos, exclude, notes = special_ids({"bos_token_id": 50256, "eos_token_id": [3, 99]}, 10, "c.json")
+    assert config_special_ids({"bos_token_id": 5, "eos_token_id": 7, "pad_token_id": 1}, 10, "c.json") == (5, (1, 5, 7), [])
+    bos, exclude, notes = config_special_ids({"bos_token_id": 50256, "eos_token_id": [3, 99]}, 10, "c.json")
     assert (bos, exclude) == (3, (3,))  # BOS invalid: the valid EOS is the probes' BOS
     assert notes == ["c.json: bos_token_id 50256 and eos_token_id [3, 99] are outside the vocabulary (vocab_size 10); ignored, probes use BOS 3"]
-    assert special_ids({"bos_token_id": -1, "pad_token_id": True}, 10, "c.json")[:2] == (0, (0,))
-    assert special_ids({}, 10, "c.json") == (0, (0,), [
+    assert config_special_ids({"bos_token_id": -1, "pad_token_id": True}, 10, "c.json")[:2] == (0, (0,))
+    assert config_special_ids({}, 10, "c.json") == (0, (0,), [
         "c.json: names no BOS or EOS id and no tokenizer names one; the probes start with id 0 (put the tokenizer.json the model was "
         "trained with beside the checkpoint)"])
 
@@ -206,7 +206,7 @@ def test_a_tokenizer_beside_the_checkpoint_decides_the_bos_when_the_config_names
 
     tok = gpt2_layout_tokenizer(tmp_path / "tokenizer.json", word_documents(20))
     vocab = json.loads(tok.read_text())["added_tokens"][0]["id"] + 1
-    assert special_ids({}, vocab, "c.json", tok) == (vocab - 1, (vocab - 1,), [])
+    assert config_special_ids({}, vocab, "c.json", tok) == (vocab - 1, (vocab - 1,), [])
     folder = tmp_path / "gpt2"
     transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=vocab, n_positions=64, n_embd=32, n_layer=2, n_head=4)).save_pretrained(
         folder / "step10")
@@ -364,7 +364,7 @@ def test_duplicate_revisions_are_named(tmp_path: Path, capsys: pytest.CaptureFix
     np.testing.assert_allclose(per_step(df, 3000).value, per_step(df, 1000).value)
 
     # a re-run reads the digests from the cache instead of the weights again
-    import repeatlens.foreign as foreign_mod
+    import repeatlens.foreign.folder as foreign_mod  # where ForeignFolder.duplicates looks it up
 
     calls = []
     monkeypatch.setattr(foreign_mod, "weights_digest", lambda *a, **k: calls.append(a) or "x")

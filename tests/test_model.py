@@ -126,3 +126,24 @@ def test_logits_from_resid_finishes_a_stopped_forward() -> None:
     tokens = torch.randint(0, 50, (2, 16))
     resid = model(tokens, stop_at_layer=model.cfg.n_layers)
     torch.testing.assert_close(adapter.logits_from_resid(model, resid), model(tokens))
+
+
+def test_model_from_state_dict_leaves_the_callers_config_alone() -> None:
+    from repeatlens.model import model_from_state_dict
+
+    model = build_model(ModelConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=8, d_vocab=11, attn_only=True), seed=0)
+    hcfg = model.cfg
+    hcfg.device = "cuda:7"  # where the caller's config says; the rebuilt model goes where asked
+    rebuilt = model_from_state_dict(hcfg, model.state_dict(), device="cpu")
+    assert hcfg.device == "cuda:7" and rebuilt.cfg is not hcfg and str(rebuilt.cfg.device) == "cpu"
+    assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values()))
+
+
+def test_model_from_foreign_state_dict_leaves_the_callers_config_alone() -> None:
+    from repeatlens.model import model_from_foreign_state_dict
+
+    model = build_model(ModelConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=8, d_vocab=11, attn_only=True), seed=0)
+    hcfg = model.cfg
+    hcfg.device = "cuda:7"
+    rebuilt = model_from_foreign_state_dict(hcfg, dict(model.state_dict()), device="cpu")
+    assert hcfg.device == "cuda:7" and rebuilt.cfg is not hcfg and str(rebuilt.cfg.device) == "cpu"

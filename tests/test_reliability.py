@@ -21,7 +21,7 @@ import pytest
 import yaml
 from safetensors import SafetensorError
 
-import repeatlens.checkpoints as ckpt_mod
+import repeatlens.checkpoints.writing as ckpt_mod  # where _save_tensors looks save_file up
 from repeatlens.checkpoints import RunDir, load_train_state, step_name
 from repeatlens.cli import main
 from repeatlens.errors import DiskFullError

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repeatlens.study import chance_levels, evaluate_targets, final_table, point_table, targets_markdown
+from repeatlens.study import evaluate_targets, final_table, point_table, standard_chance_levels, targets_markdown
 
 
 DM = -1
@@ -203,7 +203,7 @@ def test_chance_levels_match_uniform_attention_by_hand() -> None:
     """Induction on [BOS, r, r] with L = len(r): second-copy query i (L+1..2L) gives 1/(i+1) to its target."""
     from repeatlens.scores import get_probes
 
-    levels = chance_levels(64, 64)
+    levels = standard_chance_levels(64, 64)
     L = get_probes(64, 64).copy_len
     expected = np.mean([1 / (i + 1) for i in range(L + 1, 2 * L + 1)])
     assert levels["induction"] == pytest.approx(expected, rel=1e-5)

@@ -187,6 +187,37 @@ def test_rerun_skips_complete_points(local_sweep: Path, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(load_scores(local_sweep), before)
 
 
+def test_a_sweep_that_names_its_probe_seed_seed_does_not_score_again(local_sweep: Path, tmp_path: Path) -> None:
+    """``analyze.seed`` (the deprecated name of probe_seed) was scored with but not asked of
+    ``needs_scoring``, so every rerun dispatched every point again."""
+    from repeatlens.analysis import analyze
+
+    out = tmp_path / "out"
+    shutil.copytree(local_sweep, out)
+    assert analyze(out, METRICS, max_sequences=8, probe_seed=5, progress=False).ok
+    before = load_scores(out)
+    assert set(before.probe_seed.dropna()) == {0, 5}
+    for analyze_section in ({**SWEEP["analyze"], "seed": 5}, {**SWEEP["analyze"], "probe_seed": 5}):
+        res = run_sweep(write_sweep(tmp_path, {**SWEEP, "analyze": analyze_section}), out, executor="local", workers=1,
+                        progress=False, echo=lambda line: None)
+        assert res.ok and res.done == [] and sorted(res.skipped) == sorted(NAMES), analyze_section
+    rows = lambda df: df.sort_values(["run_id", "step", "metric", "layer", "head", "offset", "probe"], kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows(load_scores(out)), rows(before))  # the sweep's tables rejoined, no row scored again
+    res = run_sweep(write_sweep(tmp_path, {**SWEEP, "analyze": {**SWEEP["analyze"], "seed": 6}}), out, executor="local",
+                    workers=1, progress=False, echo=lambda line: None)
+    assert res.ok and sorted(res.done) == sorted(NAMES)  # another seed is another probe: scored
+    res = run_sweep(write_sweep(tmp_path, {**SWEEP, "analyze": {**SWEEP["analyze"], "seed": 6}}), out, executor="local",
+                    workers=1, progress=False, echo=lambda line: None)
+    assert res.ok and res.done == [] and sorted(res.skipped) == sorted(NAMES)  # ... once
+
+
+def test_seed_and_probe_seed_together_are_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"analyze.*seed = 1 and probe_seed = 2: give probe_seed only") as exc:
+        load_sweep(write_sweep(tmp_path, {**SWEEP, "analyze": {"seed": 1, "probe_seed": 2}}))
+    assert "\n" not in str(exc.value)
+    assert load_sweep(write_sweep(tmp_path, {**SWEEP, "analyze": {"seed": 1}})).analyze == {"probe_seed": 1}
+
+
 def test_a_failing_point_does_not_stop_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import repeatlens.train as train_mod
     from repeatlens.errors import RepeatlensError

@@ -144,7 +144,7 @@ def score(
 
 def score_table(df) -> str:
     """Per-head metrics as a layer.head x metric grid per probe, then model-level metrics."""
-    from repeatlens.results.store import row_keys
+    from repeatlens.results.keys import row_keys
 
     df = df[df["offset"].isna()] if "offset" in df.columns else df  # the offset profile is a figure, not a column
     keys = row_keys(df) if "probe" in df.columns else None

@@ -103,3 +103,29 @@ def os_error_message(err: OSError, path: object = None) -> str:
     where = path if path is not None else (err.filename if err.filename is not None else None)
     reason = os.strerror(err.errno).lower() if err.errno else first_line(err)
     return f"{shorten(str(where))}: {reason}" if where is not None else reason
+
+
+def damaged_file_errors() -> tuple[type[BaseException], ...]:
+    """What reading a damaged weights or config file raises, and nothing else.
+
+    Measured on truncated, bit-flipped and foreign files through ``torch.load(weights_only=True)``
+    (zip and legacy formats), safetensors, and transformers' config and weight readers
+    (``tests/test_errors.py`` holds the measurement): an ``except`` around such a read catches
+    these and reports the file; a ``TypeError``, ``AttributeError``, ``NameError`` ... raised
+    there is a bug of ours or of a library and surfaces as a traceback.
+    """
+    import pickle
+    import struct
+
+    from safetensors import SafetensorError
+
+    found: list[type[BaseException]] = [
+        OSError, EOFError, RuntimeError, ValueError, KeyError, IndexError, struct.error, pickle.UnpicklingError, SafetensorError,
+    ]
+    try:  # transformers' config classes validate their fields through huggingface_hub's strict dataclasses
+        from huggingface_hub.errors import StrictDataclassError
+
+        found.append(StrictDataclassError)
+    except ImportError:
+        pass
+    return tuple(found)

@@ -22,6 +22,7 @@ from plotly.offline import get_plotlyjs
 
 from repeatlens.plots import theme
 from repeatlens.data.special import SpecialIds
+from repeatlens.io import atomic_write_text
 from repeatlens.results.reduce import MissingDataError, check_scores, final_values, run_table
 from repeatlens.plots.figures import build_figures, training_axis
 
@@ -278,5 +279,5 @@ generated {stamp} from <code>{html.escape(str(sweep_dir))}</code></p>
 {_skipped_html(skipped)}
 </body></html>
 """
-    target.write_text(page, encoding="utf-8")
+    atomic_write_text(target, page)  # a failed write leaves the previous report whole
     return target

@@ -54,6 +54,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from repeatlens.deprecation import renamed
 from repeatlens.errors import ConfigError, RepeatlensError
 from repeatlens.results import fits, reduce
 
@@ -68,7 +69,7 @@ __all__ = [
     "EffectiveSizeTarget",
     "final_table",
     "point_table",
-    "chance_levels",
+    "standard_chance_levels",
     "evaluate_targets",
     "evaluate_scaling",
     "scaling_targets",
@@ -77,6 +78,8 @@ __all__ = [
     "circuit_table",
     "circuits_markdown",
 ]
+
+__getattr__ = renamed(__name__, {"chance_levels": "standard_chance_levels"})  # scores.chance_levels takes the probes
 
 STUDY_QUANTITIES = ("test_loss", "repeated_loss", "induction", "shifted_induction", "prefix_matching", "previous_token",
                     "copying_gain", "copying_loss")
@@ -179,7 +182,7 @@ def final_table(scores: pd.DataFrame, metrics: Optional[pd.DataFrame] = None, pr
     """Per run, the final (or first) checkpoint's losses, best-head scores and copying on
     one probe (:func:`repeatlens.results.check_scores`), plus the split losses of
     :data:`LOSS_SPLITS` from ``metrics`` when it has them."""
-    final = reduce.final_table(reduce.check_scores(scores, probe), STUDY_QUANTITIES, at)
+    final = reduce.quantities_table(reduce.check_scores(scores, probe), STUDY_QUANTITIES, at)
     if metrics is not None and len(metrics) and "split" in metrics.columns:
         splits = [s for s in LOSS_SPLITS if s in set(metrics["split"])]
         for split in splits:
@@ -199,8 +202,9 @@ def point_table(final: pd.DataFrame, by_size: bool = False) -> pd.DataFrame:
     return reduce.seed_stats(final, keys, cols)
 
 
-def chance_levels(d_vocab: int, n_ctx: int) -> dict[str, float]:
-    """Each attention score of causal uniform attention on the standard probes.
+def standard_chance_levels(d_vocab: int, n_ctx: int) -> dict[str, float]:
+    """Each attention score of causal uniform attention on the standard probes
+    (:func:`repeatlens.scores.chance_levels` of ``get_probes(d_vocab, n_ctx)``).
 
     A randomly initialised model's attention is close to uniform, so its scores should sit
     near these values (query ``i`` gives ``1/(i+1)`` to each earlier key).
@@ -474,7 +478,7 @@ def _t3(runs: pd.DataFrame, scores: pd.DataFrame, f: float, chance: Optional[dic
             checks.append(None)
     else:
         checks.append(None)
-    first = reduce.final_table(scores, STUDY_QUANTITIES, at="first")
+    first = reduce.quantities_table(scores, STUDY_QUANTITIES, at="first")
     first = first[first.step == 0]
     if chance is not None and len(first):
         ms = [m for m in ("induction", "prefix_matching") if m in first]

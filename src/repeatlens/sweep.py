@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from repeatlens.config import MAX_COUNT, DeviceName, RunConfig, config_from_dict, format_validation_error, merge, read_yaml
 from repeatlens.data.mixture import plan_mixture
@@ -101,12 +101,23 @@ class AnalyzeOptions(BaseModel):
     def _split_commas(cls, value: Any) -> Any:
         return _comma_list(value)
 
+    @model_validator(mode="after")
+    def _one_seed_name(self) -> "AnalyzeOptions":
+        if self.seed is not None and "probe_seed" in self.model_fields_set:
+            raise ValueError(f"seed = {self.seed} and probe_seed = {self.probe_seed}: give probe_seed only (seed is its deprecated name)")
+        return self
+
+    def kwargs(self) -> dict[str, Any]:
+        """The options that were set, as :func:`repeatlens.analysis.analyze` takes them
+        (the deprecated ``seed`` under its name ``probe_seed``)."""
+        out = self.model_dump(exclude_unset=True)
+        if "seed" in out:
+            out["probe_seed"] = out.pop("seed")
+        return out
+
     def probe_options(self) -> dict[str, Any]:
         """The probe settings as :func:`repeatlens.analysis.analyze` takes them."""
-        out = self.model_dump(include={"probes", "probe_len", "probe_batch", "probe_seed"}, exclude_unset=True)
-        if self.seed is not None and "probe_seed" not in out:
-            out["probe_seed"] = self.seed
-        return out
+        return {k: v for k, v in self.kwargs().items() if k in ("probes", "probe_len", "probe_batch", "probe_seed")}
 F_KEY, E_KEY = "mixture.repeated_fraction", "mixture.repeat_count"
 DM_KEY = "mixture.data_matched"
 _SHORT = {F_KEY: "f", E_KEY: "E", "mixture.total_tokens": "D", "model.preset": "", "seed": "s", DM_KEY: "dm"}
@@ -312,7 +323,7 @@ def load_sweep(path: str | Path, *, progress: bool = True) -> SweepSpec:
         raise ConfigError(f"{path}: field 'data_matched_controls' = {shorten(repr(dm))}: expected true or false")
     points = expand_grid(base, grid, where=str(path), data_matched_controls=dm, progress=progress)
     _check_analyze_options(options, points, path)
-    return SweepSpec(base=base, grid=grid, analyze=options.model_dump(exclude_unset=True), points=points, source=path)
+    return SweepSpec(base=base, grid=grid, analyze=options.kwargs(), points=points, source=path)
 
 
 def _check_analyze_options(options: AnalyzeOptions, points: list[SweepPoint], path: Path) -> None:
@@ -616,7 +627,12 @@ def run_sweep(
     t0 = time.perf_counter()
     result = SweepResult(out)
     say = echo or (lambda line: tqdm.write(line))
-    metrics = spec.analyze.get("metrics")
+    try:  # a SweepSpec built by hand may still say seed (or set both names)
+        options = AnalyzeOptions.model_validate(spec.analyze)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, "sweep", section="analyze")) from None
+    analyze_kwargs = options.kwargs()
+    metrics = analyze_kwargs.get("metrics")
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
@@ -626,11 +642,10 @@ def run_sweep(
     tasks = []
     for p in spec.points:
         run_dir = out / p.name
-        probe_options = {k: spec.analyze[k] for k in ("probes", "probe_len", "probe_batch", "probe_seed") if k in spec.analyze}
-        if RunDir(run_dir).is_complete() and not needs_scoring(run_dir, metrics, **probe_options):
+        if RunDir(run_dir).is_complete() and not needs_scoring(run_dir, metrics, **options.probe_options()):
             result.skipped.append(p.name)
             continue
-        tasks.append({"name": p.name, "config": p.config, "run_dir": str(run_dir), "analyze": dict(spec.analyze)})
+        tasks.append({"name": p.name, "config": p.config, "run_dir": str(run_dir), "analyze": dict(analyze_kwargs)})
 
     cores = available_cores()
     n = max(1, min(workers or cores, len(tasks) or 1))

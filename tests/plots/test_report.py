@@ -162,3 +162,21 @@ def test_foreign_reports_render_with_readable_sliders(foreign_reports, chromium,
     for s in sliders:
         assert s["text"] == current and s["fill"] == "rgb(34, 34, 34)" and s["alpha"] == s["opacity"] == "1", s
         assert s["tick"] == ticks and s["steps"] == (12 if name == "gpt2" else 3)  # tick labels hidden past 10
+
+
+def test_a_failed_write_leaves_the_previous_report_whole(sweep_small, small_figures, tmp_path, monkeypatch):
+    import errno
+
+    import repeatlens.io as io_mod
+    from repeatlens.errors import DiskFullError
+
+    (tmp_path / "report.html").write_text("the previous report")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io_mod.os, "fsync", full)
+    with pytest.raises(DiskFullError, match="report.html: the disk is full"):
+        write_report(tmp_path, sweep_small, figures=small_figures)
+    assert (tmp_path / "report.html").read_text() == "the previous report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]

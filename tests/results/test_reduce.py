@@ -10,7 +10,7 @@ from repeatlens.errors import ConfigError
 from repeatlens.results.reduce import (
     check_scores,
     circuits,
-    final_table,
+    quantities_table,
     final_values,
     per_checkpoint,
     probe_keys,
@@ -108,7 +108,7 @@ def test_finals_and_seed_statistics() -> None:
     df = check_scores(_table(rows))
     assert final_values(df, "test_loss").value.tolist() == [3.0, 3.4]
     assert final_values(df, "test_loss", at="first").value.tolist() == [5.0, 5.2]
-    wide = final_table(df, ["test_loss"])
+    wide = quantities_table(df, ["test_loss"])
     assert wide.set_index("run_id").test_loss.to_dict() == {"s0": 3.0, "s1": 3.4} and (wide.step == 10).all()
     st = seed_stats(wide, ["repeated_fraction", "repeat_count"], "test_loss")
     assert st[["mean", "spread", "count"]].values.tolist()[0] == pytest.approx([3.2, 0.4, 2])

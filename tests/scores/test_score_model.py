@@ -161,3 +161,46 @@ def test_the_per_head_ablation_leaves_the_default_battery_of_large_models(tiny) 
     names = set(score_model(big).metric)
     assert "ablation_copying_loss" not in names and "induction" in names
     assert set(score_model(big, ["ablation_copying_loss"]).metric) == {"ablation_copying_loss"}
+
+
+def _where(model) -> tuple[set[str], object]:
+    return {str(p.device) for p in model.parameters()}, model.cfg.device
+
+
+def test_score_model_leaves_the_callers_model_where_it_was() -> None:
+    """Scoring on another device moves the model there for the call and back after it (the
+    weights and ``cfg.device``), also when a score fails; ``cpu:0`` is a device distinct from
+    ``cpu`` to torch, so this runs on any machine (the weights half on CUDA below)."""
+    from tests.scores.conftest import tiny_model
+
+    model = tiny_model()
+    before = _where(model)
+    score_model(model, ["copying_ov", "previous_token"], device="cpu:0")
+    assert _where(model) == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")
+def test_score_model_on_cuda_moves_the_model_back() -> None:
+    from tests.scores.conftest import tiny_model
+
+    model = tiny_model()
+    cpu_rows = score_model(model, ["copying_ov", "previous_token"])
+    cuda_rows = score_model(model, ["copying_ov", "previous_token"], device="cuda")
+    assert _where(model) == ({"cpu"}, model.cfg.device) and str(model.cfg.device) == "cpu"
+    pd.testing.assert_series_equal(cpu_rows.value, cuda_rows.value, atol=1e-4, rtol=0)
+
+
+def test_score_model_failing_midway_still_moves_the_model_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from tests.scores.conftest import tiny_model
+
+    def broken(model):
+        raise RuntimeError("a score failed")
+
+    monkeypatch.setitem(REGISTRY, "copying_ov", dataclasses.replace(REGISTRY["copying_ov"], fn=broken))
+    model = tiny_model()
+    before = _where(model)
+    with pytest.raises(RuntimeError, match="a score failed"):
+        score_model(model, ["copying_ov"], device="cpu:0")
+    assert _where(model) == before

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Optional
 
 import torch
@@ -89,7 +90,9 @@ def model_from_state_dict(
     tokenizer: Any = None,
     device: str = "cpu",
 ) -> HookedTransformer:
-    """Rebuild a model from a config and saved weights, exactly (no weight processing)."""
+    """Rebuild a model from a config and saved weights, exactly (no weight processing).
+    The model gets a copy of ``hcfg`` on ``device``; the caller's config is left as it was."""
+    hcfg = copy.copy(hcfg)
     hcfg.device = device
     with _quiet_tl():
         model = HookedTransformer(hcfg, tokenizer=tokenizer, move_to_device=False)

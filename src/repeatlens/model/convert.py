@@ -19,11 +19,12 @@ exactly. Every fault a file can have is a one-line ``ValueError`` naming it.
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any, Iterator, Optional
 
 import torch
 
-from repeatlens.errors import first_line
+from repeatlens.errors import damaged_file_errors, first_line
 from repeatlens.model._tl import HookedTransformer, HookedTransformerConfig, quiet_tl as _quiet_tl
 from repeatlens.model.archs import ARCHITECTURES, HookedSpec, UnsupportedArchitecture, hooked_spec, nanogpt_spec
 from repeatlens.model.build import _DERIVED_CFG_KEYS, hooked_config_from_dict
@@ -101,6 +102,7 @@ def model_from_foreign_state_dict(
     if bad:
         k = bad[0]
         raise ValueError(f"not a plain state dict: entry {k!r} holds a {type(state_dict[k]).__name__}, expected a tensor")
+    hcfg = copy.copy(hcfg)  # the caller's config (a folder's, shared by its revisions) keeps its device
     hcfg.device = device
     with _quiet_tl():
         model = HookedTransformer(hcfg, move_to_device=False)
@@ -151,7 +153,7 @@ def read_hf_config(folder: Any) -> Any:
     try:
         with _quiet_hf():
             return transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
-    except Exception as e:  # an unreadable config.json, in whatever way transformers reports it
+    except damaged_file_errors() as e:  # an unreadable config.json; anything else is a bug and surfaces
         raise ValueError(f"unreadable config.json ({first_line(e)})") from None
 
 
@@ -207,7 +209,7 @@ def model_from_hf_folder(folder: Any, device: str = "cpu", hf_config: Any = None
                 str(folder), config=hf_config, local_files_only=True, dtype=torch.float32,
                 output_loading_info=True, ignore_mismatched_sizes=True,
             )
-    except Exception as e:  # missing / truncated weight files, in whatever way transformers reports it
+    except damaged_file_errors() as e:  # missing / truncated / damaged weight files; anything else is a bug
         raise ValueError(f"unreadable Hugging Face weights ({first_line(e)})") from None
     mismatched = sorted(info.get("mismatched_keys") or [], key=lambda t: str(t[0]))
     if mismatched:

@@ -27,4 +27,7 @@ def __getattr__(name: str) -> Any:
             value = getattr(mod, name)
             globals()[name] = value
             return value
+    reduce = importlib.import_module("repeatlens.results.reduce")
+    if name in reduce.RENAMED:  # a deprecated alias: warns, and is not cached here
+        return getattr(reduce, name)
     raise AttributeError(f"module 'repeatlens.results' has no attribute {name!r}")

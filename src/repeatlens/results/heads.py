@@ -65,7 +65,7 @@ def top_heads(
     >>> top_heads(df, "induction", k=2)[["rank", "name", "value"]].values.tolist()
     [[1, 'L1.H0', 0.9], [2, 'L1.H1', 0.4]]
     """
-    from repeatlens.results.store import row_keys
+    from repeatlens.results.keys import row_keys
 
     if k is not None and k < 1:
         raise TableError(f"top_heads: k = {k}; expected at least 1 (or None: every head)")

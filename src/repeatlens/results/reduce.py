@@ -8,7 +8,7 @@ when the caller names none, recorded in ``df.attrs["probe"]`` so figures can say
 no figure or target ever averages over probes silently.
 
 * per checkpoint (:func:`per_checkpoint`: per-head metrics reduced by the max over heads),
-  final per run (:func:`final_values`, :func:`final_table`), seed statistics
+  final per run (:func:`final_values`, :func:`quantities_table`), seed statistics
   (:func:`seed_stats`), relative damage against the control of the same size
   (:func:`relative_damage`);
 * probes (:func:`select_probe`) and named copying circuits (:func:`circuits`).
@@ -25,7 +25,9 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from repeatlens.deprecation import renamed
 from repeatlens.errors import ConfigError, RepeatlensError
+from repeatlens.results.keys import row_keys
 from repeatlens.results.schema import RUN_COLUMNS
 
 __all__ = [
@@ -43,7 +45,7 @@ __all__ = [
     "is_per_head",
     "per_checkpoint",
     "final_values",
-    "final_table",
+    "quantities_table",
     "control_mask",
     "seed_stats",
     "relative_damage",
@@ -231,7 +233,7 @@ def final_values(scores: pd.DataFrame, metric: str, at: str = "last") -> pd.Data
     return pc.loc[pick].reset_index(drop=True)
 
 
-def final_table(scores: pd.DataFrame, quantities: Optional[Sequence[str]] = None, at: str = "last") -> pd.DataFrame:
+def quantities_table(scores: pd.DataFrame, quantities: Optional[Sequence[str]] = None, at: str = "last") -> pd.DataFrame:
     """One row per run: its coordinates and, per quantity present, :func:`final_values`.
 
     Args:
@@ -343,8 +345,6 @@ uniform ids over the whole vocabulary hide heads a model learned on a sub-vocabu
 
 def probe_keys(scores: pd.DataFrame) -> list[str]:
     """The distinct probe keys of the rows that read a probe, sorted."""
-    from repeatlens.results.store import row_keys
-
     if "probe" not in scores.columns:
         return []
     keys = row_keys(scores[scores["probe"].astype(str) != ""])
@@ -374,8 +374,6 @@ def select_probe(scores: pd.DataFrame, probe: Optional[str] = None) -> tuple[pd.
     Raises:
         ConfigError: ``probe`` matches no probe of the table, or several (they are listed).
     """
-    from repeatlens.results.store import row_keys
-
     keys = probe_keys(scores)
     if not keys:
         if probe is not None and "probe" in scores.columns and len(scores):
@@ -422,8 +420,6 @@ def circuits(scores: pd.DataFrame, min_score: float = 0.3) -> pd.DataFrame:
         (``"canonical"`` or ``"shifted"``). Candidates without a partner reading at least
         ``min_score`` are left out.
     """
-    from repeatlens.results.store import row_keys
-
     cols = ["run_id", "step", "probe", "layer", "head", "d", "score", "partner_layer", "partner_head", "partner_score", "kind"]
     need = {"shifted_induction", "shifted_induction_shift", "offset_profile"}
     if not {"metric", "offset"} <= set(scores.columns) or not need <= set(scores["metric"].unique()):
@@ -469,7 +465,7 @@ freedom), so the old call signatures do not carry over: each old name warns and 
 object."""
 
 
-def __getattr__(name: str):
+def _moved_or_missing(name: str):
     if name in _MOVED:
         import warnings
 
@@ -486,6 +482,12 @@ def __getattr__(name: str):
                       "use repeatlens.results.fits.ControlLaw.n_eff", DeprecationWarning, stacklevel=2)
         return _effective_size_power_law
     raise AttributeError(f"module 'repeatlens.results.reduce' has no attribute {name!r}")
+
+
+RENAMED = {"final_table": "quantities_table"}
+"""Old names of this module's functions (deprecated aliases; study.final_table adds the losses)."""
+
+__getattr__ = renamed(__name__, RENAMED, _moved_or_missing)
 
 
 def _effective_size_power_law(loss: float | np.ndarray, a: float, alpha: float) -> float | np.ndarray:

@@ -35,8 +35,9 @@ from repeatlens.results.schema import (
     RUN_DTYPES,
     SCORE_COLUMNS,
     SCORE_DTYPES,
-    probe_key,
 )
+from repeatlens.results.keys import row_keys  # re-exported: its home until the reduce <-> store cycle was cut
+from repeatlens.results.reduce import select_probe
 
 if TYPE_CHECKING:
     from repeatlens.checkpoints import RunDir
@@ -78,17 +79,6 @@ def tidy_scores(df: pd.DataFrame) -> pd.DataFrame:
     if "duplicate_of" not in df.columns:
         df = df.assign(duplicate_of=pd.array([pd.NA] * len(df), dtype="string"))
     return df[SCORE_COLUMNS].astype(SCORE_DTYPES).reset_index(drop=True)
-
-
-def row_keys(df: pd.DataFrame) -> pd.Series:
-    """The probe key of every row (``""`` where the row read no probe)."""
-    if df.empty:
-        return pd.Series([], dtype="object", index=df.index)
-    return pd.Series(
-        [probe_key(p, n, b, s) for p, n, b, s in zip(df["probe"], df["probe_len"], df["probe_batch"], df["probe_seed"])],
-        index=df.index,
-        dtype="object",
-    )
 
 
 def write_parquet(path: Path, df: pd.DataFrame, meta: Optional[dict[str, Any]] = None) -> None:
@@ -347,7 +337,11 @@ def load_scores(path: str | Path, probe: Optional[str] = None) -> pd.DataFrame:
         path: a run, sweep or analysed folder, or a scores ``.parquet`` file.
         probe: keep only the rows of this probe (a family such as ``synthetic``, or a key
             such as ``synthetic:L30``; see :func:`repeatlens.results.select_probe`) and
-            the rows that read no probe. None: every row, every probe.
+            the rows that read no probe. None: every row of every probe the table holds;
+            the probe columns (:data:`~repeatlens.results.schema.PROBE_COLUMNS`) tell them
+            apart, and ``df.attrs["probes"]`` lists their keys: with more than one there,
+            group by those columns or select one before averaging a metric, since the same
+            (run, step, metric, head) then has one value per probe.
     """
     from repeatlens.checkpoints import RunDir
 
@@ -356,10 +350,9 @@ def load_scores(path: str | Path, probe: Optional[str] = None) -> pd.DataFrame:
     if run.is_run():
         df = df.assign(**run_coordinates(run)).astype(RUN_DTYPES)[SCORE_COLUMNS + RUN_COLUMNS]
     if probe is not None:
-        from repeatlens.results.reduce import select_probe
-
         df = select_probe(df, probe)[0]
     df.attrs["runs"] = table_runs(path, [str(r) for r in df["run_id"].unique()])
+    df.attrs["probes"] = sorted(set(row_keys(df)) - {""})
     return df
 
 

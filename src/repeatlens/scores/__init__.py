@@ -13,7 +13,8 @@ et al. 2021, "A Mathematical Framework for Transformer Circuits"; and Hernandez 
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import contextlib
+from typing import Any, Iterator, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -191,7 +192,7 @@ def score_model(
         memorization_k: ``k``, tokens that must be reproduced exactly.
         batch_size: sequences per forward pass for the data-driven scores.
         device: where to compute; default the model's device. The model is moved there
-            when it is elsewhere.
+            when it is elsewhere, and back when scoring ends.
         seed: probe seed when ``probes`` is None.
         icl_positions: ``(early, late)`` token positions of the ICL score; default scaled
             to the test sequence length (:func:`icl_positions`).
@@ -208,25 +209,41 @@ def score_model(
     names = resolve_metrics(metrics) if metrics is not None else default_metrics(model.cfg.n_layers * model.cfg.n_heads)[0]
     names = available(names)
     dev = torch.device(device) if device is not None else _model_device(model)
-    if _model_device(model) != dev:
-        model.cfg.device = dev
-        torch.nn.Module.to(model, dev)
+    with _on_device(model, dev):
+        return _score_on_device(model, names, dev, probes, seed, progress, dict(
+            test_tokens=test_tokens, repeated_tokens=repeated_tokens, test_synthetic=test_synthetic,
+            repeated_synthetic=repeated_synthetic, memorization_prefix=memorization_prefix,
+            memorization_k=memorization_k, batch_size=batch_size, icl_positions=icl_positions,
+        ))
+
+
+@contextlib.contextmanager
+def _on_device(model: HookedTransformer, dev: torch.device) -> Iterator[None]:
+    """``model`` on ``dev`` inside the block, and back where the caller had it (weights and
+    ``cfg.device``) after it, even when scoring fails: scoring does not move a caller's model."""
+    home, home_cfg = _model_device(model), model.cfg.device
+    if home == dev:
+        yield
+        return
+    model.cfg.device = dev
+    torch.nn.Module.to(model, dev)  # nn.Module.to: HookedTransformer.to prints a line per move
+    try:
+        yield
+    finally:
+        torch.nn.Module.to(model, home)
+        model.cfg.device = home_cfg
+
+
+def _score_on_device(
+    model: HookedTransformer, names: list[str], dev: torch.device, probes: Optional[Probes | Sequence[Probes]],
+    seed: int, progress: bool, data: dict[str, Any],
+) -> pd.DataFrame:
+    """:func:`score_model`'s loop, with ``model`` already on ``dev``."""
     batches = [probes] if isinstance(probes, Probes) else list(probes) if probes is not None else []
     probe_names = [m for m in names if REGISTRY[m].reads_probe]
     if probe_names and not batches:
         batches = [model_probes(model, seed)]
-    base = dict(
-        model=model,
-        test_tokens=test_tokens,
-        repeated_tokens=repeated_tokens,
-        test_synthetic=test_synthetic,
-        repeated_synthetic=repeated_synthetic,
-        memorization_prefix=memorization_prefix,
-        memorization_k=memorization_k,
-        batch_size=batch_size,
-        icl_positions=icl_positions,
-        device=dev,
-    )
+    base = dict(model=model, **data, device=dev)
     # per context, attention scores first, so their shared forward pass runs before anything else;
     # one memo for every context of this checkpoint (ScoreContext.memo keys it by probe)
     base["_memo"] = {}
