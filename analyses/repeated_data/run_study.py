@@ -28,7 +28,7 @@ import torch  # noqa: E402
 import repeatlens  # noqa: E402
 from repeatlens.plots import available_figures, offset_profile, write_figures  # noqa: E402
 from repeatlens.results.reduce import check_scores  # noqa: E402
-from repeatlens.study import chance_levels, circuit_table, circuits_markdown, evaluate_targets, final_table, point_table, targets_markdown  # noqa: E402
+from repeatlens.study import standard_chance_levels, circuit_table, circuits_markdown, evaluate_targets, final_table, point_table, targets_markdown  # noqa: E402
 from repeatlens.sweep import available_cores, load_sweep  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -55,7 +55,7 @@ def main() -> None:
     scores, metrics = repeatlens.load_scores(args.out), repeatlens.load_metrics(args.out)
     base = spec.base
     vocab = base["data"]["synthetic"]["vocab_size"] if base["data"]["source"] == "synthetic" else base["data"]["vocab_size"]
-    chance = chance_levels(vocab, base["model"]["n_ctx"])
+    chance = standard_chance_levels(vocab, base["model"]["n_ctx"])
     targets = evaluate_targets(scores, metrics, chance=chance, probe=PROBE)
 
     res = args.results / "results"
