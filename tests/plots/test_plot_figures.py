@@ -469,3 +469,19 @@ def test_loss_vs_repeat_count_by_size_and_effective_size_on_a_final_table(sweep)
     assert curves[1].y[list(curves[1].x).index(100)] == pytest.approx(at_100)
     with pytest.raises(plots.UnsupportedFigureError, match="controls at 2 model sizes"):  # N_eff needs 4 sizes
         plots.effective_model_size(final, loss="test_text", size="n_params_nonembedding")
+
+
+def test_a_data_matched_control_is_drawn_as_itself_not_as_the_control(one_size):
+    """f = 0 on fewer tokens (mixture.data_matched) is grey and dotted, named for its run; the
+    black dashed "control (f = 0)" stays the full-data control alone."""
+    table = one_size.assign(control=np.where(one_size["repeated_fraction"] == 0, "full", "none"),
+                            unique_tokens=((1 - one_size["repeated_fraction"]) * 1_000_000).round())
+    control_rows = table[table["repeated_fraction"] == 0]
+    unique = table.loc[table["repeated_fraction"] == 0.1, "unique_tokens"].iloc[0]  # what a run at f = 0.1 trains on
+    dm = control_rows.assign(run_id="tiny-dm0.1-s0", control="data_matched", unique_tokens=unique, value=control_rows["value"] + 0.1)
+    fig = plots.score_trajectories(pd.concat([table, dm], ignore_index=True), "test_loss")
+    named = {t.name: t for t in fig.data if t.mode == "lines" and t.xaxis == "x2"}
+    assert _is_control_style(named["control (f = 0)"])
+    matched = named["data-matched control (tiny-dm0.1-s0)"]
+    assert (matched.line.color, matched.line.dash) == (theme.DATA_MATCHED_LINE["color"], "dot")
+    assert sum(_is_control_style(t) for t in named.values()) == 1

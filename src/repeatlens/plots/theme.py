@@ -33,6 +33,8 @@ UNKNOWN_COLOR = "#777"
 
 CONTROL_COLOR = "black"
 CONTROL_LINE = {"color": CONTROL_COLOR, "dash": "dash", "width": 2.0}
+DATA_MATCHED_LINE = {"color": "#737373", "dash": "dot", "width": 2.0}
+"""Line style of a data-matched control (f = 0 on the unique tokens of a run at f > 0: fewer tokens than the control)."""
 """Line style of the f = 0 control, in every figure."""
 
 FRACTION_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]

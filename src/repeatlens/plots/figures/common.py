@@ -188,7 +188,9 @@ def _run_line(
     per_head: bool,
     y_name: str,
 ) -> dict[str, object]:
-    """One run's line (as a trace dict): black dashed for the control, else coloured by E.
+    """One run's line (as a trace dict): black dashed for the full-data control, grey dotted
+    for a data-matched control (``control == "data_matched"``: f = 0 on fewer tokens, not the
+    control), else coloured by E.
 
     Args:
         g: The run's rows, in x order.
@@ -199,18 +201,22 @@ def _run_line(
         y_name: Name of the y value in hover.
     """
     first = g.iloc[0]
-    control = float(first["repeated_fraction"]) == 0.0
-    line = dict(theme.CONTROL_LINE) if control else {
-        "color": theme.repeat_count_color(float(first["repeat_count"]), limits),
-        "width": 1.8,
-    }
+    data_matched = str(first.get("control", "")) == "data_matched"
+    control = float(first["repeated_fraction"]) == 0.0 and not data_matched
+    if data_matched:
+        line, name, group = dict(theme.DATA_MATCHED_LINE), f"data-matched control ({first['run_id']})", "data-matched"
+    elif control:
+        line, name, group = dict(theme.CONTROL_LINE), "control (f = 0)", "control"
+    else:
+        line = {"color": theme.repeat_count_color(float(first["repeat_count"]), limits), "width": 1.8}
+        name, group = str(first["run_id"]), f"E={float(first['repeat_count']):g}"
     return {
         "type": "scatter",
         "x": g[x].to_numpy(dtype=float),
         "y": g["value"].to_numpy(dtype=float),
         "mode": "lines",
-        "name": "control (f = 0)" if control else str(first["run_id"]),
-        "legendgroup": "control" if control else f"E={float(first['repeat_count']):g}",
+        "name": name,
+        "legendgroup": group,
         "showlegend": False,
         "line": line,
         "customdata": custom,

@@ -40,6 +40,16 @@ from repeatlens.plots.figures.common import (
 # ----------------------------------------------------------------------------- 2. trajectories
 
 
+def _data_matched(runs: pd.DataFrame, same_f: pd.Series) -> list[str]:
+    """The data-matched controls (``control == "data_matched"``) of the facet whose repeated
+    runs are ``same_f``: those trained on as many unique tokens as those runs."""
+    if "control" not in runs.columns or "unique_tokens" not in runs.columns:
+        return []
+    matched = runs["control"].astype(str) == "data_matched"
+    unique = set(runs.loc[same_f & ~matched, "unique_tokens"].dropna())
+    return list(runs.loc[matched & runs["unique_tokens"].isin(unique), "run_id"])
+
+
 def score_trajectories(
     scores: pd.DataFrame, metric: str, layer: int | None = None, head: int | None = None, probe: str | None = None
 ) -> go.Figure:
@@ -92,7 +102,7 @@ def score_trajectories(
         controls = list(in_model.loc[control_mask(in_model), "run_id"])
         for c, f in enumerate(fractions, start=1):
             same_f = in_model["repeated_fraction"].isna() if math.isnan(f) else in_model["repeated_fraction"] == f
-            members = controls + (list(in_model.loc[same_f, "run_id"]) if f else [])
+            members = controls + (list(in_model.loc[same_f, "run_id"]) if f else []) + _data_matched(in_model, same_f)
             for rid in members:
                 trace = {**lines[rid], "showlegend": bool(rid in controls and not traces)}
                 traces.append(trace)
