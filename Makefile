@@ -12,6 +12,8 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 EXTRAS ?= dev,ray,export,hf,notebooks
+# test processes: the suite is CPU-bound on one thread per process (tests/conftest.py), so one per core
+TEST_WORKERS ?= 2
 DEMO_OUT ?= demo_out
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
@@ -42,7 +44,7 @@ demo: setup
 	$(VENV)/bin/repeatlens demo --out $(DEMO_OUT)
 
 test: setup-dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Debian's chromium (+ chromedriver for the report test): what kaleido's PNG/PDF/SVG export
 # and the browser test use. Needs root and apt; elsewhere install Chromium your own way.

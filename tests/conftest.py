@@ -1,8 +1,10 @@
-"""Shared test set-up: offline, a private tokenizer cache, small factories."""
+"""Shared test set-up: offline, a private tokenizer cache, one thread, the session's trained runs
+(the factories live in :mod:`tests.factories`)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -20,21 +22,8 @@ import torch  # noqa: E402
 # share the cores (measured 20-40x per step under contention on a 2-core machine).
 torch.set_num_threads(1)
 
-from repeatlens.config import RunConfig, config_from_dict, merge  # noqa: E402
-
-TINY_SYNTHETIC: dict[str, Any] = {
-    "seed": 0,
-    "data": {"source": "synthetic", "seq_len": 32, "test_sequences": 16, "synthetic": {"vocab_size": 64, "min_len": 3, "max_len": 8}},
-    "mixture": {"total_tokens": 32 * 8 * 12, "repeated_fraction": 0.25, "repeat_count": 4},
-    "model": {"preset": "attn2-tiny", "n_ctx": 32, "d_model": 16, "n_heads": 2},
-    "train": {"batch_size": 8, "warmup_steps": 2, "progress": False, "eval_sequences": 8, "checkpoints": {"log_count": 3, "every": 5}},
-}
-
-
-def tiny_config(**sections: Any) -> RunConfig:
-    """A seconds-fast RunConfig on the synthetic source; keyword sections are merged in."""
-    return config_from_dict(merge(TINY_SYNTHETIC, sections), where="tiny_config")
-
+from repeatlens.config import RunConfig, config_from_dict, merge  # noqa: E402,F401 (tests import merge from here)
+from tests.factories import INDUCTION_RUN, TINY_MIXED, TINY_SYNTHETIC, tiny_config  # noqa: E402,F401 (re-exported: tests import them from here)
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``cuda`` need a CUDA device: skipped without one (``pytest -m cuda`` runs them)."""
@@ -68,41 +57,34 @@ def tiny_cfg() -> RunConfig:
     return tiny_config()
 
 
-#: Settings that form induction heads (layer-1 induction ~0.9, layer-0 previous-token ~0.6)
-#: in a 2-layer attention-only model by ~600 steps: rotary positions, n_ctx 64, a 64-token
-#: vocabulary, random segments of length 2-30 tiled 2-4 times. With n_ctx 32, segments of 4
-#: or more, or learned absolute positions, models learn to copy through a shifted circuit
-#: (layer 0 looking several tokens back) that scores ~0 on the induction definition.
-INDUCTION_RUN: dict[str, Any] = {
-    "seed": 0,
-    "data": {"source": "synthetic", "seq_len": 64, "test_sequences": 32,
-             "synthetic": {"vocab_size": 64, "min_len": 2, "max_len": 30, "max_gap": 0, "max_prefix": 8}},
-    "mixture": {"total_tokens": 64 * 32 * 800},
-    "model": {"n_layers": 2, "d_model": 64, "n_heads": 4, "d_head": 16, "n_ctx": 64, "positional_embedding": "rotary"},
-    "train": {"batch_size": 32, "lr": 3e-3, "warmup_steps": 50, "weight_decay": 0.01, "decay": "constant",
-              "betas": [0.9, 0.999], "grad_clip": None, "progress": False, "checkpoints": {"log_count": 4, "every": 200}},
-}
+def shared_run(tmp_path_factory: pytest.TempPathFactory, name: str, cfg: dict[str, Any]):
+    """The run of ``cfg`` trained once per test session, under ``pytest -n`` (pytest-xdist) once
+    for all workers: the first worker to take the lock in the session's shared temporary root
+    trains it, the others wait and read it. Tests only read it (those that damage a run work on
+    a copy)."""
+    from repeatlens.checkpoints import RunDir
+    from repeatlens.io import file_lock
+    from repeatlens.train import train
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # every worker's basetemp sits in this session's one folder
+    folder = root / f"shared-{name}"
+    with file_lock(root / f"shared-{name}.lock"):
+        if not (folder / "run").exists() or not RunDir(folder / "run").is_complete():
+            shutil.rmtree(folder, ignore_errors=True)
+            train(config_from_dict(cfg, where=name), folder / "run")
+    return RunDir(folder / "run")
 
 
 @pytest.fixture(scope="session")
 def induction_run(tmp_path_factory: pytest.TempPathFactory):
     """A run trained (once per session, ~1 min on 2 cores) until induction heads form."""
-    from repeatlens.train import train
-
-    return train(config_from_dict(INDUCTION_RUN, where="INDUCTION_RUN"), tmp_path_factory.mktemp("induction") / "run")
-
-
-#: A seconds-fast run mixing the bundled corpus (its own BPE tokenizer.json) with the synthetic source.
-TINY_MIXED: dict[str, Any] = merge(TINY_SYNTHETIC, {
-    "data": {"source": "shakespeare", "vocab_size": 300, "synthetic_fraction": 0.5, "synthetic": {"token_ids": 20}},
-    "mixture": {"total_tokens": 32 * 8 * 6},
-})
+    return shared_run(tmp_path_factory, "INDUCTION_RUN", INDUCTION_RUN)
 
 
 @pytest.fixture(scope="session")
 def mixed_run(tmp_path_factory: pytest.TempPathFactory):
     """A complete TINY_MIXED run (every kind of file a run directory holds), trained once per session;
     tests that damage it work on a copy."""
-    from repeatlens.train import train
-
-    return train(config_from_dict(TINY_MIXED, where="TINY_MIXED"), tmp_path_factory.mktemp("mixed") / "run")
+    return shared_run(tmp_path_factory, "TINY_MIXED", TINY_MIXED)

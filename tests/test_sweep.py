@@ -331,7 +331,8 @@ def ray_head() -> Iterator[str]:
     """
     temp = tempfile.mkdtemp(prefix="rl-ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     log = Path(temp) / "head.log"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # a loaded machine (pytest -n 2 on 2 cores) can take over the default 60 s to register the node
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_raylet_start_wait_time_s": "180"}
     argv = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--port", "0", "--num-cpus", "2",
             "--num-gpus", "2", "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp]
     with open(log, "w") as fh:

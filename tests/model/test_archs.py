@@ -7,11 +7,11 @@ import pytest
 from repeatlens.model import UnsupportedArchitecture, hooked_spec, is_post_norm, nanogpt_spec
 from repeatlens.model.archs import ARCHITECTURES, MAX_PROBE_LENGTH, architecture_of, probe_length
 from repeatlens.scores.probes import make_probes
-from tests.model.tiny_hf import ARCHS, tiny_config
+from tests.model.tiny_hf import ARCHS, hf_config
 
 
 def test_every_listed_architecture_has_a_tiny_model() -> None:
-    assert sorted(architecture_of(tiny_config(a)) for a in ARCHS) == sorted(ARCHITECTURES)
+    assert sorted(architecture_of(hf_config(a)) for a in ARCHS) == sorted(ARCHITECTURES)
 
 
 def test_probe_length_is_the_probes_row_length() -> None:
@@ -69,7 +69,7 @@ def test_unknown_architecture_lists_the_supported_ones() -> None:
 
 
 def test_layer_types_make_sliding_layers_local() -> None:
-    cfg = tiny_config("qwen2", use_sliding_window=True, sliding_window=128, max_window_layers=1, layer_types=["full_attention", "sliding_attention"])
+    cfg = hf_config("qwen2", use_sliding_window=True, sliding_window=128, max_window_layers=1, layer_types=["full_attention", "sliding_attention"])
     k = hooked_spec(cfg).kwargs
     assert k["use_local_attn"] and k["window_size"] == 128 and k["attn_types"] == ["global", "local"]
 
@@ -77,15 +77,15 @@ def test_layer_types_make_sliding_layers_local() -> None:
 def test_llama3_rope_scaling_maps_to_ntk_by_parts() -> None:
     rope = {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
             "original_max_position_embeddings": 8192}
-    k = hooked_spec(tiny_config("llama", rope_parameters=rope)).kwargs
+    k = hooked_spec(hf_config("llama", rope_parameters=rope)).kwargs
     assert k["use_NTK_by_parts_rope"] and k["NTK_by_parts_factor"] == 8.0 and k["rotary_base"] == 5e5 and k["NTK_original_ctx_len"] == 8192
 
 
 def test_post_norm_is_olmo2_only() -> None:
     from repeatlens.model import hooked_config_from_spec
 
-    assert is_post_norm(hooked_config_from_spec(hooked_spec(tiny_config("olmo2"))))
-    assert not any(is_post_norm(hooked_config_from_spec(hooked_spec(tiny_config(a)))) for a in ARCHS if a != "olmo2")
+    assert is_post_norm(hooked_config_from_spec(hooked_spec(hf_config("olmo2"))))
+    assert not any(is_post_norm(hooked_config_from_spec(hooked_spec(hf_config(a)))) for a in ARCHS if a != "olmo2")
 
 
 def test_nanogpt_args() -> None:

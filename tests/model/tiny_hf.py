@@ -52,20 +52,20 @@ ARCHS = ["gpt2", "gpt_neo", "gptj", "opt", "gpt_neox", "llama", "mistral", "qwen
          "gemma", "phi", "phi3", "olmo", "olmo2", "bloom"]
 
 
-def tiny_config(arch: str, **over: Any):
+def hf_config(arch: str, **over: Any):
     cfg = _configs()[arch]()
     for k, v in over.items():
         setattr(cfg, k, v)
     return cfg
 
 
-def tiny_model(arch: str, seed: int = 0, **over: Any):
+def hf_model(arch: str, seed: int = 0, **over: Any):
     """A tiny random ``transformers`` causal LM of ``arch``, in eval mode."""
     import transformers as T
 
     attn = over.pop("attn_implementation", None)
     torch.manual_seed(seed)
-    model = T.AutoModelForCausalLM.from_config(tiny_config(arch, **over), **({"attn_implementation": attn} if attn else {}))
+    model = T.AutoModelForCausalLM.from_config(hf_config(arch, **over), **({"attn_implementation": attn} if attn else {}))
     g = torch.Generator().manual_seed(1000 + seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -78,7 +78,7 @@ def tiny_model(arch: str, seed: int = 0, **over: Any):
 
 def save_tiny(folder: Path, arch: str, seed: int = 0, **over: Any):
     """``save_pretrained`` a tiny model into ``folder``; returns the model."""
-    model = tiny_model(arch, seed, **over)
+    model = hf_model(arch, seed, **over)
     model.save_pretrained(folder)
     return model
 

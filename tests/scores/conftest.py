@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from repeatlens.model import HookedTransformer, ModelConfig, build_model, hooked_config, logits, model_from_state_dict
+from repeatlens.model import HookedTransformer, build_model, logits
 from repeatlens.scores.probes import Probes, make_probes
+from tests.factories import tiny_model, tiny_model_config  # noqa: F401 (re-exported: score tests import tiny_model from here)
 
 
 @dataclass(frozen=True)
@@ -48,26 +49,6 @@ class TrainSettings:
     rep_min: int = 2
     rep_max: int = 4
     seed: int = 0
-
-
-def tiny_config(
-    d_vocab: int = 64, n_ctx: int = 32, d_model: int = 64, n_heads: int = 4, n_layers: int = 2, positional: str = "standard"
-) -> ModelConfig:
-    return ModelConfig(
-        n_layers=n_layers,
-        d_model=d_model,
-        n_heads=n_heads,
-        d_head=d_model // n_heads,
-        n_ctx=n_ctx,
-        d_vocab=d_vocab,
-        attn_only=True,
-        positional_embedding=positional,
-    )
-
-
-def tiny_model(d_vocab: int = 64, n_ctx: int = 32, seed: int = 0, **kw) -> HookedTransformer:
-    """A randomly initialised tiny attention-only model."""
-    return build_model(tiny_config(d_vocab, n_ctx, **kw), seed=seed).eval()
 
 
 def synthetic_batch(s: TrainSettings, n: int, g: torch.Generator) -> torch.Tensor:
@@ -112,7 +93,7 @@ def train_tiny(s: TrainSettings, log_every: int = 0, probe_fn=None) -> HookedTra
 
 def _train(s: TrainSettings, log_every: int, probe_fn) -> HookedTransformer:
     torch.manual_seed(s.seed)
-    model = build_model(tiny_config(s.d_vocab, s.n_ctx, s.d_model, s.n_heads, positional=s.positional), seed=s.seed)
+    model = build_model(tiny_model_config(s.d_vocab, s.n_ctx, s.d_model, s.n_heads, positional=s.positional), seed=s.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
 
     def lr_factor(step: int) -> float:
