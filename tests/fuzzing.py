@@ -34,7 +34,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import yaml
 
@@ -264,13 +264,14 @@ def mutate_config(rng: random.Random, base: dict[str, Any]) -> tuple[dict[str, A
     return cfg, sets, "; ".join(what)
 
 
-def _cheap(cfg: dict[str, Any]) -> bool:
-    """Whether a valid config trains in seconds (only such configs are escalated to ``train``)."""
-    from repeatlens.config import config_from_dict
+def _cheap(cfg: dict[str, Any], sets: Sequence[str] = ()) -> bool:
+    """Whether a valid config, with its ``--set`` items, trains in seconds (only such configs
+    are escalated to ``train``)."""
+    from repeatlens.config import config_from_dict, merge, parse_overrides
     from repeatlens.errors import RepeatlensError
 
     try:
-        c = config_from_dict(cfg)
+        c = config_from_dict(merge(cfg, parse_overrides(list(sets))))
     except RepeatlensError:
         return True  # refused before anything runs
     d = c.data
@@ -298,7 +299,7 @@ def config_cases(rng: random.Random, n: int, bases: list[dict[str, Any]], tmp: P
         except yaml.YAMLError:
             continue
         overrides = [a for s in sets for a in ("--set", s)]
-        if _cheap(cfg):
+        if _cheap(cfg, sets):
             yield Case("config", what, ["train", str(path), "--out", str(out), "-q", *overrides], out=out, seconds=seconds)
         else:
             spec = tmp / f"s{i}.yaml"

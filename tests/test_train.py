@@ -314,3 +314,45 @@ def test_a_run_trains_on_cuda_and_resumes_bit_identically(tmp_path, precision: s
     # the CPU loads what the GPU trained
     tokens = torch.from_numpy(full.test_tokens()[:2].astype(np.int64))
     torch.testing.assert_close(full.load_model(device="cpu")(tokens), full.load_model(device="cuda")(tokens.cuda()).cpu(), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("data", [{}, {"source": "shakespeare", "vocab_size": 300, "synthetic_fraction": 0.5}])
+def test_the_memory_check_counts_drawing_the_synthetic_rows(tmp_path, monkeypatch: pytest.MonkeyPatch, data) -> None:
+    """A synthetic-only run (data.source: synthetic, whose synthetic_fraction stays 0) and a mix both count
+    their synthetic rows and the draws behind them (9 bytes a token: int64 draws and a copy mask) before
+    anything is drawn: a fuzzed 2**31-token synthetic run once passed the check and was killed by the
+    out-of-memory killer while drawing."""
+    import repeatlens.train as train_mod
+    from repeatlens.data.mixture import plan_mixture
+    from repeatlens.data.synthetic import GENERATION_BYTES_PER_TOKEN
+    from repeatlens.errors import ResourceError
+
+    cfg = tiny_config(data=data, mixture={"total_tokens": 32 * 2**18})
+    plan = plan_mixture(cfg.mixture, cfg.data.seq_len)
+    rows = plan.n_repeated + plan.n_unique + cfg.data.test_sequences
+    share = 1.0 if cfg.data.synthetic_only else cfg.data.synthetic_fraction
+    drawing = int(rows * share) * cfg.data.seq_len * GENERATION_BYTES_PER_TOKEN
+    budget = 2**24 + 2**23
+    assert drawing > budget  # alone over the budget below
+    monkeypatch.setattr(train_mod, "_host_memory", lambda: budget)
+    with pytest.raises(ResourceError, match=rf"drawing the synthetic rows \(data.synthetic_fraction, data.seq_len\): {drawing / 2**30:,.1f} GiB"):
+        train_mod.check_memory(cfg, plan, 300 if data else cfg.data.synthetic.vocab_size)
+    with pytest.raises(ResourceError, match="drawing the synthetic rows"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_synthetic_rows_are_the_ids_of_one_int64_draw() -> None:
+    """The in-place lookup draws the same rows as indexing ``ids`` with the draw (the rows every run
+    written before it recorded by sha256)."""
+    from repeatlens.config import SyntheticConfig
+    from repeatlens.data.synthetic import synthetic_sequences
+
+    ids = np.array([3, 5, 8, 13, 21, 34, 55])
+    cfg = SyntheticConfig(vocab_size=64, min_len=2, max_len=5)
+    tokens, _ = synthetic_sequences(40, 24, cfg, ids=ids, bos=1, seed=7, dtype=np.dtype(np.int64))
+    first = ids[np.random.default_rng(7).integers(0, len(ids), size=(40, 24), dtype=np.int64)]
+    assert (tokens[:, 0] == 1).all()
+    # before the per-row copies, every token is a draw; a copy repeats a token drawn earlier in its row
+    assert np.isin(tokens[:, 1:], ids).all()
+    assert (tokens[:, 1:2] == first[:, 1:2]).all()  # the first token after BOS is always the draw itself

@@ -48,6 +48,7 @@ from repeatlens.data.mixture import MixturePlan, build_schedule, plan_mixture, s
 from repeatlens.data.pools import Pool, build_pool
 from repeatlens.data.streams import Corpus, cache_root, load_corpus
 from repeatlens.data.seeds import manifest_seeds
+from repeatlens.data.synthetic import GENERATION_BYTES_PER_TOKEN
 from repeatlens.errors import CheckpointError, ConfigError, LockTimeout, RepeatlensError, ResourceError, first_line, shorten
 from repeatlens.io import LOCK_FILE, atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, sha256_file, write_failure
 from repeatlens.losses import next_token_loss, token_losses
@@ -163,7 +164,8 @@ def check_memory(cfg: RunConfig, plan: MixturePlan, vocab_size: int) -> None:
     run that would have fit is never refused (one that nearly fills the machine may still
     fail later, as one line): the pool's row references (``rows x 8`` bytes; the corpus rows
     stay memory-mapped) and its synthetic rows (``data.synthetic_fraction x rows x seq_len`` ids
-    of 2 or 4 bytes), the schedule (``slots x 8`` bytes), and on the training device the
+    of 2 or 4 bytes, and while they are drawn 9 bytes more a token:
+    :data:`repeatlens.data.synthetic.GENERATION_BYTES_PER_TOKEN`), the schedule (``slots x 8`` bytes), and on the training device the
     model's weights, gradients and AdamW's two moments (``4 x 4`` bytes a parameter) and one
     forward's logits (``micro-batch x seq_len x vocab x 4`` bytes).
 
@@ -172,9 +174,10 @@ def check_memory(cfg: RunConfig, plan: MixturePlan, vocab_size: int) -> None:
     """
     m, d, t = cfg.model, cfg.data, cfg.train
     rows = plan.n_repeated + plan.n_unique + d.test_sequences
-    synthetic_rows = math.floor(rows * d.synthetic_fraction)
+    synthetic_rows = rows if d.synthetic_only else math.floor(rows * d.synthetic_fraction)  # source: synthetic has fraction 0
     host = {"the pool's row references (mixture.total_tokens / data.seq_len, data.test_sequences)": rows * 8,
             "the pool's synthetic rows (data.synthetic_fraction, data.seq_len)": synthetic_rows * d.seq_len * (2 if vocab_size <= 2**16 else 4),
+            "drawing the synthetic rows (data.synthetic_fraction, data.seq_len)": synthetic_rows * d.seq_len * GENERATION_BYTES_PER_TOKEN,
             "the schedule (mixture.total_tokens / data.seq_len slots)": plan.n_total * 8}
     micro = t.micro_batch_size or t.batch_size
     model = {"the model's weights, gradients and AdamW moments (model)": 16 * m.n_params(vocab_size),

@@ -19,6 +19,11 @@ from jaxtyping import Bool, Integer
 from repeatlens.config import SyntheticConfig
 
 
+GENERATION_BYTES_PER_TOKEN = 9
+"""Bytes per token :func:`synthetic_sequences` holds while it draws, beside the rows it
+returns: the int64 draws (8) and the copy mask (1)."""
+
+
 def synthetic_sequences(
     n: int,
     seq_len: int,
@@ -50,8 +55,10 @@ def synthetic_sequences(
     if len(ids) < 2:
         raise ValueError(f"the synthetic source needs at least 2 ids to draw from, got {len(ids)}")
     rng = np.random.default_rng(seed)
-    # ids[k] for k uniform in [0, len(ids)): the same draws as rng.integers(low, high) for ids = [low, high)
-    tokens = ids[rng.integers(0, len(ids), size=(n, seq_len), dtype=np.int64)]
+    # ids[k] for k uniform in [0, len(ids)): the same draws as rng.integers(low, high) for ids = [low, high);
+    # looked up in place (no second [n, seq_len] int64 array: see GENERATION_BYTES_PER_TOKEN)
+    tokens = rng.integers(0, len(ids), size=(n, seq_len), dtype=np.int64)
+    np.take(ids, tokens, out=tokens, mode="clip")  # "clip" writes element by element (every index is in range)
     is_copy = np.zeros((n, seq_len), dtype=bool)
     tokens[:, 0] = bos
     body = seq_len - 1
