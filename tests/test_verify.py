@@ -131,6 +131,13 @@ def _edit_config(path: Path, section: str, key: str, value) -> None:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
+def _flip_header(path: Path, old: bytes, new: bytes) -> None:
+    """Change the first ``old`` of a ``.npy`` header into ``new`` (one flipped bit: ``)`` 0x29 -> ``(`` 0x28)."""
+    data = path.read_bytes()
+    end = data.index(b"\n") + 1
+    path.write_bytes(data[:end].replace(old, new, 1) + data[end:])
+
+
 def _half(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -144,8 +151,13 @@ def _half(path: Path) -> None:
         ("config.yaml", lambda p: _edit_config(p, "model", "n_heads", 4), "sha256 does not match manifest.json (changed after the run was written)"),
         ("tokenizer.json", _half, "bytes, but manifest.json records"),
         ("data/is_synthetic.npy", lambda p: np.save(p, ~np.load(p)), "sha256 does not match manifest.json (changed after the run was written)"),
+        # found by the full fuzz run (benchmarks/fuzz.py) on the runs that reference their corpus: tracebacks in verify and analyze
+        ("data/is_synthetic.npy", lambda p: np.save(p, np.load(p)[:-1]), "bytes, but manifest.json records"),
+        ("data/rows.npy", lambda p: np.save(p, np.load(p)[:-1]), "bytes, but manifest.json records"),
+        ("data/rows.npy", lambda p: _flip_header(p, b")", b"("), "sha256 does not match manifest.json"),
     ],
-    ids=["config cut in half", "lr edited", "n_heads edited", "tokenizer truncated", "is_synthetic inverted"],
+    ids=["config cut in half", "lr edited", "n_heads edited", "tokenizer truncated", "is_synthetic inverted", "is_synthetic a row short",
+         "rows a row short", "rows header unclosed"],
 )
 def test_what_verify_missed_is_found_and_every_reader_refuses(mixed_run: RunDir, tmp_path: Path, capsys, target: str, damage, problem: str) -> None:
     """Issue 26, case 7: each of these verified "no findings", and info, analyze and report read the damaged run."""

@@ -180,6 +180,8 @@ def _check_references(run: RunDir, man: Manifest) -> list[Finding]:
                         refs, kinds = load_npy(run.rows_path), load_npy(run.is_synthetic_path)
                     except CheckpointError:  # already a finding of run_file_problems
                         return out
+                    if refs.shape != kinds.shape:  # already a finding of the layout check
+                        return out
                     n_chunks = ref.n_tokens // (man.seq_len - 1)
                     if len(refs) and (~kinds).any() and int(refs[~kinds].max()) >= n_chunks:
                         out.append(Finding(str(run.rows_path), f"names corpus row {int(refs[~kinds].max())}; the stream has {n_chunks}"))

@@ -4,6 +4,7 @@ files have against it (:func:`run_file_problems`)."""
 from __future__ import annotations
 
 from pathlib import Path
+from tokenize import TokenError
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -231,7 +232,7 @@ def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
         raise CheckpointError(f"{path}: missing") from None
     except OSError as e:
         raise CheckpointError(os_error_message(e, path)) from None
-    except (ValueError, EOFError, SyntaxError, TypeError) as e:
+    except (ValueError, EOFError, SyntaxError, TokenError, TypeError) as e:  # numpy reads the header as Python
         raise CheckpointError(f"{path}: not a .npy file ({first_line(e)})") from None
     if dtype.hasobject or data_bytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
         raise CheckpointError(f"{path}: {data_bytes:,} bytes of data where its header declares {dtype} {tuple(shape)} (truncated?)")

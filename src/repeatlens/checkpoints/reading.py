@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from tokenize import TokenError
 from typing import Any, Sequence
 
 import numpy as np
@@ -85,7 +86,7 @@ def load_npy(path: Path, *, mmap: bool = False) -> np.ndarray:
         if e.errno in (None, 0):  # numpy's own "failed to interpret file as a pickle" etc.
             raise CheckpointError(f"{path}: unreadable .npy file ({first_line(e)})") from None
         raise CheckpointError(os_error_message(e, path)) from None
-    except (ValueError, EOFError) as e:  # a truncated or malformed .npy
+    except (ValueError, EOFError, SyntaxError, TokenError) as e:  # a truncated or malformed .npy (its header is read as Python)
         raise CheckpointError(f"{path}: unreadable .npy file ({first_line(e)})") from None
 
 
