@@ -115,7 +115,8 @@ def test_t2_fails_when_abilities_drop_less_than_the_loss_rises() -> None:
 def test_t2_in_the_papers_yardstick_across_four_sizes() -> None:
     """Four sizes whose controls follow L = 3 + (2e3/N)^0.3 (test) and 1 + (1e4/N)^0.5 (copying):
     at the peak the copying loss is that of a control 5x smaller, the test loss that of one 2x smaller."""
-    from repeatlens.study import Verdict, _t2
+    from repeatlens.study import Verdict
+    from repeatlens.study.evaluate import _t2
 
     rows = []
     for n in (1e4, 3e4, 1e5, 3e5):
@@ -211,7 +212,7 @@ def test_chance_levels_match_uniform_attention_by_hand() -> None:
 
 
 def test_flattening_and_the_largest_rise_by_hand() -> None:
-    from repeatlens.study import _flat_index, _largest_z_rise
+    from repeatlens.study.evaluate import _flat_index, _largest_z_rise
 
     # total fall 1.0; from index 2 on it falls by at most 0.1 more
     assert _flat_index(np.array([4.0, 3.5, 3.08, 3.05, 3.0, 3.02])) == 2
