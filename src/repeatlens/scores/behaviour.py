@@ -21,7 +21,7 @@ full computation to float tolerance; :mod:`.reference` keeps that computation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
