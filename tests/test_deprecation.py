@@ -25,11 +25,9 @@ def test_an_old_name_warns_and_is_the_new_function(module: str, old: str, new: s
         mod.nope
 
 
-#: Left as they are (issue 24 leaves them open): a figure named after the score it draws, and the
-#: audit's pydantic reader of the JSON that results.fits.ScalingFit writes.
+#: Left as they are (issue 24 leaves them open): a figure named after the score it draws.
 KNOWN_SHARED = {
     "offset_profile": ["repeatlens.plots.figures.per_head.offset_profile", "repeatlens.scores.attention.offset_profile"],
-    "ScalingFit": ["repeatlens.corpus_audit.region.ScalingFit", "repeatlens.results.fits.result.ScalingFit"],
 }
 
 

@@ -10,14 +10,6 @@ import repeatlens
 
 ROOT = Path(repeatlens.__file__).parent
 
-#: Cycles left as they are (issue 24 names them), each held apart by a function-level import.
-KNOWN_CYCLES = [
-    # the reference re-implementations reuse behaviour's helpers; behaviour routes its logits through reference
-    ["repeatlens.scores.behaviour", "repeatlens.scores.reference"],
-    # from_tokenizer_file reads a tokenizer.json through tokenizer.py, which asks special.py for the ids
-    ["repeatlens.data.special", "repeatlens.data.tokenizer"],
-]
-
 
 def _is_type_checking(node: ast.If) -> bool:
     return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
@@ -104,5 +96,6 @@ def test_results_has_no_import_cycle() -> None:
     assert [c for c in found if any(m.startswith("repeatlens.results") for m in c)] == []
 
 
-def test_no_import_cycle_but_the_known_ones() -> None:
-    assert cycles(module_graph()) == sorted(KNOWN_CYCLES)
+def test_no_import_cycle() -> None:
+    """Every module of the package, lazy imports included: none imports itself back."""
+    assert cycles(module_graph()) == []

@@ -51,7 +51,7 @@ from repeatlens.data.seeds import manifest_seeds
 from repeatlens.data.synthetic import GENERATION_BYTES_PER_TOKEN
 from repeatlens.errors import CheckpointError, ConfigError, LockTimeout, RepeatlensError, ResourceError, first_line, shorten
 from repeatlens.io import LOCK_FILE, atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, sha256_file, write_failure
-from repeatlens.losses import next_token_loss, token_losses
+from repeatlens.losses import batched_losses, next_token_loss, token_losses
 from repeatlens.precision import Precision, matmul_settings, micro_batches
 from repeatlens.results.schema import Manifest
 
@@ -95,13 +95,10 @@ def eval_loss_se(model, tokens: np.ndarray, batch_size: int, device: str, fast: 
     """:func:`eval_loss` and its standard error over the sequences: the sample standard
     deviation of the per-sequence mean losses over sqrt(n) (NaN for one sequence). Every
     sequence has the same length, so the mean of the per-sequence means is the mean loss."""
-    per_seq = []
-    for i in range(0, len(tokens), batch_size):
-        t = torch.from_numpy(np.asarray(tokens[i : i + batch_size]).astype(np.int64)).to(device)
-        per_seq.append(token_losses(adapter.logits(model, t, fast), t).detach().double().mean(dim=1).cpu().numpy())
-    seqs = np.concatenate(per_seq) if per_seq else np.zeros(0)
-    if not len(seqs):
+    if not len(tokens):
         return 0.0, float("nan")
+    seqs = batched_losses(lambda t: token_losses(adapter.logits(model, t, fast), t).detach().double().mean(dim=1), tokens,
+                          batch_size, device).numpy()
     se = float(seqs.std(ddof=1) / np.sqrt(len(seqs))) if len(seqs) > 1 else float("nan")
     return float(seqs.mean()), se
 

@@ -112,3 +112,19 @@ def test_the_study_default_falls_back_to_the_published_edges_until_the_fit_exist
     assert present.at(1e7).left == pytest.approx(10**2.5)
     assert region_source(str(tmp_path / "scaling_fit.json")).fit is not None
     assert region_source("published").fit is None
+
+
+def test_the_audit_reads_the_fit_the_fits_module_writes_without_scipy(tmp_path: Path) -> None:
+    """One reader: ``read_scaling_fit`` returns :class:`repeatlens.results.fits.ScalingFit`, whose
+    JSON round trip keeps the region; importing the audit's region loads no scipy."""
+    import subprocess
+    import sys
+
+    from repeatlens.results.fits import ScalingFit
+
+    fit = read_scaling_fit(write(tmp_path, fit_json()))
+    assert isinstance(fit, ScalingFit) and fit.edges["left"] == {"intercept": 6.0, "slope": -0.5}
+    again = read_scaling_fit(fit.to_json(tmp_path / "again.json"))
+    assert fit_region(again, 1e7, "again.json") == fit_region(fit, 1e7, "again.json")
+    code = "import sys, repeatlens.corpus_audit.region; print('scipy' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

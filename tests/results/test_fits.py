@@ -210,7 +210,7 @@ def test_json_round_trip_keeps_the_schema_and_the_region(tmp_path) -> None:
     assert back.region(5e4) == fit.region(5e4)  # the region is recomputed from the stored peaks alone
     assert d["log10_e_star_intercept"] + d["alpha"] * math.log10(5e4) == pytest.approx(math.log10(fit.region(5e4).e_star))
     (tmp_path / "bad.json").write_text(json.dumps({**d, "format": "other/1"}))
-    with pytest.raises(ScalingDataError, match="format 'other/1'; expected 'repeatlens-scaling-fit/1'"):
+    with pytest.raises(ScalingDataError, match="field 'format' = 'other/1'; expected 'repeatlens-scaling-fit/1'"):
         ScalingFit.from_json(tmp_path / "bad.json")
     (tmp_path / "short.json").write_text(json.dumps({k: v for k, v in d.items() if k != "peaks"}))
     with pytest.raises(ScalingDataError, match="field 'peaks' missing"):

@@ -20,18 +20,15 @@ all the same, and a note that it extrapolates, naming the range and D it was fit
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Optional
 
 from repeatlens.errors import ConfigError
 from repeatlens.plots.theme import format_count
+from repeatlens.results.fits import ScalingDataError, ScalingFit
 
-FIT_FORMAT = "repeatlens-scaling-fit/1"
 STUDY_FIT = Path(__file__).resolve().parents[3] / "analyses" / "repeated_data_scaling" / "results" / "scaling_fit.json"
 """This project's own study fit, in a source checkout (absent until the study writes it)."""
 
@@ -56,90 +53,23 @@ PUBLISHED_CAVEAT = ("Hernandez et al. (2022) fitted these edges at a fixed D = 1
 
 # ----------------------------------------------------------------------------- the fit JSON
 
-_FIT_MODEL = ConfigDict(extra="ignore", strict=True)
-
-
-class _Edge(BaseModel):
-    model_config = _FIT_MODEL
-    intercept: float = Field(allow_inf_nan=False)
-    slope: float = Field(allow_inf_nan=False)
-
-
-class _Edges(BaseModel):
-    model_config = _FIT_MODEL
-    left: Optional[_Edge]
-    right: Optional[_Edge]
-
-
-class _Peak(BaseModel):
-    model_config = _FIT_MODEL
-    N: float = Field(gt=0, allow_inf_nan=False)
-    e_star: float = Field(gt=0, allow_inf_nan=False)
-    e_star_ci95: Optional[tuple[float, float]]
-    e_left: Optional[float] = Field(gt=0, allow_inf_nan=False)
-    e_right: Optional[float] = Field(gt=0, allow_inf_nan=False)
-    interior: bool
-    amplitude: float
-    amplitude_ci95: Optional[tuple[float, float]]
-
-
-class _FittedOn(BaseModel):
-    model_config = _FIT_MODEL
-    sizes: int
-    runs: int
-    seeds_per_point: tuple[int, int]
-    grid: list[float]
-
-
-class ScalingFit(BaseModel):
-    """A scaling-fit JSON (``repeatlens fit --json``), validated field by field."""
-
-    model_config = _FIT_MODEL
-    format: Literal["repeatlens-scaling-fit/1"]
-    loss: str
-    size_column: Literal["N", "N_total"]
-    repeated_fraction: float
-    total_tokens: Optional[int]
-    n_range: tuple[float, float]
-    identified: bool
-    reason: Optional[str]
-    alpha: Optional[float]
-    alpha_ci95: Optional[tuple[float, float]]
-    log10_e_star_intercept: Optional[float]
-    edges: _Edges
-    peaks: list[_Peak]
-    fitted_on: _FittedOn
-
 
 def read_scaling_fit(path: str | Path) -> ScalingFit:
-    """Read and validate a scaling-fit JSON.
+    """Read and validate a scaling-fit JSON (:meth:`repeatlens.results.fits.ScalingFit.from_json`)
+    that has a region to read.
 
     Raises:
         ConfigError: the file is missing or not JSON, or a field is missing or of the wrong
-            type (one line naming the file and the field).
+            type (one line naming the file and the field), or it has neither an identified
+            exponent nor per-size peaks.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--region: no scaling-fit JSON at '{path}'; expected 'study', 'published' or a file written by repeatlens fit --json")
     try:
-        text = path.read_text(encoding="utf-8")
-        raw = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: not a JSON file ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a JSON object with format '{FIT_FORMAT}', got a {type(raw).__name__}")
-    if raw.get("format") != FIT_FORMAT:
-        raise ConfigError(f"{path}: field 'format' = {raw.get('format')!r}; expected '{FIT_FORMAT}'")
-    try:
-        fit = ScalingFit.model_validate_json(text)
-    except ValidationError as err:
-        e = err.errors()[0]
-        loc = ".".join(str(x) for x in e["loc"])
-        shown = "" if isinstance(e.get("input"), dict) else f" = {e.get('input')!r}"
-        raise ConfigError(f"{path}: field '{loc}'{shown}: {e['msg']}") from None
-    lo, hi = fit.n_range
-    if not 0 < lo <= hi:
-        raise ConfigError(f"{path}: field 'n_range' = [{lo}, {hi}]; expected 0 < N_min <= N_max")
+        fit = ScalingFit.from_json(path)
+    except ScalingDataError as e:
+        raise ConfigError(str(e)) from None
     if not fit.identified and not fit.peaks:
         raise ConfigError(f"{path}: the exponent is not identified ({fit.reason}) and there are no per-size 'peaks': no region to read")
     return fit
@@ -230,10 +160,10 @@ def fit_region(fit: ScalingFit, n: float, source: str, tokens: Optional[float] =
     notes.append(f"fitted at repeated fraction f = {fit.repeated_fraction:g} on {fit.loss}")
     fitted = {"D": d, "n_range": [lo, hi], "size_column": fit.size_column, "repeated_fraction": fit.repeated_fraction,
               "loss": fit.loss, "alpha": fit.alpha, "alpha_ci95": fit.alpha_ci95, "identified": fit.identified}
-    left_law, right_law = fit.edges.left, fit.edges.right
+    left_law, right_law = fit.edges.get("left"), fit.edges.get("right")
     if fit.identified and (left_law is not None or right_law is not None):
-        left = PowerLaw(left_law.intercept, left_law.slope).at(n) if left_law else None
-        right = PowerLaw(right_law.intercept, right_law.slope).at(n) if right_law else None
+        left = PowerLaw(**left_law).at(n) if left_law else None
+        right = PowerLaw(**right_law).at(n) if right_law else None
         peak = (PowerLaw(fit.log10_e_star_intercept, fit.alpha).at(n)
                 if fit.log10_e_star_intercept is not None and fit.alpha is not None else None)
         ci = f" {list(fit.alpha_ci95)}" if fit.alpha_ci95 else ""

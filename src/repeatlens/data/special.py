@@ -174,6 +174,6 @@ def _named(tok: "Tokenizer", special: set[int]) -> str:
 
 def from_token_file(path: str, where: str, bos_token: Optional[str] = None) -> SpecialIds:
     """:func:`from_tokenizer` of a ``tokenizer.json`` file (imports ``tokenizers``)."""
-    from repeatlens.data.tokenizer import load_tokenizer
+    from repeatlens.data.tokenizer_file import load_tokenizer
 
     return from_tokenizer(load_tokenizer(path), where, bos_token)

@@ -22,7 +22,9 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm.auto import tqdm
 
-from repeatlens.errors import ConfigError, DataError, first_line
+from repeatlens.data.special import from_tokenizer
+from repeatlens.data.tokenizer_file import load_tokenizer
+from repeatlens.errors import ConfigError, DataError
 from repeatlens.io import atomic_write_text
 
 @runtime_checkable
@@ -94,8 +96,6 @@ def bos_id(tok: Tokenizer, bos_token: Optional[str] = None) -> int:
     Raises:
         DataError: ``tok`` has no BOS-like token and ``bos_token`` names none.
     """
-    from repeatlens.data.special import from_tokenizer
-
     return from_tokenizer(tok, "tokenizer", bos_token).bos
 
 
@@ -112,24 +112,6 @@ def save_tokenizer(tok: Tokenizer, path: str | os.PathLike) -> Path:
     dest = Path(path)
     atomic_write_text(dest, tok.to_str())
     return dest
-
-
-def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    """Load a tokenizers JSON file (ours, written by :func:`save_tokenizer`, or anyone's:
-    its special ids are read by :func:`repeatlens.data.special.from_tokenizer`).
-
-    Raises:
-        DataError: The file is missing or is not tokenizers JSON.
-    """
-    src = Path(path)
-    if not src.is_file():
-        raise DataError(f"tokenizer: no file at '{src}'")
-    try:
-        tok = Tokenizer.from_file(str(src))
-    except Exception as exc:  # tokenizers raises a bare Exception for every parse error
-        reason = first_line(exc)
-        raise DataError(f"tokenizer: '{src}' is not a valid tokenizer JSON file ({reason})") from None
-    return tok
 
 
 def token_dtype(tok: "HasVocabSize", dtype: np.dtype | type | str = np.uint16) -> np.dtype:
@@ -220,8 +202,6 @@ def hf_tokenizer(tok_or_path: Tokenizer | str | os.PathLike, bos_token: Optional
         tok = Tokenizer.from_str(tok_or_path.to_str())
     else:
         tok = load_tokenizer(tok_or_path)
-    from repeatlens.data.special import from_tokenizer
-
     special = from_tokenizer(tok, str(tok_or_path) if not isinstance(tok_or_path, Tokenizer) else "tokenizer", bos_token)
     bos, name = special.bos, tok.id_to_token(special.bos)
     # Prepending BOS in the post-processor, and saying so with add_bos_token (plus the

@@ -44,7 +44,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from repeatlens.losses import token_losses
+from repeatlens.losses import batched_losses, token_losses
 from repeatlens.model import HookedTransformer, z_hook_name
 from repeatlens.scores import reference as full_logits_path
 from repeatlens.scores.behaviour import head_ablation_losses, z_means
@@ -91,33 +91,28 @@ def patched_sequence_deltas(
     """
     cfg = model.cfg
     names = [z_hook_name(layer) for layer in range(cfg.n_layers)]
-    tokens = tokens[:, : cfg.n_ctx]
-    out = []
-    with torch.inference_mode(False), torch.enable_grad():
-        for start in range(0, tokens.shape[0], batch_size):
-            x = tokens[start : start + batch_size].to(device).clone()  # a normal tensor, also if given an inference one
-            kept: dict[str, Tensor] = {}
-
-            def leaf(e: Tensor, hook) -> Tensor:  # a graph to differentiate even if the weights are frozen
-                return e if e.requires_grad else e.detach().requires_grad_(True)
-
-            def keep(z: Tensor, hook) -> Tensor:
-                kept[hook.name] = z
-                return z
-
-            hooks = [("hook_embed", leaf)] + [(n, keep) for n in names]
-            logits = model.run_with_hooks(x, return_type="logits", fwd_hooks=hooks)
-            loss = token_losses(logits, x).mean(-1)  # [b]
-            grads = torch.autograd.grad(loss.sum(), [kept[n] for n in names])
-            per_layer = [
-                ((means[layer].detach() - kept[n].detach()) * g).double().sum(dim=(1, 3)).T.cpu()  # [head, b]
-                for layer, (n, g) in enumerate(zip(names, grads))
-            ]
-            out.append(torch.stack(per_layer))
-            del kept, grads, logits, loss
-    if not out:
+    if tokens.shape[0] == 0:
         return torch.zeros(cfg.n_layers, cfg.n_heads, 0, dtype=torch.float64)
-    return torch.cat(out, dim=-1)
+
+    def deltas(x: Int[Tensor, "b pos"]) -> Float[Tensor, "layer head b"]:
+        x = x.clone()  # a normal tensor, also if given an inference one
+        kept: dict[str, Tensor] = {}
+
+        def leaf(e: Tensor, hook) -> Tensor:  # a graph to differentiate even if the weights are frozen
+            return e if e.requires_grad else e.detach().requires_grad_(True)
+
+        def keep(z: Tensor, hook) -> Tensor:
+            kept[hook.name] = z
+            return z
+
+        hooks = [("hook_embed", leaf)] + [(n, keep) for n in names]
+        loss = token_losses(model.run_with_hooks(x, return_type="logits", fwd_hooks=hooks), x).mean(-1)  # [b]
+        grads = torch.autograd.grad(loss.sum(), [kept[n] for n in names])
+        return torch.stack([((means[layer].detach() - kept[n].detach()) * g).double().sum(dim=(1, 3)).T  # [head, b]
+                            for layer, (n, g) in enumerate(zip(names, grads))])
+
+    with torch.inference_mode(False), torch.enable_grad():
+        return batched_losses(deltas, tokens[:, : cfg.n_ctx], batch_size, device, row_dim=-1)
 
 
 def sequence_deltas(

@@ -21,15 +21,17 @@ full computation to float tolerance; :mod:`.reference` keeps that computation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from repeatlens.losses import batched_losses, copy_loss_positions, copy_losses
 from repeatlens.model import HookedTransformer, LayerRun, Unembedding, final_residual, logits_from_resid, z_hook_name
 from repeatlens.scores import reference
+from repeatlens.scores.ablation import ablate_head, z_means
 from repeatlens.scores.registry import ScoreContext, register
 
 __all__ = [
@@ -55,32 +57,6 @@ __all__ = [
 
 # Olsson et al. 2022's positions (token 50 and token 500) in a 1024-token context.
 OLSSON_EARLY, OLSSON_LATE, OLSSON_CTX = 50, 500, 1024
-
-
-def copy_loss_positions(copy_len: int) -> tuple[slice, slice]:
-    """The loss indices the copying scores read in ``[BOS, r, r]``: ``(first copy, second copy)``.
-
-    Token ``t`` is predicted by loss index ``t - 1``. Both skip the first token of their
-    copy (unpredictable in the first copy; in the second it follows ``r``'s last token,
-    with no earlier occurrence to copy from), so each holds ``L - 1`` targets: first copy =
-    tokens ``2 .. L`` (indices ``1 .. L-1``), second copy = tokens ``L+2 .. 2L``.
-
-    >>> copy_loss_positions(5)
-    (slice(1, 5, None), slice(6, 10, None))
-    """
-    L = int(copy_len)
-    return slice(1, L), slice(L + 1, 2 * L)
-
-
-def copy_losses(loss: Float[Tensor, "batch pos_minus_1"], copy_len: int) -> tuple[float, float]:
-    """Mean next-token loss on the first and the second copy of ``r`` in ``[BOS, r, r]``
-    (the loss indices of :func:`copy_loss_positions`).
-
-    Returns:
-        ``(first_copy_loss, second_copy_loss)``.
-    """
-    first, second = copy_loss_positions(copy_len)
-    return float(loss[:, first].mean()), float(loss[:, second].mean())
 
 
 def _positions(*parts: slice) -> Int[Tensor, "n_pos"]:
@@ -224,19 +200,16 @@ def data_pass(model: HookedTransformer, tokens: Int[Tensor, "n pos"], batch_size
     """One forward pass over ``tokens`` (cut to ``n_ctx``), batched, the fused path when
     allowed, unembedded a chunk of positions at a time: the losses and greedy hits that the
     test loss, ICL score, repeated loss and memorization read (see :class:`DataPass`)."""
-    tokens = tokens[:, : model.cfg.n_ctx]
-    n, T = tokens.shape
-    losses = torch.zeros(n, max(0, T - 1))
-    greedy = torch.zeros(n, max(0, T - 1), dtype=torch.bool)
     unembed = Unembedding(model)
+
+    def stats(x: Int[Tensor, "b pos"]) -> tuple[Tensor, Tensor]:
+        (b, T), d = x.shape, model.cfg.d_model
+        resid = final_residual(model, x)[:, :-1].reshape(b * (T - 1), d)
+        loss, hit = _next_token_stats(unembed, resid, x[:, 1:].reshape(-1), greedy=True)
+        return loss.view(b, T - 1), hit.view(b, T - 1)
+
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            x = tokens[start : start + batch_size].to(device)
-            b = x.shape[0]
-            resid = final_residual(model, x)[:, :-1].reshape(b * (T - 1), -1)
-            loss, hit = _next_token_stats(unembed, resid, x[:, 1:].reshape(-1), greedy=True)
-            losses[start : start + b], greedy[start : start + b] = loss.view(b, T - 1).cpu(), hit.view(b, T - 1).cpu()
-    return DataPass(losses, greedy)
+        return DataPass(*batched_losses(stats, tokens[:, : model.cfg.n_ctx], batch_size, device))
 
 
 def _data(ctx: ScoreContext, which: str) -> DataPass:
@@ -364,36 +337,6 @@ def memorization(ctx: ScoreContext) -> Optional[float]:
         p, k = _clamp(min(ctx.repeated_tokens.shape[1], ctx.model.cfg.n_ctx), ctx.memorization_prefix, ctx.memorization_k)
         hits = _data(ctx, "repeated").greedy[:, p - 1 : p + k - 1].all(-1)
     return float(hits.float().mean()) if hits.numel() else None
-
-
-def z_means(model: HookedTransformer, tokens: Int[Tensor, "n pos"], batch_size: Optional[int] = None, device=None) -> list[Float[Tensor, "head d_head"]]:
-    """Each head's mean output before ``W_O`` (hook ``hook_z``) over every position of
-    ``tokens``, per layer: the value a mean ablation writes. ``batch_size`` None: one pass."""
-    cfg = model.cfg
-    names = [z_hook_name(layer) for layer in range(cfg.n_layers)]
-    step = batch_size or max(1, tokens.shape[0])
-    sums = [torch.zeros(cfg.n_heads, cfg.d_head, dtype=torch.float64) for _ in names]
-    count = 0
-    with torch.inference_mode():
-        for start in range(0, tokens.shape[0], step):
-            x = tokens[start : start + step].to(device)
-            _, cache = model.run_with_cache(x, names_filter=names, return_type=None)
-            for layer, name in enumerate(names):
-                sums[layer] += cache[name].double().sum(dim=(0, 1)).cpu()
-            count += x.shape[0] * x.shape[1]
-            del cache
-    dtype = next(model.parameters()).dtype
-    return [(s / max(count, 1)).to(dtype=dtype, device=device) for s in sums]
-
-
-def ablate_head(head: int, value: Optional[Tensor]) -> Callable[[Tensor, Any], Tensor]:
-    """A ``hook_z`` hook writing ``value`` (``[d_head]``; None: zero) into ``head`` at every position."""
-
-    def hook(z: Tensor, hook: Any) -> Tensor:
-        z[:, :, head] = 0.0 if value is None else value
-        return z
-
-    return hook
 
 
 ABLATION_PASS_BYTES = 1 << 28

@@ -28,7 +28,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from repeatlens.losses import token_losses
+from repeatlens.losses import batched_losses, copy_losses as split, token_losses
+from repeatlens.scores.ablation import ablate_head, z_means
 
 if TYPE_CHECKING:
     from repeatlens.model import HookedTransformer
@@ -60,7 +61,6 @@ def copy_losses(ctx: "ScoreContext") -> tuple[float, float]:
     """First- and second-copy loss of the probe's copy rows from full-vocabulary logits at
     every position of every probe row."""
     from repeatlens.model import logits_from_resid
-    from repeatlens.scores.behaviour import copy_losses as split
 
     run = ctx.probe_run()
     loss = token_losses(logits_from_resid(ctx.model, run.resid_final), run.tokens)
@@ -68,8 +68,6 @@ def copy_losses(ctx: "ScoreContext") -> tuple[float, float]:
 
 
 def _second_copy_loss(model: "HookedTransformer", probes: "Probes", fwd_hooks: list) -> float:
-    from repeatlens.scores.behaviour import copy_losses as split
-
     tokens = probes.copy_tokens
     logits = model.run_with_hooks(tokens, return_type="logits", fwd_hooks=fwd_hooks)
     return split(token_losses(logits, tokens), probes.copy_len)[1]
@@ -78,7 +76,6 @@ def _second_copy_loss(model: "HookedTransformer", probes: "Probes", fwd_hooks: l
 def _each_head(model: "HookedTransformer", values: Optional[Sequence[Float[Tensor, "head d_head"]]], measure) -> Tensor:
     """``measure(fwd_hooks)`` with each head ablated in turn, one complete forward each, ``[layer, head, ...]``."""
     from repeatlens.model import z_hook_name
-    from repeatlens.scores.behaviour import ablate_head
 
     out = []
     for layer in range(model.cfg.n_layers):
@@ -92,8 +89,6 @@ def _each_head(model: "HookedTransformer", values: Optional[Sequence[Float[Tenso
 
 def ablation_copying_loss(ctx: "ScoreContext") -> Float[Tensor, "layer head"]:
     """:func:`repeatlens.scores.behaviour.ablation_copying_loss` by a complete forward per head."""
-    from repeatlens.scores.behaviour import z_means
-
     model, probes = ctx.model, ctx.probes
     with torch.inference_mode():
         means = z_means(model, probes.copy_tokens)
@@ -105,13 +100,8 @@ def sequence_losses(model: "HookedTransformer", tokens: Int[Tensor, "n pos"], ba
     """Next-token loss at every position from the full logits, batched."""
     from repeatlens.model import logits as model_logits
 
-    tokens = tokens[:, : model.cfg.n_ctx]
-    out = []
     with torch.inference_mode():
-        for start in range(0, tokens.shape[0], batch_size):
-            x = tokens[start : start + batch_size].to(device)
-            out.append(token_losses(model_logits(model, x), x).cpu())
-    return torch.cat(out) if out else torch.zeros(0, max(0, tokens.shape[1] - 1))
+        return batched_losses(lambda x: token_losses(model_logits(model, x), x), tokens[:, : model.cfg.n_ctx], batch_size, device)
 
 
 def memorized(model: "HookedTransformer", tokens: Int[Tensor, "n pos"], prefix: int, k: int, batch_size: int = 32, device: Any = None) -> Tensor:
@@ -121,27 +111,22 @@ def memorized(model: "HookedTransformer", tokens: Int[Tensor, "n pos"], prefix: 
     T = min(tokens.shape[1], model.cfg.n_ctx)
     p = max(1, min(prefix, T - 1))
     k = max(1, min(k, T - p))
-    out = []
+    def hits(x: Tensor) -> Tensor:
+        return (model_logits(model, x)[:, p - 1 : p + k - 1].argmax(-1) == x[:, p : p + k]).all(-1)
+
     with torch.inference_mode():
-        for start in range(0, tokens.shape[0], batch_size):
-            x = tokens[start : start + batch_size, : p + k].to(device)
-            pred = model_logits(model, x)[:, p - 1 : p + k - 1].argmax(-1)
-            out.append((pred == x[:, p : p + k]).all(-1).cpu())
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+        return batched_losses(hits, tokens[:, : p + k], batch_size, device)
 
 
 def ablated_sequence_losses(
     model: "HookedTransformer", tokens: Int[Tensor, "n pos"], fwd_hooks: list, batch_size: int = 32, device: Any = None
 ) -> Float[Tensor, "n"]:
     """Mean next-token loss of every sequence through one complete hooked forward with ``fwd_hooks``."""
-    tokens = tokens[:, : model.cfg.n_ctx]
-    out = []
+    def mean_loss(x: Tensor) -> Tensor:
+        return token_losses(model.run_with_hooks(x, return_type="logits", fwd_hooks=fwd_hooks), x).double().mean(-1)
+
     with torch.inference_mode():
-        for start in range(0, tokens.shape[0], batch_size):
-            x = tokens[start : start + batch_size].to(device)
-            logits = model.run_with_hooks(x, return_type="logits", fwd_hooks=fwd_hooks)
-            out.append(token_losses(logits, x).double().mean(-1).cpu())
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+        return batched_losses(mean_loss, tokens[:, : model.cfg.n_ctx], batch_size, device)
 
 
 def sequence_deltas(

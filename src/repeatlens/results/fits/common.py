@@ -5,10 +5,9 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
-from scipy import optimize, stats
 
 from repeatlens.errors import RepeatlensError
 
@@ -45,6 +44,8 @@ class LawNotIdentified(ScalingDataError):
 @functools.lru_cache(maxsize=256)
 def _t(dof, level=LEVEL):
     """The two-sided ``level`` quantile of Student's t at ``dof`` degrees of freedom."""
+    from scipy import stats  # here, not at the top: reading a fit's JSON needs no scipy
+
     return float(stats.t.ppf(0.5 + level / 2, dof))
 
 
@@ -71,6 +72,8 @@ def _list(pair: Optional[tuple[float, float]]) -> Optional[list[float]]:
 def _curve_fit(f, x, y, p0, bounds=None, **kw):
     """scipy's curve_fit (Levenberg-Marquardt without ``bounds``, else trust-region
     reflective inside them); None when it does not converge."""
+    from scipy import optimize
+
     p0 = np.asarray(p0, float)
     if bounds is not None:
         lo, hi = np.asarray(bounds[0], float), np.asarray(bounds[1], float)
@@ -86,15 +89,3 @@ def _curve_fit(f, x, y, p0, bounds=None, **kw):
     except (RuntimeError, ValueError, np.linalg.LinAlgError):
         return None
     return p, cov
-
-
-def _opt(x: Any) -> Optional[float]:
-    return None if x is None else float(x)
-
-
-def _tuple(x: Any, kind: type = float) -> Optional[tuple]:
-    if x is None:
-        return None
-    if len(x) != 2:
-        raise ValueError(f"expected a pair, got {x!r}")
-    return (kind(x[0]), kind(x[1]))

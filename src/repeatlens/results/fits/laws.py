@@ -8,7 +8,6 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from repeatlens.results.fits.common import (
     LACK_OF_FIT_LEVEL,
@@ -245,6 +244,8 @@ def fit_control_law(n: Any, loss: Any, *, size_column: str = "N") -> ControlLaw:
     p_lof = None
     if df_pe >= 1 and within > 0:
         f_stat = ((rss - within) / df_lof) / (within / df_pe)
+        from scipy import stats
+
         p_lof = float(stats.f.sf(f_stat, df_lof, df_pe))
         if p_lof < LACK_OF_FIT_LEVEL:
             raise LawNotIdentified(f"the law L = L_inf + (N_c/N)^a does not fit the controls (lack-of-fit F test "

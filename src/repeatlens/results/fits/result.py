@@ -6,11 +6,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from repeatlens.errors import first_line
 from repeatlens.results.fits.common import (
     COLUMN_ALIASES,
     EXPECTED_ALPHA,
@@ -21,8 +23,6 @@ from repeatlens.results.fits.common import (
     _fmt_e,
     _list,
     _num,
-    _opt,
-    _tuple,
 )
 from repeatlens.results.fits.laws import ControlLaw, LogLogLaw, _assess_alpha, _edge_law, effective_sizes, fit_loglog
 from repeatlens.results.fits.peak import MIN_LINEAR_GRID, Peak, fit_peak
@@ -204,46 +204,113 @@ class ScalingFit:
         return Path(path)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "scaling fit") -> "ScalingFit":
-        """The fit from its JSON object; :class:`ScalingDataError` naming the field at fault."""
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            got = d.get("format") if isinstance(d, dict) else type(d).__name__
-            raise ScalingDataError(f"{where}: format {got!r}; expected {FORMAT!r}")
-        try:
-            peaks = tuple(Peak(N=float(p["N"]), e_star=float(p["e_star"]), e_star_ci95=_tuple(p["e_star_ci95"]),
-                               e_left=_opt(p["e_left"]), e_right=_opt(p["e_right"]), interior=bool(p["interior"]),
-                               amplitude=float(p["amplitude"]), amplitude_ci95=_tuple(p["amplitude_ci95"]))
-                          for p in d["peaks"])
-            on = d["fitted_on"]
-            return cls(
-                loss=str(d["loss"]), size_column=str(d["size_column"]), repeated_fraction=float(d["repeated_fraction"]),
-                total_tokens=None if d["total_tokens"] is None else int(d["total_tokens"]),
-                n_range=_tuple(d["n_range"]), identified=bool(d["identified"]), reason=d["reason"],
-                alpha=_opt(d["alpha"]), alpha_ci95=_tuple(d["alpha_ci95"]),
-                log10_e_star_intercept=_opt(d["log10_e_star_intercept"]),
-                edges={side: (None if d["edges"][side] is None else {"intercept": float(d["edges"][side]["intercept"]),
-                                                                     "slope": float(d["edges"][side]["slope"])})
-                       for side in ("left", "right")},
-                peaks=peaks,
-                fitted_on=FittedOn(int(on["sizes"]), int(on["runs"]), _tuple(on["seeds_per_point"], int),
-                                   tuple(float(e) for e in on["grid"]), str(on.get("baseline", "constant"))),
-            )
-        except KeyError as e:
-            raise ScalingDataError(f"{where}: field {e.args[0]!r} missing") from None
-        except (TypeError, ValueError) as e:
-            raise ScalingDataError(f"{where}: a field has the wrong type ({e})") from None
+    def from_dict(cls, d: Any, where: str = "scaling fit") -> "ScalingFit":
+        """The fit from its JSON object (:data:`FORMAT`), validated field by field:
+        :class:`ScalingDataError`, one line naming ``where`` and the field at fault."""
+        if not isinstance(d, dict):
+            raise ScalingDataError(f"{where}: expected a JSON object with format '{FORMAT}', got a {type(d).__name__}")
+        return cls._validated(json.dumps(d), where)
 
     @classmethod
     def from_json(cls, path: str | Path) -> "ScalingFit":
-        """Read a fit written by :meth:`to_json`."""
+        """Read a fit written by :meth:`to_json` (or ``repeatlens fit --json``), validated as :meth:`from_dict`."""
         p = Path(path)
         try:
-            d = json.loads(p.read_text())
+            text = p.read_text(encoding="utf-8")
+            d = json.loads(text)
         except OSError as e:
             raise ScalingDataError(f"{p}: unreadable ({e.strerror or e})") from None
-        except ValueError as e:
-            raise ScalingDataError(f"{p}: not JSON ({e})") from None
-        return cls.from_dict(d, str(p))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ScalingDataError(f"{p}: not a JSON file ({first_line(e)})") from None
+        if not isinstance(d, dict):
+            raise ScalingDataError(f"{p}: expected a JSON object with format '{FORMAT}', got a {type(d).__name__}")
+        return cls._validated(text, str(p))
+
+    @classmethod
+    def _validated(cls, text: str, where: str) -> "ScalingFit":
+        d = json.loads(text)
+        if d.get("format") != FORMAT:
+            raise ScalingDataError(f"{where}: field 'format' = {d.get('format')!r}; expected '{FORMAT}'")
+        try:
+            f = _FitFile.model_validate_json(text)
+        except ValidationError as err:
+            e = err.errors()[0]
+            loc = ".".join(str(x) for x in e["loc"])
+            if e["type"] == "missing":
+                raise ScalingDataError(f"{where}: field '{loc}' missing") from None
+            shown = "" if isinstance(e.get("input"), dict) else f" = {e.get('input')!r}"
+            raise ScalingDataError(f"{where}: field '{loc}'{shown}: {e['msg']}") from None
+        lo, hi = f.n_range
+        if not 0 < lo <= hi:
+            raise ScalingDataError(f"{where}: field 'n_range' = [{lo}, {hi}]; expected 0 < N_min <= N_max")
+        on = f.fitted_on
+        return cls(
+            loss=f.loss, size_column=f.size_column, repeated_fraction=f.repeated_fraction, total_tokens=f.total_tokens,
+            n_range=f.n_range, identified=f.identified, reason=f.reason, alpha=f.alpha, alpha_ci95=f.alpha_ci95,
+            log10_e_star_intercept=f.log10_e_star_intercept,
+            edges={side: None if e is None else {"intercept": e.intercept, "slope": e.slope}
+                   for side, e in (("left", f.edges.left), ("right", f.edges.right))},
+            peaks=tuple(Peak(N=p.N, e_star=p.e_star, e_star_ci95=p.e_star_ci95, e_left=p.e_left, e_right=p.e_right,
+                             interior=p.interior, amplitude=p.amplitude, amplitude_ci95=p.amplitude_ci95) for p in f.peaks),
+            fitted_on=FittedOn(on.sizes, on.runs, on.seeds_per_point, tuple(on.grid), on.baseline),
+        )
+
+
+# ------------------------------------------------------------------------------ the JSON schema
+
+_STRICT = ConfigDict(extra="ignore", strict=True)
+
+
+class _EdgeFile(BaseModel):
+    model_config = _STRICT
+    intercept: float = Field(allow_inf_nan=False)
+    slope: float = Field(allow_inf_nan=False)
+
+
+class _EdgesFile(BaseModel):
+    model_config = _STRICT
+    left: Optional[_EdgeFile]
+    right: Optional[_EdgeFile]
+
+
+class _PeakFile(BaseModel):
+    model_config = _STRICT
+    N: float = Field(gt=0, allow_inf_nan=False)
+    e_star: float = Field(gt=0, allow_inf_nan=False)
+    e_star_ci95: Optional[tuple[float, float]]
+    e_left: Optional[float] = Field(gt=0, allow_inf_nan=False)
+    e_right: Optional[float] = Field(gt=0, allow_inf_nan=False)
+    interior: bool
+    amplitude: float
+    amplitude_ci95: Optional[tuple[float, float]]
+
+
+class _FittedOnFile(BaseModel):
+    model_config = _STRICT
+    sizes: int
+    runs: int
+    seeds_per_point: tuple[int, int]
+    grid: list[float]
+    baseline: str = "constant"
+
+
+class _FitFile(BaseModel):
+    """The JSON form of :class:`ScalingFit` (format :data:`FORMAT`), field by field."""
+
+    model_config = _STRICT
+    loss: str
+    size_column: Literal["N", "N_total"]
+    repeated_fraction: float
+    total_tokens: Optional[int]
+    n_range: tuple[float, float]
+    identified: bool
+    reason: Optional[str]
+    alpha: Optional[float]
+    alpha_ci95: Optional[tuple[float, float]]
+    log10_e_star_intercept: Optional[float]
+    edges: _EdgesFile
+    peaks: list[_PeakFile]
+    fitted_on: _FittedOnFile
 
 
 def _effective_text(eff: pd.DataFrame) -> str:
