@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 import numpy as np
 
 from repeatlens.errors import CheckpointError, DataError, first_line
 from repeatlens.results.store import SCORES_FILE
-from repeatlens.analysis.loop import AnalysisResult, Failure, _Item, _Options, _Source, _score_source
+from repeatlens.analysis.loop import AnalysisResult, Failure, _Item, _Source, _score_source
+from repeatlens.analyze_options import AnalyzeOptions
 
 if TYPE_CHECKING:
     from repeatlens.scores.probes import ProbeSource
@@ -38,14 +39,13 @@ def _foreign_probe_source(model: Any, item: _Item, tokens: Optional[np.ndarray])
                        train_counts=counts, text=text)
 
 
-def _analyze_foreign(
-    path: str | Path, metrics: Optional[Iterable[str]], opts: _Options, tokens: Optional[str | Path], tokens_per_step: Optional[int],
-    *, out: Optional[str | Path] = None, revisions: Optional[Sequence[str]] = None, download: bool = False,
-) -> AnalysisResult:
+def _analyze_foreign(path: str | Path, metrics: Optional[Iterable[str]], opts: AnalyzeOptions) -> AnalysisResult:
     from repeatlens.foreign import discover
     from repeatlens.scores import resolve_metrics
 
-    folder = discover(path, tokens_per_step, revisions=revisions, out=out, download=download)
+    tokens = opts.tokens
+    revisions = list(opts.revisions) if opts.revisions is not None else None
+    folder = discover(path, opts.tokens_per_step, revisions=revisions, out=opts.out, download=opts.download)
     if folder is None:
         raise CheckpointError(f"{path}: no foreign checkpoints found")
     resolve_metrics(metrics)  # a bad metric name fails before the weights are hashed
