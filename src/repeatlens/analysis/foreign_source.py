@@ -43,12 +43,19 @@ def _analyze_foreign(path: str | Path, metrics: Optional[Iterable[str]], opts: A
     from repeatlens.foreign import discover
     from repeatlens.scores import resolve_metrics
 
-    tokens = opts.tokens
     revisions = list(opts.revisions) if opts.revisions is not None else None
     folder = discover(path, opts.tokens_per_step, revisions=revisions, out=opts.out, download=opts.download)
     if folder is None:
         raise CheckpointError(f"{path}: no foreign checkpoints found")
     resolve_metrics(metrics)  # a bad metric name fails before the weights are hashed
+    return _score_source(_foreign_source(path, folder, opts), metrics, opts)
+
+
+def _foreign_source(path: str | Path, folder: Any, opts: AnalyzeOptions) -> _Source:
+    """The scoring source of a folder of other people's checkpoints (:class:`repeatlens.foreign.ForeignFolder`):
+    its checkpoints, hashed for duplicates (each said on stderr, with the folder's warnings),
+    and the probes read off the first model loaded (with ``opts.tokens``: its train and text data)."""
+    tokens = opts.tokens
     test = _read_tokens(tokens, opts.max_sequences) if tokens is not None else None
     all_tokens = _read_tokens(tokens, None) if tokens is not None else None
     say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
@@ -66,7 +73,7 @@ def _analyze_foreign(path: str | Path, metrics: Optional[Iterable[str]], opts: A
     def loader(ckpt):
         return lambda: folder.load_model(ckpt, opts.device)
 
-    src = _Source(
+    return _Source(
         kind=folder.kind,
         run_id=folder.run_id,
         table_path=Path(folder.table_dir) / SCORES_FILE,
@@ -77,7 +84,6 @@ def _analyze_foreign(path: str | Path, metrics: Optional[Iterable[str]], opts: A
         run_info={"source": folder.kind},
         axis=axis,
     )
-    return _score_source(src, metrics, opts)
 
 
 def _read_tokens(path: str | Path, max_sequences: Optional[int]) -> np.ndarray:

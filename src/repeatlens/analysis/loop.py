@@ -100,7 +100,9 @@ class _Item:
 
 @dataclass
 class _Source:
-    """What to score into one table. The probes' source is known up front for our runs;
+    """What to score into one table, built by a source adapter (:func:`.runs._run_source` per
+    run, a sweep's runs one by one, :func:`.foreign_source._foreign_source` for other people's
+    checkpoints, a local folder or a hub revision). The probes' source is known up front for our runs;
     for other people's checkpoints it is read off the first model loaded (vocabulary,
     context, BOS), by ``probe_source_from_model``."""
 
