@@ -72,7 +72,7 @@ def test_run_table_is_tidy_complete_and_uses_the_runs_data(run_dir: Path) -> Non
     assert {c: str(t) for c, t in df.dtypes.items()} == {
         "run_id": "str", "step": "int64", "tokens_seen": "int64", "metric": "str",
         "layer": "Int64", "head": "Int64", "offset": "Int64", "probe": "str", "probe_len": "Int64", "probe_batch": "Int64",
-        "probe_seed": "Int64", "value": "float64", "score_version": "int64", "duplicate_of": "string",
+        "probe_seed": "Int64", "probe_key": "str", "value": "float64", "score_version": "int64", "duplicate_of": "string",
         "repeated_fraction": "float64", "repeat_count": "int64", "total_tokens": "int64", "unique_tokens": "int64",
         "control": "str", "model_preset": "str", "n_params": "int64", "n_params_nonembedding": "int64", "seed": "int64",
     }

@@ -13,7 +13,7 @@ import pytest
 
 from repeatlens.checkpoints import RunDir
 from repeatlens.errors import CheckpointError
-from repeatlens.results.schema import Manifest
+from repeatlens.checkpoints.manifest import Manifest
 from repeatlens.train import train
 from tests.conftest import tiny_config
 

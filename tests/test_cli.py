@@ -242,7 +242,7 @@ def test_fit_prints_the_peaks_alpha_and_effective_sizes_and_writes_json(tmp_path
     final = simulate(np.random.default_rng(0)).rename(columns={"N": "n_params_nonembedding"}).drop(columns=["N_total"])
     final["run_id"] = [f"r{i}" for i in range(len(final))]
     rows = final.assign(step=100, tokens_seen=1000, metric="test_loss", layer=pd.NA, head=pd.NA, offset=pd.NA, probe="", probe_len=pd.NA,
-                        probe_batch=pd.NA, probe_seed=pd.NA, value=final.test_loss, score_version=1, duplicate_of=pd.NA,
+                        probe_batch=pd.NA, probe_seed=pd.NA, probe_key="", value=final.test_loss, score_version=1, duplicate_of=pd.NA,
                         model_preset=final.n_params_nonembedding.map(lambda n: f"N{n:g}"), n_params=final.n_params_nonembedding * 3)
     rows = rows.astype(SCORE_DTYPES)[SCORE_COLUMNS + ["repeated_fraction", "repeat_count", "total_tokens", "model_preset", "n_params",
                                                        "n_params_nonembedding", "seed"]]

@@ -69,3 +69,17 @@ def test_the_moved_fit_names_still_resolve_through_reduce() -> None:
         assert reduce.peak_of is fits.fit_peak
     with pytest.warns(DeprecationWarning, match="a pure power law has no irreducible term"):
         assert reduce.effective_size(4.0, 2.0, 1.0) == pytest.approx(0.5)
+
+
+def test_the_manifest_moved_beside_the_run_directory_and_its_old_path_warns() -> None:
+    from repeatlens.checkpoints import Manifest, RunDir
+    from repeatlens.checkpoints import manifest as new
+    from repeatlens.results import schema
+
+    assert Manifest is new.Manifest and "Manifest" not in schema.__all__
+    assert RunDir.manifest.__annotations__["return"] in ("Manifest", Manifest)
+    for name in ("Manifest", "FileRecord"):
+        with pytest.warns(DeprecationWarning, match=rf"repeatlens\.results\.schema\.{name} is deprecated: it is now repeatlens\.checkpoints\.manifest\.{name}"):
+            assert getattr(schema, name) is getattr(new, name)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        schema.nope  # noqa: B018

@@ -6,6 +6,7 @@ below is imported (with torch) on first use::
     import repeatlens
     run = repeatlens.load_run("runs/f0.1_E100")                  # a RunDir
     repeatlens.analyze("sweeps/tiny")                            # score every checkpoint
+    repeatlens.analyze("runs/f0.1_E100", options=repeatlens.AnalyzeOptions(probes="synthetic", probe_len=20))
     scores = repeatlens.load_scores("sweeps/tiny", probe="synthetic")   # tidy DataFrame, one probe
     metrics = repeatlens.load_metrics("sweeps/tiny")             # training losses
     repeatlens.top_heads(scores, "induction", k=3)               # the 3 best induction heads per run
@@ -15,7 +16,7 @@ below is imported (with torch) on first use::
 
     >>> import repeatlens
     >>> sorted(repeatlens.__all__)
-    ['analyze', 'audit', 'fit_scaling', 'load_metrics', 'load_run', 'load_scores', 'load_sweep', 'run_sweep', 'top_heads']
+    ['AnalyzeOptions', 'analyze', 'audit', 'fit_scaling', 'load_metrics', 'load_run', 'load_scores', 'load_sweep', 'run_sweep', 'top_heads']
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["load_run", "load_scores", "load_metrics", "analyze", "run_sweep", "load_sweep", "fit_scaling", "audit", "top_heads"]
+__all__ = ["load_run", "load_scores", "load_metrics", "analyze", "AnalyzeOptions", "run_sweep", "load_sweep", "fit_scaling", "audit", "top_heads"]
 
 _LAZY = {
     "load_run": ("repeatlens.checkpoints", "load_run"),
     "analyze": ("repeatlens.analysis", "analyze"),
+    "AnalyzeOptions": ("repeatlens.analyze_options", "AnalyzeOptions"),
     "load_scores": ("repeatlens.results.store", "load_scores"),
     "load_metrics": ("repeatlens.results.store", "load_metrics"),
     "run_sweep": ("repeatlens.sweep", "run_sweep"),

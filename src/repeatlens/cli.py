@@ -10,10 +10,11 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
+from repeatlens.analyze_options import AnalyzeOptions
 from repeatlens.errors import ENVIRONMENT_ERRNOS, RepeatlensError, first_line, os_error_message, shorten
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mechanistic interpretability of repeated training data.")
@@ -78,13 +79,21 @@ def info(path: str = typer.Argument(..., help="Run directory, folder of other pe
         typer.echo(folder_summary(path))
 
 
-ProbeOpt = typer.Option(
-    None, "--probe", help="Probe families, comma-separated: uniform, train, synthetic, text (default: every one that applies)"
-)
-ProbeLenOpt = typer.Option(None, "--probe-len", min=2, help="Copy length L of the [BOS, r, r] probe (default 2P for the context)")
-ProbeBatchOpt = typer.Option(16, "--probe-batch", min=1, help="Probe rows of each kind")
-ProbeSeedOpt = typer.Option(0, "--probe-seed", help="Seed of the probe draw")
-DeviceOpt = typer.Option("auto", "--device", help="torch device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+def _analyze_opt(field: str, *flags: str, help: Optional[str] = None) -> Any:
+    """The option of an :class:`~repeatlens.analyze_options.AnalyzeOptions` field: its default,
+    lower bound and help as declared there (the one declaration of analyze's options)."""
+    info = AnalyzeOptions.model_fields[field]
+    low = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
+    default = None if isinstance(info.default, tuple) else info.default
+    return typer.Option(default, *(flags or [f"--{field.replace('_', '-')}"]), min=low, help=help or info.description)
+
+
+ProbeOpt = _analyze_opt("probes", "--probe")
+ProbeLenOpt = _analyze_opt("probe_len")
+ProbeBatchOpt = _analyze_opt("probe_batch")
+ProbeSeedOpt = _analyze_opt("probe_seed")
+DeviceOpt = _analyze_opt("device")
+MaxSequencesOpt = _analyze_opt("max_sequences")
 
 
 @app.command()
@@ -111,7 +120,7 @@ def score(
     step: Optional[int] = typer.Option(None, "--step", help="Checkpoint step (default: the last)"),
     metrics: Optional[str] = typer.Option(None, "--metrics", "-m", help="Comma-separated metric names (default: all)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Parquet file (default: RUN_DIR/score_step_XXXXXXX.parquet)"),
-    max_sequences: int = typer.Option(64, "--max-sequences", help="Test / repeated sequences for the behaviour scores"),
+    max_sequences: int = MaxSequencesOpt,
     probe: Optional[str] = ProbeOpt,
     probe_len: Optional[int] = ProbeLenOpt,
     probe_batch: int = ProbeBatchOpt,
@@ -229,30 +238,29 @@ def demo(
 @app.command()
 def analyze(
     path: Path = typer.Argument(..., help="Run directory, sweep directory, folder of other people's checkpoints, or hf:ORG/NAME (hub cache)"),
-    metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="Score to compute (repeatable; default all)"),
-    max_sequences: int = typer.Option(64, "--max-sequences", help="Test / repeated sequences the behaviour scores read"),
-    tokens: Optional[Path] = typer.Option(None, "--tokens", help="Foreign folders: .npy of token ids [n, seq]: the test set, and the train and text probes"),
-    tokens_per_step: Optional[int] = typer.Option(None, "--tokens-per-step", min=1, help="Foreign folders: tokens_seen = step x this"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Foreign folders and hf:ORG/NAME: folder for the tables (required for hf:)"),
-    revisions: Optional[str] = typer.Option(None, "--revisions", help="hf:ORG/NAME: comma-separated revisions (default: every cached one with a step)"),
-    download: bool = typer.Option(False, "--download", help="hf:ORG/NAME: fetch requested revisions missing from the cache (network)"),
+    metric: Optional[List[str]] = _analyze_opt("metrics", "--metric", "-m", help="Score to compute (repeatable; default all)"),
+    max_sequences: int = MaxSequencesOpt,
+    tokens: Optional[Path] = _analyze_opt("tokens"),
+    tokens_per_step: Optional[int] = _analyze_opt("tokens_per_step"),
+    out: Optional[Path] = _analyze_opt("out", "--out", "-o"),
+    revisions: Optional[str] = _analyze_opt("revisions", help="hf:ORG/NAME: comma-separated revisions (default: every cached one with a step)"),
+    download: bool = _analyze_opt("download"),
     probe: Optional[str] = ProbeOpt,
     probe_len: Optional[int] = ProbeLenOpt,
     probe_batch: int = ProbeBatchOpt,
     probe_seed: int = ProbeSeedOpt,
     device: str = DeviceOpt,
-    force: bool = typer.Option(False, "--force", help="Score again what is already scored"),
+    force: bool = _analyze_opt("force"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar"),
 ) -> None:
     """Score every checkpoint under PATH into scores.parquet (incremental; resumes)."""
     from repeatlens.analysis import analyze as run_analysis
 
-    revs = [r.strip() for r in revisions.split(",") if r.strip()] if revisions is not None else None
-    res = run_analysis(
-        str(path), metric or None, max_sequences=max_sequences, tokens=tokens, tokens_per_step=tokens_per_step,
-        out=out, revisions=revs, download=download, device=device, force=force, progress=not quiet, probes=probe,
-        probe_len=probe_len, probe_batch=probe_batch, probe_seed=probe_seed,
-    )
+    given = dict(metrics=metric or None, max_sequences=max_sequences, tokens=tokens, tokens_per_step=tokens_per_step, out=out,
+                 revisions=revisions, download=download, device=device, force=force, progress=not quiet, probes=probe,
+                 probe_len=probe_len, probe_batch=probe_batch, probe_seed=probe_seed)
+    options = AnalyzeOptions.parse({k: v for k, v in given.items() if v is not None}, "analyze")
+    res = run_analysis(str(path), options=options)
     total = res.scored + res.skipped + len(res.failures)
     typer.echo(f"{res.kind} {path}: scored {res.scored} checkpoint(s), {res.skipped} already scored, {len(res.failures)} failed (of {total})")
     keys = sorted({k for ks in res.probes.values() for k in ks})

@@ -58,9 +58,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from repeatlens.config import MAX_COUNT, DeviceName, RunConfig, config_from_dict, format_validation_error, merge, read_yaml
+from repeatlens.analyze_options import SWEEP_FIELDS, AnalyzeOptions
+from repeatlens.config import RunConfig, config_from_dict, merge, read_yaml
 from repeatlens.data.mixture import plan_mixture
 from repeatlens.errors import ENVIRONMENT_ERRNOS, ConfigError, RepeatlensError, first_line, os_error_message, shorten
 
@@ -75,49 +75,17 @@ MAX_POINTS = 10_000
 PROGRESS_POINTS = 1_000
 
 
-def _comma_list(value: Any) -> Any:
-    """``"induction, test_loss"`` -> ``["induction", "test_loss"]`` (as on the command line); anything else as is."""
-    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+def _sweep_analyze_options(section: Any, where: str) -> AnalyzeOptions:
+    """A sweep's ``analyze:`` section as :class:`AnalyzeOptions` (the options of
+    :func:`repeatlens.analysis.analyze` that are the same for every point, :data:`SWEEP_FIELDS`),
+    or a one-line ConfigError naming the field."""
+    options = AnalyzeOptions.parse(section, where, section="analyze")
+    extra = [k for k in options.kwargs() if k not in SWEEP_FIELDS]
+    if extra:
+        raise ConfigError(f"{where}: unknown field 'analyze.{extra[0]}' (a sweep's analyze: takes {', '.join(SWEEP_FIELDS)})")
+    return options
 
 
-class AnalyzeOptions(BaseModel):
-    """A sweep file's ``analyze:`` section: the arguments of :func:`repeatlens.analysis.analyze`,
-    type-checked when the sweep is read (and, per point, checked to apply to its runs)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    metrics: Optional[list[str]] = None
-    max_sequences: int = Field(64, ge=0, le=MAX_COUNT)
-    batch_size: int = Field(32, ge=1, le=MAX_COUNT)
-    seed: Optional[int] = Field(None, ge=0, le=MAX_COUNT, description="deprecated name of probe_seed")
-    device: DeviceName = "auto"
-    probes: Optional[list[str]] = None
-    probe_len: Optional[int] = Field(None, ge=2, le=MAX_COUNT)
-    probe_batch: int = Field(16, ge=1, le=MAX_COUNT)
-    probe_seed: int = Field(0, ge=0, le=MAX_COUNT)
-
-    @field_validator("metrics", "probes", mode="before")
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        return _comma_list(value)
-
-    @model_validator(mode="after")
-    def _one_seed_name(self) -> "AnalyzeOptions":
-        if self.seed is not None and "probe_seed" in self.model_fields_set:
-            raise ValueError(f"seed = {self.seed} and probe_seed = {self.probe_seed}: give probe_seed only (seed is its deprecated name)")
-        return self
-
-    def kwargs(self) -> dict[str, Any]:
-        """The options that were set, as :func:`repeatlens.analysis.analyze` takes them
-        (the deprecated ``seed`` under its name ``probe_seed``)."""
-        out = self.model_dump(exclude_unset=True)
-        if "seed" in out:
-            out["probe_seed"] = out.pop("seed")
-        return out
-
-    def probe_options(self) -> dict[str, Any]:
-        """The probe settings as :func:`repeatlens.analysis.analyze` takes them."""
-        return {k: v for k, v in self.kwargs().items() if k in ("probes", "probe_len", "probe_batch", "probe_seed")}
 F_KEY, E_KEY = "mixture.repeated_fraction", "mixture.repeat_count"
 DM_KEY = "mixture.data_matched"
 _SHORT = {F_KEY: "f", E_KEY: "E", "mixture.total_tokens": "D", "model.preset": "", "seed": "s", DM_KEY: "dm"}
@@ -314,10 +282,7 @@ def load_sweep(path: str | Path, *, progress: bool = True) -> SweepSpec:
     analyze = raw.get("analyze") or {}
     if not isinstance(analyze, dict):
         raise ConfigError(f"{path}: field 'analyze': expected a mapping, got {type(analyze).__name__}")
-    try:
-        options = AnalyzeOptions.model_validate(analyze)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, str(path), section="analyze")) from None
+    options = _sweep_analyze_options(analyze, str(path))
     dm = raw.get("data_matched_controls", False)
     if not isinstance(dm, bool):
         raise ConfigError(f"{path}: field 'data_matched_controls' = {shorten(repr(dm))}: expected true or false")
@@ -353,7 +318,7 @@ def _check_analyze_options(options: AnalyzeOptions, points: list[SweepPoint], pa
             continue
         checked.add(kind)
         try:
-            check_run_options(cfg, **options.probe_options())
+            check_run_options(cfg, options=options)
         except ConfigError as e:
             raise ConfigError(f"{path}: analyze: {e}" + (f" (point {p.name})" if len(points) > 1 else "")) from None
 
@@ -627,12 +592,8 @@ def run_sweep(
     t0 = time.perf_counter()
     result = SweepResult(out)
     say = echo or (lambda line: tqdm.write(line))
-    try:  # a SweepSpec built by hand may still say seed (or set both names)
-        options = AnalyzeOptions.model_validate(spec.analyze)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, "sweep", section="analyze")) from None
+    options = _sweep_analyze_options(spec.analyze, "sweep")  # a SweepSpec built by hand may still say seed (or set both names)
     analyze_kwargs = options.kwargs()
-    metrics = analyze_kwargs.get("metrics")
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
@@ -642,7 +603,7 @@ def run_sweep(
     tasks = []
     for p in spec.points:
         run_dir = out / p.name
-        if RunDir(run_dir).is_complete() and not needs_scoring(run_dir, metrics, **options.probe_options()):
+        if RunDir(run_dir).is_complete() and not needs_scoring(run_dir, options.metrics, options):
             result.skipped.append(p.name)
             continue
         tasks.append({"name": p.name, "config": p.config, "run_dir": str(run_dir), "analyze": dict(analyze_kwargs)})

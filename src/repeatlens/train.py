@@ -53,7 +53,7 @@ from repeatlens.errors import CheckpointError, ConfigError, LockTimeout, Repeatl
 from repeatlens.io import LOCK_FILE, atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, sha256_file, write_failure
 from repeatlens.losses import batched_losses, next_token_loss, token_losses
 from repeatlens.precision import Precision, matmul_settings, micro_batches
-from repeatlens.results.schema import Manifest
+from repeatlens.checkpoints.manifest import Manifest
 
 
 class TrainingError(RepeatlensError):

@@ -43,7 +43,7 @@ import numpy as np
 from repeatlens.checkpoints import CKPT_DIR, CheckpointInfo, RunDir, load_npy, load_run, read_sidecar, run_file_problems, step_name
 from repeatlens.errors import CheckpointError, RepeatlensError
 from repeatlens.io import sha256_file
-from repeatlens.results.schema import Manifest
+from repeatlens.checkpoints.manifest import Manifest
 
 __all__ = ["Finding", "VerifyResult", "verify_run", "replay"]
 

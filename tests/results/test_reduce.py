@@ -132,3 +132,90 @@ def test_the_old_fit_names_warn_and_give_their_replacements() -> None:
         warnings.simplefilter("error")
         with pytest.raises(AttributeError, match="no attribute 'nothing'"):
             reduce.nothing  # noqa: B018
+
+
+# ------------------------------------------------------------------ the other public reductions, on hand-built tables
+
+
+def _sweep() -> pd.DataFrame:
+    """Two sizes; size 1000: two full controls (seeds 0, 1), a data-matched control and a repeated run; size 2000: a
+    repeated run only. Final test loss and induction per run (step 10; step 0 holds other values)."""
+    runs = [  # run, f, E, control, n_params, seed, final test loss, final induction (per head: the max is the first)
+        ("c0", 0.0, 1, "full", 1000, 0, 1.9, 0.8), ("c1", 0.0, 1, "full", 1000, 1, 2.1, 0.8),
+        ("dm", 0.0, 1, "data_matched", 1000, 0, 9.0, 0.0), ("r", 0.1, 100, "none", 1000, 0, 2.5, 0.6),
+        ("big", 0.1, 100, "none", 2000, 0, 1.5, 0.9),
+    ]
+    rows = []
+    for run, f, E, control, n, seed, loss, ind in runs:
+        coords = {"run_id": run, "repeated_fraction": f, "repeat_count": E, "control": control, "n_params": n, "seed": seed}
+        for step, scale in ((0, 2.0), (10, 1.0)):
+            rows += [{**r, **coords} for r in _rows("test_loss", {None: loss * scale}, step=step)]
+            rows += [{**r, **coords} for r in _rows("induction", {(1, 0): ind / scale, (1, 1): ind / scale / 4}, probe="synthetic", L=8, step=step)]
+    return check_scores(_table(rows))
+
+
+def test_check_scores_fills_missing_run_columns_and_keeps_one_probe() -> None:
+    from repeatlens.results.reduce import RUN_DEFAULTS, TableError, require_columns
+
+    bare = _table(_rows("test_loss", {None: 3.0}) + _rows("induction", {(0, 0): 0.4}, probe="text", L=20)
+                  + _rows("offset_profile", {}, probe="text", L=20, offsets={(0, 0): {1: 0.3}})
+                  + _rows("prefix_matching", {}, probe="text", L=20, offsets={(0, 0): {2: 0.9}}))
+    bare = bare.drop(columns=["repeated_fraction", "repeat_count", "n_params", "seed", "model_preset"])
+    s = check_scores(bare)
+    for column, default in RUN_DEFAULTS.items():  # a foreign folder: no sweep coordinates
+        assert column in s.columns
+        assert s[column].isna().all() if isinstance(default, float) else (s[column] == default).all()
+    assert sorted(s.metric) == ["induction", "offset_profile", "test_loss"]  # per-offset rows only of the offset profile
+    assert s.attrs["probe"] == "text:L20:B16:s0"
+    old = _table(_rows("test_loss", {None: 3.0}) + [{**r, "repeated_fraction": 0.5} for r in _rows("test_loss", {None: 4.0}, run="q")])
+    assert check_scores(old).set_index("run_id").control.to_dict() == {"r": "full", "q": "none"}  # before data-matched controls
+    with pytest.raises(TableError, match=r"scores table lacks column\(s\) \['metric'\]"):
+        check_scores(bare.drop(columns=["metric"]))
+    with pytest.raises(TableError, match=r"t lacks column\(s\) \['x', 'y'\]"):
+        require_columns(bare, ["run_id", "x", "y"], "t")
+
+
+def test_run_table_metric_rows_and_per_checkpoint_heads() -> None:
+    from repeatlens.results.reduce import MissingDataError, TableError, is_per_head, metric_rows, run_table
+
+    s = _sweep()
+    assert run_table(s).run_id.tolist() == ["c0", "dm", "c1", "r", "big"]  # by size, f, E, seed, run id
+    with pytest.raises(MissingDataError, match=r"no 'copying_loss' rows; metrics present: \['induction', 'test_loss'\]"):
+        metric_rows(s, "copying_loss")
+    assert is_per_head(metric_rows(s, "induction")) and not is_per_head(metric_rows(s, "test_loss"))
+    best = per_checkpoint(s, "induction")
+    assert best[best.run_id == "r"][["step", "layer", "head", "value"]].values.tolist() == [[0, 1, 0, 0.3], [10, 1, 0, 0.6]]
+    one = per_checkpoint(s, "induction", layer=1, head=1)
+    assert one[one.run_id == "r"].value.tolist() == pytest.approx([0.075, 0.15])
+    assert per_checkpoint(s, "test_loss")[lambda t: t.run_id == "r"].value.tolist() == [5.0, 2.5]
+    with pytest.raises(TableError, match="model-level; layer/head do not apply"):
+        per_checkpoint(s, "test_loss", layer=0)
+    with pytest.raises(TableError, match="head given without layer"):
+        per_checkpoint(s, "induction", head=0)
+    with pytest.raises(TableError, match="no rows for layer=3"):
+        per_checkpoint(s, "induction", layer=3)
+
+
+def test_relative_damage_against_the_full_controls_of_the_same_size() -> None:
+    from repeatlens.results.reduce import MissingDataError, control_mask, default_run, matching_control, relative_damage
+
+    s = _sweep()
+    assert sorted(s[control_mask(s)].run_id.unique()) == ["c0", "c1"]  # not the data-matched control
+    loss = relative_damage(s, "test_loss").set_index("run_id")
+    assert list(loss.index) == ["r"]  # size 2000 has no control
+    assert loss.loc["r", "control_value"] == pytest.approx(2.0) and loss.loc["r", "damage"] == pytest.approx(0.25)  # (2.5 - 2) / 2
+    ind = relative_damage(s, "induction").set_index("run_id")
+    assert ind.loc["r", "damage"] == pytest.approx(0.25)  # (0.8 - 0.6) / 0.8: a drop is damage
+    assert default_run(s) == "r" and matching_control(s, "r") == "c0" and matching_control(s, "big") is None
+    with pytest.raises(MissingDataError, match="no f = 0 control run"):
+        relative_damage(s[~control_mask(s)], "test_loss")
+
+
+def test_probe_keys_read_the_stored_key_column_as_the_derived_one() -> None:
+    from repeatlens.results.keys import derive_keys
+
+    df = two_probe_table()
+    stored = df.assign(probe_key=derive_keys(df))
+    assert probe_keys(stored) == probe_keys(df) == ["synthetic:L30:B16:s0", "uniform:L20:B16:s0", "uniform:L30:B16:s0"]
+    rows, key = select_probe(stored, "uniform:L20")
+    assert key == "uniform:L20:B16:s0" and sorted(rows.value) == [0.03, 0.05, 3.0]

@@ -40,7 +40,8 @@ A bad checkpoint (missing, truncated, mismatched, refused pickle, sha256 mismatc
 recorded as a :class:`Failure` (file and one-line reason) and the others are still
 scored; ``repeatlens analyze`` lists the failures at the end and exits with code 1.
 
-The package: :mod:`.loop` (the scoring loop every source shares, the options),
+How to score is one :class:`AnalyzeOptions` (:mod:`repeatlens.analyze_options`, declared once for
+the API, the command line and sweeps). The package: :mod:`.loop` (the scoring loop every source shares),
 :mod:`.runs` (our runs and sweeps as sources) and :mod:`.foreign_source` (other people's
 checkpoints); :func:`analyze` here picks the source.
 """
@@ -49,13 +50,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional
 
 from repeatlens.checkpoints import RunDir
 from repeatlens.errors import CheckpointError, ConfigError
 from repeatlens.results.store import sweep_runs
 from repeatlens.analysis.foreign_source import _analyze_foreign
-from repeatlens.analysis.loop import TOKENS_AXIS, AnalysisResult, Failure, _options, token_tensor
+from repeatlens.analysis.loop import TOKENS_AXIS, AnalysisResult, Failure, token_tensor
+from repeatlens.analyze_options import AnalyzeOptions
 from repeatlens.analysis.runs import (
     _analyze_run,
     _analyze_sweep,
@@ -68,6 +70,7 @@ from repeatlens.analysis.runs import (
 
 __all__ = [
     "analyze",
+    "AnalyzeOptions",
     "score_checkpoint",
     "needs_scoring",
     "run_probe_source",
@@ -83,22 +86,9 @@ def analyze(
     path: str | Path,
     metrics: Optional[Iterable[str]] = None,
     *,
-    max_sequences: int = 64,
-    tokens: Optional[str | Path] = None,
-    tokens_per_step: Optional[int] = None,
-    out: Optional[str | Path] = None,
-    revisions: Optional[Sequence[str]] = None,
-    download: bool = False,
-    force: bool = False,
-    progress: bool = True,
-    device: str = "auto",
-    probes: Optional[str | Sequence[str]] = None,
-    probe_len: Optional[int] = None,
-    probe_batch: int = 16,
-    probe_seed: Optional[int] = None,
+    options: Optional[AnalyzeOptions] = None,
     seed: Optional[int] = None,
-    batch_size: int = 32,
-    lock_timeout: Optional[float] = None,
+    **keywords: Any,
 ) -> AnalysisResult:
     """Score every checkpoint under ``path``: a run, a sweep or a foreign folder.
 
@@ -106,27 +96,24 @@ def analyze(
         path: run directory, sweep directory, a folder of other people's checkpoints
             (:mod:`repeatlens.foreign`: TransformerLens ``model_{step}.pt``, Hugging Face
             revision folders, nanoGPT ``ckpt.pt``), or ``hf:ORG/NAME`` (the local hub cache).
-        metrics: metric names from :data:`repeatlens.scores.REGISTRY` (default: all).
-        max_sequences: test / repeated sequences the behaviour scores read.
-        tokens: foreign folders only: ``.npy`` token ids, the test set and the data of the
-            ``train`` and ``text`` probes.
-        tokens_per_step: foreign folders only: ``tokens_seen = step * tokens_per_step``.
-        out: foreign sources only: folder for the scores table (required for ``hf:``;
-            default the folder analysed).
-        revisions: ``hf:`` only: revisions to analyse (default every cached one with a step).
-        download: ``hf:`` only: fetch requested revisions the cache lacks (network).
-        force: score again what is already scored.
-        progress: progress bar over checkpoints.
-        device: torch device for loading and scoring; ``auto``: CUDA, then MPS, then CPU.
-        probes: probe families (``"synthetic,text"`` or a list); default every family
-            that applies (see the module docstring).
-        probe_len: ``L``, the copy length of ``[BOS, r, r]``; default ``2P`` for the context.
-        probe_batch: probe rows of each kind.
-        probe_seed: seed of the probe draw (default 0).
+        metrics: metric names from :data:`repeatlens.scores.REGISTRY` (default: the default
+            battery); the same as ``AnalyzeOptions.metrics`` (give one of the two).
+        options: an :class:`AnalyzeOptions`; the keywords below change single fields of it.
         seed: deprecated name of ``probe_seed``; giving both is an error.
-        batch_size: sequences per forward pass of the behaviour scores.
-        lock_timeout: seconds to wait while another process writes the same table
-            (None: as long as it takes).
+        **keywords: any field of :class:`AnalyzeOptions`, validated as it validates them:
+            ``max_sequences`` (test / repeated sequences the behaviour scores read, 64),
+            ``batch_size`` (32), ``device`` (``auto``: CUDA, then MPS, then CPU),
+            ``probes`` (families, ``"synthetic,text"`` or a list; default every family that
+            applies, see the module docstring), ``probe_len`` (``L``, the copy length of
+            ``[BOS, r, r]``; default ``2P`` for the context), ``probe_batch`` (16),
+            ``probe_seed`` (0), ``force`` (score again what is scored), ``progress``,
+            ``lock_timeout`` (seconds to wait while another process writes the same table;
+            None: as long as it takes); other people's checkpoints only: ``tokens`` (``.npy``
+            token ids, the test set and the data of the ``train`` and ``text`` probes),
+            ``tokens_per_step`` (``tokens_seen = step * tokens_per_step``), ``out`` (folder
+            for the table: required for ``hf:``, default the folder analysed), and for ``hf:``
+            ``revisions`` (default every cached one with a step) and ``download`` (fetch the
+            requested revisions the cache lacks: network).
 
     Returns:
         An :class:`AnalysisResult`; ``result.failures`` lists the checkpoints that could
@@ -141,29 +128,30 @@ def analyze(
     from repeatlens.foreign import looks_foreign
 
     if seed is not None:
-        if probe_seed is not None:
-            raise ConfigError(f"seed={seed} and probe_seed={probe_seed}: give probe_seed only (seed is its deprecated name)")
+        if "probe_seed" in keywords:
+            raise ConfigError(f"seed={seed} and probe_seed={keywords['probe_seed']}: give probe_seed only (seed is its deprecated name)")
         warnings.warn("analyze(seed=...) is deprecated: use probe_seed=...", DeprecationWarning, stacklevel=2)
-        probe_seed = seed
-    opts = _options(
-        max_sequences=max_sequences, force=force, progress=progress, device=resolve_device(device), probes=probes,
-        probe_len=probe_len, probe_batch=probe_batch, probe_seed=0 if probe_seed is None else probe_seed, batch_size=batch_size,
-        lock_timeout=lock_timeout,
-    )
-    foreign = dict(out=out, revisions=revisions, download=download)
+        keywords["probe_seed"] = seed
+    opts = (options or AnalyzeOptions()).with_(**keywords)
+    if metrics is not None:
+        if opts.metrics is not None:
+            raise ConfigError("analyze: metrics given twice (as an argument and in options); give one")
+        opts = opts.with_(metrics=metrics)
+    opts = opts.model_copy(update={"device": resolve_device(opts.device)})
+    metrics = opts.metrics
     if str(path).startswith("hf:"):
-        return _analyze_foreign(str(path), metrics, opts, tokens, tokens_per_step, **foreign)
+        return _analyze_foreign(str(path), metrics, opts)
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p}: no such directory")
     if RunDir(p).looks_like_run():
         RunDir(p).require()  # a run directory that lost its config or manifest: say which
     if RunDir(p).is_run() or sweep_runs(p):
-        if out is not None or revisions is not None or download:
+        if opts.out is not None or opts.revisions is not None or opts.download:
             raise ConfigError(f"{p}: --out, --revisions and --download are for other people's checkpoints; runs keep their tables inside")
         return _analyze_run(p, metrics, opts) if RunDir(p).is_run() else _analyze_sweep(p, metrics, opts)
     if looks_foreign(p):
-        return _analyze_foreign(p, metrics, opts, tokens, tokens_per_step, **foreign)
+        return _analyze_foreign(p, metrics, opts)
     raise CheckpointError(
         f"{p}: not a run directory, a sweep (folder of runs), a TransformerLens folder (model_{{step}}.pt + config.json), "
         "a folder of Hugging Face revision folders (step1000/, checkpoint-1000/, ...) or nanoGPT ckpt.pt files"

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 import numpy as np
 
 from repeatlens.errors import CheckpointError, DataError, first_line
 from repeatlens.results.store import SCORES_FILE
-from repeatlens.analysis.loop import AnalysisResult, Failure, _Item, _Options, _Source, _score_source
+from repeatlens.analysis.loop import AnalysisResult, Failure, _Item, _Source, _score_source
+from repeatlens.analyze_options import AnalyzeOptions
 
 if TYPE_CHECKING:
     from repeatlens.scores.probes import ProbeSource
@@ -38,17 +39,23 @@ def _foreign_probe_source(model: Any, item: _Item, tokens: Optional[np.ndarray])
                        train_counts=counts, text=text)
 
 
-def _analyze_foreign(
-    path: str | Path, metrics: Optional[Iterable[str]], opts: _Options, tokens: Optional[str | Path], tokens_per_step: Optional[int],
-    *, out: Optional[str | Path] = None, revisions: Optional[Sequence[str]] = None, download: bool = False,
-) -> AnalysisResult:
+def _analyze_foreign(path: str | Path, metrics: Optional[Iterable[str]], opts: AnalyzeOptions) -> AnalysisResult:
     from repeatlens.foreign import discover
     from repeatlens.scores import resolve_metrics
 
-    folder = discover(path, tokens_per_step, revisions=revisions, out=out, download=download)
+    revisions = list(opts.revisions) if opts.revisions is not None else None
+    folder = discover(path, opts.tokens_per_step, revisions=revisions, out=opts.out, download=opts.download)
     if folder is None:
         raise CheckpointError(f"{path}: no foreign checkpoints found")
     resolve_metrics(metrics)  # a bad metric name fails before the weights are hashed
+    return _score_source(_foreign_source(path, folder, opts), metrics, opts)
+
+
+def _foreign_source(path: str | Path, folder: Any, opts: AnalyzeOptions) -> _Source:
+    """The scoring source of a folder of other people's checkpoints (:class:`repeatlens.foreign.ForeignFolder`):
+    its checkpoints, hashed for duplicates (each said on stderr, with the folder's warnings),
+    and the probes read off the first model loaded (with ``opts.tokens``: its train and text data)."""
+    tokens = opts.tokens
     test = _read_tokens(tokens, opts.max_sequences) if tokens is not None else None
     all_tokens = _read_tokens(tokens, None) if tokens is not None else None
     say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
@@ -66,7 +73,7 @@ def _analyze_foreign(
     def loader(ckpt):
         return lambda: folder.load_model(ckpt, opts.device)
 
-    src = _Source(
+    return _Source(
         kind=folder.kind,
         run_id=folder.run_id,
         table_path=Path(folder.table_dir) / SCORES_FILE,
@@ -77,7 +84,6 @@ def _analyze_foreign(
         run_info={"source": folder.kind},
         axis=axis,
     )
-    return _score_source(src, metrics, opts)
 
 
 def _read_tokens(path: str | Path, max_sequences: Optional[int]) -> np.ndarray:

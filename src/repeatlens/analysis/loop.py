@@ -1,6 +1,6 @@
 """The scoring loop every source shares: what to score into one table (:class:`_Source`, its
-checkpoints and probes), the locked loop that scores what is not yet scored and writes the table
-after each checkpoint, and the options of :func:`repeatlens.analysis.analyze`."""
+checkpoints and probes), and the locked loop (:func:`_score_locked`, on one screen, its steps
+below it) that scores what is not yet scored and writes the table after each checkpoint."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
+import pandas as pd
 
+from repeatlens.analyze_options import AnalyzeOptions
 from repeatlens.data.special import SpecialIds
 from repeatlens.errors import ConfigError, DataError, RepeatlensError
-from repeatlens.results.schema import SCORE_COLUMNS
-from repeatlens.results.store import ScoreTable, empty_scores, say_waiting
+from repeatlens.results.store import ScoreTable, empty_scores, say_waiting, tidy_scores
 
 if TYPE_CHECKING:
     from repeatlens.scores.probes import ProbeSource, ProbeSpec
@@ -84,22 +85,6 @@ class AnalysisResult:
         self.axis.update(other.axis)
 
 
-@dataclass(frozen=True)
-class _Options:
-    """How to score (the keyword arguments of :func:`analyze`)."""
-
-    max_sequences: int = 64
-    force: bool = False
-    progress: bool = True
-    device: str = "cpu"
-    probes: Optional[tuple[str, ...]] = None
-    probe_len: Optional[int] = None
-    probe_batch: int = 16
-    probe_seed: int = 0
-    batch_size: int = 32
-    lock_timeout: Optional[float] = None
-
-
 # ----------------------------------------------------------------------- scoring sources
 
 
@@ -115,7 +100,9 @@ class _Item:
 
 @dataclass
 class _Source:
-    """What to score into one table. The probes' source is known up front for our runs;
+    """What to score into one table, built by a source adapter (:func:`.runs._run_source` per
+    run, a sweep's runs one by one, :func:`.foreign_source._foreign_source` for other people's
+    checkpoints, a local folder or a hub revision). The probes' source is known up front for our runs;
     for other people's checkpoints it is read off the first model loaded (vocabulary,
     context, BOS), by ``probe_source_from_model``."""
 
@@ -151,7 +138,7 @@ def token_tensor(tokens: Optional[np.ndarray]):
     return torch.from_numpy(np.asarray(tokens).astype(np.int64))
 
 
-def _specs(source: "ProbeSource", opts: _Options) -> list["ProbeSpec"]:
+def _specs(source: "ProbeSource", opts: AnalyzeOptions) -> list["ProbeSpec"]:
     """The resolved probe specs to score for ``source`` (one per family).
 
     Raises:
@@ -168,7 +155,7 @@ def _specs(source: "ProbeSource", opts: _Options) -> list["ProbeSpec"]:
     return [source.resolve(ProbeSpec(f, opts.probe_len, opts.probe_batch, opts.probe_seed)) for f in families]
 
 
-def _score_source(src: _Source, metrics: Optional[Iterable[str]], opts: _Options, *, wait: bool = True) -> AnalysisResult:
+def _score_source(src: _Source, metrics: Optional[Iterable[str]], opts: AnalyzeOptions, *, wait: bool = True) -> AnalysisResult:
     """Score ``src`` into its table, holding its folder's lock throughout.
 
     Args:
@@ -183,6 +170,122 @@ def _score_source(src: _Source, metrics: Optional[Iterable[str]], opts: _Options
         return _score_locked(src, names, opts, default_battery=metrics is None)
 
 
+def _score_locked(src: _Source, names: list[str], opts: AnalyzeOptions, default_battery: bool = False) -> AnalysisResult:
+    """Score what ``src``'s table lacks, one checkpoint at a time, writing the table after each."""
+    from tqdm.auto import tqdm
+
+    versions = _versions(names)
+    table, before = _open_table(src)
+    battery = _Battery.choose(src.run_id, names, default_battery, src.n_heads)
+    _record_settings(table, battery.names)
+    data = _Data.of(src)
+    probes = _probe_batches(src.probe_source, opts) if src.probe_source is not None else None
+    result, wrote = AnalysisResult(src.table_path.parent, src.kind, failures=list(src.problems)), False
+    for item in tqdm(src.items, desc=src.run_id, unit="ckpt", disable=not opts.progress):
+        if probes is not None and not _todo(table, item.step, battery.names, list(probes), versions, opts.force):
+            result.skipped += 1
+            continue
+        try:
+            model = item.load()
+        except RepeatlensError as e:
+            result.failures.append(Failure.from_error(item.path, e))
+            continue
+        if probes is None:  # other people's checkpoints: the probes are read off the first model
+            probes = _probes_from_model(src, table, model, item, opts)
+        todo = _todo(table, item.step, battery.for_model(model), list(probes), versions, opts.force)
+        rows = _score_pairs(model, todo, probes, data, opts) if todo else None
+        alive = weakref.ref(model)
+        del model
+        _collect_if_held(alive)
+        if rows is None:
+            result.skipped += 1
+            continue
+        table.update(item.step, todo, versions, _table_rows(rows, todo, src.run_id, item, versions))
+        table.write()  # after every checkpoint: an interrupted analysis resumes here
+        wrote, result.scored = True, result.scored + 1
+    _finish(result, src, table, probes, before, wrote)
+    return result
+
+
+# ------------------------------------------------------------------- the loop's steps
+
+
+def _open_table(src: _Source) -> tuple[ScoreTable, dict[str, Any]]:
+    """``src``'s table, its metadata updated with the run's columns, the axis and the probe
+    ids, and that metadata as it was before (so an unchanged table is not rewritten)."""
+    table = ScoreTable.read(src.table_path)
+    before = {k: table.meta.get(k) for k in ("run", "axis", "probe_ids")}
+    before["run"] = dict(table.meta["run"])
+    table.meta["run"].update(src.run_info)
+    table.meta["axis"] = dict(src.axis)
+    if src.special is not None:
+        table.meta["probe_ids"] = src.special.to_json()
+    return table, before
+
+
+def _record_settings(table: ScoreTable, names: Sequence[str]) -> None:
+    """The settings of the scores that have some (e.g. the ablation's), in the table's metadata."""
+    from repeatlens.scores import REGISTRY
+
+    for m in names:
+        if REGISTRY[m].settings is not None:
+            table.meta.setdefault("settings", {})[m] = REGISTRY[m].settings
+
+
+@dataclass
+class _Battery:
+    """The metrics to score: those named, or the default battery, which depends on the
+    model's head count (known up front for our runs, from the first model loaded otherwise)."""
+
+    run_id: str
+    names: list[str]
+    pending: bool  # the default battery, still waiting for the head count
+
+    @classmethod
+    def choose(cls, run_id: str, names: list[str], default: bool, n_heads: Optional[int]) -> "_Battery":
+        from repeatlens.scores import REGISTRY, available
+
+        battery = cls(run_id, names, default)
+        if default and n_heads is not None:
+            battery._for_heads(n_heads)
+        if battery.pending:  # opt-in scores are never in it
+            battery.names = [m for m in battery.names if REGISTRY[m].default]
+        battery.names = available(battery.names)  # a score whose extra is missing: one line, and not marked done
+        return battery
+
+    def for_model(self, model: Any) -> list[str]:
+        if self.pending:  # the first model says how many heads
+            self._for_heads(int(model.cfg.n_layers * model.cfg.n_heads))
+        return self.names
+
+    def _for_heads(self, n_heads: int) -> None:
+        """The default battery for this many heads, saying once what it leaves out."""
+        from repeatlens.scores import default_metrics
+
+        keep, left_out = default_metrics(n_heads)
+        if left_out:
+            print(f"{self.run_id}: {', '.join(left_out)} left out of the default battery for a model of {n_heads} heads "
+                  "(one forward pass per head); name it with -m to compute it", file=sys.stderr, flush=True)
+        self.names, self.pending = [m for m in self.names if m in keep], False
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The behaviour scores' sequences as tensors: test and repeated tokens, and which of
+    their rows came from the synthetic source (mixed runs)."""
+
+    test: Any
+    repeated: Any
+    test_synthetic: Any
+    repeated_synthetic: Any
+
+    @classmethod
+    def of(cls, src: _Source) -> "_Data":
+        test, rep = token_tensor(src.test_tokens), token_tensor(src.repeated_tokens)
+        return cls(test, rep, _mask_tensor(src.test_synthetic) if test is not None else None,
+                   _mask_tensor(src.repeated_synthetic) if rep is not None else None)
+
+
 def _todo(table: ScoreTable, step: int, names: Sequence[str], keys: Sequence[str], versions: dict[str, int], force: bool) -> list[tuple[str, str]]:
     """(metric, probe key) pairs of ``step`` not yet scored at their current version."""
     from repeatlens.scores import REGISTRY
@@ -191,106 +294,72 @@ def _todo(table: ScoreTable, step: int, names: Sequence[str], keys: Sequence[str
     return [(m, k) for m, k in pairs if force or table.done_version(m, k, step) != versions[m]]
 
 
-def _probe_batches(source: "ProbeSource", opts: _Options) -> dict[str, Any]:
+def _probe_batches(source: "ProbeSource", opts: AnalyzeOptions) -> dict[str, Any]:
     """Probe key -> probe batch, one per family scored (built once per table)."""
     from repeatlens.scores import build_probes
 
     return {spec.key: build_probes(spec, source) for spec in _specs(source, opts)}
 
 
-def _score_locked(src: _Source, names: list[str], opts: _Options, default_battery: bool = False) -> AnalysisResult:
-    from tqdm.auto import tqdm
+def _probes_from_model(src: _Source, table: ScoreTable, model: Any, item: _Item, opts: AnalyzeOptions) -> dict[str, Any]:
+    """Other people's checkpoints: the probe batches read off the first model loaded, and
+    the special ids they were built with (recorded in the table's metadata)."""
+    probes = _probe_batches(src.probe_source_from_model(model, item), opts)
+    if item.special is not None:
+        src.special = item.special
+        table.meta["probe_ids"] = item.special.to_json()
+    return probes
 
-    from repeatlens.results.keys import row_keys
-    from repeatlens.scores import REGISTRY, available, default_metrics, score_model
 
-    versions = _versions(names)
-    table = ScoreTable.read(src.table_path)
-    meta_before = {k: table.meta.get(k) for k in ("run", "axis", "probe_ids")}
-    meta_before["run"] = dict(table.meta["run"])
-    table.meta["run"].update(src.run_info)
-    table.meta["axis"] = dict(src.axis)
-    if src.special is not None:
-        table.meta["probe_ids"] = src.special.to_json()
-    result = AnalysisResult(src.table_path.parent, src.kind, failures=list(src.problems))
-    test, rep = token_tensor(src.test_tokens), token_tensor(src.repeated_tokens)
-    test_kinds, rep_kinds = _mask_tensor(src.test_synthetic), _mask_tensor(src.repeated_synthetic)
-    probes = _probe_batches(src.probe_source, opts) if src.probe_source is not None else None
+def _score_pairs(model: Any, todo: Sequence[tuple[str, str]], probes: dict[str, Any], data: _Data, opts: AnalyzeOptions) -> pd.DataFrame:
+    """:func:`repeatlens.scores.score_model` on the metrics and probes of ``todo``."""
+    from repeatlens.scores import score_model
 
-    def battery(n_heads: int) -> list[str]:
-        """The default battery for this many heads, saying once what it leaves out."""
-        keep, left_out = default_metrics(n_heads)
-        if left_out:
-            print(f"{src.run_id}: {', '.join(left_out)} left out of the default battery for a model of {n_heads} heads "
-                  "(one forward pass per head); name it with -m to compute it", file=sys.stderr, flush=True)
-        return [m for m in names if m in keep]
+    keys = {k for _, k in todo if k}
+    return score_model(
+        model,
+        list(dict.fromkeys(m for m, _ in todo)),
+        probes=[p for k, p in probes.items() if k in keys] or None,
+        test_tokens=_fit_tokens(data.test, model, "test tokens"),
+        repeated_tokens=data.repeated,
+        test_synthetic=data.test_synthetic,
+        repeated_synthetic=data.repeated_synthetic,
+        device=opts.device,
+        batch_size=opts.batch_size,
+    )
 
-    if default_battery and src.n_heads is not None:
-        names, default_battery = battery(src.n_heads), False
-    if default_battery:  # the heads are known once a model is loaded; opt-in scores are never in it
-        names = [m for m in names if REGISTRY[m].default]
-    names = available(names)  # a score whose extra is missing: one line, and not marked done
-    for m in names:
-        if REGISTRY[m].settings is not None:
-            table.meta.setdefault("settings", {})[m] = REGISTRY[m].settings
-    wrote = False
-    for item in tqdm(src.items, desc=src.run_id, unit="ckpt", disable=not opts.progress):
-        if probes is not None and not _todo(table, item.step, names, list(probes), versions, opts.force):
-            result.skipped += 1
-            continue
-        try:
-            model = item.load()
-        except RepeatlensError as e:
-            result.failures.append(Failure.from_error(item.path, e))
-            continue
-        if probes is None:
-            probes = _probe_batches(src.probe_source_from_model(model, item), opts)
-            if item.special is not None:  # the ids the probes were built with
-                src.special = item.special
-                table.meta["probe_ids"] = item.special.to_json()
-        if default_battery:  # the first model says how many heads
-            names, default_battery = battery(int(model.cfg.n_layers * model.cfg.n_heads)), False
-        todo = _todo(table, item.step, names, list(probes), versions, opts.force)
-        if not todo:
-            result.skipped += 1
-            del model
-            continue
-        todo_keys = {k for _, k in todo if k}
-        rows = score_model(
-            model,
-            list(dict.fromkeys(m for m, _ in todo)),
-            probes=[p for k, p in probes.items() if k in todo_keys] or None,
-            test_tokens=_fit_tokens(test, model, "test tokens"),
-            repeated_tokens=rep,
-            test_synthetic=test_kinds if test is not None else None,
-            repeated_synthetic=rep_kinds if rep is not None else None,
-            device=opts.device,
-            batch_size=opts.batch_size,
-        )
-        alive = weakref.ref(model)
-        del model
-        if alive() is not None:  # only when something holds it in a cycle: a full gc is slow
-            gc.collect()
-        if len(rows):  # a (metric, probe) pair already scored was recomputed alongside: keep the stored rows
-            wanted = set(todo)
-            rows = rows[[(m, k) in wanted for m, k in zip(rows["metric"], row_keys(rows))]]
-        rows = rows.assign(run_id=src.run_id, step=item.step, tokens_seen=item.tokens_seen, score_version=rows["metric"].map(versions),
-                           duplicate_of=item.duplicate_of)
-        table.update(item.step, todo, versions, rows[SCORE_COLUMNS] if len(rows) else empty_scores())
-        table.write()  # after every checkpoint: an interrupted analysis resumes here
-        wrote = True
-        result.scored += 1
+
+def _collect_if_held(alive: "weakref.ref[Any]") -> None:
+    """A full gc (slow) only when something still holds the model dropped, in a cycle."""
+    if alive() is not None:
+        gc.collect()
+
+
+def _table_rows(rows: pd.DataFrame, todo: Sequence[tuple[str, str]], run_id: str, item: _Item, versions: dict[str, int]) -> pd.DataFrame:
+    """One checkpoint's rows as the table holds them: only the (metric, probe) pairs of
+    ``todo`` (a pair already scored may be recomputed alongside: the stored rows are kept),
+    with the run, step, tokens seen, score version and duplicate."""
+    from repeatlens.results.keys import in_pairs
+
+    rows = rows[in_pairs(rows, todo)]
+    rows = rows.assign(run_id=run_id, step=item.step, tokens_seen=item.tokens_seen, score_version=rows["metric"].map(versions),
+                       duplicate_of=item.duplicate_of)
+    return tidy_scores(rows) if len(rows) else empty_scores()
+
+
+def _finish(result: AnalysisResult, src: _Source, table: ScoreTable, probes: Optional[dict[str, Any]], before: dict[str, Any],
+            wrote: bool) -> None:
+    """What ``result`` reports of this table; the table rewritten if only its metadata changed."""
     folder = str(src.table_path.parent)
     if probes is not None:
         result.probes[folder] = list(probes)
     if src.special is not None:
         result.special[folder] = src.special
     result.axis[folder] = dict(src.axis)
-    if not wrote and table.path.is_file() and any(table.meta.get(k) != v for k, v in meta_before.items()):
+    if not wrote and table.path.is_file() and any(table.meta.get(k) != v for k, v in before.items()):
         table.write()  # e.g. a run's columns changed, or a table written before its axis was recorded; the rows did not
     if table.path.is_file():
         result.tables.append(table.path)
-    return result
 
 
 def _fit_tokens(tokens, model, what: str):
@@ -307,28 +376,3 @@ def _mask_tensor(mask: Optional[np.ndarray]):
     import torch
 
     return None if mask is None or len(mask) == 0 else torch.from_numpy(np.asarray(mask, dtype=bool))
-
-
-def _options(
-    *,
-    max_sequences: int = 64,
-    force: bool = False,
-    progress: bool = True,
-    device: str = "cpu",
-    probes: Optional[str | Sequence[str]] = None,
-    probe_len: Optional[int] = None,
-    probe_batch: int = 16,
-    probe_seed: int = 0,
-    batch_size: int = 32,
-    lock_timeout: Optional[float] = None,
-) -> _Options:
-    if isinstance(probes, str):
-        probes = [p.strip() for p in probes.split(",") if p.strip()]
-    families = tuple(dict.fromkeys(probes)) if probes else None
-    if probes is not None and not families:
-        raise ConfigError("--probe: empty list; name at least one probe family or leave it out for every family that applies")
-    if probe_batch < 1:
-        raise ConfigError(f"--probe-batch {probe_batch}: expected at least 1 row of each kind")
-    if probe_len is not None and probe_len < 2:
-        raise ConfigError(f"--probe-len {probe_len}: expected at least 2 (induction reads offset L-1)")
-    return _Options(max_sequences, force, progress, device, families, probe_len, probe_batch, probe_seed, batch_size, lock_timeout)

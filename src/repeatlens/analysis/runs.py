@@ -16,10 +16,8 @@ from repeatlens.analysis.loop import (
     AnalysisResult,
     Failure,
     _Item,
-    _Options,
     _Source,
     _mask_tensor,
-    _options,
     _probe_batches,
     _score_source,
     _specs,
@@ -27,6 +25,7 @@ from repeatlens.analysis.loop import (
     _versions,
     token_tensor,
 )
+from repeatlens.analyze_options import AnalyzeOptions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,9 +88,11 @@ def run_probe_source(run: RunDir) -> "ProbeSource":
     )
 
 
-def check_run_options(cfg: "RunConfig", metrics: Optional[Iterable[str]] = None, **options: Any) -> None:
+def check_run_options(cfg: "RunConfig", metrics: Optional[Iterable[str]] = None, options: Optional[AnalyzeOptions] = None,
+                      **keywords: Any) -> None:
     """Check the :func:`analyze` options a run of ``cfg`` will be scored with, before it is
-    trained (a sweep's ``analyze:`` section): the metric names, the probe settings, that
+    trained (a sweep's ``analyze:`` section, ``options`` and/or keywords as :func:`analyze`
+    takes them): the metric names, the probe settings, that
     each probe family asked for applies to such a run and that the copy length fits its context.
 
     The families that apply follow :func:`run_probe_source`: ``uniform`` and ``train``
@@ -113,7 +114,7 @@ def check_run_options(cfg: "RunConfig", metrics: Optional[Iterable[str]] = None,
         text=np.zeros((_split(data.test_sequences, share)[0], 2)) if not data.synthetic_only else None,
         longest_repeat=int(data.synthetic.max_len) if share > 0 else None,
     )
-    _specs(source, _options(**options))
+    _specs(source, (options or AnalyzeOptions()).with_(**keywords))
 
 
 def _run_source(run: RunDir, max_sequences: int, device: str) -> _Source:
@@ -153,22 +154,23 @@ def _split_masks(run: RunDir, n: int) -> dict[str, Optional[np.ndarray]]:
             "repeated_synthetic": np.asarray(kinds[man.n_test : man.n_test + man.n_repeated][:n])}
 
 
-def _analyze_run(path: Path, metrics: Optional[Iterable[str]], opts: _Options, *, wait: bool = True, check: bool = True) -> AnalysisResult:
+def _analyze_run(path: Path, metrics: Optional[Iterable[str]], opts: AnalyzeOptions, *, wait: bool = True, check: bool = True) -> AnalysisResult:
     run = RunDir(path).require()
     if check:
         run.check(full=True)  # every file hashed before its data is scored
     return _score_source(_run_source(run, opts.max_sequences, opts.device), metrics, opts, wait=wait)
 
 
-def needs_scoring(path: str | Path, metrics: Optional[Iterable[str]] = None, **probe_options: Any) -> bool:
+def needs_scoring(path: str | Path, metrics: Optional[Iterable[str]] = None, options: Optional[AnalyzeOptions] = None,
+                  **probe_options: Any) -> bool:
     """Whether some checkpoint of run ``path`` lacks a metric (for some probe that
-    ``analyze`` would score with ``probe_options``) at its current version."""
+    ``analyze`` would score with ``options``, changed by ``probe_options``) at its current version."""
     from repeatlens.scores import default_metrics, resolve_metrics
 
     run = RunDir(path)
     if not run.is_run():
         return True
-    opts = _options(**probe_options)
+    opts = (options or AnalyzeOptions()).with_(**probe_options)
     model = run.config().model
     names = resolve_metrics(metrics) if metrics is not None else default_metrics(model.n_layers * model.n_heads)[0]
     keys = [s.key for s in _specs(run_probe_source(run), opts)]
@@ -198,7 +200,7 @@ def score_checkpoint(
 
     shape = run.config().model
     names = resolve_metrics(metrics) if metrics is not None else default_metrics(shape.n_layers * shape.n_heads)[0]
-    opts = _options(device=device, **probe_options)
+    opts = AnalyzeOptions.parse(probe_options, "score")
     info = run.checkpoint(step)
     probes = _probe_batches(run_probe_source(run), opts)
     model = run.load_model(info.step, device=device)
@@ -217,7 +219,7 @@ def score_checkpoint(
 # ------------------------------------------------------------------------------- sweeps
 
 
-def _analyze_sweep(path: Path, metrics: Optional[Iterable[str]], opts: _Options) -> AnalysisResult:
+def _analyze_sweep(path: Path, metrics: Optional[Iterable[str]], opts: AnalyzeOptions) -> AnalysisResult:
     from repeatlens.errors import LockTimeout
 
     runs = sweep_runs(path)

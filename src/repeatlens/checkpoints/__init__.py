@@ -26,7 +26,7 @@ TransformerLens (``repeatlens info`` answers without them); torch is imported wh
 tensors are read or written.
 
 The package: :mod:`.rundir` (:class:`RunDir`, :class:`CheckpointInfo`, :func:`load_run`),
-:mod:`.contract` (what the manifest records, :func:`run_file_problems`), :mod:`.reading`
+:mod:`.manifest` (:class:`Manifest`, the typed ``manifest.json``), :mod:`.contract` (what the manifest records, :func:`run_file_problems`), :mod:`.reading`
 (one-line errors for damaged files) and :mod:`.writing` (checkpoints, resume state); every
 name is importable from here.
 """
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from repeatlens.errors import RepeatlensError
 from repeatlens.checkpoints.reading import load_npy, read_json_object, read_parquet_table, read_sidecar, step_name
+from repeatlens.checkpoints.manifest import FileRecord, Manifest
 from repeatlens.checkpoints.rundir import CKPT_DIR, CheckpointInfo, RunDir, library_versions, load_run
 from repeatlens.checkpoints.contract import (
     MANIFEST_FORMAT,
@@ -57,6 +58,8 @@ from repeatlens.checkpoints.writing import (
 __all__ = [
     "RunDir",
     "CheckpointInfo",
+    "Manifest",
+    "FileRecord",
     "load_run",
     "save_checkpoint",
     "load_train_state",

@@ -12,7 +12,7 @@ import numpy as np
 from repeatlens.config import config_from_dict, read_yaml
 from repeatlens.errors import CheckpointError, first_line, os_error_message, shorten
 from repeatlens.io import sha256_file
-from repeatlens.results.schema import Manifest
+from repeatlens.checkpoints.manifest import Manifest
 from repeatlens.checkpoints.reading import load_npy, read_json_object
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------- the run directory's contract
 
 #: Format of the manifest :func:`repeatlens.train.prepare_run` writes: 3 records every file
-#: the run was written with (:attr:`~repeatlens.results.schema.Manifest.files`).
+#: the run was written with (:attr:`~repeatlens.checkpoints.manifest.Manifest.files`).
 MANIFEST_FORMAT = 3
 
 #: Files up to this size are hashed whenever a run is opened (``info``, ``report``, ``plot``,

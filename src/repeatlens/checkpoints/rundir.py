@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from repeatlens.config import RunConfig, config_from_dict, read_yaml
 from repeatlens.errors import CheckpointError, first_line, shorten
 from repeatlens.io import sha256_file
-from repeatlens.results.schema import Manifest
+from repeatlens.checkpoints.manifest import Manifest
 from repeatlens.checkpoints.contract import run_file_problems
 from repeatlens.checkpoints.reading import (
     _COMPLETION_FIELDS,
@@ -149,7 +149,7 @@ class RunDir:
         return config_from_dict(read_yaml(self.config_path), where=str(self.config_path))
 
     def manifest(self) -> Manifest:
-        """The run's typed :class:`~repeatlens.results.schema.Manifest`."""
+        """The run's typed :class:`~repeatlens.checkpoints.manifest.Manifest`."""
         raw = read_json_object(self.manifest_path, "manifest")
         try:
             return Manifest.model_validate(raw)

@@ -38,7 +38,7 @@ from repeatlens.io import atomic_save_npy
 
 if TYPE_CHECKING:
     from repeatlens.checkpoints import RunDir
-    from repeatlens.results.schema import Manifest
+    from repeatlens.checkpoints.manifest import Manifest
 
 __all__ = ["SyntheticRows", "Pool", "PoolView", "build_pool", "open_pool", "rebuild_run_cache"]
 

@@ -31,7 +31,7 @@ from repeatlens.io import atomic_save_npy, atomic_write_json, sha256_file
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from repeatlens.results.schema import Manifest
+    from repeatlens.checkpoints.manifest import Manifest
 
 __all__ = ["cache_root", "token_sha256", "StreamRef", "Corpus", "corpus_tokenizer", "load_corpus", "synthetic_special", "rebuild_stream"]
 

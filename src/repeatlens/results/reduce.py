@@ -28,7 +28,7 @@ import pandas as pd
 from repeatlens.deprecation import renamed
 from repeatlens.errors import ConfigError, RepeatlensError
 from repeatlens.results.keys import row_keys
-from repeatlens.results.schema import RUN_COLUMNS
+from repeatlens.results.schema import RUN_COLUMNS, RUN_DEFAULTS, parse_key
 
 __all__ = [
     "TableError",
@@ -103,21 +103,6 @@ def get_quantity(name: str) -> Quantity:
         raise TableError(f"quantity must be one of {sorted(QUANTITIES)}, got {name!r}")
     return q
 
-
-RUN_DEFAULTS: dict[str, object] = {
-    "repeated_fraction": float("nan"),
-    "repeat_count": float("nan"),
-    "total_tokens": float("nan"),
-    "unique_tokens": float("nan"),
-    "control": "",
-    "model_preset": "model",
-    "n_params": 0,
-    "n_params_nonembedding": 0,
-    "seed": 0,
-}
-"""Run columns a table may lack (a foreign checkpoint folder has no sweep coordinates).
-A run with unknown f and E is drawn in grey, in its own ``f = ?`` facet; reductions that
-compare against the control skip it."""
 
 SCORE_NEEDS = ["run_id", "step", "tokens_seen", "metric", "layer", "head", "value"]
 
@@ -347,13 +332,10 @@ def probe_keys(scores: pd.DataFrame) -> list[str]:
     """The distinct probe keys of the rows that read a probe, sorted."""
     if "probe" not in scores.columns:
         return []
-    keys = row_keys(scores[scores["probe"].astype(str) != ""])
-    return sorted(set(keys))
+    return sorted(set(row_keys(scores).unique()) - {""})
 
 
 def _matches(key: str, family: str, settings: dict[str, int]) -> bool:
-    from repeatlens.results.schema import parse_key
-
     fam, got = parse_key(key)
     return fam == family and all(got[k] == v for k, v in settings.items())
 
@@ -381,12 +363,13 @@ def select_probe(scores: pd.DataFrame, probe: Optional[str] = None) -> tuple[pd.
         return scores, None
     row_key = row_keys(scores)
     if probe is None:
-        family = next(f for f in PROBE_PREFERENCE + tuple(k.split(":")[0] for k in keys) if any(k.startswith(f + ":") for k in keys))
-        candidates = [k for k in keys if k.startswith(family + ":")]
+        families = {k: parse_key(k)[0] for k in keys}
+        family = next(f for f in PROBE_PREFERENCE + tuple(families.values()) if f in families.values())
+        candidates = [k for k in keys if families[k] == family]
         runs = {k: scores.loc[row_key == k, "run_id"].nunique() for k in candidates}
         chosen = sorted(candidates, key=lambda k: (-runs[k], k))[0]
     else:
-        from repeatlens.results.schema import check_family, parse_key
+        from repeatlens.results.schema import check_family
 
         family, given = parse_key(probe)
         check_family(family)  # an unknown family is one line
@@ -424,7 +407,8 @@ def circuits(scores: pd.DataFrame, min_score: float = 0.3) -> pd.DataFrame:
     need = {"shifted_induction", "shifted_induction_shift", "offset_profile"}
     if not {"metric", "offset"} <= set(scores.columns) or not need <= set(scores["metric"].unique()):
         return pd.DataFrame({c: [] for c in cols})
-    s = scores[scores["metric"].isin(need)].assign(key=lambda t: row_keys(t).to_numpy())
+    s = scores[scores["metric"].isin(need)]
+    s = s.assign(key=row_keys(s).to_numpy())
     if "run_id" not in s.columns:
         s = s.assign(run_id="")
     head_cols = ["run_id", "step", "key", "layer", "head"]

@@ -31,12 +31,13 @@ from repeatlens.results.schema import (
     METRIC_COLUMNS,
     METRIC_DTYPES,
     PROBE_COLUMNS,
+    PROBE_KEY,
     RUN_COLUMNS,
     RUN_DTYPES,
     SCORE_COLUMNS,
     SCORE_DTYPES,
 )
-from repeatlens.results.keys import row_keys  # re-exported: its home until the reduce <-> store cycle was cut
+from repeatlens.results.keys import derive_keys, in_pairs, row_keys  # row_keys re-exported: its home until the reduce <-> store cycle was cut
 from repeatlens.results.reduce import select_probe
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ __all__ = [
     "write_parquet",
     "row_keys",
     "run_coordinates",
+    "with_coordinates",
     "sweep_runs",
     "write_sweep_tables",
     "join_run_tables",
@@ -75,9 +77,12 @@ def empty_scores() -> pd.DataFrame:
 
 def tidy_scores(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with exactly :data:`SCORE_COLUMNS`, in order, with their dtypes (a table
-    written before ``duplicate_of`` existed gets it, NA)."""
+    written before ``duplicate_of`` existed gets it, NA; rows without the
+    :data:`~repeatlens.results.schema.PROBE_KEY` column get it from their probe columns)."""
     if "duplicate_of" not in df.columns:
         df = df.assign(duplicate_of=pd.array([pd.NA] * len(df), dtype="string"))
+    if PROBE_KEY not in df.columns:
+        df = df.assign(**{PROBE_KEY: derive_keys(df)})
     return df[SCORE_COLUMNS].astype(SCORE_DTYPES).reset_index(drop=True)
 
 
@@ -144,10 +149,7 @@ class ScoreTable:
         """Replace ``step``'s rows of every (metric, probe key) in ``done`` by ``rows`` and
         record them as scored at ``versions``."""
         if len(self.df):
-            mine = set(done)
-            old = pd.Series([(m, k) in mine for m, k in zip(self.df["metric"], row_keys(self.df))], index=self.df.index)
-            keep = ~((self.df["step"] == step) & old)
-            kept = self.df[keep]
+            kept = self.df[~((self.df["step"] == step).to_numpy() & in_pairs(self.df, done))]
         else:
             kept = self.df
         self.df = tidy_scores(pd.concat([kept, rows], ignore_index=True) if len(rows) else kept)
@@ -155,13 +157,13 @@ class ScoreTable:
             self.meta["done"].setdefault(metric, {}).setdefault(key, {})[str(step)] = versions[metric]
 
     def write(self) -> None:
-        order = ["step", "metric", "probe", "probe_len", "probe_batch", "probe_seed", "layer", "head", "offset"]
+        order = ["step", "metric", *PROBE_COLUMNS, "layer", "head", "offset"]
         write_parquet(self.path, self.df.sort_values(order, kind="stable"), self.meta)
 
 
 def _require_score_columns(path: Path, df: pd.DataFrame, format_1: bool) -> None:
     """A scores table read from ``path`` holds the columns its format has (one-line CheckpointError otherwise)."""
-    later = {"duplicate_of"} | ({"offset", *PROBE_COLUMNS} if format_1 else set())
+    later = {"duplicate_of", PROBE_KEY} | ({"offset", *PROBE_COLUMNS} if format_1 else set())
     missing = [c for c in SCORE_COLUMNS if c not in later and c not in df.columns]
     if missing:
         raise CheckpointError(f"{path}: not a repeatlens scores table (no column {', '.join(missing)}); delete it to score again")
@@ -207,6 +209,19 @@ def run_coordinates(run: "RunDir") -> dict[str, Any]:
         "n_params_nonembedding": man.n_params_nonembedding or cfg.model.n_params(man.vocab_size, embeddings=False),
         "seed": int(cfg.seed),
     }
+
+
+def with_coordinates(df: pd.DataFrame, coordinates: dict[str, Any], columns: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """``df`` with a run's coordinates (:func:`run_coordinates`) joined onto every row, in
+    their :data:`RUN_DTYPES`: the one place a table gets them (a run's table when loaded, a
+    sweep's when joined). ``columns``: the columns in front of them (default: all of ``df``'s).
+
+    >>> with_coordinates(pd.DataFrame({"step": [1, 2]}), {"seed": 3, "repeat_count": 10}).dtypes.astype(str).to_dict()
+    {'step': 'int64', 'repeat_count': 'int64', 'seed': 'int64'}
+    """
+    front = list(df.columns if columns is None else columns)
+    joined = df.assign(**coordinates).astype({c: RUN_DTYPES[c] for c in coordinates})
+    return joined[front + [c for c in RUN_COLUMNS if c in coordinates and c not in front]]
 
 
 def sweep_runs(path: str | Path) -> list["RunDir"]:
@@ -269,13 +284,13 @@ def join_run_tables(runs: Sequence["RunDir"]) -> tuple[pd.DataFrame, pd.DataFram
         table = ScoreTable.read(table_path) if table_path.is_file() else None
         info = run_coordinates(run)
         if table is not None and len(table.df):
-            scores.append(table.df.assign(**info))
+            scores.append(with_coordinates(table.df, info))
             per_run[run.run_id] = {k: table.meta[k] for k in ("axis", "probe_ids") if k in table.meta}
         met = run.metrics()
         if len(met) and "loss_se" not in met.columns:  # trained before loss_se was recorded
             met = met.assign(loss_se=float("nan"))
         if len(met):
-            metrics.append(met.assign(run_id=run.run_id, **info))
+            metrics.append(with_coordinates(met.assign(run_id=run.run_id), info))
     score_df = pd.concat(scores, ignore_index=True) if scores else empty_scores().assign(**{c: [] for c in RUN_COLUMNS})
     met_cols = ["run_id", *METRIC_COLUMNS, *RUN_COLUMNS]
     met_df = pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame({c: [] for c in met_cols})
@@ -348,11 +363,11 @@ def load_scores(path: str | Path, probe: Optional[str] = None) -> pd.DataFrame:
     df = _load_table(path, SCORES_FILE)
     run = RunDir(path)
     if run.is_run():
-        df = df.assign(**run_coordinates(run)).astype(RUN_DTYPES)[SCORE_COLUMNS + RUN_COLUMNS]
+        df = with_coordinates(df, run_coordinates(run), SCORE_COLUMNS)
     if probe is not None:
         df = select_probe(df, probe)[0]
     df.attrs["runs"] = table_runs(path, [str(r) for r in df["run_id"].unique()])
-    df.attrs["probes"] = sorted(set(row_keys(df)) - {""})
+    df.attrs["probes"] = sorted(set(row_keys(df).unique()) - {""})
     return df
 
 
@@ -363,7 +378,7 @@ def load_metrics(path: str | Path) -> pd.DataFrame:
     df = _load_table(path, METRICS_FILE)
     run = RunDir(path)
     if run.is_run():
-        df = df.assign(run_id=run.run_id, **run_coordinates(run)).astype(RUN_DTYPES)
+        df = with_coordinates(df.assign(run_id=run.run_id), run_coordinates(run))
     return df
 
 
@@ -385,4 +400,7 @@ def _load_table(path: str | Path, name: str) -> pd.DataFrame:
         meta = {"done": {}}
         df, _ = _from_format_1(df, meta)
         df = df[[c for c in SCORE_COLUMNS + RUN_COLUMNS if c in df.columns]]
+    if name == SCORES_FILE and PROBE_KEY not in df.columns:  # written before the key was stored: derived once, here
+        df = df.copy()
+        df.insert(df.columns.get_loc(PROBE_COLUMNS[-1]) + 1, PROBE_KEY, derive_keys(df).astype(SCORE_DTYPES[PROBE_KEY]))
     return df

@@ -52,7 +52,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from repeatlens.errors import ConfigError
-from repeatlens.results.schema import FAMILIES, check_family, parse_key
+from repeatlens.results.schema import FAMILIES, check_family, parse_key, probe_key
 
 __all__ = [
     "FAMILIES",
@@ -138,7 +138,7 @@ class ProbeSpec:
     @property
     def key(self) -> str:
         """``family:L{L}:B{batch}:s{seed}``, e.g. ``synthetic:L30:B16:s0`` (resolved specs only)."""
-        return f"{self.family}:L{self.copy_len}:B{self.batch}:s{self.seed}"
+        return probe_key(self.family, self.copy_len, self.batch, self.seed)
 
     @property
     def label(self) -> str:

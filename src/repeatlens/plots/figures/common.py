@@ -121,7 +121,12 @@ def _probe_title(s: pd.DataFrame, *metrics: str) -> str:
     if not key:
         return ""
     reads = s[s["metric"].isin(metrics) & (s["probe"].astype(str) != "")] if "probe" in s.columns else s.iloc[:0]
-    return f" · {key.split(':')[0]} probe (L={key.split(':')[1][1:]})" if len(reads) else ""
+    if not len(reads):
+        return ""
+    from repeatlens.results.schema import parse_key
+
+    family, settings = parse_key(key)
+    return f" · {family} probe (L={settings['copy_len']})"
 
 
 def _finish(fig: go.Figure, name: str, rows: int = 1, cols: int = 1, *, title: str | None = None) -> go.Figure:
