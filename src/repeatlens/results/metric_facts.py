@@ -103,7 +103,7 @@ class MetricFacts:
         c = self.chance
         if isinstance(c, str) and c != UNIFORM_ATTENTION:
             raise ValueError(f"MetricFacts.chance: expected a number, {UNIFORM_ATTENTION!r} or a callable, got {c!r}")
-        if c is not None and not isinstance(c, str) and not callable(c) and not isinstance(c, (int, float)):
+        if isinstance(c, bool) or (c is not None and not isinstance(c, str) and not callable(c) and not isinstance(c, (int, float))):
             raise ValueError(f"MetricFacts.chance: expected a number, {UNIFORM_ATTENTION!r} or a callable, got {c!r}")
 
     @classmethod

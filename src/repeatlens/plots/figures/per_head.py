@@ -229,8 +229,9 @@ def memorization_share_over_training(scores: pd.DataFrame, run_id: str | None = 
     grid = sub.pivot_table(index="head_id", columns="step", values="value", aggfunc="mean").reindex(index=order, columns=checkpoints["step"])
     axis = training_axis(s, [run_id])
     labels = [axis.text(int(st), int(t)) for st, t in checkpoints.itertuples(index=False)]
+    lo, hi = metric_facts("memorization_share", s).range  # 0 (held-out data) to 1 (the repeated subset): diverging about 1/2
     fig = go.Figure(go.Heatmap(
-        z=grid.to_numpy(dtype=float), x=labels, y=order, xgap=1, ygap=1, colorscale=theme.DIVERGING_COLORSCALE, zmin=0.0, zmax=1.0,
+        z=grid.to_numpy(dtype=float), x=labels, y=order, xgap=1, ygap=1, colorscale=theme.DIVERGING_COLORSCALE, zmin=lo, zmax=hi,
         colorbar={"title": {"text": "share", "side": "top"}, "thickness": 12, "len": 0.8},
         hovertemplate=f"<b>{run_id}</b><br>%{{y}} at {axis.label} %{{x}}<br>memorization share %{{z:.2f}}<extra></extra>",
     ))
