@@ -65,7 +65,8 @@ def test_a_toy_score_reaches_the_table_the_figures_and_the_report(toy_score, mix
     from repeatlens import analyze
     from repeatlens.plots import build_figures
     from repeatlens.report import write_report
-    from repeatlens.results import get_quantity, load_scores
+    from repeatlens.checkpoints import RunDir
+    from repeatlens.results import get_quantity, load_scores, write_sweep_tables
 
     # its chance level: uniform attention gives key 0 1/(i+1) from query i; the toy averages queries 1..T-1
     probes = get_probes(64, 64)
@@ -87,6 +88,8 @@ def test_a_toy_score_reaches_the_table_the_figures_and_the_report(toy_score, mix
     assert metric_facts(TOY, scores) == MetricFacts("attention to BOS", "attention", range=(0.0, 1.0), higher_is_better=False,
                                                     chance=UNIFORM_ATTENTION)
     assert get_quantity(TOY, scores).sign == 1  # higher is worse: damage is its rise
+    write_sweep_tables(tmp_path, [RunDir(run)])  # a sweep's joined table carries its runs' facts
+    assert metric_facts(TOY, load_scores(tmp_path)).axis_label == "attention to BOS (attention)"
 
     figures, skipped = build_figures(scores)
     trajectory, heatmap = figures[f"score_trajectories_{TOY}"], figures[f"head_heatmap_{TOY}"]
