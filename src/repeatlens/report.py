@@ -23,6 +23,7 @@ from plotly.offline import get_plotlyjs
 from repeatlens.plots import theme
 from repeatlens.data.special import SpecialIds
 from repeatlens.io import atomic_write_text
+from repeatlens.results.metric_facts import metric_facts
 from repeatlens.results.reduce import MissingDataError, check_scores, final_values, run_table
 from repeatlens.plots.figures import build_figures, training_axis
 
@@ -177,14 +178,17 @@ def _skipped_html(skipped: Mapping[str, str]) -> str:
     return f'<h2 id="skipped">Not shown ({len(skipped)})</h2><ul class="skipped">{items}</ul>'
 
 
-def _caption(name: str) -> str:
-    """The caption of a figure."""
+def _caption(name: str, scores: pd.DataFrame | None = None) -> str:
+    """The caption of a figure; a figure of one metric also says what the metric is, from its
+    facts (:func:`repeatlens.results.metric_facts.metric_facts`, which ``scores`` may record)."""
     if name in CAPTIONS:
         return CAPTIONS[name]
     if name.startswith("score_trajectories_"):
-        return "One line per run, coloured by repeat count; the dashed black line is the f = 0 control."
+        return ("One line per run, coloured by repeat count; the dashed black line is the f = 0 control. "
+                + metric_facts(name.removeprefix("score_trajectories_"), scores).describe())
     if name.startswith("head_heatmap_"):
-        return "Per-head score of the most damaged run; drag the slider to move through checkpoints."
+        return ("Per-head score of the most damaged run; drag the slider to move through checkpoints. "
+                + metric_facts(name.removeprefix("head_heatmap_"), scores).describe())
     if name == "offset_profile":
         return ("Attention by query-key offset from the second copy of [BOS, r, r], per head of the most damaged run: "
                 "a layer-0 head at offset d+1 and a later head at L-1-d form induction shifted by d.")
@@ -257,7 +261,7 @@ def write_report(
         toc.append(f'<li><a href="#sec-{k}">{label}</a></li>')
         sections.append(
             f'<section class="figure" id="sec-{k}"><h2>{label}</h2>{div}'
-            f'<p class="caption">{html.escape(_caption(name))}</p></section>'
+            f'<p class="caption">{html.escape(_caption(name, s))}</p></section>'
         )
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!DOCTYPE html>

@@ -9,12 +9,15 @@ importing this module never changes plotly's global default.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import plotly.colors as pcolors
 import plotly.graph_objects as go
 import plotly.io as pio
+
+from repeatlens.results.metric_facts import FactsView, metric_facts
 
 TEMPLATE_NAME = "repeatlens"
 FONT_FAMILY = "Arial, Helvetica, 'Liberation Sans', 'DejaVu Sans Condensed', sans-serif"
@@ -45,40 +48,9 @@ MODEL_DASHES = ["solid", "dot", "dashdot", "longdash"]
 HEAD_COLORSCALE = "Viridis"
 DIVERGING_COLORSCALE = "RdBu_r"
 
-METRIC_LABELS: dict[str, str] = {
-    "previous_token": "previous-token score (attention)",
-    "duplicate_token": "duplicate-token score (attention)",
-    "induction": "induction score (attention)",
-    "prefix_matching": "prefix-matching score (attention)",
-    "shifted_induction": "shifted-induction score (attention at offset L−1−d)",
-    "shifted_induction_shift": "shift d of the best induction-like offset",
-    "offset_profile": "attention by query-key offset",
-    "copying_ov": "OV copying score (eigenvalues, −1…1)",
-    "copying_top1": "OV copying top-1 rate",
-    "k_composition": "K-composition (above random baseline)",
-    "q_composition": "Q-composition (above random baseline)",
-    "v_composition": "V-composition (above random baseline)",
-    "ablation_copying_loss": "copying-loss rise when ablated (nats/token)",
-    "ablation_test_loss": "test-loss rise when mean-ablated (nats/token)",
-    "ablation_test_text_loss": "natural-text test-loss rise when mean-ablated (nats/token)",
-    "ablation_test_synthetic_loss": "synthetic test-loss rise when mean-ablated (nats/token)",
-    "ablation_repeated_loss": "repeated-loss rise when mean-ablated (nats/token)",
-    "ablation_repeated_text_loss": "natural-text repeated-loss rise when mean-ablated (nats/token)",
-    "ablation_repeated_synthetic_loss": "synthetic repeated-loss rise when mean-ablated (nats/token)",
-    "zero_ablation_test_loss": "test-loss rise when zero-ablated (nats/token)",
-    "zero_ablation_repeated_loss": "repeated-loss rise when zero-ablated (nats/token)",
-    "memorization_share": "memorization share (repeated / (repeated + test) ablation cost)",
-    "llc_test": "local learning coefficient, test set",
-    "llc_repeated": "local learning coefficient, repeated subset",
-    "copying_loss": "copying loss (nats/token)",
-    "copying_gain": "copying gain (nats/token)",
-    "icl_score": "in-context learning score (nats/token)",
-    "test_loss": "test loss (nats/token)",
-    "repeated_loss": "repeated-subset loss (nats/token)",
-    "memorization": "memorized fraction of repeated sequences",
-    "train_loss": "train loss (nats/token)",
-}
-"""Axis label, with unit, of every known metric."""
+METRIC_LABELS: Mapping[str, str] = FactsView(lambda facts: facts.axis_label)
+"""Axis label, with unit, of every known metric: a read-only view of their facts
+(:func:`repeatlens.results.metric_facts.metric_facts`), where each score declares them."""
 
 TOKENS_LABEL = "tokens seen"
 STEP_LABEL = "training step"
@@ -89,16 +61,19 @@ TEXT_COLOR = "#222"
 FRACTION_LABEL = "repeated fraction f"
 
 
-def metric_label(metric: str) -> str:
-    """Return the axis label (with unit) of a metric; unknown names pass through.
+def metric_label(metric: str, table: Any = None) -> str:
+    """Return the axis label (with unit) of a metric, from its facts; unknown names read as
+    themselves (``my_score``: ``"my score"``).
 
     Args:
         metric: Metric name from the scores table.
+        table: The scores table it came from: the facts it recorded name a metric this
+            process does not know (a score registered elsewhere).
 
     Returns:
         A human-readable label such as ``"test loss (nats/token)"``.
     """
-    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+    return metric_facts(metric, table).axis_label
 
 
 def two_line(label: str, note: str = "") -> str:

@@ -19,6 +19,7 @@ The scaling fits (where the damage peaks, E* against N, effective model size) li
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -28,6 +29,7 @@ import pandas as pd
 from repeatlens.deprecation import renamed
 from repeatlens.errors import ConfigError, RepeatlensError
 from repeatlens.results.keys import row_keys
+from repeatlens.results.metric_facts import MetricFacts, known, metric_facts
 from repeatlens.results.schema import RUN_COLUMNS, RUN_DEFAULTS, parse_key
 
 __all__ = [
@@ -67,40 +69,63 @@ class MissingDataError(TableError):
 
 @dataclass(frozen=True)
 class Quantity:
-    """A per-run quantity read off the scores table.
+    """A per-run quantity read off the scores table: a level metric whose direction its facts
+    state (:class:`~repeatlens.results.metric_facts.MetricFacts`).
 
     Attributes:
         metric: the metric it reads (per-head metrics: the best head, the max over heads).
         sign: +1 when higher is worse (a loss), -1 when higher is better (an ability).
-        label: how damage to it reads on a figure.
+        label: how damage to it reads on a figure (``"test-loss rise vs control"``).
     """
 
     metric: str
     sign: int
     label: str
 
+    @classmethod
+    def of(cls, metric: str, facts: MetricFacts) -> Optional["Quantity"]:
+        """The quantity of ``metric`` with ``facts``; None when they state no direction or it
+        is not a level."""
+        if facts.sign is None or not facts.level:
+            return None
+        return cls(metric, facts.sign, f"{metric.replace('_', '-')} {'drop' if facts.higher_is_better else 'rise'} vs control")
 
-QUANTITIES: dict[str, Quantity] = {
-    "test_loss": Quantity("test_loss", +1, "test-loss rise vs control"),
-    "repeated_loss": Quantity("repeated_loss", +1, "repeated-loss rise vs control"),
-    "induction": Quantity("induction", -1, "induction drop vs control"),
-    "shifted_induction": Quantity("shifted_induction", -1, "shifted-induction drop vs control"),
-    "prefix_matching": Quantity("prefix_matching", -1, "prefix-matching drop vs control"),
-    "previous_token": Quantity("previous_token", -1, "previous-token drop vs control"),
-    "copying_gain": Quantity("copying_gain", -1, "copying-gain drop vs control"),
-    "copying_loss": Quantity("copying_loss", +1, "copying-loss rise vs control"),
-}
-"""Every per-run quantity the study and the figures compare, by name. Damage is the
-relative change against the control, signed so that positive means worse:
+
+class _Quantities(Mapping[str, Quantity]):
+    """Every metric known here (:func:`~repeatlens.results.metric_facts.known`) that is a
+    quantity, read off the facts at each access (a score registered later is one)."""
+
+    def _all(self) -> dict[str, Quantity]:
+        out = {name: Quantity.of(name, facts) for name, facts in known().items()}
+        return {name: q for name, q in out.items() if q is not None}
+
+    def __getitem__(self, name: str) -> Quantity:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+QUANTITIES: Mapping[str, Quantity] = _Quantities()
+"""Every per-run quantity the study and the figures compare, by name: each level metric whose
+facts say whether higher is better (``test_loss``, ``induction``, ``copying_gain``, ...). Damage
+is the relative change against the control, signed so that positive means worse:
 ``sign * (value - control) / |control|``."""
 _ALIASES = {"copying": "copying_loss"}  # the phase diagram's older name
 
 
-def get_quantity(name: str) -> Quantity:
-    """The :class:`Quantity` named ``name`` (``"copying"`` is read as ``"copying_loss"``)."""
-    q = QUANTITIES.get(_ALIASES.get(name, name))
+def get_quantity(name: str, scores: Optional[pd.DataFrame] = None) -> Quantity:
+    """The :class:`Quantity` named ``name`` (``"copying"`` is read as ``"copying_loss"``);
+    ``scores``: the table it is read from, whose recorded facts name metrics this process does
+    not know (:func:`~repeatlens.results.metric_facts.metric_facts`)."""
+    metric = _ALIASES.get(name, name)
+    q = Quantity.of(metric, metric_facts(metric, scores))
     if q is None:
-        raise TableError(f"quantity must be one of {sorted(QUANTITIES)}, got {name!r}")
+        raise TableError(f"quantity must be one of {sorted(QUANTITIES)} (a level metric whose facts say whether higher "
+                         f"is better), got {name!r}")
     return q
 
 
@@ -234,7 +259,7 @@ def quantities_table(scores: pd.DataFrame, quantities: Optional[Sequence[str]] =
     steps = []
     present = set(scores["metric"].unique())
     for name in quantities or list(QUANTITIES):
-        q = get_quantity(name)
+        q = get_quantity(name, scores)
         if q.metric not in present:
             continue
         v = final_values(scores, q.metric, at).set_index("run_id")
@@ -282,7 +307,7 @@ def relative_damage(scores: pd.DataFrame, quantity: str) -> pd.DataFrame:
     Returns:
         One row per non-control run: run columns + ``value``, ``control_value``, ``damage``.
     """
-    q = get_quantity(quantity)
+    q = get_quantity(quantity, scores)
     final = final_values(scores, q.metric)
     ctrl = final[control_mask(final)].groupby("n_params")["value"].mean().rename("control_value")
     if ctrl.empty:

@@ -4,7 +4,7 @@
   parquet metadata: per metric and probe key (:func:`~repeatlens.results.schema.probe_key`),
   the score version each step was scored with, so a re-run scores only the (checkpoint,
   metric, probe) triples not yet scored at the current version, also those whose score
-  yielded no row. Rewritten atomically (:func:`repeatlens.io.atomic_write`).
+  yielded no row; and the facts of its metrics (:mod:`repeatlens.results.metric_facts`). Rewritten atomically (:func:`repeatlens.io.atomic_write`).
 * :func:`write_sweep_tables`: the sweep root's ``scores.parquet`` and ``metrics.parquet``,
   every run's rows joined with its coordinates (:data:`~repeatlens.results.schema.RUN_COLUMNS`),
   under the sweep root's lock.
@@ -37,6 +37,7 @@ from repeatlens.results.schema import (
     SCORE_COLUMNS,
     SCORE_DTYPES,
 )
+from repeatlens.results.metric_facts import TABLE_KEY as FACTS_KEY, record_facts
 from repeatlens.results.keys import derive_keys, in_pairs, row_keys  # row_keys re-exported: its home until the reduce <-> store cycle was cut
 from repeatlens.results.reduce import select_probe
 
@@ -155,6 +156,7 @@ class ScoreTable:
         self.df = tidy_scores(pd.concat([kept, rows], ignore_index=True) if len(rows) else kept)
         for metric, key in done:
             self.meta["done"].setdefault(metric, {}).setdefault(key, {})[str(step)] = versions[metric]
+        record_facts(self.meta, dict.fromkeys(m for m, _ in done))  # the table names its metrics to any later reader
 
     def write(self) -> None:
         order = ["step", "metric", *PROBE_COLUMNS, "layer", "head", "offset"]
@@ -267,7 +269,7 @@ def write_sweep_tables(path: str | Path, runs: Optional[list["RunDir"]] = None, 
 
 def _join_sweep_tables(path: Path, runs: list["RunDir"]) -> list[Path]:
     score_df, met_df = join_run_tables(runs)
-    write_parquet(path / SCORES_FILE, score_df, {"runs": score_df.attrs["runs"]})
+    write_parquet(path / SCORES_FILE, score_df, {"runs": score_df.attrs["runs"], FACTS_KEY: score_df.attrs[FACTS_KEY]})
     write_parquet(path / METRICS_FILE, met_df)
     return [path / SCORES_FILE, path / METRICS_FILE]
 
@@ -279,6 +281,7 @@ def join_run_tables(runs: Sequence["RunDir"]) -> tuple[pd.DataFrame, pd.DataFram
     run's recorded axis and probe ids. Reads the runs only, writes nothing."""
     scores, metrics = [], []
     per_run: dict[str, dict[str, Any]] = {}
+    facts: dict[str, Any] = {}
     for run in runs:
         table_path = run.path / SCORES_FILE
         table = ScoreTable.read(table_path) if table_path.is_file() else None
@@ -286,6 +289,7 @@ def join_run_tables(runs: Sequence["RunDir"]) -> tuple[pd.DataFrame, pd.DataFram
         if table is not None and len(table.df):
             scores.append(with_coordinates(table.df, info))
             per_run[run.run_id] = {k: table.meta[k] for k in ("axis", "probe_ids") if k in table.meta}
+            facts.update(table.meta.get(FACTS_KEY) or {})
         met = run.metrics()
         if len(met) and "loss_se" not in met.columns:  # trained before loss_se was recorded
             met = met.assign(loss_se=float("nan"))
@@ -296,6 +300,7 @@ def join_run_tables(runs: Sequence["RunDir"]) -> tuple[pd.DataFrame, pd.DataFram
     met_df = pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame({c: [] for c in met_cols})
     score_df = score_df.astype({**SCORE_DTYPES, **RUN_DTYPES})[SCORE_COLUMNS + RUN_COLUMNS]
     score_df.attrs["runs"] = per_run
+    score_df.attrs[FACTS_KEY] = facts
     return score_df, met_df.astype({"run_id": "str", **METRIC_DTYPES, **RUN_DTYPES})[met_cols]
 
 
@@ -340,6 +345,22 @@ def table_runs(path: str | Path, run_ids: Optional[Sequence[str]] = None) -> dic
     return {str(r): dict(own) for r in run_ids}
 
 
+def _recorded_facts(path: str | Path) -> dict[str, Any]:
+    """The metric facts a scores table's metadata records (:data:`FACTS_KEY`; {} for a table
+    written before they were), as JSON records: :func:`~repeatlens.results.metric_facts.table_facts`
+    reads them off ``df.attrs``."""
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    try:
+        raw = (pq.read_schema(p / SCORES_FILE if p.is_dir() else p).metadata or {}).get(_META_KEY)
+        meta = json.loads(raw) if raw else {}
+    except (OSError, ValueError):
+        return {}
+    facts = meta.get(FACTS_KEY) if isinstance(meta, dict) else None
+    return facts if isinstance(facts, dict) else {}
+
+
 def load_scores(path: str | Path, probe: Optional[str] = None) -> pd.DataFrame:
     """The scores table of a run, sweep or foreign folder (or a ``.parquet`` file).
 
@@ -367,6 +388,7 @@ def load_scores(path: str | Path, probe: Optional[str] = None) -> pd.DataFrame:
     if probe is not None:
         df = select_probe(df, probe)[0]
     df.attrs["runs"] = table_runs(path, [str(r) for r in df["run_id"].unique()])
+    df.attrs[FACTS_KEY] = _recorded_facts(path)
     df.attrs["probes"] = sorted(set(row_keys(df).unique()) - {""})
     return df
 

@@ -2,9 +2,21 @@
 
 ``score_model(model)`` computes every registered score (or the ones named) and returns a
 tidy table ``metric, layer, head, offset, value`` plus the probe each row read
-(``probe, probe_len, probe_batch, probe_seed``; see :mod:`.probes`). Adding a score is one
-function and one ``@register(...)`` line in :mod:`.attention`, :mod:`.weights` or
-:mod:`.behaviour`.
+(``probe, probe_len, probe_batch, probe_seed``; see :mod:`.probes`).
+
+Adding a score is one function and one ``@register(...)`` line (in :mod:`.attention`,
+:mod:`.weights` or :mod:`.behaviour`, or in your own module imported before scoring)::
+
+    @register("bos_attention", kind="attention", per_head=True,
+              facts=MetricFacts("attention to BOS", "attention", range=(0.0, 1.0),
+                                higher_is_better=False, chance=UNIFORM_ATTENTION))
+    def bos_attention(pattern, probes):
+        return pattern[:, :, 1:, 0].mean(dim=(0, 2))
+
+Its ``facts`` (:class:`~repeatlens.results.metric_facts.MetricFacts`: label, unit, range,
+whether higher is better, chance level, whether it is a level) are all the figures, the
+reductions, the report and the study read about it; the scores table records them, so a
+later process that never imports the score still labels it.
 
 Definitions follow Olsson et al. 2022, "In-context Learning and Induction Heads"; Elhage
 et al. 2021, "A Mathematical Framework for Transformer Circuits"; and Hernandez et al.
@@ -43,6 +55,8 @@ from repeatlens.scores.registry import (
     PROBE_COLUMNS,
     REGISTRY,
     SCORE_VERSION,
+    UNIFORM_ATTENTION,
+    MetricFacts,
     ScoreContext,
     available,
     default_metrics,
@@ -50,6 +64,7 @@ from repeatlens.scores.registry import (
     register,
     resolve_metrics,
     rows,
+    unregister,
 )
 from repeatlens.scores.weights import composition_matrix, ov_copying_score, ov_eigenvalues
 
@@ -65,6 +80,9 @@ __all__ = [
     "ProbeSpec",
     "ProbeSource",
     "register",
+    "unregister",
+    "MetricFacts",
+    "UNIFORM_ATTENTION",
     "resolve_metrics",
     "default_metrics",
     "available",
@@ -113,17 +131,29 @@ def model_probes(model: HookedTransformer, seed: int = 0) -> Probes:
 
 
 def chance_levels(probes: Probes) -> dict[str, float]:
-    """Each attention score of causal uniform attention (query ``i`` gives ``1/(i+1)`` to
-    each earlier key) on ``probes``: the level a randomly initialised model sits near.
+    """The chance level of every score that declares one (``MetricFacts.chance``) on
+    ``probes``: a number as declared, a callable of the probes evaluated on them, and
+    :data:`UNIFORM_ATTENTION` the score of causal uniform attention (query ``i`` gives
+    ``1/(i+1)`` to each earlier key), the level a randomly initialised model sits near.
 
-    Per-head scores only (the offset profile and the shift are not levels).
+    The built-in ones are the per-head attention levels (the offset profile and the shift are
+    not levels, and have none).
     """
-    pattern = uniform_pattern(probes.tokens.shape[0], 1, probes.seq_len)
-    return {
-        n: float(f.fn(pattern, probes)[0])
-        for n, f in REGISTRY.items()
-        if f.kind == "attention" and not f.per_offset and n != "shifted_induction_shift"
-    }
+    pattern = None
+    out: dict[str, float] = {}
+    for n, f in REGISTRY.items():
+        chance = f.facts.chance if f.facts is not None else None
+        if chance is None:
+            continue
+        if chance == UNIFORM_ATTENTION:
+            if pattern is None:
+                pattern = uniform_pattern(probes.tokens.shape[0], 1, probes.seq_len)
+            out[n] = float(f.fn(pattern, probes)[0])
+        elif callable(chance):
+            out[n] = float(chance(probes))
+        else:
+            out[n] = float(chance)
+    return out
 
 
 def _model_device(model: HookedTransformer) -> torch.device:

@@ -23,11 +23,14 @@ the others.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from repeatlens.scores.probes import Probes
+from repeatlens.results.metric_facts import MetricFacts
 from repeatlens.scores.registry import register
 
 __all__ = [
@@ -48,7 +51,7 @@ def offset_score(pattern: Float[Tensor, "batch head query key"], queries: Tensor
     return pattern[:, :, queries, queries - offset].float().mean(dim=(0, 2))
 
 
-@register("previous_token", kind="attention", per_head=True, version=2)
+@register("previous_token", kind="attention", per_head=True, version=2, facts=MetricFacts.attention("previous-token score"))
 def previous_token(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
     """Previous-token score: mean attention from position ``i`` to ``i - 1``.
 
@@ -68,7 +71,7 @@ def previous_token(pattern: Float[Tensor, "batch head query key"], probes: Probe
     return (prev * real).sum(dim=(0, 2)) / real.sum()
 
 
-@register("duplicate_token", kind="attention", per_head=True, version=2)
+@register("duplicate_token", kind="attention", per_head=True, version=2, facts=MetricFacts.attention("duplicate-token score"))
 def duplicate_token(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
     """Duplicate-token score on ``[BOS, r, r]``: attention from each second-copy token to
     its earlier occurrence.
@@ -86,7 +89,7 @@ def duplicate_token(pattern: Float[Tensor, "batch head query key"], probes: Prob
     return offset_score(pattern[probes.copy_rows], q, L)
 
 
-@register("induction", kind="attention", per_head=True, version=2)
+@register("induction", kind="attention", per_head=True, version=2, facts=MetricFacts.attention("induction score"))
 def induction(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
     """Induction score on ``[BOS, r, r]``: attention from each second-copy token to the
     token *after* its earlier occurrence.
@@ -103,7 +106,7 @@ def induction(pattern: Float[Tensor, "batch head query key"], probes: Probes) ->
     return offset_score(pattern[probes.copy_rows], q, L - 1)
 
 
-@register("prefix_matching", kind="attention", per_head=True, version=2)
+@register("prefix_matching", kind="attention", per_head=True, version=2, facts=MetricFacts.attention("prefix-matching score"))
 def prefix_matching(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
     """Prefix-matching score on ``BOS + p p p p``: attention to every earlier position whose
     preceding token equals the query token.
@@ -144,7 +147,8 @@ def copy_offset_profile(pattern: Float[Tensor, "batch head query key"], probes: 
     return rows.gather(-1, keys).mean(dim=(0, 2))
 
 
-@register("offset_profile", kind="attention", per_head=True, per_offset=True, version=2)
+@register("offset_profile", kind="attention", per_head=True, per_offset=True, version=2,
+          facts=MetricFacts("attention by query-key offset", range=(0.0, 1.0), level=False))
 def offset_profile(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head offset"]:
     """Attention-offset profile on ``[BOS, r, r]``: one row per head and offset ``o = 0..L``.
 
@@ -167,7 +171,8 @@ def _shifted(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> 
     return best, d.to(best.dtype)
 
 
-@register("shifted_induction", kind="attention", per_head=True, version=2)
+@register("shifted_induction", kind="attention", per_head=True, version=2,
+          facts=MetricFacts.attention("shifted-induction score", "attention at offset L−1−d"))
 def shifted_induction(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
     """Shifted-induction score: the best induction-like offset, ``L - 1 - d``.
 
@@ -183,7 +188,8 @@ def shifted_induction(pattern: Float[Tensor, "batch head query key"], probes: Pr
     return _shifted(pattern, probes)[0]
 
 
-@register("shifted_induction_shift", kind="attention", per_head=True, version=2)
+@register("shifted_induction_shift", kind="attention", per_head=True, version=2,
+          facts=MetricFacts("shift d of the best induction-like offset", range=(0.0, math.inf), level=False))
 def shifted_induction_shift(pattern: Float[Tensor, "batch head query key"], probes: Probes) -> Float[Tensor, "head"]:
     """``d``, the shift at which ``shifted_induction`` peaks: the head attends most at offset
     ``L - 1 - d`` from second-copy queries of ``[BOS, r, r]`` (0 for canonical induction,

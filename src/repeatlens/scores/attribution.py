@@ -48,6 +48,7 @@ from repeatlens.losses import batched_losses, token_losses
 from repeatlens.model import HookedTransformer, z_hook_name
 from repeatlens.scores import reference as full_logits_path
 from repeatlens.scores.behaviour import head_ablation_losses, z_means
+from repeatlens.results.metric_facts import MetricFacts
 from repeatlens.scores.registry import ScoreContext, register
 
 __all__ = [
@@ -171,7 +172,8 @@ def _delta(ctx: ScoreContext, data: Literal["test", "repeated"], estimator: Esti
     return (per_seq if rows is None else per_seq[..., rows]).mean(-1).float()
 
 
-@register("ablation_repeated_loss", kind="behaviour", per_head=True, default=False, group="attribution")
+@register("ablation_repeated_loss", kind="behaviour", per_head=True, default=False, group="attribution",
+          facts=MetricFacts.loss_change("repeated-loss rise when mean-ablated"))
 def ablation_repeated_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """Rise of the repeated-subset loss when one head is mean-ablated (nats).
 
@@ -185,21 +187,24 @@ def ablation_repeated_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer h
     return _delta(ctx, "repeated", "mean")
 
 
-@register("ablation_repeated_text_loss", kind="behaviour", per_head=True, default=False, group="attribution")
+@register("ablation_repeated_text_loss", kind="behaviour", per_head=True, default=False, group="attribution",
+          facts=MetricFacts.loss_change("natural-text repeated-loss rise when mean-ablated"))
 def ablation_repeated_text_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """``ablation_repeated_loss`` on the repeated sequences drawn from the corpus (natural
     text), for a run mixing a corpus with the synthetic source. Hernandez et al. 2022."""
     return _delta(ctx, "repeated", "mean", "text")
 
 
-@register("ablation_repeated_synthetic_loss", kind="behaviour", per_head=True, default=False, group="attribution")
+@register("ablation_repeated_synthetic_loss", kind="behaviour", per_head=True, default=False, group="attribution",
+          facts=MetricFacts.loss_change("synthetic repeated-loss rise when mean-ablated"))
 def ablation_repeated_synthetic_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """``ablation_repeated_loss`` on the repeated sequences drawn from the synthetic source
     (in-context repeats: copying helps there without memorization). Hernandez et al. 2022."""
     return _delta(ctx, "repeated", "mean", "synthetic")
 
 
-@register("ablation_test_loss", kind="behaviour", per_head=True, default=False, group="attribution")
+@register("ablation_test_loss", kind="behaviour", per_head=True, default=False, group="attribution",
+          facts=MetricFacts.loss_change("test-loss rise when mean-ablated"))
 def ablation_test_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """Rise of the held-out test loss when one head is mean-ablated (nats).
 
@@ -210,21 +215,24 @@ def ablation_test_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"
     return _delta(ctx, "test", "mean")
 
 
-@register("ablation_test_text_loss", kind="behaviour", per_head=True, default=False, group="attribution")
+@register("ablation_test_text_loss", kind="behaviour", per_head=True, default=False, group="attribution",
+          facts=MetricFacts.loss_change("natural-text test-loss rise when mean-ablated"))
 def ablation_test_text_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """``ablation_test_loss`` on the held-out natural-text rows (split ``test_text``) of a run
     mixing a corpus with the synthetic source. Hernandez et al. 2022."""
     return _delta(ctx, "test", "mean", "text")
 
 
-@register("ablation_test_synthetic_loss", kind="behaviour", per_head=True, default=False, group="attribution")
+@register("ablation_test_synthetic_loss", kind="behaviour", per_head=True, default=False, group="attribution",
+          facts=MetricFacts.loss_change("synthetic test-loss rise when mean-ablated"))
 def ablation_test_synthetic_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """``ablation_test_loss`` on the held-out synthetic rows (split ``test_synthetic``:
     in-context repeats, where copying heads matter most). Olsson et al. 2022."""
     return _delta(ctx, "test", "mean", "synthetic")
 
 
-@register("zero_ablation_repeated_loss", kind="behaviour", per_head=True, default=False, group="attribution")
+@register("zero_ablation_repeated_loss", kind="behaviour", per_head=True, default=False, group="attribution",
+          facts=MetricFacts.loss_change("repeated-loss rise when zero-ablated"))
 def zero_ablation_repeated_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """Rise of the repeated-subset loss when one head's ``z`` is set to zero (nats): the
     second estimator of ``ablation_repeated_loss``. Olsson et al. 2022; Hernandez et al.
@@ -232,7 +240,8 @@ def zero_ablation_repeated_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "la
     return _delta(ctx, "repeated", "zero")
 
 
-@register("zero_ablation_test_loss", kind="behaviour", per_head=True, default=False, group="attribution")
+@register("zero_ablation_test_loss", kind="behaviour", per_head=True, default=False, group="attribution",
+          facts=MetricFacts.loss_change("test-loss rise when zero-ablated"))
 def zero_ablation_test_loss(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """Rise of the held-out test loss when one head's ``z`` is set to zero (nats): the
     second estimator of ``ablation_test_loss``. Olsson et al. 2022. Needs ``test_tokens``."""
@@ -251,7 +260,8 @@ def memorization_share_index(d_repeated: Tensor, d_test: Tensor, floor: float = 
     return torch.where(total >= floor, r / total.clamp(min=floor), torch.full_like(total, float("nan")))
 
 
-@register("memorization_share", kind="behaviour", per_head=True, default=False, group="attribution")
+@register("memorization_share", kind="behaviour", per_head=True, default=False, group="attribution",
+          facts=MetricFacts("memorization share", "repeated / (repeated + test) ablation cost", range=(0.0, 1.0)))
 def memorization_share(ctx: ScoreContext) -> Optional[Float[Tensor, "layer head"]]:
     """Memorization share of a head: the part of what it does that is for the repeated subset.
 

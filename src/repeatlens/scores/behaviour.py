@@ -31,6 +31,7 @@ from torch import Tensor
 from repeatlens.losses import batched_losses, copy_loss_positions, copy_losses
 from repeatlens.model import HookedTransformer, LayerRun, Unembedding, final_residual, logits_from_resid, z_hook_name
 from repeatlens.scores import reference
+from repeatlens.results.metric_facts import MetricFacts
 from repeatlens.scores.ablation import ablate_head, z_means
 from repeatlens.scores.registry import ScoreContext, register
 
@@ -160,7 +161,7 @@ def _probe_copy_losses(ctx: ScoreContext) -> tuple[float, float]:
     return ctx.memo("copy_losses", compute)
 
 
-@register("copying_loss", kind="behaviour", per_head=False, probe=True, version=2)
+@register("copying_loss", kind="behaviour", per_head=False, probe=True, version=2, facts=MetricFacts.loss("copying loss"))
 def copying_loss(ctx: ScoreContext) -> float:
     """Copying loss: mean next-token cross-entropy on the second copy of ``[BOS, r, r]``.
 
@@ -172,7 +173,8 @@ def copying_loss(ctx: ScoreContext) -> float:
     return _probe_copy_losses(ctx)[1]
 
 
-@register("copying_gain", kind="behaviour", per_head=False, probe=True, version=2)
+@register("copying_gain", kind="behaviour", per_head=False, probe=True, version=2,
+          facts=MetricFacts("copying gain", "nats/token", higher_is_better=True))
 def copying_gain(ctx: ScoreContext) -> float:
     """Copying gain: first-copy loss minus second-copy loss on ``[BOS, r, r]``.
 
@@ -248,7 +250,7 @@ def icl_positions(seq_len: int) -> tuple[int, int]:
     return min(early, seq_len - 2), min(late, seq_len - 1)
 
 
-@register("icl_score", kind="behaviour", per_head=False)
+@register("icl_score", kind="behaviour", per_head=False, facts=MetricFacts("in-context learning score", "nats/token", higher_is_better=False))
 def icl_score(ctx: ScoreContext) -> Optional[float]:
     """In-context-learning score: loss of a late token minus loss of an early token.
 
@@ -268,7 +270,7 @@ def icl_score(ctx: ScoreContext) -> Optional[float]:
     return float(loss[:, late - 1].mean() - loss[:, early - 1].mean())
 
 
-@register("test_loss", kind="behaviour", per_head=False)
+@register("test_loss", kind="behaviour", per_head=False, facts=MetricFacts.loss("test loss"))
 def test_loss(ctx: ScoreContext) -> Optional[float]:
     """Mean next-token cross-entropy on the held-out test sequences (nats).
 
@@ -280,7 +282,7 @@ def test_loss(ctx: ScoreContext) -> Optional[float]:
     return float(_sequence_losses(ctx, "test").mean())
 
 
-@register("repeated_loss", kind="behaviour", per_head=False)
+@register("repeated_loss", kind="behaviour", per_head=False, facts=MetricFacts.loss("repeated-subset loss"))
 def repeated_loss(ctx: ScoreContext) -> Optional[float]:
     """Mean next-token cross-entropy on the repeated subset of the training data (nats).
 
@@ -319,7 +321,8 @@ def memorized(model: HookedTransformer, tokens: Int[Tensor, "n pos"], prefix: in
     return data_pass(model, tokens[:, : p + k], batch_size, device).greedy[:, p - 1 : p + k - 1].all(-1)
 
 
-@register("memorization", kind="behaviour", per_head=False)
+@register("memorization", kind="behaviour", per_head=False,
+          facts=MetricFacts("memorized fraction of repeated sequences", range=(0.0, 1.0)))
 def memorization(ctx: ScoreContext) -> Optional[float]:
     """Share of repeated sequences whose next ``k`` tokens greedy decoding reproduces
     exactly from their first ``p`` tokens.
@@ -405,7 +408,8 @@ def head_ablation_losses(
     return clean, ablated
 
 
-@register("ablation_copying_loss", kind="behaviour", per_head=True, probe=True, version=2, default_max_heads=64)
+@register("ablation_copying_loss", kind="behaviour", per_head=True, probe=True, version=2, default_max_heads=64,
+          facts=MetricFacts.loss_change("copying-loss rise when ablated"))
 def ablation_copying_loss(ctx: ScoreContext) -> Float[Tensor, "layer head"]:
     """Increase in copying loss when one head is mean-ablated.
 

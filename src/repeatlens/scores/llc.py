@@ -33,6 +33,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from repeatlens.model import HookedTransformer
+from repeatlens.results.metric_facts import MetricFacts
 from repeatlens.scores.registry import ScoreContext, register
 
 __all__ = ["LLCSampler", "LLC_SAMPLER", "devinterp_missing", "local_learning_coefficient"]
@@ -115,7 +116,8 @@ def local_learning_coefficient(
         model.train(was_training)
 
 
-@register("llc_test", kind="behaviour", per_head=False, default=False, settings=asdict(LLC_SAMPLER), unavailable=devinterp_missing)
+@register("llc_test", kind="behaviour", per_head=False, default=False, settings=asdict(LLC_SAMPLER), unavailable=devinterp_missing,
+          facts=MetricFacts("local learning coefficient, test set"))
 def llc_test(ctx: ScoreContext) -> Optional[float]:
     """Local learning coefficient on the held-out test set.
 
@@ -129,7 +131,8 @@ def llc_test(ctx: ScoreContext) -> Optional[float]:
     return local_learning_coefficient(ctx.model, ctx.test_tokens, LLC_SAMPLER, ctx.device)
 
 
-@register("llc_repeated", kind="behaviour", per_head=False, default=False, settings=asdict(LLC_SAMPLER), unavailable=devinterp_missing)
+@register("llc_repeated", kind="behaviour", per_head=False, default=False, settings=asdict(LLC_SAMPLER), unavailable=devinterp_missing,
+          facts=MetricFacts("local learning coefficient, repeated subset"))
 def llc_repeated(ctx: ScoreContext) -> Optional[float]:
     """Local learning coefficient on the repeated subset, as ``llc_test`` on
     ``repeated_tokens`` (a memorized subset sits in a sharper basin of its own loss). Lau et

@@ -30,6 +30,8 @@ from torch import Tensor
 
 from repeatlens.errors import ConfigError
 from repeatlens.model import HookedTransformer, hook_layer, is_pattern_hook
+from repeatlens.results import metric_facts
+from repeatlens.results.metric_facts import UNIFORM_ATTENTION, MetricFacts
 from repeatlens.results.schema import PROBE_COLUMNS
 from repeatlens.scores.probes import Probes
 
@@ -41,6 +43,10 @@ __all__ = [
     "REGISTRY",
     "SCORE_VERSION",
     "register",
+    "unregister",
+    "MetricFacts",
+    "UNIFORM_ATTENTION",
+    "facts_snapshot",
     "resolve_metrics",
     "default_metrics",
     "available",
@@ -152,6 +158,7 @@ class ScoreFn:
     settings: Optional[dict[str, Any]] = None
     unavailable: Optional[Callable[[], Optional[str]]] = None
     group: Optional[str] = None
+    facts: Optional[MetricFacts] = None
 
     def compute(self, ctx: ScoreContext) -> Optional[Tensor | float]:
         """The raw value: ``[layer, head]`` for per-head scores (``[layer, head, offset]``
@@ -206,8 +213,14 @@ def register(
     name: str, *, kind: Kind, per_head: bool, version: int = 1, per_offset: bool = False, probe: bool = False,
     default_max_heads: Optional[int] = None, default: bool = True, settings: Optional[dict[str, Any]] = None,
     unavailable: Optional[Callable[[], Optional[str]]] = None, group: Optional[str] = None,
+    facts: Optional[MetricFacts] = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn`` under ``name``; the function itself is returned unchanged.
+
+    A new score is this decorator on one function: it is then scored by ``repeatlens
+    analyze -m NAME``, written to the scores table (with its facts in the table's metadata),
+    plotted over training and per head (a per-head level), named in the report and compared
+    against the control when its direction is known, all from ``facts``.
 
     Args:
         name: metric name written to the ``metric`` column.
@@ -228,11 +241,18 @@ def register(
             None; such a score is skipped with that one line (:func:`available`).
         group: a name that stands for every score registered with it in a metric list
             (``-m attribution``); never the name of a score.
+        facts: what every reader needs to know about the metric (label, unit, range, whether
+            higher is better, chance level, whether it is a level:
+            :class:`~repeatlens.results.metric_facts.MetricFacts`); None: the name is its
+            label (``my_score``: "my score") and nothing else is known.
     """
     if kind not in ("attention", "weights", "behaviour"):
         raise ValueError(f"unknown score kind {kind!r}")
     if per_offset and kind != "attention":
         raise ValueError(f"score {name!r}: per_offset applies to attention scores only")
+
+    if facts is not None and facts.chance == UNIFORM_ATTENTION and (kind != "attention" or per_offset):
+        raise ValueError(f"score {name!r}: a uniform-attention chance level needs an attention score with one value per head")
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in REGISTRY or name in groups():
@@ -241,11 +261,53 @@ def register(
             name=name, kind=kind, per_head=per_head, fn=fn, version=version, per_offset=per_offset,
             reads_probe=probe or kind == "attention", default_max_heads=default_max_heads, default=default,
             settings=dict(settings) if settings is not None else None, unavailable=unavailable, group=group,
+            facts=facts,
         )
         SCORE_VERSION[name] = version
+        if facts is not None:
+            metric_facts.declare(name, facts)
         return fn
 
     return deco
+
+
+def unregister(name: str) -> None:
+    """Remove the score ``name`` (and its facts) from this process's registry.
+
+    Raises:
+        KeyError: no score of that name is registered.
+    """
+    if name not in REGISTRY:
+        raise KeyError(f"no score {name!r} is registered")
+    del REGISTRY[name]
+    SCORE_VERSION.pop(name, None)
+    metric_facts.forget(name)
+
+
+def facts_snapshot() -> str:
+    """The source of :mod:`repeatlens.results.builtin_facts`: the facts of every score
+    registered by repeatlens itself, in registry order, as torch-free readers find them
+    (``tests/scores/test_registry.py`` checks the file equals it)."""
+    lines = [f"    {name!r}: {f.facts.to_json()!r},\n" for name, f in REGISTRY.items()
+             if f.facts is not None and f.fn.__module__.startswith("repeatlens.")]
+    body = "{\n" + "".join(lines) + "}"
+    return (
+        '"""The built-in scores\' facts (:class:`repeatlens.results.metric_facts.MetricFacts`), for readers that do not\n'
+        "import the scores (and so torch): GENERATED from their ``@register`` lines, do not edit. Regenerate with\n\n"
+        "    python -c 'from repeatlens.scores.registry import write_facts_snapshot; write_facts_snapshot()'\n"
+        '"""\n\n'
+        "from typing import Any\n\n"
+        f"FACTS: dict[str, dict[str, Any]] = {body}\n"
+    )
+
+
+def write_facts_snapshot() -> None:
+    """Write :func:`facts_snapshot` over :mod:`repeatlens.results.builtin_facts`."""
+    from pathlib import Path
+
+    from repeatlens.io import atomic_write_text
+
+    atomic_write_text(Path(metric_facts.__file__).with_name("builtin_facts.py"), facts_snapshot())
 
 
 def default_metrics(n_heads: int) -> tuple[list[str], list[str]]:

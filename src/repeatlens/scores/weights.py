@@ -37,6 +37,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from repeatlens.model import HookedTransformer
+from repeatlens.results.metric_facts import MetricFacts
 from repeatlens.scores.registry import register
 
 __all__ = [
@@ -201,7 +202,8 @@ def ov_copying_score(
     return torch.where(den > 0, lam.real.sum(-1) / den.clamp_min(torch.finfo(den.dtype).tiny), torch.zeros_like(den))
 
 
-@register("copying_ov", kind="weights", per_head=True)
+@register("copying_ov", kind="weights", per_head=True,
+          facts=MetricFacts("OV copying score", "eigenvalues, −1…1", range=(-1.0, 1.0), higher_is_better=True))
 def copying_ov(model: HookedTransformer) -> Float[Tensor, "layer head"]:
     """OV copying score of every head: ``sum Re(lambda) / sum |lambda|`` of the full OV
     circuit ``W_E W_V' W_O W_U'`` (LayerNorm folded as in the module docstring).
@@ -310,7 +312,8 @@ def top1_copying_estimate(model: HookedTransformer) -> tuple[Float[Tensor, "laye
     return share.float(), se.float()
 
 
-@register("copying_top1", kind="weights", per_head=True, version=2)
+@register("copying_top1", kind="weights", per_head=True, version=2,
+          facts=MetricFacts("OV copying top-1 rate", range=(0.0, 1.0), higher_is_better=True))
 def copying_top1(model: HookedTransformer) -> Float[Tensor, "layer head"]:
     """Share of tokens each head's OV circuit maps most strongly to themselves.
 
@@ -329,7 +332,8 @@ def copying_top1(model: HookedTransformer) -> Float[Tensor, "layer head"]:
     return top1_copying_estimate(model)[0]
 
 
-@register("copying_top1_se", kind="weights", per_head=True)
+@register("copying_top1_se", kind="weights", per_head=True,
+          facts=MetricFacts("standard error of the OV copying top-1 rate", range=(0.0, 0.5), level=False))
 def copying_top1_se(model: HookedTransformer) -> Float[Tensor, "layer head"]:
     """Standard error of :func:`copying_top1` for each head: 0 when ``copying_top1`` is exact
     (``d_vocab <= 4096``), else ``sqrt(p (1 - p) / n * (V - n) / (V - 1))`` for its sample of
@@ -422,7 +426,7 @@ def _max_over_earlier(model: HookedTransformer, kind: CompKind) -> Float[Tensor,
     return torch.cat([first, comp.amax(dim=-1)]) if comp.numel() else first
 
 
-@register("k_composition", kind="weights", per_head=True)
+@register("k_composition", kind="weights", per_head=True, facts=MetricFacts("K-composition", "above random baseline"))
 def k_composition(model: HookedTransformer) -> Float[Tensor, "layer head"]:
     """K-composition of each head of layer ``l >= 1``: the MAX over heads of layer ``l-1``
     of ``||W_OV^{l-1} W_QK^{l T}||_F / (||W_OV|| ||W_QK||)`` minus a random-matrix baseline.
@@ -434,7 +438,7 @@ def k_composition(model: HookedTransformer) -> Float[Tensor, "layer head"]:
     return _max_over_earlier(model, "K")
 
 
-@register("q_composition", kind="weights", per_head=True)
+@register("q_composition", kind="weights", per_head=True, facts=MetricFacts("Q-composition", "above random baseline"))
 def q_composition(model: HookedTransformer) -> Float[Tensor, "layer head"]:
     """Q-composition of each head of layer ``l >= 1``: the MAX over heads of layer ``l-1``
     of ``||W_OV^{l-1} W_QK^{l}||_F / (||W_OV|| ||W_QK||)`` minus a random-matrix baseline.
@@ -445,7 +449,7 @@ def q_composition(model: HookedTransformer) -> Float[Tensor, "layer head"]:
     return _max_over_earlier(model, "Q")
 
 
-@register("v_composition", kind="weights", per_head=True)
+@register("v_composition", kind="weights", per_head=True, facts=MetricFacts("V-composition", "above random baseline"))
 def v_composition(model: HookedTransformer) -> Float[Tensor, "layer head"]:
     """V-composition of each head of layer ``l >= 1``: the MAX over heads of layer ``l-1``
     of ``||W_OV^{l-1} W_OV^{l}||_F / (||W_OV^{l-1}|| ||W_OV^{l}||)`` minus a random-matrix

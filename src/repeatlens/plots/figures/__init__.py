@@ -23,13 +23,11 @@ diagrams, damage, effective size), :mod:`.common` (what they share) and :mod:`.b
 
 from __future__ import annotations
 
+from repeatlens.plots.figures import common as _common
 from repeatlens.plots.figures.common import (
-    ATTENTION_METRICS,
     MODEL_LEVEL_ORDER,
-    NOT_A_LEVEL,
     PER_HEAD_ORDER,
     PHASE_QUANTITIES,
-    SIGNED_UNIT_METRICS,
     SLIDER_TICK_LABELS_MAX,
     STEP_AXIS,
     TOKENS_AXIS,
@@ -66,3 +64,8 @@ __all__ = [
     "model_label",
     "PHASE_QUANTITIES",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The deprecated metric sets of :mod:`.common` (``ATTENTION_METRICS``, ...), read off the facts."""
+    return _common.__getattr__(name)

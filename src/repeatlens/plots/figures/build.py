@@ -14,7 +14,8 @@ from repeatlens.results.reduce import (
     is_per_head,
     run_table,
 )
-from repeatlens.plots.figures.common import MODEL_LEVEL_ORDER, NOT_A_LEVEL, PER_HEAD_ORDER, PHASE_QUANTITIES
+from repeatlens.plots.figures.common import MODEL_LEVEL_ORDER, PER_HEAD_ORDER, PHASE_QUANTITIES
+from repeatlens.results.metric_facts import metric_facts
 from repeatlens.plots.figures.per_head import head_attribution, head_heatmap, memorization_share_over_training, offset_profile
 from repeatlens.plots.figures.repeats import disproportionate_damage, effective_model_size, loss_vs_repeat_count, phase_diagram
 from repeatlens.plots.figures.training import displacement, score_trajectories
@@ -59,8 +60,9 @@ def build_figures(
         ("effective_model_size", lambda: effective_model_size(s)),
         ("displacement", lambda: _displacement_of_most_damaged(s, metrics)),
     ]
-    ordered = [m for m in MODEL_LEVEL_ORDER + PER_HEAD_ORDER if m in present]
-    ordered += sorted(present - set(ordered) - NOT_A_LEVEL)
+    levels = {m for m in present if metric_facts(m, s).level}
+    ordered = [m for m in MODEL_LEVEL_ORDER + PER_HEAD_ORDER if m in levels]
+    ordered += sorted(levels - set(ordered))
     builders += [(f"score_trajectories_{m}", lambda m=m: score_trajectories(s, m)) for m in ordered]
     heads = [m for m in ordered if is_per_head(s[s["metric"] == m])]
     builders += [(f"head_heatmap_{m}", lambda m=m: head_heatmap(s, m)) for m in heads]

@@ -1,8 +1,9 @@
-"""What every figure shares: the metric orders and ranges, the training axis, run lines, facets, the checkpoint slider (see :mod:`repeatlens.plots.figures` for the conventions)."""
+"""What every figure shares: the order of the metrics' figures, the training axis, run lines, facets, the checkpoint slider (see :mod:`repeatlens.plots.figures` for the conventions)."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -12,11 +13,20 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from repeatlens.plots import theme
+from repeatlens.results.metric_facts import known
 
 
 PHASE_QUANTITIES = ("test_loss", "induction", "copying")
 """The damage quantities with a phase diagram (``copying``: the copying loss)."""
 
+MODEL_LEVEL_ORDER = [
+    "test_loss",
+    "repeated_loss",
+    "copying_loss",
+    "copying_gain",
+    "icl_score",
+    "memorization",
+]
 PER_HEAD_ORDER = [
     "induction",
     "shifted_induction",
@@ -30,20 +40,25 @@ PER_HEAD_ORDER = [
     "v_composition",
     "ablation_copying_loss",
 ]
-ATTENTION_METRICS = {"previous_token", "duplicate_token", "induction", "prefix_matching", "shifted_induction"}
-"""Per-head scores that are attention probabilities: heatmaps use the fixed range 0…1."""
-SIGNED_UNIT_METRICS = {"copying_ov"}
-"""Per-head scores in [−1, 1]: heatmaps use the fixed diverging range −1…1."""
-NOT_A_LEVEL = {"offset_profile", "shifted_induction_shift", "copying_top1_se"}
-"""Per-head rows that are not levels to take the best head of: a profile over offsets, a shift, a standard error."""
-MODEL_LEVEL_ORDER = [
-    "test_loss",
-    "repeated_loss",
-    "copying_loss",
-    "copying_gain",
-    "icl_score",
-    "memorization",
-]
+"""The order the figures of the built-in metrics come in (model-level, then per head); every
+other metric that is a level (``MetricFacts.level``) follows by name. What a figure says about
+a metric (label, range, ...) comes from its facts
+(:func:`repeatlens.results.metric_facts.metric_facts`)."""
+
+_DERIVED = {
+    "ATTENTION_METRICS": lambda: {m for m, f in known().items() if f.level and f.range == (0.0, 1.0) and f.unit.startswith("attention")},
+    "SIGNED_UNIT_METRICS": lambda: {m for m, f in known().items() if f.range == (-1.0, 1.0)},
+    "NOT_A_LEVEL": lambda: {m for m, f in known().items() if not f.level},
+}
+
+
+def __getattr__(name: str) -> object:
+    """The sets of metrics this module once listed by hand, now read off their facts (deprecated)."""
+    if name in _DERIVED:
+        warnings.warn(f"{__name__}.{name} is deprecated: read each metric's range and level off "
+                      "repeatlens.results.metric_facts.metric_facts(name)", DeprecationWarning, stacklevel=2)
+        return _DERIVED[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------- helpers

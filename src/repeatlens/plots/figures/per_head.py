@@ -15,9 +15,8 @@ from repeatlens.results.reduce import (
     is_per_head,
     metric_rows,
 )
+from repeatlens.results.metric_facts import metric_facts
 from repeatlens.plots.figures.common import (
-    ATTENTION_METRICS,
-    SIGNED_UNIT_METRICS,
     _checkpoint_slider,
     _coords,
     _finish,
@@ -65,17 +64,9 @@ def head_heatmap(scores: pd.DataFrame, metric: str, run_id: str | None = None, p
     layers = sorted(int(v) for v in sub["layer"].unique())
     heads = sorted(int(v) for v in sub["head"].unique())
     checkpoints = sub[["step", "tokens_seen"]].drop_duplicates("step").sort_values("step")
-    zmin, zmax = float(sub["value"].min()), float(sub["value"].max())
-    if metric in SIGNED_UNIT_METRICS and -1.0 <= zmin and zmax <= 1.0:
-        scale = {"colorscale": theme.DIVERGING_COLORSCALE, "zmin": -1.0, "zmax": 1.0}
-    elif zmin < 0:
-        bound = max(abs(zmin), abs(zmax))
-        scale = {"colorscale": theme.DIVERGING_COLORSCALE, "zmin": -bound, "zmax": bound}
-    elif metric in ATTENTION_METRICS and zmax <= 1.0:
-        scale = {"colorscale": theme.HEAD_COLORSCALE, "zmin": 0.0, "zmax": 1.0}  # comparable across runs
-    else:
-        scale = {"colorscale": theme.HEAD_COLORSCALE, "zmin": 0.0, "zmax": max(zmax, 1e-9)}
-    label = theme.metric_label(metric)
+    facts = metric_facts(metric, s)
+    scale = _heatmap_scale(float(sub["value"].min()), float(sub["value"].max()), facts.range if facts.bounded else None)
+    label = facts.axis_label
     short = metric.replace("_", "-")
     axis = training_axis(s, [run_id])
 
@@ -108,6 +99,23 @@ def head_heatmap(scores: pd.DataFrame, metric: str, run_id: str | None = None, p
     )
     title = f"{label} per head · {run_id}{_coords(run)}{_probe_title(s, metric)}"
     return _finish(fig, f"head_heatmap_{metric}", title=title)
+
+
+def _heatmap_scale(zmin: float, zmax: float, bounds: tuple[float, float] | None) -> dict[str, object]:
+    """The colour scale of a heatmap of values in ``zmin..zmax``: the metric's own range
+    ``bounds`` when it has one at both ends that holds them (so runs compare; diverging when it
+    reaches below 0), else a range symmetric about 0 for signed values, else ``0..zmax``.
+
+    >>> _heatmap_scale(0.1, 0.4, (0.0, 1.0))["zmax"], _heatmap_scale(-0.2, 0.4, None)["zmin"]
+    (1.0, -0.4)
+    """
+    if bounds is not None and bounds[0] <= zmin and zmax <= bounds[1]:
+        colours = theme.DIVERGING_COLORSCALE if bounds[0] < 0 else theme.HEAD_COLORSCALE
+        return {"colorscale": colours, "zmin": bounds[0], "zmax": bounds[1]}
+    if zmin < 0:
+        bound = max(abs(zmin), abs(zmax))
+        return {"colorscale": theme.DIVERGING_COLORSCALE, "zmin": -bound, "zmax": bound}
+    return {"colorscale": theme.HEAD_COLORSCALE, "zmin": 0.0, "zmax": max(zmax, 1e-9)}
 
 
 # ----------------------------------------------------------------------------- 1c. attribution
@@ -221,8 +229,9 @@ def memorization_share_over_training(scores: pd.DataFrame, run_id: str | None = 
     grid = sub.pivot_table(index="head_id", columns="step", values="value", aggfunc="mean").reindex(index=order, columns=checkpoints["step"])
     axis = training_axis(s, [run_id])
     labels = [axis.text(int(st), int(t)) for st, t in checkpoints.itertuples(index=False)]
+    lo, hi = metric_facts("memorization_share", s).range  # 0 (held-out data) to 1 (the repeated subset): diverging about 1/2
     fig = go.Figure(go.Heatmap(
-        z=grid.to_numpy(dtype=float), x=labels, y=order, xgap=1, ygap=1, colorscale=theme.DIVERGING_COLORSCALE, zmin=0.0, zmax=1.0,
+        z=grid.to_numpy(dtype=float), x=labels, y=order, xgap=1, ygap=1, colorscale=theme.DIVERGING_COLORSCALE, zmin=lo, zmax=hi,
         colorbar={"title": {"text": "share", "side": "top"}, "thickness": 12, "len": 0.8},
         hovertemplate=f"<b>{run_id}</b><br>%{{y}} at {axis.label} %{{x}}<br>memorization share %{{z:.2f}}<extra></extra>",
     ))

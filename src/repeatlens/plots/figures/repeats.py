@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from repeatlens.plots import theme
+from repeatlens.results.metric_facts import metric_facts
 from repeatlens.results.reduce import (
     MissingDataError as UnsupportedFigureError,
     TableError as PlotDataError,
@@ -130,13 +131,14 @@ def loss_vs_repeat_count(scores_or_final_table: pd.DataFrame, loss: str = "test_
                 row=1, col=c,
             )
     _repeat_count_axis(fig, repeated["repeat_count"])
-    fig.update_yaxes(title_text=theme.two_line(f"final {_loss_label(loss)} (nats/token)"), col=1)
+    fig.update_yaxes(title_text=theme.two_line(f"final {theme.metric_label(loss)}"), col=1)
     return _finish(fig, "loss_vs_repeat_count", 1, len(models),
                    title=f"Final {_loss_label(loss)} vs repeat count (mean ± std over seeds)")
 
 
 def _loss_label(loss: str) -> str:
-    return {"test_loss": "test loss", "test_text": "natural-text test loss"}.get(loss, loss.replace("_", " "))
+    """The loss's label from its facts: ``"test loss"``, ``"natural-text test loss"`` (``test_text``)."""
+    return metric_facts(loss).label
 
 
 def _loss_vs_repeat_count_by_size(final: pd.DataFrame, loss: str) -> go.Figure:
@@ -166,7 +168,7 @@ def _loss_vs_repeat_count_by_size(final: pd.DataFrame, loss: str) -> go.Figure:
             line={"color": color, "width": 2}, name=name, legendgroup=name, customdata=g["count"].to_numpy(),
             hovertemplate=f"{name}, E = %{{x:g}}<br>{_loss_label(loss)} %{{y:.4g}} ± %{{error_y.array:.2g}}<br>%{{customdata}} seed(s)<extra></extra>"))
     _repeat_count_axis(fig, repeated["repeat_count"])
-    fig.update_yaxes(title_text=theme.two_line(f"final {_loss_label(loss)} (nats/token)"))
+    fig.update_yaxes(title_text=theme.two_line(f"final {theme.metric_label(loss)}"))
     return _finish(fig, "loss_vs_repeat_count_by_size", 1, 1,
                    title=f"Final {_loss_label(loss)} vs repeat count at f = {theme.format_fraction(f)}, one curve per model size")
 
@@ -194,7 +196,7 @@ def phase_diagram(scores: pd.DataFrame, quantity: str, probe: str | None = None)
     """
     s = check_scores(scores, probe)
     dmg = relative_damage(s, quantity)
-    label = get_quantity(quantity).label
+    label = get_quantity(quantity, s).label
     models = _models(dmg)
     stats = seed_stats(dmg, ["n_params", "repeated_fraction", "repeat_count"], "damage")
     fractions = sorted(stats["repeated_fraction"].unique())
@@ -239,7 +241,7 @@ def phase_diagram(scores: pd.DataFrame, quantity: str, probe: str | None = None)
     fig.update_yaxes(title_text=theme.FRACTION_LABEL, col=1, type="category", showgrid=False)
     fig.update_yaxes(type="category", showgrid=False)
     return _finish(fig, f"phase_diagram_{quantity}", 1, len(models),
-                   title=f"Phase diagram: {label} (mean over seeds){_probe_title(s, get_quantity(quantity).metric)}")
+                   title=f"Phase diagram: {label} (mean over seeds){_probe_title(s, get_quantity(quantity, s).metric)}")
 
 
 # ----------------------------------------------------------------------------- 6. damage
@@ -421,7 +423,7 @@ def effective_model_size(scores: pd.DataFrame, loss: str = "test_loss", size: st
     fig.update_xaxes(**_log_ticks_axis())
     fig.update_xaxes(title_text="non-embedding parameters N" if size == "n_params_nonembedding" else "parameters N", row=1, col=1)
     fig.update_xaxes(title_text=theme.REPEAT_COUNT_LABEL, row=1, col=2)
-    fig.update_yaxes(title_text=theme.two_line(f"final {_loss_label(loss)} (nats/token)"), row=1, col=1)
+    fig.update_yaxes(title_text=theme.two_line(f"final {theme.metric_label(loss)}"), row=1, col=1)
     fig.update_yaxes(title_text="N_eff / N", row=1, col=2, rangemode="tozero")
     left_out = len(points) - len(shown)
     title = "Effective model size of the degraded runs" + (

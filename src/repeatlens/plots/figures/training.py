@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from repeatlens.plots import theme
+from repeatlens.results.metric_facts import metric_facts
 from repeatlens.results.reduce import (
     MissingDataError as UnsupportedFigureError,
     TableError as PlotDataError,
@@ -90,7 +91,8 @@ def score_trajectories(
         [""] if only_unknown else [f"f = {theme.format_fraction(f)}" if not math.isnan(f) else "f, E unknown" for f in fractions],
         [model_label(p, n) for n, p in models] if len(models) > 1 else [""],
     )
-    label = theme.metric_label(metric)
+    facts = metric_facts(metric, s)
+    label = facts.axis_label
     short = metric.replace("_", "-")
     pc = pc.sort_values(["run_id", "step"]).reset_index(drop=True)
     custom = _customdata(pc)
@@ -124,7 +126,7 @@ def score_trajectories(
     fig.update_xaxes(**_log_ticks_axis())
     fig.update_xaxes(title_text=axis.label, row=len(models))
     fig.update_yaxes(title_text=ytitle, col=1)
-    title = f"{label.split(' (')[0]} over training" + (f" ({reduction})" if reduction else "") + _probe_title(s, metric)
+    title = f"{facts.label} over training" + (f" ({reduction})" if reduction else "") + _probe_title(s, metric)
     return _finish(fig, f"score_trajectories_{metric}", len(models), len(fractions), title=title)
 
 
@@ -184,13 +186,16 @@ def displacement(scores: pd.DataFrame, metrics_table: pd.DataFrame | None, run_i
     def first(*candidates: pd.DataFrame | None) -> pd.DataFrame | None:
         return next((c for c in candidates if c is not None), None)
 
+    def ylab(metric: str, note: str = "") -> str:
+        return theme.two_line(metric_facts(metric).label, note) if note else theme.two_line(theme.metric_label(metric))
+
     panels: list[tuple[str, str, Callable[[str], pd.DataFrame | None]]] = [
-        ("repeated-subset loss<br>(nats/token)", "repeated loss",
+        (ylab("repeated_loss"), "repeated loss",
          lambda r: first(_metrics_series(metrics_table, r, "repeated"), _score_series(s, r, "repeated_loss"))),
-        ("test loss<br>(nats/token)", "test loss",
+        (ylab("test_loss"), "test loss",
          lambda r: first(_metrics_series(metrics_table, r, "test"), _score_series(s, r, "test_loss"))),
-        ("induction score<br>(max over heads)", "induction", lambda r: _score_series(s, r, "induction")),
-        ("copying loss<br>(nats/token)", "copying loss", lambda r: _score_series(s, r, "copying_loss")),
+        (ylab("induction", "max over heads"), "induction", lambda r: _score_series(s, r, "induction")),
+        (ylab("copying_loss"), "copying loss", lambda r: _score_series(s, r, "copying_loss")),
     ]
     series = [(ylab, short, get(run_id), get(control) if control else None) for ylab, short, get in panels]
     series = [p for p in series if p[2] is not None]
