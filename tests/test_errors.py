@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,20 @@ def test_a_bug_under_a_read_surfaces_as_itself(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", bug)
     with pytest.raises(TypeError, match="a bug of ours"):
         read_hf_config(tmp_path / "st")
+
+
+@pytest.mark.parametrize("module, call, expected", [
+    ("datasketch", lambda: __import__("repeatlens.corpus_audit.near", fromlist=["x"])._require_datasketch(),
+     "the 'datasketch' package is needed for near-duplicate search: pip install 'repeatlens[audit]' (or pass --no-near)"),
+    ("pydivsufsort", lambda: __import__("repeatlens.corpus_audit.spans", fromlist=["x"])._require_pydivsufsort(),
+     "the 'pydivsufsort' package is needed for repeated spans: pip install 'repeatlens[audit]' (or pass --no-spans)"),
+    ("kaleido", lambda: __import__("repeatlens.plots.export", fromlist=["x"])._kaleido(),
+     "the 'kaleido' package is needed for PNG/PDF/SVG export: pip install 'repeatlens[export]'"),
+])
+def test_a_missing_optional_package_is_one_line_naming_it_and_its_extra(monkeypatch: pytest.MonkeyPatch, module: str, call, expected: str) -> None:
+    from repeatlens.errors import RepeatlensError
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed: its import raises ImportError
+    with pytest.raises(RepeatlensError) as err:
+        call()
+    assert str(err.value) == expected

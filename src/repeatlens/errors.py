@@ -9,6 +9,7 @@ without a traceback. Programming errors stay ordinary exceptions.
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 
 class RepeatlensError(Exception):
@@ -56,6 +57,25 @@ ENVIRONMENT_ERRNOS = frozenset(
 
 #: Longest value (or quoted reason) a one-line message repeats; longer ones are cut in the middle.
 SHOWN_CHARS = 200
+
+
+def optional_import(module: str, needed_for: str, extra: str, *, error: type[RepeatlensError] = RepeatlensError, hint: str = "") -> Any:
+    """``module``, imported, or ``error``: one line saying what needs it and which extra of
+    repeatlens installs it (every optional dependency is imported through here).
+
+    >>> optional_import("json", "a doctest", "dev").__name__
+    'json'
+    >>> optional_import("no_such_module_here", "repeated spans", "audit", hint=" (or pass --no-spans)")
+    Traceback (most recent call last):
+    ...
+    repeatlens.errors.RepeatlensError: the 'no_such_module_here' package is needed for repeated spans: pip install 'repeatlens[audit]' (or pass --no-spans)
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise error(f"the '{module}' package is needed for {needed_for}: pip install 'repeatlens[{extra}]'{hint}") from None
 
 
 def shorten(text: str, limit: int = SHOWN_CHARS) -> str:

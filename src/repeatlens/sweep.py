@@ -62,7 +62,7 @@ from typing import Any, Callable, Optional
 from repeatlens.analyze_options import SWEEP_FIELDS, AnalyzeOptions
 from repeatlens.config import RunConfig, config_from_dict, merge, read_yaml
 from repeatlens.data.mixture import plan_mixture
-from repeatlens.errors import ENVIRONMENT_ERRNOS, ConfigError, RepeatlensError, first_line, os_error_message, shorten
+from repeatlens.errors import ENVIRONMENT_ERRNOS, ConfigError, RepeatlensError, first_line, optional_import, os_error_message, shorten
 
 __all__ = ["SweepSpec", "SweepPoint", "AnalyzeOptions", "MAX_POINTS", "SweepResult", "load_sweep", "expand_grid", "run_sweep", "run_point", "available_cores"]
 
@@ -467,10 +467,7 @@ def _execute_ray(
     gpus_per_run: Optional[float] = None,
     say: Callable[[str], None] = print,
 ) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--executor ray: ray is not installed; pip install 'repeatlens[ray]'") from None
+    ray = optional_import("ray", "--executor ray", "ray", error=ConfigError)
     started = False
     if not ray.is_initialized():
         if address:

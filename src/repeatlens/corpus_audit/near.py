@@ -29,7 +29,7 @@ import numpy as np
 from jaxtyping import Integer, UInt32
 
 from repeatlens.corpus_audit.count import UnitCounts
-from repeatlens.errors import RepeatlensError
+from repeatlens.errors import optional_import
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: the polynomial's base
 LSH_WEIGHTS = (0.1, 0.9)
@@ -38,12 +38,7 @@ weigh more, since every candidate is verified on its signature anyway."""
 
 
 def _require_datasketch():  # noqa: ANN202 - module object
-    try:
-        import datasketch
-    except ImportError:
-        raise RepeatlensError("near-duplicate search needs the 'datasketch' package: pip install 'repeatlens[audit]' "
-                              "(or pass --no-near)") from None
-    return datasketch
+    return optional_import("datasketch", "near-duplicate search", "audit", hint=" (or pass --no-near)")
 
 
 def shingle_hashes(ids: Integer[np.ndarray, "n"], shingle: int) -> UInt32[np.ndarray, "m"]:

@@ -27,7 +27,7 @@ import numpy as np
 from jaxtyping import Integer
 
 from repeatlens.corpus_audit.count import UnitCounts
-from repeatlens.errors import RepeatlensError
+from repeatlens.errors import optional_import
 
 BYTES_PER_TOKEN = 30
 """About the peak memory per stream token of :func:`span_counts` (uint16 ids; measured in
@@ -35,12 +35,7 @@ analyses/corpus_audit/README.md)."""
 
 
 def _require_pydivsufsort():  # noqa: ANN202 - module object
-    try:
-        import pydivsufsort
-    except ImportError:
-        raise RepeatlensError("repeated spans need the 'pydivsufsort' package: pip install 'repeatlens[audit]' "
-                              "(or pass --no-spans)") from None
-    return pydivsufsort
+    return optional_import("pydivsufsort", "repeated spans", "audit", hint=" (or pass --no-spans)")
 
 
 def kgram_counts(tokens: Integer[np.ndarray, "n"], k: int) -> Integer[np.ndarray, "n"]:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, BinaryIO, Optional, Sequence
 import numpy as np
 
 from repeatlens.data.tokenizer import BOS_TOKEN
-from repeatlens.errors import DataError, first_line, os_error_message
+from repeatlens.errors import DataError, first_line, optional_import, os_error_message
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
@@ -233,13 +233,7 @@ def _iter_parquet(path: Path, text_field: str) -> Iterator[str]:
 
 def _iter_hf(path: Path, text_field: str) -> Iterator[str]:
     """Stream the ``text_field`` column of a dataset saved with ``save_to_disk``."""
-    try:
-        import datasets
-    except ImportError:
-        raise DataError(
-            f"'{path}' is a Hugging Face dataset; reading it needs the 'datasets' package: "
-            "pip install 'repeatlens[hf]'"
-        ) from None
+    datasets = optional_import("datasets", f"reading '{path}' (a Hugging Face dataset)", "hf", error=DataError)
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as exc:  # datasets raises many types for a folder it cannot read

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from repeatlens.data.special import from_tokenizer
 from repeatlens.data.tokenizer_file import load_tokenizer
-from repeatlens.errors import ConfigError, DataError
+from repeatlens.errors import ConfigError, DataError, optional_import
 from repeatlens.io import atomic_write_text
 
 @runtime_checkable
@@ -192,12 +192,7 @@ def hf_tokenizer(tok_or_path: Tokenizer | str | os.PathLike, bos_token: Optional
     Raises:
         DataError: ``transformers`` is not installed, or the path is not a tokenizer.
     """
-    try:
-        from transformers import PreTrainedTokenizerFast
-    except ImportError:
-        raise DataError(
-            "hf_tokenizer needs the 'transformers' package; pip install 'repeatlens[hf]'"
-        ) from None
+    PreTrainedTokenizerFast = optional_import("transformers", "hf_tokenizer", "hf", error=DataError).PreTrainedTokenizerFast
     if isinstance(tok_or_path, Tokenizer):
         tok = Tokenizer.from_str(tok_or_path.to_str())
     else:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from repeatlens.errors import RepeatlensError
+from repeatlens.errors import RepeatlensError, optional_import
 
 STATIC_FORMATS = ("png", "pdf", "svg")
 FORMATS = ("html", *STATIC_FORMATS)
@@ -185,10 +185,7 @@ def write_html(fig: go.Figure, path: Path, include_plotlyjs: bool | str = "direc
 
 def _kaleido():  # noqa: ANN202 - module object
     """Import kaleido 1.x or explain how to get it."""
-    try:
-        import kaleido
-    except ImportError as exc:
-        raise ExportError("PNG/PDF/SVG export needs kaleido>=1: pip install 'repeatlens[export]'") from exc
+    kaleido = optional_import("kaleido", "PNG/PDF/SVG export", "export", error=ExportError)
     if not hasattr(kaleido, "start_sync_server"):
         raise ExportError("kaleido is older than 1.0; pip install -U 'kaleido>=1'")
     return kaleido
