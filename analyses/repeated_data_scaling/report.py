@@ -644,6 +644,12 @@ is the range (max − min) over the seeds named beside it; every interval names 
 
 ### T1–T3 per complete size (T4 is read on the T4 arm)
 
+How to read T3 in this design: neither control isolates repetition. The data-matched control is the one T3 is judged
+against, and the repeated runs are favoured against it (a third more steps, and their repeated part is all natural
+text); the full-data control beside it has their steps but a more synthetic mix (75% against 55–57%). A T3 "held"
+therefore says that a few repeats cost nothing large enough to show through either difference, not that they cost
+nothing.
+
 {sizes or 'No size is complete yet.'}
 
 ### T4 on the T4 arm
