@@ -193,6 +193,11 @@ def test_score_analyze_plot_report_on_a_run(cfg_file: Path, tmp_path: Path, caps
 
     recorded = table_runs(run / "score_step_0000005.parquet")["run"]  # what the probes used, as every scores table records it
     assert recorded["probe_ids"]["bos"] == 0 and recorded["axis"] == {"x": "tokens_seen", "tokens_from": "training"}
+    from repeatlens.results.metric_facts import metric_facts
+    from repeatlens.results.store import _recorded_facts
+
+    facts = _recorded_facts(run / "score_step_0000005.parquet")  # the metrics' facts travel with the table, as analyze's do
+    assert set(facts) == {"induction", "previous_token", "test_loss"} and facts["induction"] == metric_facts("induction").to_json()
     code, _, err = _run(["analyze", str(run), "-m", "induction", "-m", "test_loss", "-q"], capsys)
     assert code == 0, err
     code, out, err = _run(["plot", str(run), "--out", str(tmp_path / "figs"), "--format", "html"], capsys)

@@ -131,6 +131,7 @@ def score(
     from repeatlens.analysis import TOKENS_AXIS, run_special_ids, score_checkpoint
     from repeatlens.checkpoints import load_run, step_name
     from repeatlens.devices import resolve_device
+    from repeatlens.results.metric_facts import record_facts
     from repeatlens.results.reduce import circuits
     from repeatlens.results.store import write_parquet
 
@@ -142,7 +143,9 @@ def score(
         probe_seed=probe_seed, device=dev,
     )
     path = out or run.path / f"score_{step_name(int(df['step'].iloc[0]))}.parquet"
-    write_parquet(path, df, {"axis": dict(TOKENS_AXIS), "probe_ids": run_special_ids(run).to_json()})
+    meta = {"axis": dict(TOKENS_AXIS), "probe_ids": run_special_ids(run).to_json()}
+    record_facts(meta, df["metric"].unique())  # as analyze's tables: the metrics' facts travel with the table
+    write_parquet(path, df, meta)
     typer.echo(score_table(df))
     named = circuits(df)
     if len(named):

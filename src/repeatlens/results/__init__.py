@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = ("schema", "store", "reduce", "fits", "heads")
+_MODULES = ("schema", "store", "reduce", "fits", "heads", "metric_facts")
 
 
 def __getattr__(name: str) -> Any:
