@@ -343,16 +343,28 @@ def test_the_memory_check_counts_drawing_the_synthetic_rows(tmp_path, monkeypatc
 
 
 def test_synthetic_rows_are_the_ids_of_one_int64_draw() -> None:
-    """The in-place lookup draws the same rows as indexing ``ids`` with the draw (the rows every run
-    written before it recorded by sha256)."""
+    """The in-place lookup draws the same rows as indexing ``ids`` with the draw, as the
+    generator did before (the rows every run written before it recorded by sha256): against
+    that code, re-implemented here."""
     from repeatlens.config import SyntheticConfig
     from repeatlens.data.synthetic import synthetic_sequences
 
+    def before(n: int, seq_len: int, cfg: SyntheticConfig, ids: np.ndarray, bos: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        tokens = ids[rng.integers(0, len(ids), size=(n, seq_len), dtype=np.int64)]
+        tokens[:, 0] = bos
+        for i in range(n):
+            pos = 1 + int(rng.integers(0, ((seq_len - 1) // 4 if cfg.max_prefix is None else cfg.max_prefix) + 1))
+            while pos < seq_len - cfg.min_len:
+                length = int(rng.integers(cfg.min_len, cfg.max_len + 1))
+                reps = int(rng.integers(cfg.min_repeats, cfg.max_repeats + 1))
+                seg = tokens[i, pos : pos + length].copy()
+                end = min(pos + length * reps, seq_len)
+                tokens[i, pos:end] = np.resize(seg, end - pos)
+                pos = end + int(rng.integers(0, cfg.max_gap + 1))
+        return tokens
+
     ids = np.array([3, 5, 8, 13, 21, 34, 55])
-    cfg = SyntheticConfig(vocab_size=64, min_len=2, max_len=5)
-    tokens, _ = synthetic_sequences(40, 24, cfg, ids=ids, bos=1, seed=7, dtype=np.dtype(np.int64))
-    first = ids[np.random.default_rng(7).integers(0, len(ids), size=(40, 24), dtype=np.int64)]
-    assert (tokens[:, 0] == 1).all()
-    # before the per-row copies, every token is a draw; a copy repeats a token drawn earlier in its row
-    assert np.isin(tokens[:, 1:], ids).all()
-    assert (tokens[:, 1:2] == first[:, 1:2]).all()  # the first token after BOS is always the draw itself
+    for cfg, seed in ((SyntheticConfig(vocab_size=64, min_len=2, max_len=5), 7), (SyntheticConfig(vocab_size=64, max_gap=3), 1)):
+        tokens, _ = synthetic_sequences(40, 24, cfg, ids=ids, bos=1, seed=seed, dtype=np.dtype(np.int64))
+        assert np.array_equal(tokens, before(40, 24, cfg, ids, 1, seed))

@@ -103,13 +103,19 @@ def test_missing_field_and_not_json(tmp_path: Path) -> None:
         read_scaling_fit(tmp_path / "absent.json")
 
 
-def test_the_study_default_falls_back_to_the_published_edges_until_the_fit_exists(tmp_path: Path) -> None:
+def test_the_study_default_falls_back_to_the_published_edges_until_the_fit_identifies_the_exponent(tmp_path: Path) -> None:
     missing = region_source("study", study_fit=tmp_path / "scaling_fit.json")
     r = missing.at(1e7)
     assert r.source == "published" and r.left == pytest.approx(published_region(1e7).left)
     assert "has not been committed yet; using the published edges" in r.notes[0]
     present = region_source("study", study_fit=write(tmp_path, fit_json(), "scaling_fit.json"))
     assert present.at(1e7).left == pytest.approx(10**2.5)
+    few = write(tmp_path, fit_json(identified=False, reason="1 model size with a fitted peak; alpha needs at least 4", alpha=None,
+                                   alpha_ci95=None, log10_e_star_intercept=None, edges={"left": None, "right": None}), "few.json")
+    r = region_source("study", study_fit=few).at(1e7)  # the study's fit before it has an exponent: its one size cannot scale to N
+    assert r.source == "published" and r.left == pytest.approx(published_region(1e7).left)
+    assert "does not identify the exponent yet (1 model size with a fitted peak; alpha needs at least 4)" in r.notes[0]
+    assert region_source(str(few)).at(1e7).source == str(few)  # named by its path: read as it is (per-size peaks)
     assert region_source(str(tmp_path / "scaling_fit.json")).fit is not None
     assert region_source("published").fit is None
 

@@ -11,8 +11,10 @@ predicted to learn worst from a repeated subset:
   ``log10 E_edge = intercept + slope · log10 N`` when the exponent is identified, else the
   per-size peaks' edges (the nearest fitted size, or log-linear interpolation in N between
   the two sizes around N);
-* ``study`` (the default): this project's own fit, :data:`STUDY_FIT`, when it has been
-  committed; until then the published edges, saying so.
+* ``study`` (the default): this project's own fit, :data:`STUDY_FIT`, once it identifies the
+  exponent (its edges then scale to any N); until then (no fit committed, or too few sizes
+  for an exponent) the published edges, saying why. A fit of a few sizes is still read
+  when named by its path.
 
 A request outside the fitted N range (or at another D) is answered with the fit's edges
 all the same, and a note that it extrapolates, naming the range and D it was fitted on.
@@ -213,8 +215,13 @@ def region_source(region: str, study_fit: Path = STUDY_FIT) -> RegionSource:
     if region == "published":
         return RegionSource("published")
     if region == "study":
-        if study_fit.is_file():
-            return RegionSource(str(study_fit), read_scaling_fit(study_fit))
-        return RegionSource("published", note=f"this project's own study fit ({study_fit.name}) has not been "
-                                              "committed yet; using the published edges")
+        if not study_fit.is_file():
+            return RegionSource("published", note=f"this project's own study fit ({study_fit.name}) has not been "
+                                                  "committed yet; using the published edges")
+        fit = read_scaling_fit(study_fit)
+        if not fit.identified:  # per-size peaks only: a model of another size would read a fitted size's edges
+            return RegionSource("published", note=f"this project's own study fit ({study_fit.name}) does not identify the "
+                                                  f"exponent yet ({fit.reason}); using the published edges (name the file "
+                                                  "with --region to read its per-size peaks)")
+        return RegionSource(str(study_fit), fit)
     return RegionSource(region, read_scaling_fit(region))
