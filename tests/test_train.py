@@ -330,8 +330,7 @@ def test_the_memory_check_counts_drawing_the_synthetic_rows(tmp_path, monkeypatc
     cfg = tiny_config(data=data, mixture={"total_tokens": 32 * 2**18})
     plan = plan_mixture(cfg.mixture, cfg.data.seq_len)
     rows = plan.n_repeated + plan.n_unique + cfg.data.test_sequences
-    share = 1.0 if cfg.data.synthetic_only else cfg.data.synthetic_fraction
-    drawing = int(rows * share) * cfg.data.seq_len * GENERATION_BYTES_PER_TOKEN
+    drawing = int(rows * cfg.data.synthetic_share) * cfg.data.seq_len * GENERATION_BYTES_PER_TOKEN
     budget = 2**24 + 2**23
     assert drawing > budget  # alone over the budget below
     monkeypatch.setattr(train_mod, "_host_memory", lambda: budget)

@@ -372,7 +372,7 @@ def run_summary(run_dir: Path) -> str:
         f"model      {cfg.model.preset or 'custom'}: {cfg.model.n_layers} layers, d_model {cfg.model.d_model}, "
         f"{cfg.model.n_heads} heads x d_head {cfg.model.d_head}, {'attn-only' if cfg.model.attn_only else 'with MLPs'}, "
         f"n_ctx {cfg.model.n_ctx}, vocab {man.vocab_size}",
-        f"data       {cfg.data.source} (synthetic share {1.0 if cfg.data.synthetic_only else cfg.data.synthetic_fraction:g}), seq_len {man.seq_len}",
+        f"data       {cfg.data.source} (synthetic share {cfg.data.synthetic_share:g}), seq_len {man.seq_len}",
         f"mixture    D={man.total_tokens:,} tokens  f={man.repeated_fraction:.4g}  E={man.repeat_count}  S={man.repeated_tokens:,} tokens "
         f"({man.n_repeated:,} repeated seqs, {man.n_unique:,} unique, {man.n_test} test)",
         f"schedule   sha256 {man.schedule['sha256'][:16]}…  seed {cfg.seed}",

@@ -226,6 +226,16 @@ class DataConfig(BaseModel):
     def synthetic_only(self) -> bool:
         return self.source == "synthetic" or self.synthetic_fraction == 1.0
 
+    @property
+    def synthetic_share(self) -> float:
+        """The share of sequences from the synthetic source: 1 for ``source: synthetic`` (whose
+        ``synthetic_fraction`` stays 0), else ``synthetic_fraction``.
+
+        >>> DataConfig(source="synthetic").synthetic_share, DataConfig(synthetic_fraction=0.5).synthetic_share
+        (1.0, 0.5)
+        """
+        return 1.0 if self.synthetic_only else self.synthetic_fraction
+
 
 class MixtureConfig(BaseModel):
     """The repetition spec of Hernandez et al. (2022).

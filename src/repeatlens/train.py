@@ -171,7 +171,7 @@ def check_memory(cfg: RunConfig, plan: MixturePlan, vocab_size: int) -> None:
     """
     m, d, t = cfg.model, cfg.data, cfg.train
     rows = plan.n_repeated + plan.n_unique + d.test_sequences
-    synthetic_rows = rows if d.synthetic_only else math.floor(rows * d.synthetic_fraction)  # source: synthetic has fraction 0
+    synthetic_rows = math.floor(rows * d.synthetic_share)
     host = {"the pool's row references (mixture.total_tokens / data.seq_len, data.test_sequences)": rows * 8,
             "the pool's synthetic rows (data.synthetic_fraction, data.seq_len)": synthetic_rows * d.seq_len * (2 if vocab_size <= 2**16 else 4),
             "drawing the synthetic rows (data.synthetic_fraction, data.seq_len)": synthetic_rows * d.seq_len * GENERATION_BYTES_PER_TOKEN,

@@ -108,7 +108,7 @@ def check_run_options(cfg: "RunConfig", metrics: Optional[Iterable[str]] = None,
     if metrics is not None:
         resolve_metrics(metrics)
     data = cfg.data
-    share = 1.0 if data.synthetic_only else data.synthetic_fraction
+    share = data.synthetic_share
     source = ProbeSource(
         d_vocab=2, n_ctx=int(cfg.model.n_ctx), train_counts=np.ones(2), synthetic_ids=(1, 2) if share > 0 else None,
         text=np.zeros((_split(data.test_sequences, share)[0], 2)) if not data.synthetic_only else None,

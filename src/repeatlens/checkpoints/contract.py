@@ -4,7 +4,6 @@ files have against it (:func:`run_file_problems`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from tokenize import TokenError
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -13,7 +12,7 @@ from repeatlens.config import config_from_dict, read_yaml
 from repeatlens.errors import CheckpointError, first_line, os_error_message, shorten
 from repeatlens.io import sha256_file
 from repeatlens.checkpoints.manifest import Manifest
-from repeatlens.checkpoints.reading import load_npy, read_json_object
+from repeatlens.checkpoints.reading import NPY_HEADER_ERRORS, load_npy, read_json_object
 
 if TYPE_CHECKING:
     from repeatlens.checkpoints.rundir import RunDir  # annotations only: rundir imports this module
@@ -232,7 +231,7 @@ def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
         raise CheckpointError(f"{path}: missing") from None
     except OSError as e:
         raise CheckpointError(os_error_message(e, path)) from None
-    except (ValueError, EOFError, SyntaxError, TokenError, TypeError) as e:  # numpy reads the header as Python
+    except NPY_HEADER_ERRORS as e:
         raise CheckpointError(f"{path}: not a .npy file ({first_line(e)})") from None
     if dtype.hasobject or data_bytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
         raise CheckpointError(f"{path}: {data_bytes:,} bytes of data where its header declares {dtype} {tuple(shape)} (truncated?)")

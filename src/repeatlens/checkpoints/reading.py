@@ -76,6 +76,11 @@ def read_sidecar(side: Path) -> dict[str, Any]:
     return meta
 
 
+NPY_HEADER_ERRORS: tuple[type[Exception], ...] = (ValueError, EOFError, SyntaxError, TokenError, TypeError)
+"""What numpy raises reading a truncated or malformed ``.npy`` (it parses the header as a
+Python literal: a flipped bit can leave a bracket unclosed, ``tokenize.TokenError``)."""
+
+
 def load_npy(path: Path, *, mmap: bool = False) -> np.ndarray:
     """A run's ``.npy`` file (never unpickled), or a one-line CheckpointError naming the file."""
     try:
@@ -86,7 +91,7 @@ def load_npy(path: Path, *, mmap: bool = False) -> np.ndarray:
         if e.errno in (None, 0):  # numpy's own "failed to interpret file as a pickle" etc.
             raise CheckpointError(f"{path}: unreadable .npy file ({first_line(e)})") from None
         raise CheckpointError(os_error_message(e, path)) from None
-    except (ValueError, EOFError, SyntaxError, TokenError) as e:  # a truncated or malformed .npy (its header is read as Python)
+    except NPY_HEADER_ERRORS as e:
         raise CheckpointError(f"{path}: unreadable .npy file ({first_line(e)})") from None
 
 

@@ -241,7 +241,7 @@ def build_pool(data: DataConfig, plan: MixturePlan, corpus: Corpus, seed: int, s
             numbers; wrapping around would itself be unplanned repetition), or
             ``data.synthetic.token_ids`` exceeds the ordinary ids.
     """
-    frac = 1.0 if data.synthetic_only else data.synthetic_fraction
+    frac = data.synthetic_share
     n_train = plan.n_repeated + plan.n_unique
     test_corp, test_syn = _split(data.test_sequences, frac)
     train_corp, train_syn = _split(n_train, frac)
