@@ -17,9 +17,7 @@ import yaml
 from repeatlens.checkpoints import RunDir
 from tests.conftest import TINY_SYNTHETIC, config_from_dict, merge
 
-#: 400 steps: a signal sent once step 40 is checkpointed lands long before the end, also when another test process
-#: shares the cores (at 120 steps a SIGINT under pytest -n 2 once arrived after the loop and the run exited 0).
-CFG = merge(TINY_SYNTHETIC, {"mixture": {"total_tokens": 32 * 8 * 400}, "train": {"checkpoints": {"log_count": 4, "every": 20}}})
+CFG = merge(TINY_SYNTHETIC, {"mixture": {"total_tokens": 32 * 8 * 120}, "train": {"checkpoints": {"log_count": 4, "every": 20}}})
 
 
 def train_argv(cfg: Path, out: Path) -> list[str]:
