@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 import pytest
@@ -62,28 +63,17 @@ def test_sigkill_at_several_points_then_resume_is_bit_identical(uninterrupted: t
     cfg_file, full = uninterrupted
     out = tmp_path / "killed"
     run = RunDir(out)
-    env = subprocess_env()
-    kill_points = [
-        lambda: run.rows_path.exists(),  # during set-up
-        lambda: len(run.checkpoints()) >= 3 if run.ckpt_dir.exists() else False,  # early, log-spaced checkpoints
-        lambda: any(c.step >= 40 for c in run.checkpoints()) if run.ckpt_dir.exists() else False,  # mid-run
-        lambda: any(c.step >= 100 for c in run.checkpoints()) if run.ckpt_dir.exists() else False,
-    ]
-    kills = 0
-    for i, point in enumerate(kill_points):
-        proc = subprocess.Popen(train_argv(cfg_file, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        killed = False
-        try:
-            _wait_until(point, proc)
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills, killed = kills + 1, True
-            proc.communicate()
-        if killed:  # a process killed before it finished never leaves a run that looks complete
-            assert not run.is_complete(), f"killed at point {i}, yet the run is marked complete"
-    assert kills >= 2, "the training process finished before it could be killed"
-    done = subprocess.run(train_argv(cfg_file, out), env=env, capture_output=True, text=True, timeout=600)
+    # during set-up; after early, log-spaced checkpoints (0, 1, 5); mid-run; late
+    for i, point in enumerate(["rows", "2", "40", "100"]):
+        killed_at = [c.step for c in run.checkpoints()] if run.ckpt_dir.exists() else []
+        proc = stopped_train(point, cfg_file, out)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        assert proc.returncode == -signal.SIGKILL
+        assert not run.is_complete(), f"killed at point {point}, yet the run is marked complete"
+        now = [c.step for c in run.checkpoints()] if run.ckpt_dir.exists() else []
+        assert now[: len(killed_at)] == killed_at and (point == "rows" or now[-1] >= int(point)), (point, now)
+    done = subprocess.run(train_argv(cfg_file, out), env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert run.is_complete()
     assert_same_run(full, run)
@@ -96,12 +86,11 @@ def test_sigint_mid_run_exits_130_with_one_line_and_the_rerun_is_bit_identical(
     cfg_file, full = uninterrupted
     out = tmp_path / "interrupted"
     run = RunDir(out)
-    proc = subprocess.Popen(train_argv(cfg_file, out), env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = stopped_train("40", cfg_file, out)
     try:
-        _wait_until(lambda: any(c.step >= 40 for c in run.checkpoints()) if run.ckpt_dir.exists() else False, proc)
-        assert proc.poll() is None, "the training process finished before it could be interrupted"
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
-        _, err = proc.communicate(timeout=60)  # a process that ignored it would hang here and fail
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends; acted on once continued
+        proc.send_signal(signal.SIGCONT)
+        _, err = proc.communicate(timeout=60)  # a process that ignored it would run on or hang, and fail below
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -142,17 +131,11 @@ def test_at_two_threads_two_runs_and_a_twice_killed_one_end_bit_identical(tmp_pa
     assert done.returncode == 0, done.stderr
     first = RunDir(tmp_path / "first")
     run = RunDir(tmp_path / "killed")
-    kills = 0
-    for point in (lambda: len(run.checkpoints()) >= 3, lambda: any(c.step >= 40 for c in run.checkpoints())):
-        proc = subprocess.Popen(train_argv(cfg_file, run.path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            _wait_until(lambda: run.ckpt_dir.exists() and point(), proc)
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.communicate()
-    assert kills == 2 and not run.is_complete(), "the training process finished before it could be killed twice"
+    for point in ("2", "40"):  # after three checkpoints (0, 1, 5); mid-run
+        proc = stopped_train(point, cfg_file, run.path, env)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    assert not run.is_complete()
     done = subprocess.run(train_argv(cfg_file, run.path), env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "warning" not in done.stderr, done.stderr
 
@@ -164,12 +147,19 @@ def test_at_two_threads_two_runs_and_a_twice_killed_one_end_bit_identical(tmp_pa
     assert all(e["threads"] == 2 and e["deterministic"] for e in envs)
 
 
-def _wait_until(pred, proc: subprocess.Popen, timeout: float = 240) -> None:
-    t0 = time.time()
-    while proc.poll() is None and time.time() - t0 < timeout:
-        try:
-            if pred():
-                return
-        except Exception:  # a sidecar being renamed into place while we read the folder
-            pass
+def stopped_train(point: str, cfg: Path, out: Path, env: Optional[dict[str, str]] = None) -> subprocess.Popen:
+    """A real ``repeatlens train CFG --out OUT`` process, returned once it has stopped itself
+    at ``point`` (see tests/stopping_cli.py): a signal sent now lands mid-run, however loaded
+    the machine (polling the folder from outside raced the loop)."""
+    argv = [sys.executable, str(Path(__file__).with_name("stopping_cli.py")), point, *train_argv(cfg, out)[1:]]
+    proc = subprocess.Popen(argv, env=env or subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stat = Path(f"/proc/{proc.pid}/stat")
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if stat.read_text().rsplit(")", 1)[1].split()[0] == "T":  # the state field: stopped
+            return proc
         time.sleep(0.01)
+    if proc.poll() is None:
+        proc.kill()
+    _, err = proc.communicate()
+    raise AssertionError(f"the training process never reached {point!r} (exit {proc.returncode}): {err[-2000:]}")
