@@ -15,7 +15,7 @@ from repeatlens.sweep import load_sweep
 
 def table() -> pd.DataFrame:
     return pd.DataFrame({"unit": ["document"] * 4, "repeat_count": [1, 10, 100, 1000],
-                         "repeat_count_max": [1, 19, 199, 1999], "items": [50, 3, 1, 1],
+                         "repeat_count_max": [1, 19, 199, 1999], "repeat_count_mean": [1.0, 10.0, 100.0, 1000.0], "items": [50, 3, 1, 1],
                          "tokens": [6000, 1200, 800, 2000], "token_fraction": [0.6, 0.12, 0.08, 0.2]})
 
 
@@ -38,4 +38,10 @@ def test_an_f_too_small_for_the_largest_e_is_left_out_and_named() -> None:
     assert es == [10, 100] and fs == [0.08, 0.12, 0.2]
     assert left_out == ["E = 1000: no f of the corpus holds one sequence of 32 tokens at D = 32,000"]
     with pytest.raises(ConfigError, match="no repeated sequence buckets"):
-        sweep_grid(table().assign(unit="sequence", repeat_count=1, repeat_count_max=1), "sequence", 32_000, 32)
+        sweep_grid(table().assign(unit="sequence", repeat_count=1, repeat_count_max=1, repeat_count_mean=1.0), "sequence", 32_000, 32)
+
+
+def test_each_bucket_enters_the_grid_at_its_tokens_mean_repeat_count_not_its_lower_edge() -> None:
+    """A [20, 49] bucket whose documents all have 31 copies is repetition 31, not 20."""
+    t = table().assign(repeat_count_mean=[1.0, 31.0, 140.4, 1000.0])
+    assert sweep_grid(t, "document", 320_000, 32)[1] == [31, 140, 1000]

@@ -131,6 +131,7 @@ def test_outputs_settings_epochs_and_the_damage_map(known: KnownCorpus, known_fi
     doc = res.damage[res.damage.unit == "document"]
     # E = copies x 2; at N = 2e8 the published region is E = 94-3,606
     assert doc.repeat_count.tolist() == [2, 20, 200] and doc.region.tolist() == ["below", "below", "inside"]
+    assert doc.repeat_count_mean.tolist() == [2.0, 20.0, 200.0]  # each bucket holds one copy count here
     f = doc.token_fraction.iloc[2]
     assert res.summary[0].endswith(f"{100 * f:.3g}% of tokens (2 documents) sit in documents copied 100–199 times, "
                                    "inside the predicted region E = 94–3,606 for N = 200M.")

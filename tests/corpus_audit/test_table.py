@@ -31,13 +31,15 @@ def test_rows_hold_items_tokens_and_fractions_by_hand() -> None:
     doc = table[table.unit == "document"]
     assert doc.repeat_count.tolist() == [1, 10, 100] and doc.repeat_count_max.tolist() == [1, 19, 199]
     assert doc["items"].tolist() == [3, 2, 1]
+    # the E a token of the bucket sees: 10 copies x 10 tokens and 12 x 10, weighted by their 100 and 120 tokens
+    assert doc.repeat_count_mean.tolist() == pytest.approx([1, (10 * 100 + 12 * 120) / 220, 100])
     assert doc.tokens.tolist() == [100, 100 + 120, 500]
     assert doc.token_fraction.tolist() == pytest.approx([100 / 820, 220 / 820, 500 / 820])
     for _, rows in table.groupby("unit"):
         assert rows.token_fraction.sum() == pytest.approx(1.0)
     exact = audit_table(units, epochs=1, bins="exact")
     assert exact[exact.unit == "document"].repeat_count.tolist() == [1, 10, 12, 100]
-    assert (exact.repeat_count == exact.repeat_count_max).all()
+    assert (exact.repeat_count == exact.repeat_count_max).all() and (exact.repeat_count == exact.repeat_count_mean).all()
 
 
 def test_epochs_multiply_the_repeat_count() -> None:
@@ -45,6 +47,7 @@ def test_epochs_multiply_the_repeat_count() -> None:
     assert audit_table(units, epochs=3, bins="log").repeat_count_max.tolist() == [3, 57]
     half = audit_table(units, epochs=0.5, bins="log")
     assert half.repeat_count.tolist() == [0.5, 5.0] and half.tokens.tolist() == [5, 50]
+    assert half.repeat_count_mean.tolist() == [0.5, 5.0]
     with pytest.raises(ConfigError, match="--epochs"):
         audit_table(units, epochs=0, bins="log")
     with pytest.raises(ConfigError, match="--bins 'decade'"):

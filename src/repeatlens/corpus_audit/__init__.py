@@ -7,7 +7,7 @@ poor-performance region of Hernandez et al. (2022) for a model of a given size:
 * :mod:`.count`: exact repeats of documents and of the trainer's ``seq_len`` sequences;
 * :mod:`.near`: near-duplicate documents (datasketch MinHash + LSH);
 * :mod:`.spans`: repeated spans of at least K tokens (a suffix array, pydivsufsort);
-* :mod:`.table`: the tidy table (unit, repeat_count, repeat_count_max, items, tokens, token_fraction);
+* :mod:`.table`: the tidy table (unit, repeat_count, repeat_count_max, repeat_count_mean, items, tokens, token_fraction);
 * :mod:`.region`: the predicted region at size N (published edges, or a scaling-fit JSON);
 * :mod:`.damage`: which buckets fall inside it, and the plain-text summary;
 * :mod:`.figure`: the interactive figure; :mod:`.bridge`: a sweep over the corpus's buckets;

@@ -3,7 +3,8 @@
 The sweep (:mod:`repeatlens.sweep`'s YAML) trains on the audited corpus with
 ``mixture.repeated_fraction`` over the token shares f of the corpus's repeated buckets (to
 two significant digits, plus the f = 0 control) and ``mixture.repeat_count`` over their
-repeat counts E (each bucket's lower edge), so a user can test the predicted damage on their
+repeat counts E (each bucket's token-weighted mean repeat count, rounded: the E its tokens
+see), so a user can test the predicted damage on their
 own model family. D is the planned tokens, at most one epoch of the corpus less its
 held-out test sequences (training never wraps around the corpus: that would itself be
 repetition). Every point of the grid must be a valid repetition spec at that D:
@@ -39,9 +40,10 @@ def sweep_grid(table: pd.DataFrame, unit: str, total_tokens: int, seq_len: int) 
     """The f and E values of the grid, and what was left out (one line each).
 
     >>> t = pd.DataFrame({"unit": "document", "repeat_count": [1, 10, 100], "repeat_count_max": [1, 19, 199],
+    ...                   "repeat_count_mean": [1.0, 12.4, 100.0],
     ...                   "items": [50, 3, 1], "tokens": [8000, 1200, 800], "token_fraction": [0.8, 0.12, 0.08]})
     >>> sweep_grid(t, "document", 1_000_000, 100)[:2]
-    ([0.08, 0.12], [10, 100])
+    ([0.08, 0.12], [12, 100])
     """
     if total_tokens < seq_len:
         raise ConfigError(f"--write-sweep: D = {total_tokens:,} tokens is below one sequence of {seq_len}; the corpus is too "
@@ -50,7 +52,7 @@ def sweep_grid(table: pd.DataFrame, unit: str, total_tokens: int, seq_len: int) 
     if rows.empty:
         raise ConfigError(f"--write-sweep: the corpus has no repeated {unit} buckets (every {unit} occurs once); no grid to write")
     fs = sorted({float(f"{f:.2g}") for f in rows.token_fraction if float(f"{f:.2g}") < 1})
-    es = sorted({int(round(e)) for e in rows.repeat_count})
+    es = sorted({max(2, int(round(e))) for e in rows.repeat_count_mean})
     left_out: list[str] = []
     while es:
         keep = [f for f in fs if all(_feasible(f, e, total_tokens, seq_len) for e in es)]
@@ -93,7 +95,7 @@ def sweep_document(table: pd.DataFrame, unit: str, data: DataConfig, total_token
     grid = {F_KEY: [0.0, *fs], E_KEY: es, "seed": [0]}
     expand_grid(base, grid, where="--write-sweep")  # every point is a valid config and repetition spec
     header = [f"Written by `repeatlens audit`: a grid over the {unit} buckets of {data.source}.",
-              "f: the buckets' token shares (2 significant digits) and the f = 0 control; E: their repeat counts.",
+              "f: the buckets' token shares (2 significant digits) and the f = 0 control; E: the mean repeat count of each bucket's tokens.",
               f"D = {total_tokens:,} tokens per run" + ("" if model else "; model: the default ModelConfig (set model: to yours)") + "."]
     header += [f"left out: {line}" for line in left_out]
     text = "".join(f"# {h}\n" for h in header) + yaml.safe_dump({"base": base, "grid": grid}, sort_keys=False)

@@ -35,6 +35,8 @@ REGION_LINE = "rgba(214, 39, 40, 0.9)"
 
 def _hover(row: pd.Series, epochs: float, examples: list[str]) -> str:
     e = f"{row.repeat_count:,.4g}" if row.repeat_count == row.repeat_count_max else f"{row.repeat_count:,.4g}–{row.repeat_count_max:,.4g}"
+    if row.repeat_count != row.repeat_count_max and "repeat_count_mean" in row:
+        e += f" (its tokens' mean: {row.repeat_count_mean:,.3g})"
     lines = [f"<b>E = {e}</b>" + ("" if epochs == 1 else f" ({epochs:g} epochs)"),
              f"f = {100 * row.token_fraction:.3g}% of tokens ({int(row.tokens):,})",
              items_label(row.unit, int(row['items']))]

@@ -5,7 +5,9 @@ buckets of their copy count c: with ``bins="log"`` the 1-2-5 buckets [1], [2, 4]
 [10, 19], [20, 49], [50, 99], [100, 199], …; with ``bins="exact"`` one bucket per distinct
 c. A bucket's repeat count is the number of times the trainer sees each of its tokens over
 the planned ``epochs``: E = c × epochs (Hernandez et al. 2022's E), from
-``repeat_count`` = c_low × epochs to ``repeat_count_max`` = c_high × epochs. Its
+``repeat_count`` = c_low × epochs to ``repeat_count_max`` = c_high × epochs, and
+``repeat_count_mean`` is the E a token of the bucket sees on average (its items' c × epochs
+weighted by their tokens: a bucket [20, 49] whose documents all have 31 copies says 31). Its
 ``token_fraction`` is the share f of the unit's tokens (all copies) that sit in it, so
 each unit's fractions sum to 1.
 """
@@ -23,7 +25,7 @@ from repeatlens.corpus_audit.count import UnitCounts
 from repeatlens.errors import ConfigError
 
 UNITS = ("document", "near_document", "sequence", "span")
-COLUMNS = ("unit", "repeat_count", "repeat_count_max", "items", "tokens", "token_fraction")
+COLUMNS = ("unit", "repeat_count", "repeat_count_max", "repeat_count_mean", "items", "tokens", "token_fraction")
 BINS = ("log", "exact")
 UNIT_NOUNS = {
     "document": ("documents", "copied"),
@@ -90,13 +92,18 @@ def unit_table(counts: UnitCounts, epochs: float, bins: str) -> pd.DataFrame:
     """The rows of one unit: one per non-empty bucket, lowest repeat count first."""
     idx, lo, hi = bucket_of(counts.copies, bins)
     items = np.bincount(idx, minlength=len(lo))
-    tokens = np.bincount(idx, weights=counts.tokens, minlength=len(lo)).astype(np.int64)
+    weights = counts.tokens.astype(np.float64)
+    tokens = np.bincount(idx, weights=weights, minlength=len(lo)).astype(np.int64)
+    copy_tokens = np.bincount(idx, weights=weights * counts.copies, minlength=len(lo))
     keep = items > 0
     total = counts.total_tokens
+    mean = copy_tokens[keep] / np.maximum(tokens[keep], 1)
+    mean = np.where(tokens[keep] > 0, mean, lo[keep])  # an empty item (0 tokens) weighs nothing: its bucket's lower edge
     return pd.DataFrame({
         "unit": counts.unit,
         "repeat_count": _scaled(lo[keep], epochs),
         "repeat_count_max": _scaled(hi[keep], epochs),
+        "repeat_count_mean": mean * epochs,
         "items": items[keep].astype(np.int64),
         "tokens": tokens[keep],
         "token_fraction": tokens[keep] / total if total else np.zeros(int(keep.sum())),
