@@ -187,6 +187,25 @@ def test_rerun_skips_complete_points(local_sweep: Path, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(load_scores(local_sweep), before)
 
 
+def test_a_second_sweep_into_the_same_folder_keeps_the_first_ones_runs_in_the_root_tables(local_sweep: Path, tmp_path: Path) -> None:
+    """The root tables were joined from the last sweep's points only: a study that ran its
+    sizes as one sweep each into one folder found only the last size in ``load_scores(out)``."""
+    out = tmp_path / "out"
+    shutil.copytree(local_sweep, out)
+    unfinished = out / "unfinished"
+    shutil.copytree(out / "f0_E1", unfinished)
+    (unfinished / "complete.json").unlink()  # as a run another process is still training
+    lines: list[str] = []
+    second = {**SWEEP, "grid": {"mixture.repeated_fraction": [0.25], "mixture.repeat_count": [2]}}
+    res = run_sweep(write_sweep(tmp_path, second), out, executor="local", workers=1, progress=False, echo=lines.append)
+    assert res.ok and res.done == [] and res.skipped == ["f0.25_E2"]
+    assert sorted(load_scores(out).run_id.unique()) == sorted(NAMES)  # not only f0.25_E2
+    assert sorted(load_metrics(out).run_id.unique()) == sorted(NAMES)
+    assert lines[-1] == f"{out}: left out of the joined tables (not this sweep's, and not whole): unfinished (not complete)"
+    rows = lambda df: df.sort_values(["run_id", "step", "metric", "layer", "head", "offset", "probe"], kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows(load_scores(out)), rows(load_scores(local_sweep)))
+
+
 def test_a_sweep_that_names_its_probe_seed_seed_does_not_score_again(local_sweep: Path, tmp_path: Path) -> None:
     """``analyze.seed`` (the deprecated name of probe_seed) was scored with but not asked of
     ``needs_scoring``, so every rerun dispatched every point again."""

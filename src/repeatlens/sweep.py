@@ -25,7 +25,9 @@ also name ``mixture.data_matched`` directly. Each point
 trains into ``OUT/<name>`` with a name built from its grid values
 (``f0.1_E10_attn2-tiny_s0``); points already complete are not trained again and, when
 also fully scored, not even started. After every point is done the sweep root gets the
-joined ``scores.parquet`` and ``metrics.parquet`` (:func:`repeatlens.results.store.write_sweep_tables`).
+joined ``scores.parquet`` and ``metrics.parquet`` (:func:`repeatlens.results.store.write_sweep_tables`)
+of its points and of every other complete run in the folder (several sweeps may share one
+``--out``: the root tables hold them all, as ``repeatlens analyze OUT`` writes them).
 
 Executors:
 
@@ -56,13 +58,16 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 
 from repeatlens.analyze_options import SWEEP_FIELDS, AnalyzeOptions
 from repeatlens.config import RunConfig, config_from_dict, merge, read_yaml
 from repeatlens.data.mixture import plan_mixture
-from repeatlens.errors import ENVIRONMENT_ERRNOS, ConfigError, RepeatlensError, first_line, optional_import, os_error_message, shorten
+from repeatlens.errors import ENVIRONMENT_ERRNOS, CheckpointError, ConfigError, RepeatlensError, first_line, optional_import, os_error_message, shorten
+
+if TYPE_CHECKING:
+    from repeatlens.checkpoints import RunDir
 
 __all__ = ["SweepSpec", "SweepPoint", "AnalyzeOptions", "MAX_POINTS", "SweepResult", "load_sweep", "expand_grid", "run_sweep", "run_point", "available_cores"]
 
@@ -531,6 +536,27 @@ def _check_this_machine(spec: SweepSpec) -> None:
 # ------------------------------------------------------------------------------- driver
 
 
+def _other_finished_runs(out: Path, names: set[str]) -> tuple[list["RunDir"], list[str]]:
+    """The complete run directories under ``out`` that are not the sweep's points (other
+    sweeps or runs written into the same folder), which the sweep root's tables join too,
+    as ``repeatlens analyze OUT`` does; and a line for each left out (unfinished, or its
+    files disagree), named with why."""
+    from repeatlens.results.store import sweep_runs
+
+    keep, left_out = [], []
+    for run in sweep_runs(out):
+        if run.path.name in names:
+            continue
+        if not run.is_complete():
+            left_out.append(f"{run.path.name} (not complete)")
+            continue
+        try:
+            keep.append(run.check())
+        except CheckpointError as e:
+            left_out.append(f"{run.path.name} ({e})")
+    return keep, left_out
+
+
 def run_sweep(
     spec: SweepSpec | str | Path,
     out: str | Path,
@@ -635,7 +661,11 @@ def run_sweep(
             _execute_local(tasks, n, on_done)
     finally:
         bar.close()
-    if any(RunDir(out / p.name).is_run() for p in spec.points):
-        result.tables = write_sweep_tables(out, [RunDir(out / p.name) for p in spec.points if RunDir(out / p.name).is_run()])
+    mine = [RunDir(out / p.name) for p in spec.points if RunDir(out / p.name).is_run()]
+    if mine:
+        others, left_out = _other_finished_runs(out, {p.name for p in spec.points})
+        if left_out:
+            say(f"{out}: left out of the joined tables (not this sweep's, and not whole): {'; '.join(left_out)}")
+        result.tables = write_sweep_tables(out, mine + others)
     result.seconds = time.perf_counter() - t0
     return result
