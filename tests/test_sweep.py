@@ -204,6 +204,12 @@ def test_a_second_sweep_into_the_same_folder_keeps_the_first_ones_runs_in_the_ro
     assert lines[-1] == f"{out}: left out of the joined tables (not this sweep's, and not whole): unfinished (not complete)"
     rows = lambda df: df.sort_values(["run_id", "step", "metric", "layer", "head", "offset", "probe"], kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(rows(load_scores(out)), rows(load_scores(local_sweep)))
+    record = json.loads((out / "sweep.json").read_text())  # both sweeps recorded, the last on top
+    assert [p["name"] for p in record["points"]] == ["f0.25_E2"]
+    # the local sweep's (once per sweep file: another test may have rerun it from another copy)
+    assert record["earlier"] and all([p["name"] for p in r["points"]] == NAMES for r in record["earlier"])
+    run_sweep(write_sweep(tmp_path, second), out, executor="local", workers=1, progress=False, echo=lines.append)
+    assert json.loads((out / "sweep.json").read_text()) == record  # the same sweep again adds nothing
 
 
 def test_a_sweep_that_names_its_probe_seed_seed_does_not_score_again(local_sweep: Path, tmp_path: Path) -> None:

@@ -536,6 +536,27 @@ def _check_this_machine(spec: SweepSpec) -> None:
 # ------------------------------------------------------------------------------- driver
 
 
+def _sweep_record(path: Path, spec: SweepSpec, say: Callable[[str], None]) -> dict[str, Any]:
+    """``sweep.json``: this sweep (source, grid, analyze, points) and, under ``earlier``, each
+    other sweep written into the same folder before it (once each), so the record names every
+    run the root tables join. An unreadable earlier record is replaced, saying so."""
+    from repeatlens.checkpoints.reading import read_json_object
+
+    this = {"source": str(spec.source) if spec.source else None, "grid": spec.grid, "analyze": spec.analyze,
+            "points": [{"name": p.name, "values": p.values} for p in spec.points]}
+    earlier: list[dict[str, Any]] = []
+    if path.is_file():
+        try:
+            before = read_json_object(path, "sweep record")
+        except CheckpointError as e:
+            say(f"{e}; writing a new one")
+        else:
+            earlier = [r for r in before.get("earlier", []) if isinstance(r, dict)]
+            earlier.append({k: v for k, v in before.items() if k != "earlier"})
+    earlier = [r for i, r in enumerate(earlier) if r != this and r not in earlier[:i]]
+    return {**this, "earlier": earlier} if earlier else this
+
+
 def _other_finished_runs(out: Path, names: set[str]) -> tuple[list["RunDir"], list[str]]:
     """The complete run directories under ``out`` that are not the sweep's points (other
     sweeps or runs written into the same folder), which the sweep root's tables join too,
@@ -619,10 +640,7 @@ def run_sweep(
     analyze_kwargs = options.kwargs()
 
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(
-        out / "sweep.json",
-        {"source": str(spec.source) if spec.source else None, "grid": spec.grid, "analyze": spec.analyze, "points": [{"name": p.name, "values": p.values} for p in spec.points]},
-    )
+    atomic_write_json(out / "sweep.json", _sweep_record(out / "sweep.json", spec, say))
     tasks = []
     for p in spec.points:
         run_dir = out / p.name
