@@ -152,7 +152,10 @@ def stopped_train(point: str, cfg: Path, out: Path, env: Optional[dict[str, str]
     at ``point`` (see tests/stopping_cli.py): a signal sent now lands mid-run, however loaded
     the machine (polling the folder from outside raced the loop)."""
     argv = [sys.executable, str(Path(__file__).with_name("stopping_cli.py")), point, *train_argv(cfg, out)[1:]]
-    proc = subprocess.Popen(argv, env=env or subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default, as a terminal's foreground process has it: a shell starts background jobs (`make test &`)
+    # with SIGINT ignored, which their children inherit, and Python then installs no Ctrl-C handler at all
+    proc = subprocess.Popen(argv, env=env or subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     stat = Path(f"/proc/{proc.pid}/stat")
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
