@@ -212,6 +212,33 @@ def test_a_second_sweep_into_the_same_folder_keeps_the_first_ones_runs_in_the_ro
     assert json.loads((out / "sweep.json").read_text()) == record  # the same sweep again adds nothing
 
 
+def test_the_sweep_record_keeps_each_sweep_once_however_its_spec_was_built(tmp_path: Path) -> None:
+    """A spec built by hand (a tuple, numpy numbers) compares equal to its record read back, so
+    writing the same sweep again adds nothing; an unreadable record is replaced, saying so."""
+    import dataclasses
+
+    import numpy as np
+
+    from repeatlens.io import atomic_write_json
+    from repeatlens.sweep import _sweep_record
+
+    spec = load_sweep(write_sweep(tmp_path))
+    by_hand = dataclasses.replace(spec, grid={k: list(np.asarray(v)) for k, v in spec.grid.items()},
+                                  analyze={**spec.analyze, "metrics": tuple(spec.analyze["metrics"])})
+    path, lines = tmp_path / "sweep.json", []
+    atomic_write_json(path, _sweep_record(path, spec, lines.append))
+    first = json.loads(path.read_text())
+    atomic_write_json(path, _sweep_record(path, by_hand, lines.append))  # the same sweep, built by hand
+    assert json.loads(path.read_text()) == first and "earlier" not in first
+    other = dataclasses.replace(spec, points=spec.points[:1])
+    atomic_write_json(path, _sweep_record(path, other, lines.append))
+    assert json.loads(path.read_text())["earlier"] == [first] and lines == []
+    path.write_text("{not json")
+    assert _sweep_record(path, spec, lines.append) == first
+    assert lines == [f"{path}: unreadable sweep record (not JSON: Expecting property name enclosed in double quotes: line 1 "
+                     "column 2 (char 1)); writing a new one"]
+
+
 def test_a_sweep_that_names_its_probe_seed_seed_does_not_score_again(local_sweep: Path, tmp_path: Path) -> None:
     """``analyze.seed`` (the deprecated name of probe_seed) was scored with but not asked of
     ``needs_scoring``, so every rerun dispatched every point again."""

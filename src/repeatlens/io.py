@@ -210,6 +210,12 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def as_json(obj: Any) -> Any:
+    """``obj`` as :func:`atomic_write_json` writes it and ``json`` reads it back (tuples as
+    lists, numpy numbers as Python's, paths as strings): what a written record compares equal to."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     def write(p: Path) -> None:
         with open(p, "wb") as fh:

@@ -541,9 +541,10 @@ def _sweep_record(path: Path, spec: SweepSpec, say: Callable[[str], None]) -> di
     other sweep written into the same folder before it (once each), so the record names every
     run the root tables join. An unreadable earlier record is replaced, saying so."""
     from repeatlens.checkpoints.reading import read_json_object
+    from repeatlens.io import as_json
 
-    this = {"source": str(spec.source) if spec.source else None, "grid": spec.grid, "analyze": spec.analyze,
-            "points": [{"name": p.name, "values": p.values} for p in spec.points]}
+    this = as_json({"source": str(spec.source) if spec.source else None, "grid": spec.grid, "analyze": spec.analyze,
+                    "points": [{"name": p.name, "values": p.values} for p in spec.points]})
     earlier: list[dict[str, Any]] = []
     if path.is_file():
         try:
@@ -615,7 +616,7 @@ def run_sweep(
     from repeatlens.analysis import Failure, needs_scoring
     from repeatlens.results.store import write_sweep_tables
     from repeatlens.checkpoints import RunDir
-    from repeatlens.io import atomic_write_json
+    from repeatlens.io import LOCK_FILE, atomic_write_json, file_lock
 
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor {executor!r}: expected local or ray")
@@ -640,7 +641,8 @@ def run_sweep(
     analyze_kwargs = options.kwargs()
 
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "sweep.json", _sweep_record(out / "sweep.json", spec, say))
+    with file_lock(out / LOCK_FILE):  # read, add to and write the record as one step beside another sweep's
+        atomic_write_json(out / "sweep.json", _sweep_record(out / "sweep.json", spec, say))
     tasks = []
     for p in spec.points:
         run_dir = out / p.name
