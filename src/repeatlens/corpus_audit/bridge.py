@@ -52,7 +52,7 @@ def sweep_grid(table: pd.DataFrame, unit: str, total_tokens: int, seq_len: int) 
     if rows.empty:
         raise ConfigError(f"--write-sweep: the corpus has no repeated {unit} buckets (every {unit} occurs once); no grid to write")
     fs = sorted({float(f"{f:.2g}") for f in rows.token_fraction if float(f"{f:.2g}") < 1})
-    es = sorted({max(2, int(round(e))) for e in rows.repeat_count_mean})
+    es = sorted({int(round(e)) for e in rows.repeat_count_mean})  # >= 2: a mean of counts >= repeat_count >= 2
     left_out: list[str] = []
     while es:
         keep = [f for f in fs if all(_feasible(f, e, total_tokens, seq_len) for e in es)]
