@@ -17,6 +17,16 @@ TEST_WORKERS ?= 2
 DEMO_OUT ?= demo_out
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# what installs the packages after torch: pip, or uv (PyPI's, installed into the venv; CI uses it:
+# the same versions in about a third of pip's time). torch always comes through pip, which takes the
+# CPU wheel where one lies on disk. --compile-bytecode: without it Ray's processes compile ray at
+# their first import, all at once, and `ray start --head` misses its deadlines.
+INSTALLER ?= pip
+ifeq ($(INSTALLER),uv)
+INSTALL := $(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY)
+else
+INSTALL := $(PIP) install -q
+endif
 export HF_HUB_OFFLINE := 1
 
 .PHONY: demo test setup setup-dev torch browser clean
@@ -31,14 +41,15 @@ torch: $(PY)
 		echo "installing $(TORCH) $(if $(TORCH_INDEX),from $(TORCH_INDEX))"; \
 		$(PIP) install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
 	fi
+	@if [ "$(INSTALLER)" = uv ] && [ ! -x $(VENV)/bin/uv ]; then $(PIP) install -q uv; fi
 	@if ! command -v nvidia-smi >/dev/null 2>&1 && [ "$$($(PY) -c 'import torch; print(torch.version.cuda is not None)')" = True ]; then \
 		echo "warning: a CUDA build of torch is installed on a machine without a GPU; see README (TORCH_INDEX)"; fi
 
 setup: torch
-	$(PIP) install -q -e .
+	$(INSTALL) -e .
 
 setup-dev: torch
-	$(PIP) install -q -e ".[$(EXTRAS)]"
+	$(INSTALL) -e ".[$(EXTRAS)]"
 
 demo: setup
 	$(VENV)/bin/repeatlens demo --out $(DEMO_OUT)
