@@ -212,6 +212,27 @@ def test_a_second_sweep_into_the_same_folder_keeps_the_first_ones_runs_in_the_ro
     assert json.loads((out / "sweep.json").read_text()) == record  # the same sweep again adds nothing
 
 
+def test_a_root_table_that_lacks_complete_runs_of_its_folder_is_read_with_a_warning(local_sweep: Path, tmp_path: Path) -> None:
+    """A table joined before some runs finished (or by an older sweep that joined only its own
+    points) left them out of every fit read off the folder, silently."""
+    import warnings
+
+    out = tmp_path / "out"
+    shutil.copytree(local_sweep, out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the sweep's own folder: every complete run is in its tables
+        load_scores(out), load_metrics(out)
+    shutil.copytree(out / "f0.25_E4", out / "late")  # complete, and in neither root table
+    shutil.copytree(out / "f0_E1", out / "training")
+    (out / "training" / "complete.json").unlink()  # still training: not complete, not named
+    for load, table in ((load_scores, "scores.parquet"), (load_metrics, "metrics.parquet")):
+        with pytest.warns(RuntimeWarning) as seen:
+            df = load(out)
+        assert [str(w.message) for w in seen] == [
+            f"{out / table}: 1 complete run(s) in {out} are not in this table (late); `repeatlens analyze {out}` scores them and rewrites it"]
+        assert sorted(df.run_id.unique()) == sorted(NAMES)  # read as written
+
+
 def test_the_sweep_record_keeps_each_sweep_once_however_its_spec_was_built(tmp_path: Path) -> None:
     """A spec built by hand (a tuple, numpy numbers) compares equal to its record read back, so
     writing the same sweep again adds nothing; an unreadable record is replaced, saying so."""

@@ -385,6 +385,8 @@ def load_scores(path: str | Path, probe: Optional[str] = None) -> pd.DataFrame:
     run = RunDir(path)
     if run.is_run():
         df = with_coordinates(df, run_coordinates(run), SCORE_COLUMNS)
+    else:
+        _warn_if_runs_missing(path, SCORES_FILE, df)
     if probe is not None:
         df = select_probe(df, probe)[0]
     df.attrs["runs"] = table_runs(path, [str(r) for r in df["run_id"].unique()])
@@ -401,7 +403,29 @@ def load_metrics(path: str | Path) -> pd.DataFrame:
     run = RunDir(path)
     if run.is_run():
         df = with_coordinates(df.assign(run_id=run.run_id), run_coordinates(run))
+    else:
+        _warn_if_runs_missing(path, METRICS_FILE, df)
     return df
+
+
+def _warn_if_runs_missing(path: str | Path, name: str, df: pd.DataFrame) -> None:
+    """Warn when a folder's joined table lacks complete runs that sit in the folder: the table
+    was written before they finished (or by a sweep that joined only its own points), and a
+    fit or target read off it would silently leave them out. ``repeatlens analyze FOLDER``
+    scores them and rewrites the table."""
+    import warnings
+
+    from repeatlens.checkpoints import RunDir
+
+    folder = Path(path)
+    if not folder.is_dir() or "run_id" not in df.columns:
+        return
+    have = set(df["run_id"].astype(str))
+    missing = sorted(c.name for c in folder.iterdir() if c.is_dir() and c.name not in have and RunDir(c).is_complete())
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        warnings.warn(f"{folder / name}: {len(missing)} complete run(s) in {folder} are not in this table ({shown}); "
+                      f"`repeatlens analyze {folder}` scores them and rewrites it", RuntimeWarning, stacklevel=3)
 
 
 def _load_table(path: str | Path, name: str) -> pd.DataFrame:
