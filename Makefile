@@ -55,7 +55,7 @@ demo: setup
 	$(VENV)/bin/repeatlens demo --out $(DEMO_OUT)
 
 test: setup-dev
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Debian's chromium (+ chromedriver for the report test): what kaleido's PNG/PDF/SVG export
 # and the browser test use. Needs root and apt; elsewhere install Chromium your own way.

@@ -25,24 +25,8 @@ torch.set_num_threads(1)
 from repeatlens.config import RunConfig, config_from_dict, merge  # noqa: E402,F401 (tests import merge from here)
 from tests.factories import INDUCTION_RUN, TINY_MIXED, TINY_SYNTHETIC, tiny_config  # noqa: E402,F401 (re-exported: tests import them from here)
 
-#: The longest test files, longest first: seconds of test time each in a fresh-clone CI
-#: (`pytest --durations`, 2026-12-04; sweep's Ray tests ~370, analysis ~160, resume ~135,
-#: notebooks ~110, benchmarks ~100, demo ~60 in one test, ...). `make test` hands files to its
-#: two workers in collection order (`--dist loadfile --no-loadscope-reorder`); xdist's own
-#: order (most tests first) started the one-test demo last, on one worker while the other idled.
-LONGEST_FIRST = (
-    "tests/test_sweep.py", "tests/test_analysis.py", "tests/test_resume.py", "tests/test_notebooks.py", "tests/test_benchmarks.py",
-    "tests/test_demo.py", "tests/scores/test_trained.py", "tests/plots/test_report.py", "tests/results/test_fits.py",
-    "tests/test_cli.py", "tests/scores/test_llc.py",
-)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The longest files first (:data:`LONGEST_FIRST`; a stable sort, so each file keeps its
-    order). Tests marked ``cuda`` need a CUDA device: skipped without one (``pytest -m cuda``
-    runs them)."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+    """Tests marked ``cuda`` need a CUDA device: skipped without one (``pytest -m cuda`` runs them)."""
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
