@@ -158,9 +158,10 @@ def test_info_reads_the_environment_without_importing_torch(tmp_path: Path) -> N
 
 def test_the_cli_shows_our_warnings_on_one_line_and_leaves_others_alone() -> None:
     code = ("import warnings; from repeatlens.cli import _one_line_warnings; from repeatlens.determinism import ReproducibilityWarning; "
-            "_one_line_warnings(); _one_line_warnings(); warnings.warn('mine', ReproducibilityWarning); warnings.warn('theirs')")
+            "from repeatlens.errors import StaleTableWarning; _one_line_warnings(); _one_line_warnings(); "
+            "warnings.warn('mine', ReproducibilityWarning); warnings.warn('stale', StaleTableWarning); warnings.warn('theirs')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
-    assert lines[0] == "warning: mine"  # once, though installed twice
-    assert lines[1].endswith(":1: UserWarning: theirs")  # Python's own format (file:line: Category: message)
+    assert lines[:2] == ["warning: mine", "warning: stale"]  # once each, though installed twice
+    assert lines[2].endswith(":1: UserWarning: theirs")  # Python's own format (file:line: Category: message)

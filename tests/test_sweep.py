@@ -217,6 +217,8 @@ def test_a_root_table_that_lacks_complete_runs_of_its_folder_is_read_with_a_warn
     points) left them out of every fit read off the folder, silently."""
     import warnings
 
+    from repeatlens.errors import StaleTableWarning
+
     out = tmp_path / "out"
     shutil.copytree(local_sweep, out)
     with warnings.catch_warnings():
@@ -226,7 +228,7 @@ def test_a_root_table_that_lacks_complete_runs_of_its_folder_is_read_with_a_warn
     shutil.copytree(out / "f0_E1", out / "training")
     (out / "training" / "complete.json").unlink()  # still training: not complete, not named
     for load, table in ((load_scores, "scores.parquet"), (load_metrics, "metrics.parquet")):
-        with pytest.warns(RuntimeWarning) as seen:
+        with pytest.warns(StaleTableWarning) as seen:
             df = load(out)
         assert [str(w.message) for w in seen] == [
             f"{out / table}: 1 complete run(s) in {out} are not in this table (late); `repeatlens analyze {out}` scores them and rewrites it"]

@@ -448,13 +448,14 @@ def _one_line_warnings() -> None:
     import warnings
 
     from repeatlens.determinism import ReproducibilityWarning
+    from repeatlens.errors import StaleTableWarning
 
     default = warnings.showwarning
     if getattr(default, "repeatlens_one_line", False):  # main() called again in this process
         return
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, ReproducibilityWarning):
+        if issubclass(category, (ReproducibilityWarning, StaleTableWarning)):
             typer.echo(f"warning: {message}", err=True)
         else:
             default(message, category, filename, lineno, file, line)

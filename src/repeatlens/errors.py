@@ -46,6 +46,11 @@ class LockTimeout(RepeatlensError):
     """Another repeatlens process held a folder's lock for longer than we were willing to wait."""
 
 
+class StaleTableWarning(RuntimeWarning):
+    """A folder's joined table lacks complete runs that sit in the folder: what is read off it
+    leaves them out until ``repeatlens analyze FOLDER`` rewrites it. The CLI shows it in one line."""
+
+
 #: OS error numbers that describe the machine or the user's files, never a bug of ours: a
 #: path the user may not read or write, a full or read-only disk, a name too long, too many
 #: open files, no memory, a file over the size limit, a failing device.

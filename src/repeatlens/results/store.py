@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import pandas as pd
 
-from repeatlens.errors import CheckpointError, first_line
+from repeatlens.errors import CheckpointError, StaleTableWarning, first_line
 from repeatlens.results.schema import (
     METRIC_COLUMNS,
     METRIC_DTYPES,
@@ -425,7 +425,7 @@ def _warn_if_runs_missing(path: str | Path, name: str, df: pd.DataFrame) -> None
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         warnings.warn(f"{folder / name}: {len(missing)} complete run(s) in {folder} are not in this table ({shown}); "
-                      f"`repeatlens analyze {folder}` scores them and rewrites it", RuntimeWarning, stacklevel=3)
+                      f"`repeatlens analyze {folder}` scores them and rewrites it", StaleTableWarning, stacklevel=3)
 
 
 def _load_table(path: str | Path, name: str) -> pd.DataFrame:
