@@ -421,7 +421,10 @@ def _warn_if_runs_missing(path: str | Path, name: str, df: pd.DataFrame) -> None
     if not folder.is_dir() or "run_id" not in df.columns:
         return
     have = set(df["run_id"].astype(str))
-    missing = sorted(c.name for c in folder.iterdir() if c.is_dir() and c.name not in have and RunDir(c).is_complete())
+    try:
+        missing = sorted(c.name for c in folder.iterdir() if c.is_dir() and c.name not in have and RunDir(c).is_complete())
+    except OSError:  # a folder or run we may not list: the table was read; only this check is skipped
+        return
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         warnings.warn(f"{folder / name}: {len(missing)} complete run(s) in {folder} are not in this table ({shown}); "
