@@ -138,13 +138,18 @@ def test_the_prose_words_the_fields_it_is_given() -> None:
                        "than the 10.0% rise in natural-text test loss.")
     runs = {"r0": {"flat_step": 40, "rise": 0.2, "rise_z": 7.1, "rise_steps": [40, 60], "significant": True, "damage_step": 60,
                    "damage": 0.25, "zero_step": 80, "coincide": True, "chance": 0.5},
-            "r1": {"reason": "its control has fewer than 3 evaluations"}}
+            "r1": {"reason": "its control has fewer than 3 evaluations"},
+            "r2": {"flat_step": 40, "rise": 0.3, "rise_z": 9.0, "rise_steps": [40, 80], "significant": True, "damage_step": 80,
+                   "damage": 0.5, "zero_step": None, "coincide": None, "chance": float("nan")}}
     t4 = DoubleDescentTarget(name="T4", statement="s", verdict=Verdict.CANNOT_JUDGE, fraction=0.1, repeat_count=100, runs=runs)
-    assert t4.detail.startswith("at f = 0.1, E = 100 (2 seeds): r0: largest rise after the control flattened (step 40): +0.200 "
+    assert t4.detail.startswith("at f = 0.1, E = 100 (3 seeds): r0: largest rise after the control flattened (step 40): +0.200 "
                                 "over steps 40-60 (7.1 standard errors); damage against the control peaks at step 60 (+0.250), "
                                 "repeated-subset loss approaches zero at step 80: they coincide (within one checkpoint; chance "
-                                "0.50); r1: its control has fewer than 3 evaluations. Held means in every seed the test loss "
-                                "rose by more than 2 standard errors")
+                                "0.50); r1: its control has fewer than 3 evaluations; r2: largest rise after the control "
+                                "flattened (step 40): +0.300 over steps 40-80 (9.0 standard errors); damage against the control "
+                                "peaks at step 80 (+0.500), repeated-subset loss does not approach zero by the last checkpoint: "
+                                "the two cannot be compared. Held means in every seed the test loss rose by more than 2 "
+                                "standard errors")
     t1 = PeakTarget(name="T1", statement="s", verdict=Verdict.DID_NOT_HOLD, fraction=0.1, runs=12, seeds=(2, 3),
                     peak={"e_star": 120.0, "e_star_ci95": [60.0, 240.0], "interior": False, "amplitude": 0.05,
                           "amplitude_ci95": None, "dof": 7, "note": "E* at the grid's edge"})

@@ -159,10 +159,10 @@ def _t4_run_text(run: str, r: dict[str, Any]) -> str:
     rise = (f"largest rise after the control flattened (step {r['flat_step']}): {r['rise']:+.3f} over steps "
             f"{r['rise_steps'][0]}-{r['rise_steps'][1]} ({r['rise_z']:.1f} standard errors)")
     zero = (f"repeated-subset loss approaches zero at step {r['zero_step']}" if r["zero_step"] is not None
-            else "repeated-subset loss never approaches zero")
-    same = {True: "coincide", False: "do not coincide", None: "cannot be compared"}[r["coincide"]]
-    return (f"{run}: {rise}; damage against the control peaks at step {r['damage_step']} ({r['damage']:+.3f}), "
-            f"{zero}: they {same} (within one checkpoint; chance {r['chance']:.2f})")
+            else "repeated-subset loss does not approach zero by the last checkpoint")
+    same = ("the two cannot be compared" if r["coincide"] is None else
+            f"they {'coincide' if r['coincide'] else 'do not coincide'} (within one checkpoint; chance {r['chance']:.2f})")
+    return f"{run}: {rise}; damage against the control peaks at step {r['damage_step']} ({r['damage']:+.3f}), {zero}: {same}"
 
 
 @renders(DoubleDescentTarget)
