@@ -24,6 +24,12 @@ def test_tiny_demo_trains_scores_prints_targets_and_writes_the_report(tmp_path: 
     for t in ("T1", "T2", "T3", "T4"):
         assert re.search(rf"^{t} (held|did not hold|not identified|cannot judge): ", text, re.M), text
     assert "natural-text test loss" in text and "probe synthetic:L14:B16:s0" in text  # T1/T2 on the text, T2 names its probe
+    # what was trained on, measured from the runs' data/ (the tiny demo's largest E repeats one or two sequences)
+    data = re.search(r"^Data \(measured from each run's data/\): the control's training tokens are 75\.0% synthetic; at f > 0 "
+                     r"the repeated subset is [\d.]+%(-[\d.]+%)? synthetic and the training tokens [\d.]+%(-[\d.]+%)?\. Losses on "
+                     r"held-out natural text; scores: the best head on probe synthetic:L14:B16:s0, induction_uniform on probe "
+                     r"uniform:L14:B16:s0\.$", text, re.M)
+    assert data, text
     scores = pd.read_parquet(out / "scores.parquet")
     assert set(scores.probe) == {"synthetic", "uniform", ""}  # the probes the demo scores, and the rows that read none
     assert {"test_text", "test_synthetic"} <= set(pd.read_parquet(out / "metrics.parquet").split)

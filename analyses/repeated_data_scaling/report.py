@@ -794,14 +794,13 @@ def _scored(run: Any) -> bool:
 def _shares(run: Any) -> dict[str, float]:
     """Shares of synthetic sequences among the trained slots, the unique ones and the repeated subset."""
     try:
-        kinds, schedule, man = run.is_synthetic(), run.schedule(), run.manifest()
+        shares = run.synthetic_shares()
     except RepeatlensError:
         return {}
-    if kinds is None:
+    if shares is None:
         return {}
-    rep = np.isin(schedule, np.asarray(man.repeated_ids, dtype=np.int64))
-    return {"synthetic_share": float(kinds[schedule].mean()), "unique_synthetic_share": float(kinds[schedule[~rep]].mean()),
-            "repeated_synthetic_share": float(kinds[np.asarray(man.repeated_ids)].mean()) if man.repeated_ids else np.nan}
+    return {"synthetic_share": shares["trained"], "unique_synthetic_share": shares["unique"],
+            "repeated_synthetic_share": shares["repeated"]}
 
 
 def collect(out: Path) -> Collected:

@@ -73,6 +73,26 @@ def demo_spec():
     return SweepSpec(base=DEMO_BASE, grid={}, analyze=analyze, points=points)
 
 
+def data_line(out: Path, spec, probe: str, uniform_probe: str) -> str:
+    """What the runs trained on and which probe read the scores, measured from each run's
+    ``data/`` (:meth:`~repeatlens.checkpoints.RunDir.synthetic_shares`)."""
+    from repeatlens.checkpoints import RunDir
+
+    def pct(values: list[float]) -> str:
+        lo, hi = min(values), max(values)
+        return f"{lo:.1%}" if round(lo, 3) == round(hi, 3) else f"{lo:.1%}-{hi:.1%}"
+
+    shares = {p.name: RunDir(out / p.name).synthetic_shares() for p in spec.points}
+    if any(v is None for v in shares.values()):
+        return f"Scores: the best head on probe {probe}; induction_uniform on probe {uniform_probe}."
+    control = [v for name, v in shares.items() if name == "control"]
+    repeated = [v for name, v in shares.items() if name != "control"]
+    return (f"Data (measured from each run's data/): the control's training tokens are {pct([v['trained'] for v in control])} "
+            f"synthetic; at f > 0 the repeated subset is {pct([v['repeated'] for v in repeated])} synthetic and the training "
+            f"tokens {pct([v['trained'] for v in repeated])}. Losses on held-out natural text; scores: the best head on probe "
+            f"{probe}, induction_uniform on probe {uniform_probe}.")
+
+
 def run_demo(out: str | Path, progress: bool = True, workers: Optional[int] = None) -> pd.DataFrame:
     """Train and score every demo point under ``out`` (two at a time on two cores), print
     the table and T1-T4, write the report; returns the printed table."""
@@ -109,6 +129,7 @@ def run_demo(out: str | Path, progress: bool = True, workers: Optional[int] = No
     typer.echo("\nFinal checkpoint (losses in nats/token: natural-text test loss, repeated subset; best head on the synthetic-id probe; "
                "induction_uniform: the same heads on uniform ids):")
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    typer.echo(data_line(out, spec, syn_spec.key, uni_spec.key))
     chance = chance_levels(build_probes(syn_spec, source))
     targets = evaluate_targets(scores, metrics, chance=chance, probe=syn_spec.key)
     typer.echo("\nThe study's targets on these runs (one seed, so the seed spread is 0; "

@@ -134,6 +134,9 @@ def test_repeated_source_draws_the_repeated_subset_from_one_source(tmp_path, sou
     sched = np.load(run.schedule_path)
     counts = Counter(sched.tolist())
     assert all(counts[r] == 5 for r in man.repeated_ids) and len(sched) == 400
+    # what RESULTS.md and the demo report: 225 synthetic unique slots, plus 20 rows x 5 slots when repeated is synthetic
+    rep_share = 0.0 if source == "corpus" else 1.0
+    assert run.synthetic_shares() == {"trained": (225 + 100 * rep_share) / 400, "unique": 225 / 300, "repeated": rep_share}
 
 
 def test_repeated_source_any_mixes_the_subset_like_every_row(tmp_path) -> None:

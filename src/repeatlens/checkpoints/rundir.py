@@ -226,6 +226,19 @@ class RunDir:
             return None
         return self.is_synthetic()
 
+    def synthetic_shares(self) -> Optional[dict[str, float]]:
+        """Shares of synthetic sequences, measured from the run's ``data/``: ``trained`` (every
+        scheduled slot, a repeated row as often as it is repeated), ``unique`` (the slots of
+        rows that are not repeated) and ``repeated`` (the repeated subset's rows, each once;
+        NaN without one). None where the pool does not record which rows are synthetic."""
+        kinds = self.is_synthetic()
+        if kinds is None:
+            return None
+        schedule, repeated = self.schedule(), np.asarray(self.manifest().repeated_ids, dtype=np.int64)
+        unique = schedule[~np.isin(schedule, repeated)]
+        return {"trained": float(kinds[schedule].mean()), "unique": float(kinds[unique].mean()) if len(unique) else float("nan"),
+                "repeated": float(kinds[repeated].mean()) if len(repeated) else float("nan")}
+
     def training_token_counts(self, vocab_size: Optional[int] = None) -> np.ndarray:
         """How often each id occurs in the tokens the run trains on (every scheduled
         sequence, a repeated one as often as it is repeated), ``[vocab_size]`` int64."""
