@@ -157,6 +157,8 @@ def test_the_prose_words_the_fields_it_is_given() -> None:
                          "t at 7 dof) peaks at E* = 120 (95% 60 to 240), not interior (E* at the grid's edge), amplitude "
                          "+0.050 nats (no interval). Held means the peak is interior (its interval inside the grid) and the "
                          "amplitude's interval lies above 0.")
+    one = PeakTarget(name="T1", statement="s", verdict=Verdict.DID_NOT_HOLD, fraction=0.25, runs=5, seeds=(1, 1), peak=t1.peak)
+    assert "(5 runs, 1 seed per point, t at 7 dof)" in one.detail
     t5 = AlphaTarget(name="T5", statement="s", verdict=Verdict.NOT_IDENTIFIED, loss="test_text", reason="two sizes",
                      peaks=[{"N": 8640.0, "e_star": 822.0, "e_star_ci95": None, "interior": False}])
     assert t5.detail == ("natural-text test loss per size: N = 8,640: E* = 822 (no interval, not interior). alpha is not "

@@ -98,7 +98,7 @@ def _peak(t: PeakTarget) -> str:
     where = {True: "interior", False: "not interior"}[p["interior"]]
     note = f" ({p['note']})" if p.get("note") else ""
     return (f"at f = {t.fraction:g}, the {loss_name(t.loss)} fitted as a bump in log10 E over a baseline "
-            f"({t.runs} runs, {_span(*t.seeds)} seeds per point, t at {p['dof']} dof) peaks at E* = {p['e_star']:,.0f} ({e_ci}), "
+            f"({t.runs} runs, {_span(*t.seeds)} seed{'' if t.seeds == (1, 1) else 's'} per point, t at {p['dof']} dof) peaks at E* = {p['e_star']:,.0f} ({e_ci}), "
             f"{where}{note}, amplitude {amp}. Held means the peak is interior (its interval inside the grid) and the "
             "amplitude's interval lies above 0.")
 
