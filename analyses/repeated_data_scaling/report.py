@@ -3,17 +3,21 @@ figures and RESULTS.md, from whatever runs of ``design.py`` are complete.
 
     python analyses/repeated_data_scaling/report.py --out runs/repeated_data_scaling_v2
     python analyses/repeated_data_scaling/report.py --out RUNS --results /tmp/scratch   # write elsewhere
+    python analyses/repeated_data_scaling/report.py --out RUNS --archive-only           # only archive new runs
 
 ``run_study.py`` calls :func:`write_results` after training. The run directories are only
 read (never written), so this can run beside a study that is still training: a run counts
-once it has ``complete.json`` and every checkpoint scored on the study's probe. A size whose
+once it has ``complete.json`` and every checkpoint scored on the study's probe. Every run
+read is also kept in ``results/runs/`` (:func:`write_archive`: its scores, metrics and
+facts, about 40 KB a run), which is committed: run directories do not outlive the machine
+that trained them, and a later call on another machine reads from there the runs it lacks. A size whose
 grid (its full-data controls, data-matched controls and repeated runs) is incomplete is
 reported as incomplete, with a provisional peak fit labelled as such, and is left out of
 the scaling fit and the targets; the T4 arm is read only when all its runs are complete.
 
 What is computed where: :func:`analyse` (tables -> :class:`Study`: fits and typed verdicts,
 no I/O), :func:`write_outputs` (a :class:`Study` -> files), :func:`collect` (run
-directories -> tables). Every verdict line in RESULTS.md is a target object's own
+directories and the archive -> tables). Every verdict line in RESULTS.md is a target object's own
 ``line``; the prose around it quotes numbers from the objects, never decides.
 """
 
@@ -46,6 +50,7 @@ from repeatlens.config import ModelConfig, read_yaml  # noqa: E402
 from repeatlens.errors import RepeatlensError  # noqa: E402
 from repeatlens.io import atomic_write_text  # noqa: E402
 from repeatlens.results import fits, reduce  # noqa: E402
+from repeatlens.results.metric_facts import TABLE_KEY as FACTS  # noqa: E402
 from repeatlens.sweep import SweepPoint, expand_grid  # noqa: E402
 
 LOSS = "test_text"
@@ -803,8 +808,11 @@ def _shares(run: Any) -> dict[str, float]:
             "repeated_synthetic_share": shares["repeated"]}
 
 
-def collect(out: Path) -> Collected:
-    """Read the study directory ``out``: the complete, scored runs' tables (nothing is written)."""
+def collect(out: Path, archives: Sequence[Path] = ()) -> Collected:
+    """The complete, scored runs' tables: those of the run directories under ``out``, and of
+    every run the ``archives`` (:func:`write_archive`) hold that ``out`` lacks complete (a
+    complete run directory wins over an archived copy, an earlier archive over a later
+    one). Nothing is written."""
     from repeatlens.results.store import join_run_tables, sweep_runs
 
     complete, info, skipped = [], [], []
@@ -816,11 +824,90 @@ def collect(out: Path) -> Collected:
         complete.append(run)
         info.append({"run_id": run.run_id, "train_seconds": float(done["seconds"]),
                      "torch": (done.get("environment") or {}).get("torch"), **_shares(run)})
-    if not complete:
+    here = Collected(*join_run_tables(complete), pd.DataFrame(info), skipped) if complete else None
+    kept = None
+    for path in archives:
+        got = read_archive(path)
+        kept = got if kept is None else (merge_collected(kept, got) if got is not None else kept)
+    if here is None and kept is None:
         raise RepeatlensError(f"{out}: no complete, scored run of the study yet (expected run directories such as "
-                              f"{design.SIZES[0]}_f0_E1_s0 with complete.json and scores.parquet)")
-    scores, metrics = join_run_tables(complete)
-    return Collected(scores, metrics, pd.DataFrame(info), skipped)
+                              f"{design.SIZES[0]}_f0_E1_s0 with complete.json and scores.parquet, or an archive "
+                              f"{ARCHIVE.relative_to(HERE)}/ with {INFO_FILE})")
+    if kept is None:
+        return here
+    if here is None:
+        kept.skipped = [r for r in skipped if r not in set(kept.info["run_id"])]
+        return kept
+    return merge_collected(here, kept)
+
+
+# ------------------------------------------------------------------------------ the archive
+
+
+ARCHIVE = HERE / "results" / "runs"
+"""The committed copy of every complete run's tables (:func:`write_archive`): the run directories
+stay out of git and do not outlive the machine that trained them, so a study that spans
+machines reads the runs it no longer has from here."""
+INFO_FILE = "runs.csv"
+CHANCE_FILE = "chance.json"
+INFO_COLUMNS = ("run_id", "train_seconds", "torch", "synthetic_share", "unique_synthetic_share", "repeated_synthetic_share")
+
+
+def read_archive(path: Path) -> Optional[Collected]:
+    """The tables :func:`write_archive` wrote under ``path`` (None if it holds none); the probe's
+    chance levels, when recorded, in ``scores.attrs["chance"]``."""
+    from repeatlens.results.store import SCORES_FILE, load_metrics, load_scores
+
+    path = Path(path)
+    if not (path / SCORES_FILE).is_file():
+        return None
+    scores, metrics = load_scores(path), load_metrics(path)
+    info = pd.read_csv(path / INFO_FILE, dtype={"run_id": str, "torch": str})
+    if set(info["run_id"]) != set(scores["run_id"].astype(str)):
+        raise RepeatlensError(f"{path / INFO_FILE}: lists other runs than {path / SCORES_FILE}; the archive was not "
+                              f"written by write_archive in one piece")
+    chance = path / CHANCE_FILE
+    if chance.is_file():
+        scores.attrs["chance"] = json.loads(chance.read_text())
+    return Collected(scores, metrics, info, [])
+
+
+def merge_collected(new: Collected, old: Collected) -> Collected:
+    """``new``'s runs and those of ``old`` that ``new`` lacks (``new``'s copy of a run wins)."""
+    have = set(new.info["run_id"])
+    keep = ~old.scores["run_id"].astype(str).isin(have)
+    scores = pd.concat([new.scores, old.scores[keep]], ignore_index=True)
+    metrics = pd.concat([new.metrics, old.metrics[~old.metrics["run_id"].astype(str).isin(have)]], ignore_index=True)
+    info = pd.concat([new.info, old.info[~old.info["run_id"].isin(have)]], ignore_index=True)
+    scores.attrs = {**old.scores.attrs, **new.scores.attrs}
+    for key in ("runs", FACTS, "chance"):
+        scores.attrs[key] = {**old.scores.attrs.get(key, {}), **new.scores.attrs.get(key, {})}
+    scores.attrs["probes"] = sorted(set(old.scores.attrs.get("probes", [])) | set(new.scores.attrs.get("probes", [])))
+    return Collected(scores, metrics, info, [r for r in new.skipped if r not in set(info["run_id"])])
+
+
+def write_archive(path: Path, got: Collected, chance: Optional[dict[str, float]] = None) -> list[Path]:
+    """Write ``got``'s tables under ``path``: the joined ``scores.parquet`` and ``metrics.parquet``
+    (readable by ``repeatlens.load_scores``), ``runs.csv`` (per run: training seconds, torch,
+    synthetic shares) and the probe's chance levels. Each file is replaced atomically."""
+    from repeatlens.results.store import METRICS_FILE, SCORES_FILE, write_parquet
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    order = sorted(got.info["run_id"])
+    info = got.info.set_index("run_id").reindex(order).reset_index()
+    info = info[[c for c in INFO_COLUMNS if c in info.columns]]
+    scores = got.scores.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+    metrics = got.metrics.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+    write_parquet(path / SCORES_FILE, scores, {"runs": {r: got.scores.attrs.get("runs", {}).get(r, {}) for r in order},
+                                              FACTS: got.scores.attrs.get(FACTS, {})})
+    write_parquet(path / METRICS_FILE, metrics)
+    atomic_write_text(path / INFO_FILE, info.to_csv(index=False, float_format="%.8g"))
+    written = [path / SCORES_FILE, path / METRICS_FILE, path / INFO_FILE]
+    if chance is not None:
+        atomic_write_text(path / CHANCE_FILE, json.dumps(chance, indent=1, sort_keys=True) + "\n")
+        written.append(path / CHANCE_FILE)
+    return written
 
 
 def probe_chance(out: Path, run_id: str, probe: str) -> Optional[dict[str, float]]:
@@ -836,16 +923,28 @@ def probe_chance(out: Path, run_id: str, probe: str) -> Optional[dict[str, float
         return None
 
 
-def write_results(out: Path, here: Path, started: Optional[float] = None, *, formats: Sequence[str] = ("html", "png")) -> None:
-    """Read the complete runs under ``out`` and write ``here/results/`` and ``here/RESULTS.md``.
+def write_results(out: Path, here: Path, started: Optional[float] = None, *, formats: Sequence[str] = ("html", "png"),
+                  archive: Optional[Path] = ARCHIVE, archive_only: bool = False) -> None:
+    """Read the complete runs under ``out`` and in ``archive``; write ``here/results/`` (the
+    archive of every run read among it) and ``here/RESULTS.md``, or with ``archive_only``
+    only the archive.
 
     ``started``: the :func:`time.perf_counter` at which the calling study began (its
     training included); None: the wall time is this call's own.
     """
     t0 = time.perf_counter() if started is None else started
-    got = collect(Path(out))
+    dest = Path(here) / "results" / "runs"  # read too, so that no archived run is ever dropped from it
+    got = collect(Path(out), list(dict.fromkeys(p.resolve() for p in (archive, dest) if p is not None)))
     probe = reduce.check_scores(got.scores, PROBE).attrs["probe"]
-    chance = probe_chance(Path(out), str(got.info["run_id"].iloc[0]), probe)
+    kept = got.scores.attrs.get("chance", {})
+    on_disk = [r for r in got.info["run_id"] if (Path(out) / r / "complete.json").is_file()]
+    chance = probe_chance(Path(out), on_disk[0], probe) if on_disk else kept.get(probe)
+    if chance is None and probe not in kept:
+        print("no run directory and no recorded chance levels; T3's random-init check is left out", file=sys.stderr)
+    write_archive(dest, got, {**kept, probe: chance} if chance is not None else kept)
+    if archive_only:
+        print(f"archived {len(got.info)} runs in {dest}")
+        return
     s = analyse(got.scores, got.metrics, expected_runs(), chance=chance, info=got.info)
     argv = [os.path.relpath(sys.argv[0]) if sys.argv and sys.argv[0] else "report.py", *sys.argv[1:]]
     written = write_outputs(s, Path(here), command="python " + " ".join(argv), elapsed=time.perf_counter() - t0,
@@ -859,11 +958,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/repeated_data_scaling_v2"), help="the study's run directories (read only)")
     p.add_argument("--results", type=Path, default=HERE, help="where results/ and RESULTS.md go (default: beside this script)")
     p.add_argument("--formats", default="html,png", help="figure formats (png needs Chromium)")
+    p.add_argument("--archive", type=Path, default=ARCHIVE,
+                   help="the committed tables of runs trained elsewhere (default: results/runs/ beside this script)")
+    p.add_argument("--archive-only", action="store_true", help="only add the complete runs under --out to the archive")
     args = p.parse_args(argv)
     if not args.out.is_dir():
         raise SystemExit(f"error: --out {args.out}: no such directory")
     try:
-        write_results(args.out, args.results, formats=[f for f in args.formats.split(",") if f])
+        write_results(args.out, args.results, formats=[f for f in args.formats.split(",") if f], archive=args.archive,
+                      archive_only=args.archive_only)
     except RepeatlensError as e:
         raise SystemExit(f"error: {e}") from None
 

@@ -7,7 +7,10 @@ of ``design.py``, then write the tables, figures and RESULTS.md (T1-T6 through
 
 Runs already complete and scored under ``--out`` are not redone, so an interrupted study
 resumes by running the same command. The run directories stay out of git; ``results/`` and
-``RESULTS.md`` are rewritten from them on every call that reports.
+``RESULTS.md`` are rewritten from them on every call that reports, and ``results/runs/``
+keeps every complete run's tables (committed), so the study can go on on another machine:
+``report.py`` reads from there the runs whose directories are not under ``--out``. Runs
+trained with ``--train-only`` enter it with ``report.py --out RUNS --archive-only``.
 """
 
 from __future__ import annotations

@@ -224,3 +224,83 @@ def test_no_complete_size_is_said_not_fitted(report, expected) -> None:
     assert [t.line for t in s.scaling][0] == ("T5 cannot judge: no peak of the natural-text test loss is fitted: no model size has its "
                                               "whole grid (controls, data-matched controls, repeated runs) complete yet. No exponent is given.")
     assert s.provisional["rot2-d64"].peak is not None
+
+
+# ------------------------------------------------------------------------------ the archive
+
+
+def stored(scores: pd.DataFrame, metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The simulated tables in the stored schema (what ``join_run_tables`` returns), runs' ``attrs`` included."""
+    from repeatlens.results.keys import derive_keys
+    from repeatlens.results.schema import METRIC_DTYPES, RUN_COLUMNS, RUN_DTYPES, SCORE_COLUMNS, SCORE_DTYPES
+    from repeatlens.scores import SCORE_VERSION
+
+    s = scores.assign(score_version=scores["metric"].map(SCORE_VERSION).fillna(1), duplicate_of=pd.NA)
+    s = s.assign(probe_key=derive_keys(s)).astype({**SCORE_DTYPES, **RUN_DTYPES})[SCORE_COLUMNS + RUN_COLUMNS]
+    s.attrs["runs"] = {r: {"axis": {"x": "tokens_seen"}} for r in s["run_id"].unique()}
+    m = metrics.astype({"run_id": "str", **METRIC_DTYPES, **RUN_DTYPES})[["run_id", *METRIC_DTYPES, *RUN_COLUMNS]]
+    return s, m
+
+
+def _same_study(a, b) -> None:
+    assert [p.e_star for p in a.fit.peaks] == pytest.approx([p.e_star for p in b.fit.peaks], rel=1e-12)
+    assert [t.line for t in a.all_targets()] == [t.line for t in b.all_targets()]
+    pd.testing.assert_frame_equal(a.points, b.points)
+
+
+def test_the_archive_holds_what_the_report_reads(report, expected, tmp_path) -> None:
+    """Written and read back, the archive gives the same study as the tables it was written from."""
+    mine = expected[expected.preset.isin(["rot2-d32", "rot2-d64"]) & (expected.arm != "pilot")]
+    scores, metrics = stored(*tables(mine)[:2])
+    info = tables(mine)[2].assign(torch="2.13.0+cpu")
+    chance = {"synthetic:L30:B16:s0": CHANCE}
+    written = report.write_archive(tmp_path / "a", report.Collected(scores, metrics, info, []), chance)
+    assert {p.name for p in written} == {"scores.parquet", "metrics.parquet", "runs.csv", "chance.json"}
+    back = report.read_archive(tmp_path / "a")
+    assert sorted(back.info.run_id) == sorted(mine.run_id) and back.scores.attrs["chance"] == chance
+    assert set(back.scores.attrs["runs"]) == set(mine.run_id)
+    assert len(back.scores) == len(scores) and len(back.metrics) == len(metrics)
+    pd.testing.assert_frame_equal(back.info.sort_values("run_id").reset_index(drop=True),
+                                  info[list(back.info.columns)].sort_values("run_id").reset_index(drop=True), check_dtype=False)
+    _same_study(report.analyse(back.scores, back.metrics, mine, chance=CHANCE, info=back.info),
+                report.analyse(scores, metrics, mine, chance=CHANCE, info=info))
+    assert report.read_archive(tmp_path / "nothing") is None
+
+
+def test_a_run_directory_wins_over_its_archived_copy_and_nothing_archived_is_dropped(report, expected, tmp_path) -> None:
+    mine = expected[expected.preset.isin(["rot2-d32"]) & (expected.arm != "pilot")]
+    scores, metrics = stored(*tables(mine)[:2])
+    info = tables(mine)[2]
+    old_ids = sorted(mine.run_id)[:20]
+    new_ids = sorted(mine.run_id)[15:]  # 5 runs in both
+    pick = lambda df, ids: df[df.run_id.isin(ids)].reset_index(drop=True)  # noqa: E731
+    old = report.Collected(pick(scores, old_ids), pick(metrics, old_ids), pick(info, old_ids), [])
+    old.scores.attrs = {"runs": {r: {"from": "old"} for r in old_ids}, "chance": {"p": {"induction": 0.1}}}
+    changed = pick(scores, new_ids).assign(value=lambda d: d.value + 1.0)  # the new copies differ
+    changed.attrs = {"runs": {r: {"from": "new"} for r in new_ids}}
+    new = report.Collected(changed, pick(metrics, new_ids), pick(info, new_ids), ["a_run_still_training", old_ids[0]])
+    both = report.merge_collected(new, old)
+    assert sorted(both.info.run_id) == sorted(mine.run_id) and both.info.run_id.is_unique
+    assert len(both.scores) == len(scores) and len(both.metrics) == len(metrics)
+    overlap = set(old_ids) & set(new_ids)
+    got = both.scores[both.scores.run_id.isin(overlap)].value.to_numpy()
+    want = scores[scores.run_id.isin(overlap)].value.to_numpy() + 1.0
+    assert sorted(got) == pytest.approx(sorted(want))
+    assert {r: v["from"] for r, v in both.scores.attrs["runs"].items()} == {**{r: "old" for r in old_ids}, **{r: "new" for r in new_ids}}
+    assert both.scores.attrs["chance"] == {"p": {"induction": 0.1}}
+    assert both.skipped == ["a_run_still_training"]  # a run the archive holds is not "not complete"
+
+    # collect(): an empty study folder reads the archive; with neither, one error that names both
+    report.write_archive(tmp_path / "a", old)
+    (tmp_path / "runs").mkdir()
+    got = report.collect(tmp_path / "runs", [tmp_path / "a"])
+    assert sorted(got.info.run_id) == old_ids
+    with pytest.raises(report.RepeatlensError, match="no complete, scored run of the study yet .* or an archive"):
+        report.collect(tmp_path / "runs", [tmp_path / "nothing"])
+
+    # write_results keeps every run its destination's archive held, whatever --archive says
+    report.write_archive(tmp_path / "b", report.Collected(pick(scores, new_ids), pick(metrics, new_ids), pick(info, new_ids), []))
+    report.write_results(tmp_path / "runs", tmp_path / "dest", archive=tmp_path / "a", archive_only=True)
+    report.write_results(tmp_path / "runs", tmp_path / "dest", archive=tmp_path / "b", archive_only=True)
+    kept = report.read_archive(tmp_path / "dest" / "results" / "runs")
+    assert sorted(kept.info.run_id) == sorted(mine.run_id)
