@@ -34,8 +34,9 @@ order the data flows through them:
   data-matched control (same unique tokens): held when its loss exceeds that control's by no
   more than the seed spread; plus the random-init chance check. E = 1 uses the control's own
   data (same pool, slots and permutation seed), so it is reported as a consistency check.
-* **T4** (double descent in time): at the grid point nearest E*, test loss rises by more than
-  two standard errors of the evaluation (over test sequences, ``loss_se`` in the metrics)
+* **T4** (double descent in time): at the grid point nearest E*, test loss rises beyond the
+  evaluation's noise (standard errors over test sequences, ``loss_se`` in the metrics, at a
+  family-wise :data:`RISE_ALPHA` over every pair of checkpoints: :func:`rise_threshold`)
   after the same-seed control's loss has flattened (:data:`FLAT_FRACTION`), in every seed;
   beside it whether the damage peak coincides with the repeated-subset loss approaching zero
   (:data:`ZERO_FRACTION`), with the chance level of that coincidence.
@@ -74,7 +75,7 @@ from repeatlens.study.tables import (
 from repeatlens.study.targets import (
     FLAT_FRACTION,
     LITERATURE_ALPHA,
-    RISE_SE,
+    RISE_ALPHA,
     ZERO_FRACTION,
     AlphaTarget,
     DamageTarget,

@@ -12,7 +12,7 @@ import pandas as pd
 
 from repeatlens.study.targets import (
     FLAT_FRACTION,
-    RISE_SE,
+    RISE_ALPHA,
     ZERO_FRACTION,
     AlphaTarget,
     DamageTarget,
@@ -22,6 +22,7 @@ from repeatlens.study.targets import (
     PeakTarget,
     Target,
     renders,
+    rise_threshold,
 )
 
 __all__ = ["targets_markdown", "circuits_markdown", "loss_name", "size_where"]
@@ -156,8 +157,9 @@ def _few_repeats(t: FewRepeatsTarget) -> str:
 def _t4_run_text(run: str, r: dict[str, Any]) -> str:
     if r.get("reason"):
         return f"{run}: {r['reason']}"
+    against = (f", against {r['threshold']:.2f} for {r['checkpoints_after']} checkpoints" if "threshold" in r else "")
     rise = (f"largest rise after the control flattened (step {r['flat_step']}): {r['rise']:+.3f} over steps "
-            f"{r['rise_steps'][0]}-{r['rise_steps'][1]} ({r['rise_z']:.1f} standard errors)")
+            f"{r['rise_steps'][0]}-{r['rise_steps'][1]} ({r['rise_z']:.1f} standard errors{against})")
     zero = (f"repeated-subset loss approaches zero at step {r['zero_step']}" if r["zero_step"] is not None
             else "repeated-subset loss does not approach zero by the last checkpoint")
     same = ("the two cannot be compared" if r["coincide"] is None else
@@ -167,10 +169,12 @@ def _t4_run_text(run: str, r: dict[str, Any]) -> str:
 
 @renders(DoubleDescentTarget)
 def _double_descent(t: DoubleDescentTarget) -> str:
-    rule = (f" Held means in every seed the {loss_name(t.loss)} rose by more than {RISE_SE:g} standard errors of the "
-            f"evaluation (sqrt(se_a^2 + se_b^2), se over test sequences) between two checkpoints after the same-seed "
-            f"control's loss had flattened (the first checkpoint after which it falls by at most {FLAT_FRACTION:.0%} of "
-            f"its total fall); 'approaches zero' is the first checkpoint at which the repeated-subset loss is at most "
+    rule = (f" Held means in every seed the {loss_name(t.loss)} rose beyond the evaluation's noise between two "
+            f"checkpoints after the same-seed control's loss had flattened: by more standard errors (sqrt(se_a^2 + "
+            f"se_b^2), se over test sequences) than a {RISE_ALPHA:.1%} false-rise rate allows over all pairs of "
+            f"those k checkpoints (Bonferroni: {rise_threshold(2):.2f} for k = 2, {rise_threshold(14):.2f} for k = 14); "
+            f"the control has flattened at the first checkpoint after which it falls by at most {FLAT_FRACTION:.0%} of "
+            f"its total fall; 'approaches zero' is the first checkpoint at which the repeated-subset loss is at most "
             f"{ZERO_FRACTION:.0%} of its first value.")
     if t.reason:
         return f"at f = {t.fraction:g}, E = {t.repeat_count:g}: {t.reason}." + rule
