@@ -488,9 +488,11 @@ def _circuits_md(s: Study) -> str:
             "|---|---|---|---|---|---|---|---|\n")
     rows = []
     for r in cc.itertuples(index=False):
-        same = f"{r.top_head} in {r.top_count} of {r.with_circuit}" if r.top_count else "–"
-        p = (f"{r.chance:.3f} (≥ {r.top_count} of {r.with_circuit} seeds on one of {r.heads} later-layer heads, each "
-             "uniform)" if r.top_count else "–")
+        if r.top_count >= 2:  # a coincidence to weigh
+            same = f"{r.top_head} in {r.top_count} of {r.with_circuit}"
+            p = f"{r.chance:.3f} (≥ {r.top_count} of {r.with_circuit} seeds on one of {r.heads} later-layer heads, each uniform)"
+        else:  # one seed with a circuit, or each on its own head: nothing shared, no chance level to give
+            same, p = ("none: each seed on its own head" if r.with_circuit >= 2 else "–"), "–"
         rows.append(f"| {r.preset} | {r.N:,.0f} | {r.control} | {r.seeds} ({r.seed_list}) | {r.with_circuit} | {r.kinds} | "
                     f"{same} | {p} |")
     read = [p for p in s.complete_sizes if _t2_read(cc, p)[0]]

@@ -304,3 +304,19 @@ def test_a_run_directory_wins_over_its_archived_copy_and_nothing_archived_is_dro
     report.write_results(tmp_path / "runs", tmp_path / "dest", archive=tmp_path / "b", archive_only=True)
     kept = report.read_archive(tmp_path / "dest" / "results" / "runs")
     assert sorted(kept.info.run_id) == sorted(mine.run_id)
+
+
+def test_no_chance_level_is_given_where_no_two_seeds_share_a_head(report) -> None:
+    from types import SimpleNamespace
+
+    cc = pd.DataFrame([
+        dict(preset="rot2-d64", N=33664.0, control="full", seeds=3, seed_list="0, 1, 2", with_circuit=3, kinds="canonical (3)",
+             top_head="L1.H0", top_count=1, heads=4, chance=report.same_head_chance(1, 3, 4)),
+        dict(preset="rot2-d48", N=19104.0, control="full", seeds=3, seed_list="0, 1, 2", with_circuit=3, kinds="canonical (3)",
+             top_head="L1.H3", top_count=2, heads=4, chance=report.same_head_chance(2, 3, 4)),
+        dict(preset="rot2-d24", N=4944.0, control="full", seeds=3, seed_list="0, 1, 2", with_circuit=1, kinds="canonical (1)",
+             top_head="", top_count=0, heads=4, chance=np.nan)])
+    rows = report._circuits_md(SimpleNamespace(controls_circuits=cc, complete_sizes=[])).splitlines()[2:5]
+    assert rows[0].endswith("| canonical (3) | none: each seed on its own head | – |")
+    assert rows[1].endswith("| L1.H3 in 2 of 3 | 0.625 (≥ 2 of 3 seeds on one of 4 later-layer heads, each uniform) |")
+    assert rows[2].endswith("| canonical (1) | – | – |")
