@@ -303,6 +303,12 @@ def test_effective_model_size_inverts_the_controls_law() -> None:
     assert 0 < line.y[k] < 1 and line.error_y.array[k] > 0  # a degraded run is worth fewer parameters, with its interval
     # E = 100 at f = 10% loses more than the smallest control has: a bound, not a point
     assert 100 not in list(line.x) and "outside the controls' N range left out" in fig.layout.title.text
+    # the legend names both codes: colour = fraction, marker and dash = model size (one entry per size drawn)
+    legend = {t.name: t for t in fig.data if t.showlegend is not False and len(t.x) == 1 and t.x[0] is None}
+    drawn = {t.name.split(" · ")[1]: (t.marker.symbol, t.line.dash) for t in fig.data if " · N = " in (t.name or "")}
+    assert {k for k in legend if k.startswith("N = ")} == set(drawn) and len(set(drawn.values())) == len(drawn) >= 2
+    for n, style in drawn.items():
+        assert (legend[n].marker.symbol, legend[n].line.dash) == style
 
 
 def test_effective_model_size_needs_four_control_sizes(sweep, one_size):

@@ -420,6 +420,11 @@ def effective_model_size(scores: pd.DataFrame, loss: str = "test_loss", size: st
     for f in fractions:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines+markers", name=f"f = {theme.format_fraction(f)}",
                                  line={"color": colors[f]}, marker={"color": colors[f]}, legendgroup=f"f={f}"))
+    for m, n in enumerate(sizes):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines+markers", name=f"N = {theme.format_count(n)}",
+                                 line={"color": "#555", "dash": theme.MODEL_DASHES[m % len(theme.MODEL_DASHES)]},
+                                 marker={"color": "#555", "symbol": theme.MODEL_SYMBOLS[m % len(theme.MODEL_SYMBOLS)]},
+                                 legendgroup=f"N={n}"))
     fig.update_xaxes(**_log_ticks_axis())
     fig.update_xaxes(title_text="non-embedding parameters N" if size == "n_params_nonembedding" else "parameters N", row=1, col=1)
     fig.update_xaxes(title_text=theme.REPEAT_COUNT_LABEL, row=1, col=2)
