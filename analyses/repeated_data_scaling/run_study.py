@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import repeatlens  # noqa: E402
-from design import SIZES, sweeps  # noqa: E402
+from design import SIZES, queue, sweeps  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,13 +44,11 @@ def main() -> None:
     unknown = sorted(set(sizes) - set(SIZES))
     if unknown:
         raise SystemExit(f"--sizes: unknown {unknown}; expected some of {', '.join(SIZES)}")
-    errors = []
-    for name, spec in sweeps(sizes, t4=not args.no_t4).items():
-        print(f"== {name}: {len(spec.points)} runs", flush=True)
-        res = repeatlens.run_sweep(spec, args.out, workers=args.workers, progress=True)
-        errors += res.errors
-    if errors:
-        raise SystemExit(f"{len(errors)} run(s) failed: {errors}")
+    specs = sweeps(sizes, t4=not args.no_t4)
+    print("\n".join(f"== {name}: {len(spec.points)} runs" for name, spec in specs.items()), flush=True)
+    res = repeatlens.run_sweep(queue(specs), args.out, workers=args.workers, progress=True)  # one queue: no core idles
+    if res.errors:
+        raise SystemExit(f"{len(res.errors)} run(s) failed: {res.errors}")
     print(f"trained and scored in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
     if args.train_only:
         return

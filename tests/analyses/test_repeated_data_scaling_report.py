@@ -130,6 +130,12 @@ def test_the_expected_runs_are_the_design_and_the_pilots(report, expected) -> No
     assert expected.set_index("run_id").loc["rot2-d64_f0.25_E4_s0", "arm"] == "pilot"
     assert expected.set_index("run_id").loc["rot2-d64_f0.25_E64_s0", ["arm", "pilot"]].tolist() == ["repeated", True]
     assert set(expected.loc[expected.arm == "data-matched", "control"]) == {"data_matched"}
+    # run_study.py trains the design as one queue: every run once, in the sweeps' order
+    specs = report.design.sweeps()
+    q = report.design.queue(specs)
+    assert [p.name for p in q.points] == [p.name for s in specs.values() for p in s.points]
+    assert sorted(p.name for p in q.points) == sorted(expected.loc[expected.arm != "pilot", "run_id"])
+    assert q.points[0].config == specs["rot2-d16 controls"].points[0].config and q.grid == {"sweeps": list(specs)}
 
 
 SIZES = ("rot2-d16", "rot2-d32", "rot2-d64", "rot2-d128")
