@@ -10,15 +10,15 @@ read (never written), so this can run beside a study that is still training: a r
 once it has ``complete.json`` and every checkpoint scored on the study's probe. Every run
 read is also kept in ``results/runs/`` (:func:`write_archive`: its scores, metrics and
 facts, about 40 KB a run), which is committed: run directories do not outlive the machine
-that trained them, and a later call on another machine reads from there the runs it lacks. A size whose
-grid (its full-data controls, data-matched controls and repeated runs) is incomplete is
-reported as incomplete, with a provisional peak fit labelled as such, and is left out of
-the scaling fit and the targets; the T4 arm is read only when all its runs are complete.
+that trained them, and a later call on another machine reads from there the runs it lacks.
+A size whose grid (its full-data controls, data-matched controls and repeated runs) is
+incomplete is reported as incomplete, with a provisional peak fit labelled as such, and is
+left out of the scaling fit and the targets; the T4 arm is read only when all its runs are complete.
 
 What is computed where: :func:`analyse` (tables -> :class:`Study`: fits and typed verdicts,
 no I/O), :func:`write_outputs` (a :class:`Study` -> files), :func:`collect` (run
-directories and the archive -> tables). Every verdict line in RESULTS.md is a target object's own
-``line``; the prose around it quotes numbers from the objects, never decides.
+directories and the archive -> tables). Every verdict line in RESULTS.md is a target
+object's own ``line``; the prose around it quotes numbers from the objects, never decides.
 """
 
 from __future__ import annotations

@@ -200,7 +200,6 @@ def _t4_run(m: pd.DataFrame, c: pd.DataFrame, split: str) -> dict[str, Any]:
     if len(after) < 2:
         return {"reason": f"the control flattened at step {flat}, with fewer than 2 checkpoints of this run after it", "flat_step": flat}
     rise, z, a, b = _largest_z_rise(after["loss"].to_numpy(), after["loss_se"].to_numpy())
-    threshold = rise_threshold(len(after))
     common = test.index.intersection(ctrl.index)
     damage = test.loc[common, "loss"] - ctrl.loc[common]
     d_step = int(damage.idxmax())
@@ -214,8 +213,9 @@ def _t4_run(m: pd.DataFrame, c: pd.DataFrame, split: str) -> dict[str, Any]:
         coincide = abs(i - j) <= 1
         chance = len([k for k in range(len(steps)) if abs(k - j) <= 1]) / len(steps)
     return {"flat_step": flat, "rise": rise, "rise_z": z, "rise_steps": [int(after.index[a]), int(after.index[b])],
-            "checkpoints_after": len(after), "threshold": threshold, "significant": rise_is_significant(z, len(after)), "damage_step": d_step, "damage": float(damage.max()), "zero_step": z_step,
-            "coincide": coincide, "chance": chance}
+            "checkpoints_after": len(after), "threshold": rise_threshold(len(after)),
+            "significant": rise_is_significant(z, len(after)), "damage_step": d_step, "damage": float(damage.max()),
+            "zero_step": z_step, "coincide": coincide, "chance": chance}
 
 
 def _t4(runs: pd.DataFrame, metrics: Optional[pd.DataFrame], f: float, e: float, loss: str) -> DoubleDescentTarget:
