@@ -662,7 +662,9 @@ nothing.
 ### T4 on the T4 arm
 
 How to read T4: it counts only a rise of the natural-text loss *after* the same-seed full-data control's loss has
-flattened, the paper's late double descent (memorizing the repeated subset finishing after generic learning has slowed).
+flattened, the paper's late double descent (memorizing the repeated subset finishing after generic learning has slowed),
+and only one beyond the evaluation's noise at a {study.RISE_ALPHA:.1%} family-wise false-rise rate over every pair of those checkpoints
+(each run's line names its threshold in standard errors and how many checkpoints it was taken over).
 A rise while the control is still falling is not counted; each run's line says where its damage against the control
 peaks and when its repeated-subset loss approaches zero, so an early double descent shows there, and
 `results/figures/t4_arm_trajectories.html` draws every evaluation.
