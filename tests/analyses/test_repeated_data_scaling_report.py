@@ -257,8 +257,9 @@ def _same_study(a, b) -> None:
 def test_the_archive_holds_what_the_report_reads(report, expected, tmp_path) -> None:
     """Written and read back, the archive gives the same study as the tables it was written from."""
     mine = expected[expected.preset.isin(["rot2-d32", "rot2-d64"]) & (expected.arm != "pilot")]
-    scores, metrics = stored(*tables(mine)[:2])
-    info = tables(mine)[2].assign(torch="2.13.0+cpu")
+    scores, metrics, info = tables(mine)
+    scores, metrics = stored(scores, metrics)
+    info = info.assign(torch="2.13.0+cpu")
     chance = {"synthetic:L30:B16:s0": CHANCE}
     written = report.write_archive(tmp_path / "a", report.Collected(scores, metrics, info, []), chance)
     assert {p.name for p in written} == {"scores.parquet", "metrics.parquet", "runs.csv", "chance.json"}
@@ -275,8 +276,8 @@ def test_the_archive_holds_what_the_report_reads(report, expected, tmp_path) -> 
 
 def test_a_run_directory_wins_over_its_archived_copy_and_nothing_archived_is_dropped(report, expected, tmp_path) -> None:
     mine = expected[expected.preset.isin(["rot2-d32"]) & (expected.arm != "pilot")]
-    scores, metrics = stored(*tables(mine)[:2])
-    info = tables(mine)[2]
+    scores, metrics, info = tables(mine)
+    scores, metrics = stored(scores, metrics)
     old_ids = sorted(mine.run_id)[:20]
     new_ids = sorted(mine.run_id)[15:]  # 5 runs in both
     pick = lambda df, ids: df[df.run_id.isin(ids)].reset_index(drop=True)  # noqa: E731
