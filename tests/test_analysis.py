@@ -426,6 +426,22 @@ def test_analyze_on_cuda_gives_the_cpu_scores(run_dir: Path, tmp_path: Path) -> 
     np.testing.assert_allclose(a.value, b.value, rtol=1e-3, atol=1e-4)  # TF32 / other kernels: float rounding only
 
 
+@pytest.mark.cuda
+def test_analyze_on_cuda_runs_the_default_battery_as_on_the_cpu(run_dir: Path, tmp_path: Path) -> None:
+    """Every score of the default battery (the one the scaling study reads) on the GPU: each
+    writes the CPU's rows (K-composition once built a CPU tensor beside the model's CUDA ones)."""
+    cpu_dir = tmp_path / "cpu"
+    shutil.copytree(run_dir, cpu_dir)
+    assert analyze(run_dir, progress=False, device="cuda").ok
+    assert analyze(cpu_dir, progress=False, device="cpu").ok
+    key = ["step", "metric", "layer", "head", "offset", "probe"]
+    a = load_scores(run_dir).sort_values(key).reset_index(drop=True)
+    b = load_scores(cpu_dir).sort_values(key).reset_index(drop=True)
+    assert len(a) == len(b) > 0 and {"k_composition", "induction"} <= set(a.metric)
+    pd.testing.assert_frame_equal(a[key], b[key])
+    np.testing.assert_allclose(a.value, b.value, rtol=1e-3, atol=1e-4, equal_nan=True)
+
+
 def test_seed_is_a_deprecated_name_of_probe_seed_and_both_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import repeatlens.analysis as analysis_mod
     from repeatlens.errors import ConfigError

@@ -76,14 +76,16 @@ def sweeps(sizes: tuple[str, ...] = SIZES, *, t4: bool = True) -> dict[str, Swee
     return out
 
 
-def queue(specs: dict[str, SweepSpec]) -> SweepSpec:
+def queue(specs: dict[str, SweepSpec], score_device: str | None = None) -> SweepSpec:
     """Every sweep's points as one sweep, in their order, so that a worker pool runs them as one
-    queue: sweep by sweep, each 3-run control sweep left a core idle while its last run trained."""
+    queue: sweep by sweep, each 3-run control sweep left a core idle while its last run trained.
+    ``score_device`` (e.g. ``cpu``) overrides where the runs are scored, not what is scored."""
     points = [p for spec in specs.values() for p in spec.points]
     names = [p.name for p in points]
     if len(set(names)) != len(names):
         raise ValueError(f"two sweeps of the study share a run name: {sorted({n for n in names if names.count(n) > 1})}")
-    return SweepSpec(base=base(), grid={"sweeps": list(specs)}, analyze=dict(ANALYZE), points=points, source=HERE / "design.py")
+    analyze = {**ANALYZE, **({"device": score_device} if score_device else {})}
+    return SweepSpec(base=base(), grid={"sweeps": list(specs)}, analyze=analyze, points=points, source=HERE / "design.py")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ def main() -> None:
     p.add_argument("--sizes", default=",".join(SIZES), help="comma-separated presets to train (default: all)")
     p.add_argument("--no-t4", action="store_true", help="leave out the T4 arm")
     p.add_argument("--train-only", action="store_true", help="train and score, write no results")
+    p.add_argument("--score-device", default=None, help="where runs are scored (default: as analyze, CUDA when present)")
     args = p.parse_args()
 
     t0 = time.perf_counter()
@@ -46,7 +47,7 @@ def main() -> None:
         raise SystemExit(f"--sizes: unknown {unknown}; expected some of {', '.join(SIZES)}")
     specs = sweeps(sizes, t4=not args.no_t4)
     print("\n".join(f"== {name}: {len(spec.points)} runs" for name, spec in specs.items()), flush=True)
-    res = repeatlens.run_sweep(queue(specs), args.out, workers=args.workers, progress=True)  # one queue: no core idles
+    res = repeatlens.run_sweep(queue(specs, args.score_device), args.out, workers=args.workers, progress=True)  # one queue: no core idles
     if res.errors:
         raise SystemExit(f"{len(res.errors)} run(s) failed: {res.errors}")
     print(f"trained and scored in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)

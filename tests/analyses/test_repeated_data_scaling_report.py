@@ -136,6 +136,9 @@ def test_the_expected_runs_are_the_design_and_the_pilots(report, expected) -> No
     assert [p.name for p in q.points] == [p.name for s in specs.values() for p in s.points]
     assert sorted(p.name for p in q.points) == sorted(expected.loc[expected.arm != "pilot", "run_id"])
     assert q.points[0].config == specs["rot2-d16 controls"].points[0].config and q.grid == {"sweeps": list(specs)}
+    # --score-device moves the scoring, not what is scored; the design's options are left as they were
+    assert report.design.queue(specs, "cpu").analyze == {**report.design.ANALYZE, "device": "cpu"} != q.analyze
+    assert "device" not in report.design.ANALYZE and q.analyze == report.design.ANALYZE
 
 
 SIZES = ("rot2-d16", "rot2-d32", "rot2-d64", "rot2-d128")

@@ -414,7 +414,7 @@ def composition_matrix(model: HookedTransformer, kind: CompKind, *, baseline: bo
         B1, B2 = (t[:, None] for t in _later_factors(w, layer, kind))  # [later, 1, ...]
         out.append(composition_scores(A1, A2, B1, B2))
     cfg = model.cfg
-    res = torch.stack(out) if out else torch.zeros(0, cfg.n_heads, cfg.n_heads, dtype=torch.float64)
+    res = torch.stack(out) if out else torch.zeros(0, cfg.n_heads, cfg.n_heads, dtype=torch.float64, device=w["W_V"].device)
     if baseline:
         res = res - random_composition_baseline(cfg.d_model, cfg.d_head)
     return res.float()
@@ -422,7 +422,7 @@ def composition_matrix(model: HookedTransformer, kind: CompKind, *, baseline: bo
 
 def _max_over_earlier(model: HookedTransformer, kind: CompKind) -> Float[Tensor, "layer head"]:
     comp = composition_matrix(model, kind)
-    first = torch.full((1, model.cfg.n_heads), float("nan"))
+    first = torch.full((1, model.cfg.n_heads), float("nan"), device=comp.device)  # layer 0 has no earlier head
     return torch.cat([first, comp.amax(dim=-1)]) if comp.numel() else first
 
 

@@ -1,0 +1,50 @@
+#!/bin/bash
+# The scaling study on one CUDA machine (issue 21's second set of results): the same design
+# (design.py, base.yaml), trained by run_study.py with the checkout's code (not the 1a77cd7
+# worktree the 2-core study uses), WORKERS processes sharing the GPU, stopped at a wall-clock
+# budget (runs resume: a second call on the same machine goes on from the complete runs).
+# First the default score battery runs on CUDA against the CPU (a CUDA test); the runs are
+# scored on the GPU only if it passes, else on the CPU. The complete runs are archived as
+# report.py's archive (the files of results/runs/) under $OUT/results/runs/; the GPU, the
+# test's line and the wall times go to $OUT/gpu.txt. NOTES.md ("On a GPU, once") has what ran.
+#
+#   OUT=/tmp/gpu_out BUDGET=420 WORKERS=15 DEADLINE=400 bash analyses/repeated_data_scaling/gpu/run.sh
+#
+# Where the machine's image lacks them, TransformerLens 3.9.0 and what it and repeatlens
+# import (beartype, better-abc, fancy-einsum, typeguard, pydantic, pydantic-core,
+# annotated-types, typing-inspection, datasets, dill, multiprocess) travel as wheels in .whl/,
+# installed into /tmp/site when present.
+set -u
+T0=$(date +%s)
+OUT=${OUT:?set OUT to a folder for the results}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD/src
+else
+  export PYTHONPATH=$PWD/src
+fi
+PY=${PY:-python3}
+export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 CUBLAS_WORKSPACE_CONFIG=:4096:8 PYTHONUNBUFFERED=1
+WORKERS=${WORKERS:-12}; BUDGET=${BUDGET:-420}; RUNS=${RUNS:-runs/gpu_study}; SIZES=${SIZES:-rot2-d16,rot2-d24,rot2-d32,rot2-d48,rot2-d64,rot2-d128}
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -2
+  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '-')"
+  echo "cores $(nproc --all) workers $WORKERS budget ${BUDGET}s sizes $SIZES"; } > "$OUT/gpu.txt" 2>&1
+# Score on the GPU only if the default battery gives the CPU's numbers there (a CUDA test, ~30 s).
+SCORE_DEVICE=cpu
+if timeout -k 5 "${CHECK_BUDGET:-75}" $PY -m pytest -q -x -p no:cacheprovider \
+     "tests/test_analysis.py::test_analyze_on_cuda_runs_the_default_battery_as_on_the_cpu" > "$OUT/cuda_tests.log" 2>&1 \
+   && grep -q " passed" "$OUT/cuda_tests.log" && ! grep -q "skipped" "$OUT/cuda_tests.log"; then SCORE_DEVICE=cuda; fi
+echo "battery on CUDA: $(tail -1 "$OUT/cuda_tests.log"); scoring on $SCORE_DEVICE; $(( $(date +%s) - T0 )) s so far" >> "$OUT/gpu.txt"
+S0=$(date +%s)
+LEFT=$(( ${DEADLINE:-100000} - (S0 - T0) - 25 ))  # DEADLINE: seconds from the start for the whole script
+[ "$LEFT" -lt "$BUDGET" ] && BUDGET=$LEFT
+timeout -k 10 "$BUDGET" $PY analyses/repeated_data_scaling/run_study.py --sizes "$SIZES" --train-only --workers "$WORKERS" \
+  --score-device "$SCORE_DEVICE" --out "$RUNS" > "$OUT/study.log" 2>&1
+rc=$?
+echo "study rc $rc, $(( $(date +%s) - S0 )) s of training and scoring (budget ${BUDGET}s); $(ls $RUNS/*/complete.json 2>/dev/null | wc -l) runs trained" >> "$OUT/gpu.txt"
+mkdir -p /tmp/no_archive
+$PY analyses/repeated_data_scaling/report.py --out "$RUNS" --results "$OUT" --archive /tmp/no_archive --archive-only >> "$OUT/study.log" 2>&1
+echo "archive rc $?: $(tail -1 "$OUT/study.log"); total $(( $(date +%s) - T0 )) s" >> "$OUT/gpu.txt"
+grep -h -m3 -i "error\|Traceback" "$OUT/study.log" >> "$OUT/gpu.txt"
+cat "$OUT/gpu.txt"
