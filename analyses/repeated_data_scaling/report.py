@@ -541,6 +541,11 @@ def _literature_md(s: Study, d: float) -> str:
     for side in ("left", "right"):
         e = fit.edges.get(side) if fit is not None else None
         ours[side] = "not fitted" if e is None else f"{e['slope']:+.3f}"
+    if fit is not None and fit.identified:
+        ours_line = (f"left edge {ours['left']}, right edge {ours['right']} (their intervals in the fit above), peak alpha "
+                     f"{ours['alpha']} here")
+    else:  # the edges' laws are fitted only where alpha is identified
+        ours_line = "here no exponent is identified (the fit above says why), for the peak or its edges"
     seq_len = int(design.base()["data"]["seq_len"])
     at = []
     for n in (n_lo, n_hi):
@@ -550,8 +555,7 @@ def _literature_md(s: Study, d: float) -> str:
     return f"""Hernandez et al. 2022 fit the half-maximum edges of the poor-performance region at one D = 100B tokens,
 E = 4.2e6·N^−0.56 (left) and 5.1e7·N^−0.50 (right) (as a secondary source quotes them; not checked against the
 paper's Figure 4 here). This study also holds D fixed (D = {d:,.0f} tokens) and varies N, so **the exponent, the slope
-in log N at fixed D, is the comparable number**: left edge {ours['left']}, right edge {ours['right']} (their intervals
-in the fit above), peak alpha {ours['alpha']} here, against −0.56, −0.50 there. **The intercepts are not comparable**: at fixed f they depend on D
+in log N at fixed D, is the comparable number**: {ours_line}, against −0.56, −0.50 there. **The intercepts are not comparable**: at fixed f they depend on D
 (a repeated subset of S = f·D/E tokens), and neither fit measures how. For scale only, their edges at the design's
 smallest and largest size, with the repeated subset (f·D/(seq_len·E) sequences of {seq_len} tokens) each would leave
 at our D: {'; '.join(at)}. The paper's example in per-parameter units,

@@ -40,13 +40,15 @@ def control_law(n: np.ndarray | float) -> np.ndarray | float:
 
 def simulate(rng: np.random.Generator, *, sizes=np.geomspace(1e4, 6.4e5, 6), alpha: float = -0.5, grid=2.0 ** np.arange(14),
              seeds: int = 2, sigma: float = 0.03, amplitude: float = 0.3, width: float = 0.5, controls: bool = True,
-             control_seeds: int = 2, slope: float = 0.0) -> pd.DataFrame:
+             control_seeds: int = 2, slope: float = 0.0, curvature: float = 0.0) -> pd.DataFrame:
     """A sweep whose loss at f = 0.25 is the controls' law plus a bump in log10 E centred at
-    log10 E* = 2.5 + alpha log10(N / 1e4), plus ``slope`` nats per decade of E (a baseline that
-    rises from few repeats to many), each run with independent N(0, sigma^2) noise."""
+    log10 E* = 2.5 + alpha x + curvature x^2 (x = log10(N / 1e4); curvature 0: a power law),
+    plus ``slope`` nats per decade of E (a baseline that rises from few repeats to many), each
+    run with independent N(0, sigma^2) noise."""
     rows = []
     for n in sizes:
-        centre, base = 2.5 + alpha * math.log10(n / 1e4), float(control_law(n))
+        x = math.log10(n / 1e4)
+        centre, base = 2.5 + alpha * x + curvature * x**2, float(control_law(n))
         for s in range(control_seeds if controls else 0):
             rows.append(dict(N=n, N_total=3 * n, repeated_fraction=0.0, repeat_count=1, seed=s, total_tokens=8_000_000,
                              test_loss=base + rng.normal(0, sigma)))
@@ -115,13 +117,50 @@ def test_alpha_interval_covers_the_truth_at_the_nominal_rate_on_a_design_that_ca
     interval (WLS, t at 4 dof) holds alpha = -0.5 in [0.89, 0.99] of them."""
     rng = np.random.default_rng(1)
     hits = identified = 0
+    rejected = []
     for _ in range(SIMS):
         fit = fit_scaling(simulate(rng, controls=False), "test_loss")
         if fit.identified:
             identified += 1
             hits += fit.alpha_ci95[0] <= -0.5 <= fit.alpha_ci95[1]
-    assert identified == SIMS
+        else:
+            rejected.append(fit.reason)
+    # the only reason on this design is the power law's lack-of-fit test at 5%, falsely rejecting an exact law
+    assert all(r.startswith("one power law does not fit the 6 peaks") for r in rejected), rejected[:2]
+    assert len(rejected) / SIMS <= 0.10, len(rejected)
     assert COVERAGE_BAND[0] <= hits / identified <= COVERAGE_BAND[1], hits / identified
+
+
+def test_the_power_laws_lack_of_fit_test_rejects_at_its_level_with_estimated_errors() -> None:
+    """6 peaks on an exact line in log N, each log10 E* with its own error, estimated on 9 dof
+    (a bump fit of 14 runs): 4,000 draws reject at 5% in at most about 5% of them (measured
+    2.9%: the F reference, with one pooled dof, is conservative for six separate estimates; a
+    chi-square reference ignores the estimation and rejects more often); a curve whose slope flattens from -0.8 to -0.3
+    over 1.8 decades, with the study's errors, is rejected in nearly every draw."""
+    from repeatlens.results.fits.laws import power_law_lack_of_fit
+
+    rng = np.random.default_rng(3)
+    n = np.array([2272, 4944, 8640, 19104, 33664, 132864.0])
+    x = np.log10(n)
+    se = np.array([0.039, 0.018, 0.028, 0.026, 0.033, 0.021])  # the committed study's per-size errors, decades
+    for truth, low, high in ((4.1 - 0.45 * x, 0.02, 0.07), (7.64 - 2.095 * x + 0.19 * x**2, 0.95, 1.0)):
+        rejections = 0
+        draws = 4000 if low < 0.5 else 500
+        for _ in range(draws):
+            y = truth + rng.normal(0, se)
+            est = se * np.sqrt(rng.chisquare(9, len(se)) / 9)
+            rejections += power_law_lack_of_fit(n, 10**y, est, 9)[2] < 0.05
+        assert low <= rejections / draws <= high, (rejections, draws)
+
+
+def test_a_curved_peak_law_is_not_read_as_one_exponent() -> None:
+    """E* whose slope in log N flattens (curvature 0.3 per decade squared over 1.8 decades):
+    fit_scaling says no single exponent describes the range, and gives no alpha."""
+    rng = np.random.default_rng(4)
+    fits = [fit_scaling(simulate(rng, controls=False, curvature=0.3), "test_loss") for _ in range(20)]
+    assert sum(not f.identified for f in fits) >= 18
+    assert all("no single exponent describes this N range" in f.reason for f in fits if not f.identified)
+    assert all(f.alpha is None and f.alpha_ci95 is None for f in fits if not f.identified)
 
 
 def test_a_sloped_baseline_needs_the_linear_baseline_to_cover() -> None:
@@ -141,8 +180,8 @@ def test_a_sloped_baseline_needs_the_linear_baseline_to_cover() -> None:
             if fit.identified:
                 identified[baseline] += 1
                 hits[baseline] += fit.alpha_ci95[0] <= -0.5 <= fit.alpha_ci95[1]
-    assert identified["linear"] == sims
-    assert 0.87 <= hits["linear"] / sims <= 1.0, hits
+    assert identified["linear"] >= sims - 8  # the power law's lack-of-fit test falsely rejects a few (3 here)
+    assert 0.87 <= hits["linear"] / identified["linear"] <= 1.0, hits
     assert hits["constant"] / max(identified["constant"], 1) < 0.8, (hits, identified)
 
 

@@ -112,7 +112,41 @@ def _assess_alpha(peaks: Sequence[Peak], grid: Sequence[float], unfitted: Sequen
     lo, hi = law.slope_ci95
     if not (math.isfinite(lo) and math.isfinite(hi)) or (hi - lo) / 2 > max_halfwidth:
         return None, f"the 95% interval of alpha ({lo:+.2f} to {hi:+.2f}) is wider than ±{max_halfwidth:g}"
+    ses = [p.log10_half_width / _t(p.dof) if p.dof else p.log10_half_width / 1.96 for p in peaks]
+    stat, dof, p_value = power_law_lack_of_fit(sizes, [p.e_star for p in peaks], ses, min(p.dof or 10**6 for p in peaks))
+    if p_value < LACK_OF_FIT_LEVEL:
+        x, y = np.log10(sizes), np.log10([p.e_star for p in peaks])
+        order = np.argsort(x)
+        slopes = np.diff(y[order]) / np.diff(x[order])
+        return None, (f"one power law does not fit the {len(peaks)} peaks within their errors (chi-square {stat:.1f} on {dof} "
+                      f"dof, p = {p_value:.2g}; each peak's standard error from its bump fit): the slope of log10 E* "
+                      f"between neighbouring sizes runs from {slopes[0]:+.2f} to {slopes[-1]:+.2f}, so no single exponent "
+                      f"describes this N range (the least-squares line's slope, {law.slope:+.3f}, is an average over it)")
     return law, None
+
+
+def power_law_lack_of_fit(n: Any, y: Any, ses: Any, se_dof: int) -> tuple[float, int, float]:
+    """Whether ``log10 y`` lies on one line in ``log10 n`` within its standard errors ``ses``.
+
+    ``X = sum(((log10 y - line) / se)^2)`` over the weighted least-squares line; each ``se``
+    is estimated on ``se_dof`` degrees of freedom (a peak's bump fit), so ``X / (k - 2)`` is
+    referred to F(k - 2, se_dof) rather than chi-square (the estimated errors make the sum's
+    tail heavier). Returns ``(X, k - 2, p)``; ``tests/results/test_fits.py`` simulates its
+    false-rejection rate on exact power laws.
+
+    >>> x, p = power_law_lack_of_fit([1e3, 1e4, 1e5, 1e6], [300, 95, 30, 9.5], [0.05] * 4, 9)[::2]
+    >>> p > 0.5
+    True
+    """
+    from scipy import stats
+
+    ln, ly, se = (np.log10(np.asarray(n, dtype=float)), np.log10(np.asarray(y, dtype=float)), np.asarray(ses, dtype=float))
+    w = 1.0 / se**2
+    A = np.column_stack([np.ones_like(ln), ln])
+    beta = np.linalg.solve(A.T @ (A * w[:, None]), A.T @ (w * ly))
+    stat = float(np.sum(w * (ly - A @ beta) ** 2))
+    dof = len(ln) - 2
+    return stat, dof, float(stats.f.sf(stat / dof, dof, se_dof))
 
 
 def _edge_law(peaks: Sequence[Peak], side: str) -> Optional[LogLogLaw]:
