@@ -113,13 +113,15 @@ def _assess_alpha(peaks: Sequence[Peak], grid: Sequence[float], unfitted: Sequen
     if not (math.isfinite(lo) and math.isfinite(hi)) or (hi - lo) / 2 > max_halfwidth:
         return None, f"the 95% interval of alpha ({lo:+.2f} to {hi:+.2f}) is wider than ±{max_halfwidth:g}"
     ses = [p.log10_half_width / _t(p.dof) if p.dof else p.log10_half_width / 1.96 for p in peaks]
-    stat, dof, p_value = power_law_lack_of_fit(sizes, [p.e_star for p in peaks], ses, min(p.dof or 10**6 for p in peaks))
+    se_dof = min(p.dof or 10**6 for p in peaks)  # None: a bootstrap interval, taken as normal
+    stat, dof, p_value = power_law_lack_of_fit(sizes, [p.e_star for p in peaks], ses, se_dof)
     if p_value < LACK_OF_FIT_LEVEL:
         x, y = np.log10(sizes), np.log10([p.e_star for p in peaks])
         order = np.argsort(x)
         slopes = np.diff(y[order]) / np.diff(x[order])
         return None, (f"one power law does not fit the {len(peaks)} peaks within their errors (chi-square {stat:.1f} on {dof} "
-                      f"dof, p = {p_value:.2g}; each peak's standard error from its bump fit): the slope of log10 E* "
+                      f"dof, p = {p_value:.2g} against F({dof}, {se_dof}), each peak's standard error estimated by its "
+                      f"bump fit on {se_dof}+ dof): the slope of log10 E* "
                       f"between neighbouring sizes runs from {slopes[0]:+.2f} to {slopes[-1]:+.2f}, so no single exponent "
                       f"describes this N range (the least-squares line's slope, {law.slope:+.3f}, is an average over it)")
     return law, None
