@@ -426,20 +426,37 @@ def test_analyze_on_cuda_gives_the_cpu_scores(run_dir: Path, tmp_path: Path) -> 
     np.testing.assert_allclose(a.value, b.value, rtol=1e-3, atol=1e-4)  # TF32 / other kernels: float rounding only
 
 
+#: The registered scores outside the default battery, but for the LLC (its SGLD chains draw
+#: from the device's generator, so CUDA and CPU values differ by more than rounding).
+OTHER_SCORES = ["ablation_repeated_loss", "ablation_repeated_synthetic_loss", "ablation_repeated_text_loss",
+                "ablation_test_loss", "ablation_test_synthetic_loss", "ablation_test_text_loss", "memorization_share",
+                "zero_ablation_repeated_loss", "zero_ablation_test_loss"]
+
+
 @pytest.mark.cuda
-def test_analyze_on_cuda_runs_the_default_battery_as_on_the_cpu(run_dir: Path, tmp_path: Path) -> None:
-    """Every score of the default battery (the one the scaling study reads) on the GPU: each
-    writes the CPU's rows (K-composition once built a CPU tensor beside the model's CUDA ones)."""
+@pytest.mark.parametrize("metrics", [None, OTHER_SCORES], ids=["default-battery", "other-scores"])
+def test_analyze_on_cuda_gives_the_cpu_rows_for_every_score(run_dir: Path, tmp_path: Path, metrics) -> None:
+    """Every score of the default battery (the one the scaling study reads), then the others,
+    on the GPU: each writes the CPU's rows (K-composition once built a CPU tensor beside the
+    model's CUDA ones, and every run of the study's one GPU call failed on it)."""
     cpu_dir = tmp_path / "cpu"
     shutil.copytree(run_dir, cpu_dir)
-    assert analyze(run_dir, progress=False, device="cuda").ok
-    assert analyze(cpu_dir, progress=False, device="cpu").ok
+    assert analyze(run_dir, metrics, progress=False, device="cuda").ok
+    assert analyze(cpu_dir, metrics, progress=False, device="cpu").ok
     key = ["step", "metric", "layer", "head", "offset", "probe"]
     a = load_scores(run_dir).sort_values(key).reset_index(drop=True)
     b = load_scores(cpu_dir).sort_values(key).reset_index(drop=True)
-    assert len(a) == len(b) > 0 and {"k_composition", "induction"} <= set(a.metric)
+    expected = {"k_composition", "induction"} if metrics is None else {"ablation_test_loss", "memorization_share"}
+    assert len(a) == len(b) > 0 and expected <= set(a.metric)
     pd.testing.assert_frame_equal(a[key], b[key])
     np.testing.assert_allclose(a.value, b.value, rtol=1e-3, atol=1e-4, equal_nan=True)
+
+
+def test_the_other_scores_list_is_every_registered_score_outside_the_default_battery_but_the_llc() -> None:
+    from repeatlens.scores.registry import REGISTRY
+
+    default = set(scores_pkg.default_metrics(4)[0])
+    assert set(OTHER_SCORES) == {m for m in REGISTRY if m not in default and not m.startswith("llc_")}
 
 
 def test_seed_is_a_deprecated_name_of_probe_seed_and_both_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,7 +33,7 @@ WORKERS=${WORKERS:-12}; BUDGET=${BUDGET:-420}; RUNS=${RUNS:-runs/gpu_study}; SIZ
 # Score on the GPU only if the default battery gives the CPU's numbers there (a CUDA test, ~30 s).
 SCORE_DEVICE=cpu
 if timeout -k 5 "${CHECK_BUDGET:-75}" $PY -m pytest -q -x -p no:cacheprovider \
-     "tests/test_analysis.py::test_analyze_on_cuda_runs_the_default_battery_as_on_the_cpu" > "$OUT/cuda_tests.log" 2>&1 \
+     "tests/test_analysis.py::test_analyze_on_cuda_gives_the_cpu_rows_for_every_score[default-battery]" > "$OUT/cuda_tests.log" 2>&1 \
    && grep -q " passed" "$OUT/cuda_tests.log" && ! grep -q "skipped" "$OUT/cuda_tests.log"; then SCORE_DEVICE=cuda; fi
 echo "battery on CUDA: $(tail -1 "$OUT/cuda_tests.log"); scoring on $SCORE_DEVICE; $(( $(date +%s) - T0 )) s so far" >> "$OUT/gpu.txt"
 S0=$(date +%s)
