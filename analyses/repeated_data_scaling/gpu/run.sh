@@ -10,6 +10,11 @@
 #
 #   OUT=/tmp/gpu_out BUDGET=420 WORKERS=15 DEADLINE=400 bash analyses/repeated_data_scaling/gpu/run.sh
 #
+# Then, here, the GPU set's report from that archive alone (no CPU run mixed in):
+#   mkdir -p analyses/repeated_data_scaling/gpu/results && cp -r /tmp/gpu_out/results/runs analyses/repeated_data_scaling/gpu/results/
+#   python analyses/repeated_data_scaling/report.py --out /tmp/empty_dir --archive analyses/repeated_data_scaling/gpu/results/runs \
+#       --results analyses/repeated_data_scaling/gpu --formats html
+#
 # Where the machine's image lacks them, TransformerLens 3.9.0 and what it and repeatlens
 # import (beartype, better-abc, fancy-einsum, typeguard, pydantic, pydantic-core,
 # annotated-types, typing-inspection, datasets, dill, multiprocess) travel as wheels in .whl/,
