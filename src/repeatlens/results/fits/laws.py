@@ -112,11 +112,12 @@ def _assess_alpha(peaks: Sequence[Peak], grid: Sequence[float], unfitted: Sequen
     lo, hi = law.slope_ci95
     if not (math.isfinite(lo) and math.isfinite(hi)) or (hi - lo) / 2 > max_halfwidth:
         return None, f"the 95% interval of alpha ({lo:+.2f} to {hi:+.2f}) is wider than ±{max_halfwidth:g}"
+    e_stars = [p.e_star for p in peaks]
     ses = [p.log10_half_width / _t(p.dof) if p.dof else p.log10_half_width / 1.96 for p in peaks]
     se_dof = min(p.dof or 10**6 for p in peaks)  # None: a bootstrap interval, taken as normal
-    stat, dof, p_value = power_law_lack_of_fit(sizes, [p.e_star for p in peaks], ses, se_dof)
+    stat, dof, p_value = power_law_lack_of_fit(sizes, e_stars, ses, se_dof)
     if p_value < LACK_OF_FIT_LEVEL:
-        x, y = np.log10(sizes), np.log10([p.e_star for p in peaks])
+        x, y = np.log10(sizes), np.log10(e_stars)
         order = np.argsort(x)
         slopes = np.diff(y[order]) / np.diff(x[order])
         return None, (f"one power law does not fit the {len(peaks)} peaks within their errors (chi-square {stat:.1f} on {dof} "
@@ -142,13 +143,10 @@ def power_law_lack_of_fit(n: Any, y: Any, ses: Any, se_dof: int) -> tuple[float,
     """
     from scipy import stats
 
-    ln, ly, se = (np.log10(np.asarray(n, dtype=float)), np.log10(np.asarray(y, dtype=float)), np.asarray(ses, dtype=float))
-    w = 1.0 / se**2
-    A = np.column_stack([np.ones_like(ln), ln])
-    beta = np.linalg.solve(A.T @ (A * w[:, None]), A.T @ (w * ly))
-    stat = float(np.sum(w * (ly - A @ beta) ** 2))
-    dof = len(ln) - 2
-    return stat, dof, float(stats.f.sf(stat / dof, dof, se_dof))
+    line = fit_loglog(n, y, ses)  # weights 1/se: the weighted least-squares line the sum is taken over
+    ln, ly = np.log10(np.asarray(n, dtype=float)), np.log10(np.asarray(y, dtype=float))
+    stat = float(np.sum(((ly - line.intercept - line.slope * ln) / np.asarray(ses, dtype=float)) ** 2))
+    return stat, line.dof, float(stats.f.sf(stat / line.dof, line.dof, se_dof))
 
 
 def _edge_law(peaks: Sequence[Peak], side: str) -> Optional[LogLogLaw]:
