@@ -262,7 +262,8 @@ def test_the_archive_holds_what_the_report_reads(report, expected, tmp_path) -> 
     mine = expected[expected.preset.isin(["rot2-d32", "rot2-d64"]) & (expected.arm != "pilot")]
     scores, metrics, info = tables(mine)
     scores, metrics = stored(scores, metrics)
-    info = info.assign(torch="2.13.0+cpu")
+    on_gpu = info.run_id.str.contains("rot2-d64")  # where each run trained travels with it (runs.csv's device)
+    info = info.assign(torch=np.where(on_gpu, "2.11.0+cu130", "2.13.0+cpu"), device=np.where(on_gpu, "cuda: NVIDIA H200", "cpu, 1 thread"))
     chance = {"synthetic:L30:B16:s0": CHANCE}
     written = report.write_archive(tmp_path / "a", report.Collected(scores, metrics, info, []), chance)
     assert {p.name for p in written} == {"scores.parquet", "metrics.parquet", "runs.csv", "chance.json"}
@@ -275,6 +276,12 @@ def test_the_archive_holds_what_the_report_reads(report, expected, tmp_path) -> 
     _same_study(report.analyse(back.scores, back.metrics, mine, chance=CHANCE, info=back.info),
                 report.analyse(scores, metrics, mine, chance=CHANCE, info=info))
     assert report.read_archive(tmp_path / "nothing") is None
+    n_gpu = int(on_gpu.sum())
+    assert report.trained_on(back.info) == (f"cpu, 1 thread, torch 2.13.0+cpu ({len(info) - n_gpu} runs); "
+                                            f"cuda: NVIDIA H200, torch 2.11.0+cu130 ({n_gpu} runs)")
+    # an archive written before runs.csv had a device column still reads, and says so
+    (tmp_path / "a" / "runs.csv").write_text(back.info.drop(columns="device").to_csv(index=False))
+    assert report.trained_on(report.read_archive(tmp_path / "a").info).startswith(f"device not recorded, torch 2.13.0+cpu ({len(info) - n_gpu} runs)")
 
 
 def test_a_run_directory_wins_over_its_archived_copy_and_nothing_archived_is_dropped(report, expected, tmp_path) -> None:
