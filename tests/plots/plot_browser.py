@@ -46,6 +46,7 @@ class PageResult:
     console: list[dict] = field(default_factory=list)
     height: int = 0
     script_result: object = None
+    state: str = ""  # document.readyState and the URL when counting stopped (for a failure's message)
 
     @property
     def errors(self) -> list[dict]:
@@ -64,6 +65,7 @@ def open_page(
     timeout: float = 60.0,
     script: str | None = None,
     script_args: tuple = (),
+    expect_plots: int | None = None,
 ) -> PageResult:
     """Load a local HTML file, wait for every plotly figure, collect console and screenshot.
 
@@ -78,6 +80,9 @@ def open_page(
         script: Asynchronous JavaScript run after rendering (it calls
             ``arguments[arguments.length - 1]`` with its result).
         script_args: Arguments for ``script``.
+        expect_plots: How many figures the page holds: counting waits (up to ``timeout``) until
+            the document has that many graph divs, all drawn (None: at least one). On a loaded
+            machine the first count can come before the document has any (CI once read 0 of 9).
 
     Returns:
         Counts of plot divs and rendered plots, console entries, page height.
@@ -96,10 +101,12 @@ def open_page(
         driver.set_page_load_timeout(timeout)
         driver.get(page.resolve().as_uri())
         deadline = time.monotonic() + timeout
+        want = max(1, expect_plots or 0)
         plots, rendered = driver.execute_script(_COUNT_JS)
-        while rendered < plots and time.monotonic() < deadline:
+        while (plots < want or rendered < plots) and time.monotonic() < deadline:
             time.sleep(0.2)
             plots, rendered = driver.execute_script(_COUNT_JS)
+        state = f"readyState {driver.execute_script('return document.readyState')} at {driver.current_url}"
         script_result = None
         if script is not None:
             driver.set_script_timeout(timeout)
@@ -116,7 +123,7 @@ def open_page(
             )
             screenshot.write_bytes(base64.b64decode(data["data"]))
         return PageResult(plots=plots, rendered=rendered, console=console, height=height,
-                          script_result=script_result)
+                          script_result=script_result, state=state)
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)

@@ -62,9 +62,9 @@ def test_report_renders_in_headless_chromium(report, chromium, chromedriver, tmp
     shot = tmp_path / "report.png"
     heat = list(figs).index("head_heatmap_induction")
     result = open_page(path, chromium=chromium, chromedriver=chromedriver, screenshot=shot, clip_height=4000,
-                       script=SLIDER_JS, script_args=(f"fig-{heat}",))
-    assert result.plots == len(figs)
-    assert result.rendered == len(figs), "every figure has its SVG drawn"
+                       script=SLIDER_JS, script_args=(f"fig-{heat}",), expect_plots=len(figs))
+    assert result.plots == len(figs), result.state
+    assert result.rendered == len(figs), f"every figure has its SVG drawn ({result.state})"
     assert result.errors == [], f"console errors: {result.errors}"
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
@@ -154,8 +154,8 @@ def test_foreign_reports_render_with_readable_sliders(foreign_reports, chromium,
 
     path = foreign_reports[name]
     n_figs = path.read_text().count('class="plotly-graph-div"')
-    result = open_page(path, chromium=chromium, chromedriver=chromedriver, script=SLIDERS_JS)
-    assert result.plots == result.rendered == n_figs
+    result = open_page(path, chromium=chromium, chromedriver=chromedriver, script=SLIDERS_JS, expect_plots=n_figs)
+    assert result.plots == result.rendered == n_figs, result.state
     assert result.errors == [], f"console errors: {result.errors}"
     sliders = result.script_result
     assert len(sliders) == 4  # the heatmaps of the four per-head scores
