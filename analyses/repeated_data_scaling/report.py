@@ -423,26 +423,59 @@ def _peak_row(p: fits.Peak, preset: str, f: float, d: float, note: str = "") -> 
     ci = f"{_e(p.e_star_ci95[0])}–{_e(p.e_star_ci95[1])}" if p.e_star_ci95 else "no interval"
     amp = (f"{p.amplitude:+.3f} ({p.amplitude_ci95[0]:+.3f} to {p.amplitude_ci95[1]:+.3f})" if p.amplitude_ci95 else
            f"{p.amplitude:+.3f}")
+    lof = p.lack_of_fit
+    bump_fits = "not tested" if lof is None else f"{'yes' if lof.fits else 'NO'} (F({lof.dof_lack}, {lof.dof_pure}) = {lof.F:.2f}, p = {lof.p:.2g})"
     return (f"| {preset} | {p.N:,.0f} | {_e(p.e_star)} | {ci} | {amp} | {'yes' if p.interior else 'no'} | "
-            f"{_e(p.e_left)} – {_e(p.e_right)} | {s_star:,.0f} | {s_star / p.N:.3g} ({s_ci}) | {p.runs}, {p.dof} | {note} |")
+            f"{_e(p.e_left)} – {_e(p.e_right)} | {s_star:,.0f} | {s_star / p.N:.3g} ({s_ci}) | {p.runs}, {p.dof} | {bump_fits} | {note} |")
 
 
 def _peaks_md(s: Study, d: float) -> str:
     f = design.FRACTION
     head = ("| size | N | E* | 95% | amplitude, nats (95%) | interior | half-max edges | S* = f·D/E* (tokens) | S*/N (95%) | "
-            "runs, dof | |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "runs, dof | bump fits the means | |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     presets = s.final.drop_duplicates(study.SIZE).set_index(study.SIZE)["model_preset"]
     rows = []
     if s.fit is not None:
         rows += [_peak_row(p, presets.get(p.N, "?"), f, d, "complete grid") for p in s.fit.peaks]
-        rows += [f"| | | | | | | | | | | complete grid, no peak: {u} |" for u in s.fit.unfitted]
+        rows += [f"| | | | | | | | | | | | complete grid, no peak: {u} |" for u in s.fit.unfitted]
     for label, table in (("PROVISIONAL: {runs} of {expected} repeated runs", s.provisional),
                          ("design grid + the pilots' runs outside it ({runs} runs)", s.with_pilots)):
         for sp in table.values():
             note = label.format(runs=sp.runs, expected=sp.expected) + f", E = {', '.join(f'{e:g}' for e in sp.grid)}"
             rows.append(_peak_row(sp.peak, sp.preset, f, d, note) if sp.peak is not None else
-                        f"| {sp.preset} | {sp.N:,.0f} | | | | | | | | {sp.runs}, – | {note}: no fit ({sp.reason}) |")
+                        f"| {sp.preset} | {sp.N:,.0f} | | | | | | | | {sp.runs}, – | | {note}: no fit ({sp.reason}) |")
     return head + "\n".join(rows) if rows else "No size has enough complete repeated runs for a peak fit yet."
+
+
+def _bump_fits_md(s: Study) -> str:
+    """What the peak table's lack-of-fit column means, and how many of the design grid's fits it rejects."""
+    tested = [p for p in (s.fit.peaks if s.fit is not None else ()) if p.lack_of_fit is not None]
+    missed = [p for p in tested if not p.lack_of_fit.fits]
+    what = ("\"Bump fits the means\" is the pure-error lack-of-fit F test (`repeatlens.results.fits.lack_of_fit`): the bump's "
+            "misfit to the mean loss at each E against the seeds' scatter about those means, at the "
+            f"{fits.LACK_OF_FIT_LEVEL:.0%} level (on exact bumps of this design's shape it rejects at about that rate).")
+    if not tested:
+        return what
+    rep = s.points[(s.points["arm"] == "repeated") & (s.points["control"] == "none") & s.points["model_preset"].isin(s.complete_sizes)]
+    tops, above, spread = [], [], 0.0
+    for _, g in rep.groupby("model_preset", sort=False):
+        g = g.sort_values("repeat_count")
+        m = g[LOSS].to_numpy()
+        i = int(np.argmax(m))
+        tops.append((f"{g['repeat_count'].iloc[i]:g}", 0 < i < len(m) - 1))
+        above.append(min(m[i] - m[0], m[i] - m[-1]))
+        spread = max(spread, float(g[f"{LOSS}_spread"].max()))
+    shape = ("" if not tops else
+             " Without the model, the grid's mean loss peaks at E = " + ", ".join(t for t, _ in tops) + " (size by size; "
+             + ("interior at every size" if all(i for _, i in tops) else "NOT interior at every size")
+             + f"), {min(above):.2f} to {max(above):.2f} nats above both ends of the window, against seed ranges of at most "
+             f"{spread:.2f} at any E.")
+    if not missed:
+        return what + f" It fits at all {len(tested)} sizes of the design grid." + shape
+    return (what + f" It does not fit at {len(missed)} of {len(tested)} sizes of the design grid (N = "
+            + ", ".join(f"{p.N:,.0f}" for p in missed) + "): there E* and its interval are the bump model's, the interval "
+            "assumes a model these runs reject, and E* can move when the grid reaches further"
+            + (" (the rows \"design grid + the pilots' runs outside it\")." if s.with_pilots else ".") + shape)
 
 
 def _matched_md(s: Study, d: float) -> str:
@@ -685,7 +718,7 @@ points and incomplete sizes too.
 ### Peaks per size, and the repeated subset at the peak per parameter
 
 S* = f·D/E* is the repeated subset's size at the peak; S*/N is beside the paper's 100M repeated tokens for 800M
-parameters (S/N = {PAPER_S_PER_N:g}). E*'s interval is the bump fit's (t at the dof named).
+parameters (S/N = {PAPER_S_PER_N:g}). E*'s interval is the bump fit's (t at the dof named). {_bump_fits_md(s)}
 
 {_peaks_md(s, d)}
 

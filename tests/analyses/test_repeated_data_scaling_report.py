@@ -200,6 +200,12 @@ def test_the_study_recovers_every_peak_and_writes_its_results(report, expected, 
     for p in s.fit.peaks:  # S* = f·D/E* per parameter beside the paper's 0.125
         assert f"{0.25 * 6e6 / p.e_star / p.N:.3g} (" in md
     assert "S/N = 0.125" in md and "E = 4.2e6·N^−0.56" in md
+    # the bump's lack of fit per size (a column and a count), and the grid's own argmax beside it
+    missed = sum(not p.lack_of_fit.fits for p in s.fit.peaks)
+    assert "| bump fits the means |" in md and (f"It does not fit at {missed} of 4 sizes" if missed else "It fits at all 4 sizes") in md
+    rep = s.points[(s.points.arm == "repeated") & (s.points.control == "none")]
+    tops = rep.loc[rep.groupby("model_preset", sort=False)["test_text"].idxmax(), "repeat_count"]
+    assert "Without the model, the grid's mean loss peaks at E = " + ", ".join(f"{e:g}" for e in tops) + " (size by size; interior" in md
     figures = {p.stem for p in (tmp_path / "results" / "figures").glob("*.html")}
     assert figures == {"loss_vs_repeat_count", "peak_vs_size", "effective_size_vs_size", "effective_model_size", "t4_arm_trajectories"}
 

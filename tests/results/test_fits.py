@@ -27,6 +27,7 @@ from repeatlens.results.fits import (
     fit_loglog,
     fit_peak,
     fit_scaling,
+    lack_of_fit,
 )
 
 COVERAGE_BAND = (0.89, 0.99)
@@ -84,6 +85,44 @@ def test_the_peak_interval_covers_its_centre_at_the_nominal_rate() -> None:
         lo, hi = fit_peak(e, y).e_star_ci95
         hits += lo <= 10**2.2 <= hi
     assert COVERAGE_BAND[0] <= hits / SIMS <= COVERAGE_BAND[1], hits / SIMS
+
+
+def test_lack_of_fit_is_the_nested_models_f_test_for_a_straight_line() -> None:
+    """For a least-squares line, the pure-error lack-of-fit F is the F of the line against the
+    saturated model (one mean per x), computed here with numpy's lstsq and scipy.stats.f."""
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    x = np.repeat(np.arange(6.0), 3)
+    y = 0.5 * x + 0.08 * x**2 + rng.normal(0, 0.2, len(x))
+    line = np.stack([np.ones_like(x), x], axis=1)
+    rss_line = float(np.sum((y - line @ np.linalg.lstsq(line, y, rcond=None)[0]) ** 2))
+    groups = (x[:, None] == np.unique(x)[None, :]).astype(float)
+    rss_full = float(np.sum((y - groups @ np.linalg.lstsq(groups, y, rcond=None)[0]) ** 2))
+    f = ((rss_line - rss_full) / (6 - 2)) / (rss_full / (18 - 6))
+    got = lack_of_fit(x, y, line @ np.linalg.lstsq(line, y, rcond=None)[0], 2)
+    assert (got.dof_lack, got.dof_pure) == (4, 12)
+    assert got.F == pytest.approx(f, rel=1e-10) and got.p == pytest.approx(1 - stats.f.cdf(f, 4, 12), rel=1e-8)
+    # no replicates, no dof left for lack of fit, or replicates that do not scatter: no test
+    assert lack_of_fit(np.arange(6.0), y[:6], y[:6], 2) is None and lack_of_fit(x, y, y, 6) is None
+    assert lack_of_fit(x, np.repeat(np.arange(6.0), 3), np.zeros(18), 2) is None
+
+
+def test_the_bumps_lack_of_fit_rejects_at_its_level_and_finds_a_lopsided_peak() -> None:
+    """The study's shape (7 factor-2 repeat counts, 2 seeds, a sloped baseline): on an exact
+    bump the test rejects at about its 5% level; on a peak that falls faster on its right than
+    it rose on its left, which the symmetric bump cannot follow, it rejects most of the time."""
+    rng = np.random.default_rng(17)
+    e = np.repeat(2.0 ** np.arange(4, 11), 2)
+    x, c = np.log10(e), math.log10(128)
+    exact = bump(x, 4.0, 0.6, c, 0.3) + 0.25 * (x - x.mean())
+    sims = 600
+    rejected = sum(not fit_peak(e, exact + rng.normal(0, 0.03, len(e))).lack_of_fit.fits for _ in range(sims))
+    assert 0.02 <= rejected / sims <= 0.085, rejected / sims
+    lopsided = 4.0 + 0.6 * np.exp(-0.5 * ((x - c) / np.where(x < c, 0.45, 0.15)) ** 2) + 0.25 * (x - x.mean())
+    peaks = [fit_peak(e, lopsided + rng.normal(0, 0.02, len(e))) for _ in range(200)]
+    assert sum(not p.lack_of_fit.fits for p in peaks) >= 0.8 * 200
+    assert "the bump misses the means beyond the seeds' scatter" in next(p for p in peaks if not p.lack_of_fit.fits).line()
 
 
 def test_a_monotone_curve_or_one_beyond_the_grid_is_not_interior() -> None:
@@ -244,12 +283,17 @@ def test_json_round_trip_keeps_the_schema_and_the_region(tmp_path) -> None:
                        "alpha", "alpha_ci95", "log10_e_star_intercept", "edges", "peaks", "fitted_on"]
     assert d["format"] == FORMAT and d["size_column"] == "N" and d["total_tokens"] == 8_000_000 and d["identified"]
     assert set(d["edges"]["left"]) == {"intercept", "slope"} and d["fitted_on"]["seeds_per_point"] == [2, 2]
-    assert list(d["peaks"][0]) == ["N", "e_star", "e_star_ci95", "e_left", "e_right", "interior", "amplitude", "amplitude_ci95"]
+    assert list(d["peaks"][0]) == ["N", "e_star", "e_star_ci95", "e_left", "e_right", "interior", "amplitude", "amplitude_ci95",
+                                   "lack_of_fit"]
+    assert set(d["peaks"][0]["lack_of_fit"]) == {"F", "dof_lack", "dof_pure", "p"} and d["peaks"][0]["lack_of_fit"]["dof_lack"] == 14 - 5
     assert d["fitted_on"]["grid"] == [float(2**k) for k in range(14)] and d["fitted_on"]["runs"] == 6 * 14 * 2
     back = ScalingFit.from_json(path)
     assert back.to_dict() == d
     assert back.region(5e4) == fit.region(5e4)  # the region is recomputed from the stored peaks alone
     assert d["log10_e_star_intercept"] + d["alpha"] * math.log10(5e4) == pytest.approx(math.log10(fit.region(5e4).e_star))
+    older = {**d, "peaks": [{k: v for k, v in q.items() if k != "lack_of_fit"} for q in d["peaks"]]}  # written before the test
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    assert all(q.lack_of_fit is None for q in ScalingFit.from_json(tmp_path / "older.json").peaks)
     (tmp_path / "bad.json").write_text(json.dumps({**d, "format": "other/1"}))
     with pytest.raises(ScalingDataError, match="field 'format' = 'other/1'; expected 'repeatlens-scaling-fit/1'"):
         ScalingFit.from_json(tmp_path / "bad.json")

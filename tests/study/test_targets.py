@@ -163,10 +163,18 @@ def test_the_prose_words_the_fields_it_is_given() -> None:
                           "amplitude_ci95": None, "dof": 7, "note": "E* at the grid's edge"})
     assert t1.detail == ("at f = 0.1, the test loss fitted as a bump in log10 E over a baseline (12 runs, 2-3 seeds per point, "
                          "t at 7 dof) peaks at E* = 120 (95% 60 to 240), not interior (E* at the grid's edge), amplitude "
-                         "+0.050 nats (no interval). Held means the peak is interior (its interval inside the grid) and the "
+                         "+0.050 nats (no interval). The bump's lack of fit is not tested (no replicated repeat count, or "
+                         "none left over). Held means the peak is interior (its interval inside the grid) and the "
                          "amplitude's interval lies above 0.")
     one = PeakTarget(name="T1", statement="s", verdict=Verdict.DID_NOT_HOLD, fraction=0.25, runs=5, seeds=(1, 1), peak=t1.peak)
     assert "(5 runs, 1 seed per point, t at 7 dof)" in one.detail
+    misses = {**t1.peak, "lack_of_fit": {"F": 8.62, "dof_lack": 2, "dof_pure": 7, "p": 0.013}}
+    fits_ = {**t1.peak, "lack_of_fit": {"F": 2.37, "dof_lack": 2, "dof_pure": 7, "p": 0.163}}
+    assert ("amplitude +0.050 nats (no interval). The bump misses the means at each E by more than the seeds scatter about "
+            "them (pure-error lack of fit F = 8.62 on 2 and 7 dof, p = 0.013): E* and its interval are this model's, and E* "
+            "can move when the grid reaches further. Held means") in PeakTarget(**{**t1.__dict__, "peak": misses}).detail
+    assert ("The bump describes the means at each E within the seeds' scatter (pure-error lack of fit F = 2.37 on 2 and 7 "
+            "dof, p = 0.16). Held means") in PeakTarget(**{**t1.__dict__, "peak": fits_}).detail
     t5 = AlphaTarget(name="T5", statement="s", verdict=Verdict.NOT_IDENTIFIED, loss="test_text", reason="two sizes",
                      peaks=[{"N": 8640.0, "e_star": 822.0, "e_star_ci95": None, "interior": False}])
     assert t5.detail == ("natural-text test loss per size: N = 8,640: E* = 822 (no interval, not interior). alpha is not "

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from repeatlens.results.fits.common import LACK_OF_FIT_LEVEL
 from repeatlens.study.targets import (
     FLAT_FRACTION,
     RISE_ALPHA,
@@ -100,8 +101,19 @@ def _peak(t: PeakTarget) -> str:
     note = f" ({p['note']})" if p.get("note") else ""
     return (f"at f = {t.fraction:g}, the {loss_name(t.loss)} fitted as a bump in log10 E over a baseline "
             f"({t.runs} runs, {_span(*t.seeds)} seed{'' if t.seeds == (1, 1) else 's'} per point, t at {p['dof']} dof) peaks at E* = {p['e_star']:,.0f} ({e_ci}), "
-            f"{where}{note}, amplitude {amp}. Held means the peak is interior (its interval inside the grid) and the "
-            "amplitude's interval lies above 0.")
+            f"{where}{note}, amplitude {amp}.{_bump_fit(p.get('lack_of_fit'))} Held means the peak is interior (its interval "
+            "inside the grid) and the amplitude's interval lies above 0.")
+
+
+def _bump_fit(lof: Optional[dict[str, Any]]) -> str:
+    """T1's sentence on whether the bump describes the means at each E within the seeds' scatter."""
+    if lof is None:
+        return " The bump's lack of fit is not tested (no replicated repeat count, or none left over)."
+    test = f"pure-error lack of fit F = {lof['F']:.2f} on {lof['dof_lack']} and {lof['dof_pure']} dof, p = {lof['p']:.2g}"
+    if lof["p"] < LACK_OF_FIT_LEVEL:
+        return (f" The bump misses the means at each E by more than the seeds scatter about them ({test}): E* and its "
+                "interval are this model's, and E* can move when the grid reaches further.")
+    return f" The bump describes the means at each E within the seeds' scatter ({test})."
 
 
 @renders(DamageTarget)

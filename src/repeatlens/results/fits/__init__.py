@@ -69,7 +69,7 @@ from repeatlens.results.fits.common import (
     ScalingDataError,
 )
 from repeatlens.results.fits.table import default_loss, read_runs_table, scaling_table
-from repeatlens.results.fits.peak import BASELINES, MIN_LINEAR_GRID, Peak, bump, fit_peak
+from repeatlens.results.fits.peak import BASELINES, MIN_LINEAR_GRID, LackOfFit, Peak, bump, fit_peak, lack_of_fit
 from repeatlens.results.fits.laws import ControlLaw, LogLogLaw, effective_sizes, fit_control_law, fit_loglog
 from repeatlens.results.fits.result import FittedOn, Region, ScalingFit, fit_scaling
 
@@ -83,6 +83,8 @@ __all__ = [
     "bump",
     "Peak",
     "fit_peak",
+    "LackOfFit",
+    "lack_of_fit",
     "LogLogLaw",
     "fit_loglog",
     "ControlLaw",

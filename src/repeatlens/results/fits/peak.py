@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 import numpy as np
 
-from repeatlens.results.fits.common import HALF_MAX, ScalingDataError, _curve_fit, _edge, _fmt_e, _list, _num, _pair, _t
+from repeatlens.results.fits.common import (
+    HALF_MAX,
+    LACK_OF_FIT_LEVEL,
+    ScalingDataError,
+    _curve_fit,
+    _edge,
+    _fmt_e,
+    _list,
+    _num,
+    _pair,
+    _t,
+)
 
 
 # ------------------------------------------------------------------------------ the peak per size
@@ -68,6 +79,56 @@ class _Model:
 
 
 @dataclass(frozen=True)
+class LackOfFit:
+    """The pure-error lack-of-fit F test of a curve fitted to replicated points (Draper & Smith,
+    *Applied Regression Analysis*, 3rd ed., section 2.1): the residual sum of squares split into
+    the scatter of the runs about their point's mean (pure error, ``n - G`` dof for n runs at G
+    distinct repeat counts; here the seed-to-seed scatter) and the rest (lack of fit, ``G - k``
+    dof for k parameters). ``F = (SS_lof / (G - k)) / (SS_pe / (n - G))``; a small p says the
+    curve misses the points' means by more than the seeds scatter about them."""
+
+    F: float
+    dof_lack: int
+    dof_pure: int
+    p: float
+
+    @property
+    def fits(self) -> bool:
+        """Whether the curve describes the points' means within the scatter (p at or above :data:`LACK_OF_FIT_LEVEL`)."""
+        return self.p >= LACK_OF_FIT_LEVEL
+
+    def text(self) -> str:
+        """``lack of fit F = 8.62 on 2 and 7 dof, p = 0.013``."""
+        return f"lack of fit F = {self.F:.2f} on {self.dof_lack} and {self.dof_pure} dof, p = {self.p:.2g}"
+
+
+def lack_of_fit(x: Any, y: Any, fitted: Any, k: int) -> Optional[LackOfFit]:
+    """:class:`LackOfFit` of ``fitted`` (the curve's values at ``x``) to ``y``, with ``k`` fitted
+    parameters; None when there are no replicates (``n - G < 1``), no dof for lack of fit
+    (``G - k < 1``) or the replicates do not scatter at all.
+
+    >>> x = np.repeat([0.0, 1.0, 2.0], 2)
+    >>> y = np.array([0.0, 0.2, 1.0, 1.2, 0.0, 0.2])  # means 0.1, 1.1, 0.1 (pure SS 0.06 on 3 dof) against a flat line: lack SS 4/3 on 2 dof
+    >>> lof = lack_of_fit(x, y, np.full(6, y.mean()), 1)
+    >>> (lof.dof_lack, lof.dof_pure, round(lof.F, 1), lof.fits)
+    (2, 3, 33.3, False)
+    """
+    from scipy import stats
+
+    x, y, fitted = (np.asarray(v, dtype=float) for v in (x, y, fitted))
+    groups = np.unique(x)
+    dof_pure, dof_lack = len(y) - len(groups), len(groups) - k
+    if dof_pure < 1 or dof_lack < 1:
+        return None
+    pure = float(sum(((y[x == g] - y[x == g].mean()) ** 2).sum() for g in groups))
+    lack = max(float(((y - fitted) ** 2).sum()) - pure, 0.0)
+    if pure <= 0.0:  # identical replicates: no scatter to compare the misfit with
+        return None
+    f = (lack / dof_lack) / (pure / dof_pure)
+    return LackOfFit(float(f), dof_lack, dof_pure, float(stats.f.sf(f, dof_lack, dof_pure)))
+
+
+@dataclass(frozen=True)
 class Peak:
     """Where one model size's loss-vs-E curve peaks: the fitted bump (:func:`fit_peak`).
 
@@ -86,6 +147,10 @@ class Peak:
         method: ``"t"`` (the fit's covariance) or ``"bootstrap B"``.
         note: why there is no interval, or why the peak is not interior.
         baseline_slope: the linear baseline's slope (nats per decade of E); None for a constant one.
+        lack_of_fit: whether the bump describes the means at each E within the seeds' scatter
+            (:class:`LackOfFit`; None without replicates). When it does not, E* and its interval
+            are this model's: the covariance behind the interval assumes the model, and E* can
+            move when the grid reaches further.
     The fields after ``amplitude_ci95`` are not in the JSON form and are None after
     :meth:`ScalingFit.from_json`.
     """
@@ -106,6 +171,7 @@ class Peak:
     method: Optional[str] = None
     note: Optional[str] = None
     baseline_slope: Optional[float] = None
+    lack_of_fit: Optional[LackOfFit] = None
 
     @property
     def log10_half_width(self) -> Optional[float]:
@@ -117,7 +183,8 @@ class Peak:
     def to_json(self) -> dict[str, Any]:
         return {"N": float(self.N), "e_star": float(self.e_star), "e_star_ci95": _list(self.e_star_ci95),
                 "e_left": _num(self.e_left), "e_right": _num(self.e_right), "interior": bool(self.interior),
-                "amplitude": float(self.amplitude), "amplitude_ci95": _list(self.amplitude_ci95)}
+                "amplitude": float(self.amplitude), "amplitude_ci95": _list(self.amplitude_ci95),
+                "lack_of_fit": None if self.lack_of_fit is None else asdict(self.lack_of_fit)}
 
     def line(self) -> str:
         """One line: E*, its interval, the amplitude and its interval, the edges, interior or not."""
@@ -134,6 +201,8 @@ class Peak:
         if self.method:
             extra.append(self.method)
         extra.append("constant baseline" if self.baseline_slope is None else f"baseline slope {self.baseline_slope:+.3f} nats/decade")
+        if self.lack_of_fit is not None:
+            extra.append(self.lack_of_fit.text() + ("" if self.lack_of_fit.fits else ": the bump misses the means beyond the seeds' scatter"))
         tail = f" [{'; '.join(extra)}]" if extra else ""
         note = f"; {self.note}" if self.note else ""
         return f"N = {self.N:,.0f}: E* = {_fmt_e(self.e_star)}{ci}, {amp}, {edges}; {where}{note}{tail}"
@@ -278,5 +347,5 @@ def fit_peak(repeat_count: Any, loss: Any, *, N: float = float("nan"), bootstrap
         e_left=float(10**left) if left >= grid[0] else None, e_right=float(10**right) if right <= grid[-1] else None,
         interior=interior, amplitude=amp, amplitude_ci95=a_ci, width=w, baseline=model.baseline_at(c, p), runs=n, dof=dof,
         grid=tuple(float(10**g) for g in grid), method=method, note="; ".join(notes) or None,
-        baseline_slope=slope if model.k == 5 else None,
+        baseline_slope=slope if model.k == 5 else None, lack_of_fit=lack_of_fit(x, y, model.f(x, *p), model.k),
     )

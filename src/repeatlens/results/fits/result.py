@@ -25,7 +25,7 @@ from repeatlens.results.fits.common import (
     _num,
 )
 from repeatlens.results.fits.laws import ControlLaw, LogLogLaw, _assess_alpha, _edge_law, effective_sizes, fit_loglog
-from repeatlens.results.fits.peak import MIN_LINEAR_GRID, Peak, fit_peak
+from repeatlens.results.fits.peak import MIN_LINEAR_GRID, LackOfFit, Peak, fit_peak
 from repeatlens.results.fits.table import scaling_table
 
 
@@ -251,7 +251,9 @@ class ScalingFit:
             edges={side: None if e is None else {"intercept": e.intercept, "slope": e.slope}
                    for side, e in (("left", f.edges.left), ("right", f.edges.right))},
             peaks=tuple(Peak(N=p.N, e_star=p.e_star, e_star_ci95=p.e_star_ci95, e_left=p.e_left, e_right=p.e_right,
-                             interior=p.interior, amplitude=p.amplitude, amplitude_ci95=p.amplitude_ci95) for p in f.peaks),
+                             interior=p.interior, amplitude=p.amplitude, amplitude_ci95=p.amplitude_ci95,
+                             lack_of_fit=None if p.lack_of_fit is None else LackOfFit(**p.lack_of_fit.model_dump()))
+                        for p in f.peaks),
             fitted_on=FittedOn(on.sizes, on.runs, on.seeds_per_point, tuple(on.grid), on.baseline),
         )
 
@@ -273,6 +275,14 @@ class _EdgesFile(BaseModel):
     right: Optional[_EdgeFile]
 
 
+class _LackOfFitFile(BaseModel):
+    model_config = _STRICT
+    F: float = Field(ge=0, allow_inf_nan=False)
+    dof_lack: int = Field(ge=1)
+    dof_pure: int = Field(ge=1)
+    p: float = Field(ge=0, le=1)
+
+
 class _PeakFile(BaseModel):
     model_config = _STRICT
     N: float = Field(gt=0, allow_inf_nan=False)
@@ -283,6 +293,7 @@ class _PeakFile(BaseModel):
     interior: bool
     amplitude: float
     amplitude_ci95: Optional[tuple[float, float]]
+    lack_of_fit: Optional[_LackOfFitFile] = None  # absent in files written before it was tested
 
 
 class _FittedOnFile(BaseModel):
