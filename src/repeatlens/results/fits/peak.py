@@ -151,8 +151,8 @@ class Peak:
             (:class:`LackOfFit`; None without replicates). When it does not, E* and its interval
             are this model's: the covariance behind the interval assumes the model, and E* can
             move when the grid reaches further.
-    The fields after ``amplitude_ci95`` are not in the JSON form and are None after
-    :meth:`ScalingFit.from_json`.
+    The fields after ``amplitude_ci95`` but ``lack_of_fit`` are not in the JSON form and are
+    None after :meth:`ScalingFit.from_json`.
     """
 
     N: float
