@@ -343,3 +343,32 @@ def test_no_chance_level_is_given_where_no_two_seeds_share_a_head(report) -> Non
     assert rows[0].endswith("| canonical (3) | none: each seed on its own head | – |")
     assert rows[1].endswith("| L1.H3 in 2 of 3 | 0.625 (≥ 2 of 3 seeds on one of 4 later-layer heads, each uniform) |")
     assert rows[2].endswith("| canonical (1) | – | – |")
+
+
+def test_reproduce_reports_where_a_rerun_departs_from_the_archive() -> None:
+    """reproduce.py's comparison on the committed archive: a run against itself differs nowhere;
+    one loss changed at one checkpoint and one score at another are found there, by that much."""
+    spec = importlib.util.spec_from_file_location("repeated_data_scaling_reproduce", STUDY / "reproduce.py")
+    rp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rp)  # puts the study's folder on sys.path: `report` is the module it reads with
+    report_mod = sys.modules["report"]
+    old = report_mod.read_archive(report_mod.ARCHIVE)
+    runs = ["rot2-d16_f0_E1_s0", "rot2-d16_f0.25_E512_s0"]
+    mine = lambda t: t[t["run_id"].astype(str).isin(runs)].reset_index(drop=True)  # noqa: E731
+    same = report_mod.Collected(mine(old.scores), mine(old.metrics), mine(old.info), [])
+    d = rp.differences(same, old)
+    assert set(d.run_id) == set(runs) and (d.max_abs_diff == 0).all() and d.first_step.isna().all() and (d.unmatched == 0).all()
+    assert set(d[d.table == "metrics"].name) == {"train", "test", "test_text", "test_synthetic", "repeated", "repeated_text"}
+
+    metrics, scores = same.metrics.copy(), same.scores.copy()
+    hit = (metrics.run_id == runs[1]) & (metrics.split == "test_text") & (metrics.step == 750)
+    assert hit.sum() == 1
+    metrics.loc[hit, "loss"] += 0.25
+    shot = scores.index[(scores.run_id == runs[0]) & (scores.metric == "induction") & (scores.step == 1000)][0]
+    scores.loc[shot, "value"] -= 0.125
+    d = rp.differences(report_mod.Collected(scores, metrics, same.info, []), old).set_index(["run_id", "name"])
+    assert d.loc[(runs[1], "test_text"), "max_abs_diff"] == pytest.approx(0.25) and d.loc[(runs[1], "test_text"), "first_step"] == 750
+    assert d.loc[(runs[0], "induction"), "max_abs_diff"] == pytest.approx(0.125) and d.loc[(runs[0], "induction"), "first_step"] == 1000
+    assert (d.drop([(runs[1], "test_text"), (runs[0], "induction")]).max_abs_diff == 0).all()
+    final = rp.final_losses(report_mod.Collected(scores, metrics, same.info, []), old)
+    assert len(final) == 10 and (final["diff"] == 0).all()  # the last checkpoint (step 1465) was not touched
