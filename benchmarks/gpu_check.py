@@ -19,8 +19,9 @@ It prints, in this order:
 (b) **the default score battery and analyze** on a random checkpoint of that shape:
     ``benchmarks/score_throughput.py --shape gpt2-small`` (seconds of each score, peak GPU
     memory, ``repeatlens.analyze`` on a folder holding the checkpoint).
-(c) **the CUDA-marked tests**: ``pytest -m cuda`` (device placement, autocast and resume on
-    CUDA, analyze on CUDA against the CPU).
+(c) **the CUDA-marked tests**: ``pytest -m cuda`` on the files that hold them
+    (``--list-cuda-tests``: device placement, autocast and resume on CUDA, analyze on CUDA
+    against the CPU).
 
 ``--cpu --tiny`` runs the same code on the CPU at a tiny shape (the test suite does, in
 seconds, with ``--skip-tests``). The last line is ``gpu_check=ok`` or ``gpu_check=FAILED``.
@@ -232,9 +233,25 @@ def battery(args) -> int:
     return mod.shape_main(SimpleNamespace(shape=shape, device=args.device, threads=0, ablation_layers=None, before_after=False))
 
 
+def cuda_test_files() -> list[Path]:
+    """The test files that hold CUDA-marked tests. pytest is pointed at these alone: collecting
+    all of tests/ imports modules that need plotly and other extras a GPU machine's image may
+    lack (on the lent H200 24 modules failed to collect)."""
+    import ast
+
+    def marked(path: Path) -> bool:  # a decorator @pytest.mark.cuda anywhere (not the words in a docstring)
+        for node in ast.walk(ast.parse(path.read_text())):
+            for dec in getattr(node, "decorator_list", []):
+                if ast.unparse(dec.func if isinstance(dec, ast.Call) else dec) == "pytest.mark.cuda":
+                    return True
+        return False
+
+    return sorted(f for f in (ROOT / "tests").rglob("test_*.py") if marked(f))
+
+
 def cuda_tests() -> int:
     """(c): the CUDA-marked tests, in a child process."""
-    cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-rs", str(ROOT / "tests")]
+    cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-rs", *map(str, cuda_test_files())]
     print(f"[c] {' '.join(cmd)}", flush=True)
     return subprocess.run(cmd, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}).returncode
 
@@ -248,7 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak, when it is not in the table")
     p.add_argument("--skip-battery", action="store_true", help="leave out (b)")
     p.add_argument("--skip-tests", action="store_true", help="leave out (c)")
+    p.add_argument("--list-cuda-tests", action="store_true", help="print the test files (c) runs, one a line, and stop")
     args = p.parse_args(argv)
+    if args.list_cuda_tests:
+        print("\n".join(str(f.relative_to(ROOT)) for f in cuda_test_files()))
+        return 0
     if not args.cpu and not torch.cuda.is_available():
         print("error: no CUDA device here; run with --cpu --tiny to test the script on the CPU", file=sys.stderr)
         return 2

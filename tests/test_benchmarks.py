@@ -112,7 +112,21 @@ def test_gpu_check_runs_on_the_cpu_at_a_tiny_shape(capsys: pytest.CaptureFixture
     assert any(re.fullmatch(r"\[a\] train_ratio=\d+\.\d{3}", ln) for ln in lines)
     assert any(ln.startswith("analyze, 1 checkpoint (load+scores+table)") for ln in lines)
     assert "check no_vocab_square: ok" in " ".join(lines) and lines[-1] == "gpu_check=ok"
-    assert ran == [[sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-rs", str(BENCH.parent / "tests")]]
+    files = [str(f) for f in bench.cuda_test_files()]
+    assert ran == [[sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-rs", *files]]
+
+
+def test_gpu_check_points_pytest_at_every_file_with_a_cuda_test_and_no_other() -> None:
+    """(c) collects only the files holding CUDA tests (a GPU image without plotly cannot collect
+    the rest): the files with a line that decorates with the cuda mark, found here by a regular
+    expression (gpu_check parses the modules; this file names the mark in prose and code only)."""
+    decorator = re.compile(r"^\s*@pytest\.mark\.cuda\b", re.MULTILINE)
+    tests = BENCH.parent / "tests"
+    bench = _load("gpu_check")
+    assert bench.cuda_test_files() == sorted(f for f in tests.rglob("test_*.py") if decorator.search(f.read_text()))
+    assert Path(__file__).resolve() not in bench.cuda_test_files()
+    assert {f.name for f in bench.cuda_test_files()} >= {"test_analysis.py", "test_train.py", "test_checkpoints.py"}
+    assert not any("plots" in f.parts for f in bench.cuda_test_files())
 
 
 def test_gpu_check_knows_the_bf16_peaks_and_refuses_to_run_without_a_gpu(capsys: pytest.CaptureFixture) -> None:

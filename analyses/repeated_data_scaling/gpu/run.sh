@@ -48,9 +48,9 @@ if timeout -k 5 "${CHECK_BUDGET:-75}" $PY -m pytest -q -x -p no:cacheprovider \
    && grep -q " passed" "$OUT/cuda_tests.log" && ! grep -q "skipped" "$OUT/cuda_tests.log"; then SCORE_DEVICE=cuda; fi
 echo "battery on CUDA: $(tail -1 "$OUT/cuda_tests.log"); scoring on $SCORE_DEVICE; $(( $(date +%s) - T0 )) s so far" >> "$OUT/gpu.txt"
 # The other CUDA tests, alongside the study (one core, a little of the GPU).
-# Only the files that hold CUDA tests: collecting all of tests/ fails there on modules that
+# Only the files that hold CUDA tests (gpu_check.py lists them): collecting all of tests/ fails there on modules that
 # import plotly, which that machine's image lacks.
-CUDA_TEST_FILES=$(grep -l "mark.cuda" tests/*.py tests/*/*.py 2>/dev/null)
+CUDA_TEST_FILES=$($PY benchmarks/gpu_check.py --list-cuda-tests)
 ( timeout -k 5 "${TESTS_BUDGET:-300}" $PY -m pytest -q -p no:cacheprovider -m cuda $CUDA_TEST_FILES \
     --deselect "tests/test_analysis.py::test_analyze_on_cuda_gives_the_cpu_rows_for_every_score[default-battery]" \
     > "$OUT/cuda_rest.tmp" 2>&1; echo "exit $?" >> "$OUT/cuda_rest.tmp" ) &
