@@ -27,9 +27,10 @@ import pandas as pd  # noqa: E402
 
 from report import ARCHIVE, Collected  # noqa: E402
 
-#: The columns that name one row of each table (the rest are compared).
-KEYS = {"metrics": ["run_id", "step", "split"], "scores": ["run_id", "step", "metric", "layer", "head", "offset", "probe"]}
-VALUES = {"metrics": "loss", "scores": "value"}
+#: Per table: the columns that name one row (the third names what a row measures: a loss split or
+#: a score) and the value compared.
+TABLES = {"metrics": (["run_id", "step", "split"], "loss"),
+          "scores": (["run_id", "step", "metric", "layer", "head", "offset", "probe"], "value")}
 
 
 def differences(new: Collected, old: Collected) -> pd.DataFrame:
@@ -38,10 +39,10 @@ def differences(new: Collected, old: Collected) -> pd.DataFrame:
     identical) and the rows only one side has. Only runs of ``new`` are read from ``old``."""
     out = []
     runs = set(new.info["run_id"])
-    for table, what in (("metrics", "split"), ("scores", "metric")):
+    for table, (key, value) in TABLES.items():
         a, b = getattr(new, table), getattr(old, table)
         b = b[b["run_id"].astype(str).isin(runs)]
-        key, value = KEYS[table], VALUES[table]
+        what = key[2]
         m = a[key + [value]].merge(b[key + [value]], on=key, how="outer", suffixes=("_new", "_old"), indicator=True)
         for (run, name), g in m.groupby(["run_id", what], sort=True):
             both = g[g["_merge"] == "both"]

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from repeatlens.results.fits.common import LACK_OF_FIT_LEVEL
+from repeatlens.results.fits.peak import LackOfFit
 from repeatlens.study.targets import (
     FLAT_FRACTION,
     RISE_ALPHA,
@@ -105,15 +105,15 @@ def _peak(t: PeakTarget) -> str:
             "inside the grid) and the amplitude's interval lies above 0.")
 
 
-def _bump_fit(lof: Optional[dict[str, Any]]) -> str:
+def _bump_fit(numbers: Optional[dict[str, Any]]) -> str:
     """T1's sentence on whether the bump describes the means at each E within the seeds' scatter."""
-    if lof is None:
+    if numbers is None:
         return " The bump's lack of fit is not tested (no replicated repeat count, or none left over)."
-    test = f"pure-error lack of fit F = {lof['F']:.2f} on {lof['dof_lack']} and {lof['dof_pure']} dof, p = {lof['p']:.2g}"
-    if lof["p"] < LACK_OF_FIT_LEVEL:
-        return (f" The bump misses the means at each E by more than the seeds scatter about them ({test}): E* and its "
-                "interval are this model's, and E* can move when the grid reaches further.")
-    return f" The bump describes the means at each E within the seeds' scatter ({test})."
+    lof = LackOfFit(**numbers)
+    if not lof.fits:
+        return (f" The bump misses the means at each E by more than the seeds scatter about them (pure-error {lof.text()}): "
+                "E* and its interval are this model's, and E* can move when the grid reaches further.")
+    return f" The bump describes the means at each E within the seeds' scatter (pure-error {lof.text()})."
 
 
 @renders(DamageTarget)
